@@ -1,0 +1,368 @@
+"""The wire contract between the oaiofs server and its clients.
+
+Server (``oaiofs.server``) and client (``oaiofs.client``, ``oaiofs.vfs``) meet only
+here: paths, headers, field names, rights, stamps, id and path rules. A change
+to the protocol is a change to this file, seen by both sides.
+
+REST API (JSON bodies; every call takes ``Authorization: Bearer <token>`` or
+HTTP Basic; errors are ``{"error": code, "message": text, "detail": {}}``, see
+:mod:`oaiofs.errors`)::
+
+  POST   /api/v1/auth/login                 {"username","password"} -> 200 {"token","username","expires"}
+  POST   /api/v1/auth/logout                -> 204
+  GET    /api/v1/whoami                     -> {"username"}
+  GET    /api/v1/stamp                      -> {"current_stamp"}
+  GET    /api/v1/users                      -> {"users": [username, ...]}
+  GET    /api/v1/objects                    -> {"objects": [ObjectDoc], "cursor": int}  (visible, not deleted)
+  POST   /api/v1/objects                    {"values", "oaio_id"?, "app_id"?, "device_id"?, "stamp"?} -> 201 ObjectDoc
+  GET    /api/v1/objects/{oaio_id}          -> ObjectDoc (404 if not visible; 410 if deleted)
+  PATCH  /api/v1/objects/{oaio_id}          {"values", "mode": "merge"|"replace", "base_version"?} -> ObjectDoc
+  DELETE /api/v1/objects/{oaio_id}[?base_version=N]  -> 200 ObjectDoc (tombstone)
+  GET    /api/v1/objects/{oaio_id}/files/{path}      -> bytes (Range supported; ETag = sha256)
+  PUT    /api/v1/objects/{oaio_id}/files/{path}      bytes [?base_version=N] -> 200 FileDoc (plain upload)
+  DELETE /api/v1/objects/{oaio_id}/files/{path}[?base_version=N] -> 200 ObjectDoc (dir: recursive)
+  POST   /api/v1/objects/{oaio_id}/dirs/{path}       -> 201 ObjectDoc (an explicit, possibly empty folder)
+  POST   /api/v1/objects/{oaio_id}/move     {"src","dst","base_version"?,"overwrite"?} -> 200 ObjectDoc
+  GET    /api/v1/objects/{oaio_id}/subscriptions     -> {"subscriptions": [{"username","access_right"}]}
+  PUT    /api/v1/objects/{oaio_id}/subscriptions/{username} {"access_right"} -> {"pid", "access_right"}
+                                            ("x" removes, answering {"pid": 0, "access_right": "x"})
+  GET    /api/v1/changes?cursor=N&wait=S&limit=L     -> {"cursor": int, "events": [CloudEvent]}
+  tus 1.0 at /api/v1/uploads/   (see TUS_* below)
+  Pacifica cartd at /api/v1/carts/{uid} (see CART_* below); single files:
+  GET    /api/v1/carts/{uid}/files/{path}   -> bytes of one cart member (Range supported)
+  OpenAPI at /openapi.json, docs at /docs.
+
+ObjectDoc::
+
+  {"oaio_id", "owner", "values": {}, "version": int, "stamp": "YYYYmmddHHMMSSffffff",
+   "created": iso8601, "updated": iso8601, "deleted": iso8601|null,
+   "access_right": "C"|"D"|"U"|"r", "app_id", "device_id",
+   "files": [FileDoc]}
+
+FileDoc::
+
+  {"path": "a/b.txt", "kind": "file"|"dir", "size": int, "sha256": hex|null,
+   "version": int, "stamp": str, "mtime": float}
+
+``version`` of an object goes up by one on every change (values, files,
+deletion). A file's ``version`` is the object version at which that file was
+last written. ``base_version`` on a values change is compared with the
+object's version; on a file change (upload, delete, move) with that file's
+version (``0`` = "the file must not exist yet"). A stale base answers 409
+``version_conflict`` with ``detail.current_version`` and changes nothing.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import re
+import unicodedata
+from typing import Any, Iterable, TypedDict
+
+from .errors import InvalidInput, InvalidValue
+
+API_PREFIX = "/api/v1"
+DEFAULT_PORT = 8470
+
+# --- REST paths (format with str.format; quote path parts with urllib.parse.quote) ---
+PATH_LOGIN = API_PREFIX + "/auth/login"
+PATH_LOGOUT = API_PREFIX + "/auth/logout"
+PATH_WHOAMI = API_PREFIX + "/whoami"
+PATH_STAMP = API_PREFIX + "/stamp"
+PATH_USERS = API_PREFIX + "/users"
+PATH_OBJECTS = API_PREFIX + "/objects"
+PATH_OBJECT = API_PREFIX + "/objects/{oaio_id}"
+PATH_FILE = API_PREFIX + "/objects/{oaio_id}/files/{path}"
+PATH_DIR = API_PREFIX + "/objects/{oaio_id}/dirs/{path}"
+PATH_MOVE = API_PREFIX + "/objects/{oaio_id}/move"
+PATH_SUBSCRIPTIONS = API_PREFIX + "/objects/{oaio_id}/subscriptions"
+PATH_SUBSCRIPTION = API_PREFIX + "/objects/{oaio_id}/subscriptions/{username}"
+PATH_CHANGES = API_PREFIX + "/changes"
+PATH_UPLOADS = API_PREFIX + "/uploads/"
+PATH_CARTS = API_PREFIX + "/carts"
+PATH_CART = API_PREFIX + "/carts/{uid}"
+PATH_CART_FILE = API_PREFIX + "/carts/{uid}/files/{path}"
+
+# --- headers ---
+HEADER_DEVICE = "X-OAIO-Device"     # optional context headers (plain UTF-8, percent-encoded)
+HEADER_APP = "X-OAIO-App"
+HEADER_VERSION = "X-OAIO-Version"   # object/file version on file GET/PUT responses
+HEADER_SHA256 = "X-OAIO-Sha256"
+
+# --- access rights (seed ae.oaio_model) ---
+CREATE_ACCESS_RIGHT = "C"
+DELETE_ACCESS_RIGHT = "D"
+UPDATE_ACCESS_RIGHT = "U"
+READ_ACCESS_RIGHT = "r"
+NO_ACCESS_RIGHT = "x"
+ACCESS_RIGHTS = (CREATE_ACCESS_RIGHT, DELETE_ACCESS_RIGHT, UPDATE_ACCESS_RIGHT, READ_ACCESS_RIGHT)
+UPDATE_RIGHTS = frozenset("CDU")
+DELETE_RIGHTS = frozenset("CD")
+
+
+def can_update(right: str | None) -> bool:
+    """True if ``right`` allows changing values and files."""
+    return right in UPDATE_RIGHTS
+
+
+def can_delete(right: str | None) -> bool:
+    """True if ``right`` allows deleting the object."""
+    return right in DELETE_RIGHTS
+
+
+def userz_access_sort_key(entry: dict[str, str]) -> str:
+    """Sort key of the seed's ``userz_access``: access right, then user name (C < D < U < r < x)."""
+    return entry["access_right"] + entry["username"]
+
+
+# --- stamps (seed: naive UTC, 20 digits) ---
+STAMP_FORMAT = "%Y%m%d%H%M%S%f"
+OLDEST_SYNC_STAMP = "20221231111111012345"
+_STAMP_RE = re.compile(r"^\d{20}$")
+
+
+def now_stamp(now: _dt.datetime | None = None) -> str:
+    """The current UTC time as a 20-digit stamp."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.astimezone(_dt.timezone.utc).strftime(STAMP_FORMAT)
+
+
+def is_stamp(value: Any) -> bool:
+    """True for a well-formed stamp newer than ``OLDEST_SYNC_STAMP``."""
+    return isinstance(value, str) and bool(_STAMP_RE.match(value)) and value > OLDEST_SYNC_STAMP
+
+
+def stamp_to_datetime(stamp: str) -> _dt.datetime:
+    """Parse a stamp into an aware UTC datetime."""
+    return _dt.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=_dt.timezone.utc)
+
+
+# --- seed id rules ---
+_DEFUSE_MAP = {
+    "/": "⁄", "@": "﹫", ":": "﹕", " ": "␣", "{": "﹛", "}": "﹜", "\\": "﹨", "|": "￨",
+    "*": "﹡", "?": "﹖", '"': "＂", "'": "‘", "<": "﹤", ">": "﹥", "(": "﹙", ")": "﹚",
+    "[": "⁅", "]": "⁆", "#": "﹟", ";": "﹔", "&": "﹠", "=": "﹦", "+": "﹢", "$": "﹩",
+    "%": "﹪", "^": "ˆ", ",": "‚",
+}
+
+
+def defuse(value: str) -> str:
+    """Replace file-name- and URL-hostile ASCII with look-alike Unicode (seed ``defuse``)."""
+    value = value.replace("://", "⫻")
+    out = []
+    for ch in value:
+        if ord(ch) < 32:
+            out.append(chr(0x2400 + ord(ch)))
+        else:
+            out.append(_DEFUSE_MAP.get(ch, ch))
+    return "".join(out)
+
+
+MAX_OAIO_ID_BYTES = 200
+_BAD_ID_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def validate_oaio_id(oaio_id: Any) -> str:
+    """Return ``oaio_id`` if it is a URL- and filename-safe id, else raise ``InvalidValue``."""
+    if not isinstance(oaio_id, str) or not oaio_id:
+        raise InvalidValue("oaio_id must be a non-empty string")
+    if oaio_id in (".", "..") or _BAD_ID_CHARS.search(oaio_id):
+        raise InvalidValue("oaio_id must not contain '/', '\\', control characters or be '.'/'..'",
+                           {"oaio_id": oaio_id[:80]})
+    if len(oaio_id.encode("utf-8")) > MAX_OAIO_ID_BYTES:
+        raise InvalidValue(f"oaio_id is longer than {MAX_OAIO_ID_BYTES} bytes")
+    return oaio_id
+
+
+def make_oaio_id(app_id: str, user: str, device_id: str, values: dict[str, Any], stamp: str) -> str:
+    """Build a seed-style id: ``defuse('{app}://{user}@{device}/{name|root|file}/{stamp}')``, shortened."""
+    url = f"{app_id}://{user}@{device_id}"
+    if values.get("_name"):
+        url += "/" + str(values["_name"])
+    elif values.get("_root_path"):
+        url += "/" + str(values["_root_path"]).strip("/")
+    elif isinstance(values.get("_file_paths"), list) and len(values["_file_paths"]) == 1:
+        url += "/" + str(values["_file_paths"][0])
+    oaio_id = defuse(url)
+    tail = "⁄" + stamp
+    budget = MAX_OAIO_ID_BYTES - len(tail.encode("utf-8"))
+    while len(oaio_id.encode("utf-8")) > budget:
+        oaio_id = oaio_id[:-1]
+    return oaio_id + tail
+
+
+# --- values ---
+VALUES_FILE = "values.json"          # the drive's view of an object's values
+RESERVED_VALUE_KEYS = ("_name", "_root_path", "_file_paths")
+MAX_VALUES_BYTES = 1 << 20           # 1 MiB of JSON per object
+
+
+def validate_values(values: Any) -> dict[str, Any]:
+    """Check that ``values`` is a JSON object whose reserved keys have the seed's types."""
+    if not isinstance(values, dict):
+        raise InvalidValue("values must be a JSON object")
+    for key in values:
+        if not isinstance(key, str):
+            raise InvalidValue("value keys must be strings")
+    if "_name" in values and not isinstance(values["_name"], str):
+        raise InvalidValue("_name must be a string")
+    if "_root_path" in values and not isinstance(values["_root_path"], str):
+        raise InvalidValue("_root_path must be a string")
+    if "_file_paths" in values:
+        paths = values["_file_paths"]
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise InvalidValue("_file_paths must be a list of strings")
+    return values
+
+
+# --- file paths inside an object ---
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+
+
+def normalize_file_path(path: Any) -> str:
+    """Return a clean relative ``a/b/c`` path or raise ``InvalidValue``.
+
+    Refused: non-strings, empty paths, absolute paths, ``.``/``..`` parts, empty
+    parts, backslashes, NUL and other control characters, names over 255 bytes,
+    paths over 4096 bytes, and ``values.json`` at the object's top level.
+    Unicode is NFC-normalised so that one name has one spelling.
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidValue("file path must be a non-empty string")
+    path = unicodedata.normalize("NFC", path)
+    if path.startswith("/") or "\\" in path or re.search(r"[\x00-\x1f\x7f]", path):
+        raise InvalidValue("file path must be relative, without backslashes or control characters",
+                           {"path": path[:200]})
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidValue("file path must not contain empty, '.' or '..' parts", {"path": path[:200]})
+    if any(len(p.encode("utf-8")) > MAX_NAME_BYTES for p in parts):
+        raise InvalidValue(f"a file name is longer than {MAX_NAME_BYTES} bytes", {"path": path[:200]})
+    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+        raise InvalidValue(f"file path is longer than {MAX_PATH_BYTES} bytes")
+    if path == VALUES_FILE:
+        raise InvalidValue(f"'{VALUES_FILE}' is reserved at the top of an object")
+    return path
+
+
+def parent_dirs(path: str) -> list[str]:
+    """All ancestor folders of ``a/b/c`` -> ``['a', 'a/b']``."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+# --- change feed (CloudEvents 1.0) ---
+EVENT_TYPE_PREFIX = "org.oaiofs.object."
+EVENT_CREATED = EVENT_TYPE_PREFIX + "created"
+EVENT_UPDATED = EVENT_TYPE_PREFIX + "updated"          # values and/or files changed
+EVENT_DELETED = EVENT_TYPE_PREFIX + "deleted"
+EVENT_SUBSCRIBED = EVENT_TYPE_PREFIX + "subscribed"    # the recipient gained (or changed) a right
+EVENT_UNSUBSCRIBED = EVENT_TYPE_PREFIX + "unsubscribed"  # the recipient lost access
+EVENT_TYPES = (EVENT_CREATED, EVENT_UPDATED, EVENT_DELETED, EVENT_SUBSCRIBED, EVENT_UNSUBSCRIBED)
+MAX_CHANGES_WAIT_S = 60.0
+# event "data": {"oaio_id", "version", "stamp", "actor", "access_right"?, "changed_files"?: [path],
+#                "removed_files"?: [path], "values_changed"?: bool}
+# event "subject": the oaio_id; "id": the cursor (str); "source": "/oaiofs/objects"
+
+# --- tus 1.0 uploads ---
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
+TUS_CHECKSUM_ALGORITHMS = ("sha1", "sha256")
+TUS_CONTENT_TYPE = "application/offset+octet-stream"
+TUS_CHECKSUM_MISMATCH_STATUS = 460
+# Upload-Metadata keys
+META_OAIO_ID = "oaio_id"
+META_PATH = "path"
+META_BASE_VERSION = "base_version"
+META_SHA256 = "sha256"
+META_MTIME = "mtime"
+# response headers after the last byte (also on HEAD of a completed upload)
+HEADER_UPLOAD_RESULT_VERSION = "X-OAIO-Version"
+HEADER_UPLOAD_RESULT_SHA256 = "X-OAIO-Sha256"
+
+CHUNK_UNIT = 1280 * 1024             # LCM of Graph's 320 KiB and Drive's 256 KiB
+DEFAULT_CHUNK_SIZE = 4 * CHUNK_UNIT  # 5 MiB
+
+
+def encode_upload_metadata(meta: dict[str, str]) -> str:
+    """tus ``Upload-Metadata``: ``key base64(value)`` pairs joined by commas."""
+    parts = []
+    for key, value in meta.items():
+        if not key or " " in key or "," in key:
+            raise InvalidInput(f"bad Upload-Metadata key {key!r}")
+        parts.append(f"{key} {base64.b64encode(str(value).encode('utf-8')).decode('ascii')}")
+    return ",".join(parts)
+
+
+def decode_upload_metadata(header: str | None) -> dict[str, str]:
+    """Parse ``Upload-Metadata``; raise ``InvalidInput`` on a malformed header."""
+    result: dict[str, str] = {}
+    if not header:
+        return result
+    for item in header.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, value = item.partition(" ")
+        if not key or key in result:
+            raise InvalidInput("malformed Upload-Metadata", {"item": item[:100]})
+        try:
+            result[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidInput("Upload-Metadata value is not base64 UTF-8", {"key": key}) from None
+    return result
+
+
+# --- carts (Pacifica cartd) ---
+CART_STATUS_HEADER = "X-Pacifica-Status"
+CART_MESSAGE_HEADER = "X-Pacifica-Message"
+CART_WAITING, CART_STAGING, CART_READY, CART_ERROR = "waiting", "staging", "ready", "error"
+CART_WAIT_PARAM = "wait"             # HEAD /carts/{uid}?wait=S long-polls until ready/error
+MAX_CART_WAIT_S = 60.0
+
+
+def cart_file_id(oaio_id: str, path: str) -> str:
+    """The cart ``id`` naming an attached file: ``"<oaio_id>/<file path>"``."""
+    return f"{oaio_id}/{path}"
+
+
+def split_cart_file_id(file_id: Any) -> tuple[str, str]:
+    """Inverse of :func:`cart_file_id` (the id never contains '/', so split at the first one)."""
+    if not isinstance(file_id, str) or "/" not in file_id:
+        raise InvalidValue("cart file id must be '<oaio_id>/<path>'", {"id": str(file_id)[:200]})
+    oaio_id, path = file_id.split("/", 1)
+    return validate_oaio_id(oaio_id), normalize_file_path(path)
+
+
+# --- JSON documents (for type checkers and readers) ---
+class FileDoc(TypedDict):
+    path: str
+    kind: str
+    size: int
+    sha256: str | None
+    version: int
+    stamp: str
+    mtime: float
+
+
+class ObjectDoc(TypedDict):
+    oaio_id: str
+    owner: str
+    values: dict[str, Any]
+    version: int
+    stamp: str
+    created: str
+    updated: str
+    deleted: str | None
+    access_right: str
+    app_id: str
+    device_id: str
+    files: list[FileDoc]
+
+
+def iter_chunks(data: bytes, size: int) -> Iterable[bytes]:
+    """Slice ``data`` into pieces of ``size`` bytes."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]

@@ -1,0 +1,1 @@
+"""oaiofs.server"""
