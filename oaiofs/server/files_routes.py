@@ -1,0 +1,4 @@
+"""Plain file GET/PUT (placeholder router until the transfer service lands)."""
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,144 @@
+"""Shared fixtures: real server processes on 127.0.0.1, users, API clients.
+
+``ServerProcess`` runs ``python -m oaiofs serve`` as a separate process with its own
+data folder, waits until it answers, and can be stopped, killed and restarted on
+the same data. Extra server arguments (e.g. ``--db postgresql://…``,
+``--blobs s3://…``) come from the environment variable ``OAIOFS_TEST_SERVER_ARGS``
+so the same tests run against every backend configuration.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import requests
+
+PASSWORD = "pw-" + "correct horse"
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05,
+               message: str = "condition") -> object:
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}"
+                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+class ServerProcess:
+    """One ``oaiofs serve`` process on 127.0.0.1 with its own data folder."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.extra_args = list(extra_args or []) + shlex.split(os.environ.get("OAIOFS_TEST_SERVER_ARGS", ""))
+        self.env = dict(os.environ, **(env or {}))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oaiofs", "serve", "--data", str(self.data_dir),
+             "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        log.close()
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
+            return requests.get(self.url + "/api/v1/stamp", timeout=1).status_code == 200
+
+        wait_until(ready, timeout=timeout, interval=0.1, message=f"server on {self.url}")
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> "ServerProcess":
+        self.stop()
+        return self.start()
+
+    def add_user(self, name: str, password: str = PASSWORD) -> str:
+        """Create a user through the CLI (``oaiofs user add``)."""
+        subprocess.run([sys.executable, "-m", "oaiofs", "user", "add", name, "--data", str(self.data_dir),
+                        *[a for a in self.extra_args if a.startswith(("--db", "--blobs"))]],
+                       check=True, env=dict(self.env, OAIOFS_PASSWORD=password),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return name
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start extra servers (stopped at the end of the test)."""
+    started: list[ServerProcess] = []
+    counter = itertools.count()
+
+    def make(data_dir: Path | None = None, **kwargs: object) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / f"server{next(counter)}", **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server shared by the whole session (tests use their own users)."""
+    server = ServerProcess(tmp_path_factory.mktemp("shared") / "data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_user(live_server: ServerProcess) -> Callable[[str], str]:
+    """Create a fresh user with a unique name on the shared server: ``make_user('alice')``."""
+    def make(prefix: str = "user") -> str:
+        return live_server.add_user(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    return make
