@@ -1,0 +1,126 @@
+"""The default blob store: a folder on the local file system.
+
+Layout: ``<root>/sha256/ab/cd/<sha256>`` for final blobs, ``<root>/staging/<upload id>``
+for uploads in progress. Both live under one root, so committing a staged upload
+is a single ``os.replace`` on one file system (atomic, never delete-then-rename).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from ...errors import NotFound
+from . import READ_CHUNK, check_key, check_upload_id
+
+logger = logging.getLogger(__name__)
+
+
+class LocalBlobStore:
+    """Content-addressed blobs and upload staging files under one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.staging_dir = self.root / "staging"
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        (self.root / "sha256").mkdir(exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self.root)!r})"
+
+    # --- final blobs ---
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise NotFound("blob is missing", {"key": key}) from None
+
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        try:
+            handle = open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise NotFound("blob is missing", {"key": key}) from None
+        return _read_range(handle, start, end)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    # --- staging ---
+    def _staging_path(self, upload_id: str) -> Path:
+        return self.staging_dir / check_upload_id(upload_id)
+
+    def staging_create(self, upload_id: str) -> dict[str, Any]:
+        self._staging_path(upload_id).touch()
+        return {}
+
+    def staging_write(self, upload_id: str, offset: int, data: bytes, state: dict[str, Any]) -> dict[str, Any]:
+        path = self._staging_path(upload_id)
+        try:
+            handle = open(path, "r+b")
+        except FileNotFoundError:
+            raise NotFound("upload staging area is missing", {"upload_id": upload_id}) from None
+        with handle:
+            handle.seek(offset)
+            handle.write(data)
+            handle.truncate(offset + len(data))
+        return state
+
+    def staging_read(self, upload_id: str, state: dict[str, Any]) -> Iterator[bytes]:
+        try:
+            handle = open(self._staging_path(upload_id), "rb")
+        except FileNotFoundError:
+            raise NotFound("upload staging area is missing", {"upload_id": upload_id}) from None
+        return _read_range(handle, 0, None)
+
+    def staging_commit(self, upload_id: str, key: str, state: dict[str, Any]) -> None:
+        src = self._staging_path(upload_id)
+        dst = self._path(key)
+        if not src.exists():
+            if dst.is_file():
+                return
+            raise NotFound("upload staging area is missing", {"upload_id": upload_id})
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with open(src, "rb") as handle:
+            os.fsync(handle.fileno())
+        if dst.is_file():                   # same bytes already stored: dedupe
+            src.unlink()
+            return
+        os.replace(src, dst)
+        logger.debug("committed %s -> %s", upload_id, key)
+
+    def staging_delete(self, upload_id: str, state: dict[str, Any]) -> None:
+        try:
+            self._staging_path(upload_id).unlink()
+        except FileNotFoundError:
+            pass
+
+    def staging_ids(self) -> list[str]:
+        return sorted(p.name for p in self.staging_dir.iterdir() if p.is_file())
+
+
+def _read_range(handle: Any, start: int, end: int | None) -> Iterator[bytes]:
+    """Yield ``[start, end)`` of an open binary file in ``READ_CHUNK`` pieces, then close it."""
+    with handle:
+        handle.seek(start)
+        remaining = None if end is None else max(0, end - start)
+        while remaining is None or remaining > 0:
+            piece = handle.read(READ_CHUNK if remaining is None else min(READ_CHUNK, remaining))
+            if not piece:
+                break
+            if remaining is not None:
+                remaining -= len(piece)
+            yield piece
