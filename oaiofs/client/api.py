@@ -1,0 +1,270 @@
+"""``ApiClient``: the one place that talks HTTP to an oaiofs server.
+
+One ``requests.Session`` with a connection pool, a timeout on every call, lazy
+login with a bearer token (re-login once when the server answers 401), and one
+error mapping: HTTP errors become the :mod:`oaiofs.errors` class the server
+named, connection errors and timeouts become :class:`~oaiofs.errors.Unavailable`.
+Credentials never appear in messages, logs or ``repr``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import IO, Any, Iterable
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import protocol
+from ..errors import OaioError, Unauthorized, Unavailable, error_from_response
+
+log = logging.getLogger(__name__)
+
+Timeout = float | tuple[float, float]
+SUCCESS = (200, 201, 204, 206)
+
+
+def quote_id(oaio_id: str) -> str:
+    """An oaio id as one URL path segment."""
+    return quote(oaio_id, safe="")
+
+
+def quote_path(path: str) -> str:
+    """A file path as URL path segments (keeps '/'; '.'/'..' escaped so no one normalises them away)."""
+    return "/".join(quote(p, safe="") if p not in (".", "..") else p.replace(".", "%2E")
+                    for p in path.split("/"))
+
+
+class ApiClient:
+    """A thread-safe client of one oaiofs server for one user."""
+
+    def __init__(self, base_url: str, username: str, password: str | None = None, *, token: str | None = None,
+                 timeout: Timeout = (5, 60), pool_size: int = 16, app_id: str = "", device_id: str = "") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self._password = password
+        self._token = token
+        self.timeout = timeout
+        self.app_id = app_id
+        self.device_id = device_id
+        self._login_lock = threading.Lock()
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = "oaiofs-client"
+        if app_id:
+            self.session.headers[protocol.HEADER_APP] = quote(app_id, safe="")
+        if device_id:
+            self.session.headers[protocol.HEADER_DEVICE] = quote(device_id, safe="")
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.base_url!r}, user={self.username!r})"
+
+    # --- plumbing ---
+    def url(self, path: str) -> str:
+        """The absolute URL of an API ``path`` (already quoted)."""
+        return self.base_url + path
+
+    @property
+    def token(self) -> str | None:
+        """The current bearer token (None before the first login)."""
+        return self._token
+
+    def login(self) -> str:
+        """Log in with the password and keep the bearer token."""
+        if self._password is None:
+            raise Unauthorized("no password to log in with", {"username": self.username})
+        resp = self._send("POST", protocol.PATH_LOGIN, json={"username": self.username, "password": self._password},
+                          timeout=None, auth=False)
+        if resp.status_code != 200:
+            raise self._error(resp)
+        self._token = resp.json()["token"]
+        log.debug("logged in to %s as %s", self.base_url, self.username)
+        return self._token
+
+    def logout(self) -> None:
+        """Invalidate the token on the server (ignored if the server is unreachable)."""
+        if self._token is None:
+            return
+        try:
+            self.request("POST", protocol.PATH_LOGOUT, retry_login=False)
+        except OaioError as exc:
+            log.debug("logout failed: %s", exc)
+        self._token = None
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _ensure_token(self) -> str:
+        with self._login_lock:
+            return self._token or self.login()
+
+    def _relogin(self, stale: str | None) -> None:
+        with self._login_lock:
+            if self._token == stale:      # another thread may have logged in already
+                self._token = None
+                self.login()
+
+    def _send(self, method: str, path: str, *, auth: bool = True, timeout: Timeout | None = None,
+              headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        hdrs = dict(headers or {})
+        if auth:
+            hdrs["Authorization"] = f"Bearer {self._ensure_token()}"
+        try:
+            return self.session.request(method, self.url(path), headers=hdrs,
+                                        timeout=timeout if timeout is not None else self.timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise Unavailable(f"server {self.base_url} is unreachable ({type(exc).__name__})",
+                              {"url": self.base_url}) from None
+        except requests.RequestException as exc:
+            raise Unavailable(f"request to {self.base_url} failed ({type(exc).__name__})",
+                              {"url": self.base_url}) from None
+
+    @staticmethod
+    def _error(resp: requests.Response) -> OaioError:
+        try:
+            body: Any = resp.json()
+        except ValueError:
+            body = resp.content[:500]
+        finally:
+            resp.close()
+        return error_from_response(resp.status_code, body)
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+                data: bytes | IO[bytes] | Iterable[bytes] | None = None, headers: dict[str, str] | None = None,
+                stream: bool = False, timeout: Timeout | None = None, expect: Iterable[int] = SUCCESS,
+                retry_login: bool = True) -> requests.Response:
+        """Send an authenticated request; raise the server's ``OaioError`` unless the status is in ``expect``."""
+        expect = tuple(expect)
+        start = data.tell() if hasattr(data, "seek") and hasattr(data, "tell") else None
+        token = self._ensure_token()
+        resp = self._send(method, path, params=params, json=json, data=data, headers=headers, stream=stream,
+                          timeout=timeout)
+        if resp.status_code == 401 and retry_login and self._password is not None:
+            rewindable = data is None or isinstance(data, bytes) or start is not None
+            if rewindable:
+                resp.close()
+                log.info("token rejected by %s; logging in again", self.base_url)
+                self._relogin(token)
+                if start is not None:
+                    data.seek(start)  # type: ignore[union-attr]
+                resp = self._send(method, path, params=params, json=json, data=data, headers=headers,
+                                  stream=stream, timeout=timeout)
+        if resp.status_code not in expect:
+            raise self._error(resp)
+        return resp
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.request(method, path, **kwargs)
+        return resp.json() if resp.content else None
+
+    # --- typed helpers ---
+    def whoami(self) -> dict[str, Any]:
+        """``{"username", ...}`` of the logged-in user."""
+        return self._json("GET", protocol.PATH_WHOAMI)
+
+    def stamp(self) -> str:
+        """The server's current stamp."""
+        return self._json("GET", protocol.PATH_STAMP)["current_stamp"]
+
+    def users(self) -> list[str]:
+        """All user names on the server."""
+        return self._json("GET", protocol.PATH_USERS)["users"]
+
+    def list_objects(self) -> tuple[list[dict[str, Any]], int]:
+        """Every visible object (with files and the caller's right) and the change cursor to follow."""
+        body = self._json("GET", protocol.PATH_OBJECTS)
+        return body["objects"], int(body["cursor"])
+
+    def get_object(self, oaio_id: str) -> dict[str, Any]:
+        """One object document."""
+        return self._json("GET", protocol.PATH_OBJECT.format(oaio_id=quote_id(oaio_id)))
+
+    def create_object(self, values: dict[str, Any], oaio_id: str | None = None, *, app_id: str | None = None,
+                      device_id: str | None = None, stamp: str | None = None) -> dict[str, Any]:
+        """Register a new object (the server makes a seed-style id when ``oaio_id`` is None)."""
+        body: dict[str, Any] = {"values": values}
+        for key, value in (("oaio_id", oaio_id), ("app_id", app_id if app_id is not None else self.app_id),
+                           ("device_id", device_id if device_id is not None else self.device_id), ("stamp", stamp)):
+            if value is not None:
+                body[key] = value
+        return self._json("POST", protocol.PATH_OBJECTS, json=body)
+
+    def update_values(self, oaio_id: str, values: dict[str, Any], *, mode: str = "merge",
+                      base_version: int | None = None) -> dict[str, Any]:
+        """Merge into or replace an object's values; a stale ``base_version`` raises ``VersionConflict``."""
+        body: dict[str, Any] = {"values": values, "mode": mode}
+        if base_version is not None:
+            body["base_version"] = base_version
+        return self._json("PATCH", protocol.PATH_OBJECT.format(oaio_id=quote_id(oaio_id)), json=body)
+
+    def delete_object(self, oaio_id: str, base_version: int | None = None) -> dict[str, Any]:
+        """Delete (tombstone) an object; returns its last document."""
+        params = {"base_version": base_version} if base_version is not None else None
+        return self._json("DELETE", protocol.PATH_OBJECT.format(oaio_id=quote_id(oaio_id)), params=params)
+
+    def _file_path(self, template: str, oaio_id: str, path: str) -> str:
+        return template.format(oaio_id=quote_id(oaio_id), path=quote_path(path))
+
+    def get_file(self, oaio_id: str, path: str, *, start: int | None = None, end: int | None = None) -> bytes:
+        """The bytes of a file, or of ``[start, end)`` of it (``end`` exclusive, like slicing)."""
+        headers = {}
+        if start is not None or end is not None:
+            first = start or 0
+            headers["Range"] = f"bytes={first}-{'' if end is None else end - 1}"
+        resp = self.request("GET", self._file_path(protocol.PATH_FILE, oaio_id, path), headers=headers)
+        return resp.content
+
+    def put_file(self, oaio_id: str, path: str, data: bytes | IO[bytes], *, base_version: int | None = None,
+                 mtime: float | None = None) -> dict[str, Any]:
+        """Upload a whole file in one request (small files; use ``TusUploader`` for big ones)."""
+        params: dict[str, Any] = {}
+        if base_version is not None:
+            params["base_version"] = base_version
+        if mtime is not None:
+            params["mtime"] = mtime
+        return self._json("PUT", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None,
+                          data=data, headers={"Content-Type": "application/octet-stream"})
+
+    def delete_file(self, oaio_id: str, path: str, base_version: int | None = None) -> dict[str, Any]:
+        """Delete a file or (recursively) a folder; returns the object document."""
+        params = {"base_version": base_version} if base_version is not None else None
+        return self._json("DELETE", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params)
+
+    def make_dir(self, oaio_id: str, path: str) -> dict[str, Any]:
+        """Create an explicit (possibly empty) folder; returns the object document."""
+        return self._json("POST", self._file_path(protocol.PATH_DIR, oaio_id, path))
+
+    def move(self, oaio_id: str, src: str, dst: str, *, base_version: int | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
+        """Move/rename a file or folder inside one object; returns the object document."""
+        body: dict[str, Any] = {"src": src, "dst": dst, "overwrite": overwrite}
+        if base_version is not None:
+            body["base_version"] = base_version
+        return self._json("POST", protocol.PATH_MOVE.format(oaio_id=quote_id(oaio_id)), json=body)
+
+    def subscriptions(self, oaio_id: str) -> list[dict[str, str]]:
+        """``[{"username", "access_right"}]`` of an object, sorted like the seed's ``userz_access``."""
+        return self._json("GET", protocol.PATH_SUBSCRIPTIONS.format(oaio_id=quote_id(oaio_id)))["subscriptions"]
+
+    def set_subscription(self, oaio_id: str, username: str, access_right: str) -> int:
+        """Grant/change a user's right (``"x"`` removes it); returns the subscription id (0 if removed)."""
+        path = protocol.PATH_SUBSCRIPTION.format(oaio_id=quote_id(oaio_id), username=quote(username, safe=""))
+        return int(self._json("PUT", path, json={"access_right": access_right})["pid"])
+
+    def changes(self, cursor: int = 0, wait: float = 0.0, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+        """Change events after ``cursor`` (long-polls up to ``wait`` seconds) and the next cursor."""
+        connect = self.timeout[0] if isinstance(self.timeout, tuple) else self.timeout
+        read = self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
+        body = self._json("GET", protocol.PATH_CHANGES, params={"cursor": cursor, "wait": wait, "limit": limit},
+                          timeout=(connect, read + wait))
+        return body["events"], int(body["cursor"])

@@ -1,0 +1,207 @@
+"""``create_app(settings)``: wires database, blob store, notifier, routers and error handlers.
+
+Every error leaves the server as ``{"error": code, "message": text, "detail": {}}``
+(see :mod:`oaiofs.errors`): ``OaioError`` with its own status, request
+validation errors as 422 ``invalid_value`` (400 ``malformed_json`` when the body
+is not JSON), unknown routes and methods as 404/405, anything unexpected as 500
+``internal`` with the traceback in the log.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import logging
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__, protocol
+from ..errors import OaioError
+from . import db as dbmod
+from .changes import Notifier
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_S = 300.0
+JSON_BODY_LIMIT = protocol.MAX_VALUES_BYTES + 64 * 1024     # values plus the JSON envelope
+_HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 410: "gone", 412: "precondition_failed",
+               413: "too_large", 415: "unsupported_media_type", 422: "invalid_value"}
+
+
+@dataclasses.dataclass
+class AppState:
+    """Everything a request handler may need (``request.app.state.oaiofs``)."""
+
+    settings: ServerSettings
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+    blobs: Any
+    notifier: Notifier
+
+
+def open_blobs(settings: ServerSettings) -> Any:
+    """The blob store, or None while ``oaiofs.server.blobs`` is not available."""
+    try:
+        blobs = importlib.import_module("oaiofs.server.blobs")
+        opener = getattr(blobs, "open_blob_store")
+    except (ImportError, AttributeError) as exc:
+        log.warning("no blob store available (%s); file transfers are disabled", exc)
+        return None
+    return opener(settings.blobs_url, settings.data_dir, settings.s3_endpoint)
+
+
+def _error_response(err: OaioError) -> JSONResponse:
+    return JSONResponse(err.to_json(), status_code=err.http_status, headers=getattr(err, "headers", None))
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Turn every failure into the JSON error shape."""
+
+    @app.exception_handler(OaioError)
+    async def _oaio_error(_request: Request, exc: OaioError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            body = {"error": "malformed_json", "message": "request body is not valid JSON", "detail": {"errors": errors}}
+            return JSONResponse(body, status_code=400)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        return JSONResponse({"error": "invalid_value", "message": message, "detail": {"errors": errors}},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code
+        return JSONResponse({"error": code, "message": message, "detail": {}}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal", "message": "internal server error", "detail": {}}, status_code=500)
+
+
+class JsonBodyLimit:
+    """Refuse JSON API bodies over ``limit`` bytes with 413 before they reach a handler."""
+
+    def __init__(self, app: Any, limit: int = JSON_BODY_LIMIT) -> None:
+        self.app, self.limit = app, limit
+
+    @staticmethod
+    def applies(path: str) -> bool:
+        return (path.startswith(protocol.API_PREFIX) and "/files/" not in path
+                and not path.startswith(protocol.PATH_UPLOADS) and not path.startswith(protocol.PATH_CARTS))
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or not self.applies(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        chunks, total, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
+        body = {"error": "too_large", "message": f"request body is larger than {self.limit} bytes",
+                "detail": {"limit": self.limit}}
+        await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+
+
+def _routers() -> list[Any]:
+    from . import carts, files_routes, routes_auth, routes_changes, routes_objects, uploads
+    return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router,
+            uploads.router, carts.router]
+
+
+async def _purge_loop(state: AppState) -> None:
+    """Periodically drop expired tokens and let the transfer services purge their leftovers."""
+    from . import routes_auth
+    names = ("oaiofs.server.uploads", "oaiofs.server.carts")
+    while True:
+        for purge in [routes_auth.purge_expired_tokens] + [getattr(importlib.import_module(n), "purge_expired", None)
+                                                              for n in names]:
+            if purge is None:
+                continue
+            try:
+                await asyncio.to_thread(purge, state)
+            except Exception:   # noqa: BLE001 - a failed purge must not stop the server
+                log.exception("purge %s failed", getattr(purge, "__module__", purge))
+        await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The oaiofs ASGI application for ``settings`` (schema must be migrated already)."""
+    settings = settings or ServerSettings.from_env()
+    settings.ensure_dirs()
+    engine = dbmod.make_engine(settings.database_url)
+    notifier = Notifier()
+    state = AppState(settings=settings, engine=engine,
+                     sessionmaker=dbmod.make_sessionmaker(engine, notifier=notifier),
+                     blobs=open_blobs(settings), notifier=notifier)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_purge_loop(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            engine.dispose()
+
+    app = FastAPI(title="oaiofs", version=__version__, lifespan=lifespan,
+                  description="Stores and shares oaio objects (values + files) between users and devices.")
+    app.state.oaiofs = state
+    install_error_handlers(app)
+    app.add_middleware(JsonBodyLimit)
+    for router in _routers():
+        app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn worker processes (settings come from the environment)."""
+    return create_app(ServerSettings.from_env())

@@ -1,0 +1,122 @@
+"""Server sub-commands: ``oaiofs serve``, ``oaiofs user add``, ``oaiofs db upgrade``."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .. import protocol
+
+log = logging.getLogger(__name__)
+
+
+def _add_storage_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=None, help="data folder (default: the user data dir)")
+    parser.add_argument("--db", default=None, help="database URL (default: sqlite:///<data>/oaiofs.db)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``serve``, ``user`` and ``db`` to the ``oaiofs`` command line."""
+    serve = subparsers.add_parser("serve", help="run the oaiofs server")
+    _add_storage_args(serve)
+    serve.add_argument("--blobs", default=None, help="blob store URL: a folder or s3://bucket/prefix")
+    serve.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (e.g. a local SeaweedFS)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=protocol.DEFAULT_PORT)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (needs a shared database)")
+    serve.set_defaults(func=cmd_serve)
+
+    user = subparsers.add_parser("user", help="manage server users")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_sub.add_parser("add", help="create a user (password from OAIOFS_PASSWORD or a prompt)")
+    add.add_argument("name")
+    _add_storage_args(add)
+    add.add_argument("--blobs", default=None, help=argparse.SUPPRESS)   # accepted for symmetry with serve
+    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    add.set_defaults(func=cmd_user_add)
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="migrate the database schema to the newest version")
+    _add_storage_args(upgrade)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+
+def _settings(args: argparse.Namespace) -> "ServerSettings":
+    from .settings import ServerSettings
+    kwargs = {"db_url": args.db}
+    if args.data is not None:
+        kwargs["data_dir"] = args.data
+    for name, attr in (("blobs", "blobs_url"), ("s3_endpoint", "s3_endpoint"), ("host", "host"),
+                       ("port", "port"), ("workers", "workers")):
+        if getattr(args, name, None) is not None:
+            kwargs[attr] = getattr(args, name)
+    settings = ServerSettings(**kwargs)
+    settings.ensure_dirs()
+    return settings
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """``oaiofs db upgrade``."""
+    from .db import run_migrations
+    run_migrations(_settings(args).database_url)
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    """``oaiofs user add NAME``: exits 1 if the user exists."""
+    from sqlalchemy import select
+    from . import security
+    from .db import make_engine, make_sessionmaker, run_migrations
+    from .models import User
+
+    settings = _settings(args)
+    name = args.name.strip()
+    if not name or len(name) > 150 or any(ord(c) < 32 for c in name) or ":" in name or "/" in name:
+        print(f"invalid user name {args.name!r}", file=sys.stderr)
+        return 2
+    run_migrations(settings.database_url)
+    password = os.environ.get("OAIOFS_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"password for {name}: ")
+        if password != getpass.getpass("repeat the password: "):
+            print("the passwords differ", file=sys.stderr)
+            return 2
+    if not password:
+        print("the password must not be empty", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as db:
+            if db.scalar(select(User.id).where(User.username == name)) is not None:
+                print(f"user {name!r} already exists", file=sys.stderr)
+                return 1
+            db.add(User(username=name, password_hash=security.hash_password(password), is_admin=args.admin))
+    finally:
+        engine.dispose()
+    print(f"user {name!r} created")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``oaiofs serve``: migrate, then run uvicorn (one process, or ``--workers N``)."""
+    import uvicorn
+    from .db import run_migrations
+
+    settings = _settings(args)
+    run_migrations(settings.database_url)
+    log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    log.info("serving %s on http://%s:%d", settings.data_dir, settings.host, settings.port)
+    if settings.workers > 1:
+        os.environ.update(settings.to_env())
+        uvicorn.run("oaiofs.server.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                    workers=settings.workers, log_level=log_level, access_log=False)
+    else:
+        from .app import create_app
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                    access_log=False)
+    return 0

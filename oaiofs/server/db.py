@@ -1,0 +1,117 @@
+"""Database engine, sessions, migrations and the write-lock helper.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on. SQLite has
+no ``SELECT … FOR UPDATE``; to keep "read version, check, write" atomic, a
+session that is about to change data calls :func:`lock_for_write`, which on
+SQLite restarts the (so far read-only) transaction as ``BEGIN IMMEDIATE``
+(one writer at a time) and on PostgreSQL does nothing (callers lock rows with
+``with_for_update``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "oaiofs_sqlite_begin"
+
+
+def is_sqlite(url_or_engine: str | Engine) -> bool:
+    """True if the URL or engine talks to SQLite."""
+    url = url_or_engine.url if isinstance(url_or_engine, Engine) else make_url(url_or_engine)
+    return url.get_backend_name() == "sqlite"
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs (the driver we install)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, busy timeout, foreign keys, explicit BEGINs."""
+    url = normalize_url(url)
+    if not is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                           **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None      # we emit BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def make_sessionmaker(engine: Engine, **info: Any) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit; ``info`` lands in ``Session.info``."""
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True, info=info)
+
+
+def lock_for_write(db: Session) -> None:
+    """Make the rest of ``db``'s transaction a serialised write transaction on SQLite.
+
+    Call before the first write of a request. If the transaction has only read so
+    far, it is committed (nothing to commit) and the next one begins IMMEDIATE.
+    No-op on other databases and when the lock is already held.
+    """
+    bind = db.get_bind()
+    if not is_sqlite(bind) or db.info.get("sqlite_write_locked"):
+        return
+    if db.new or db.dirty or db.deleted:
+        raise RuntimeError("lock_for_write must be called before the first change of a transaction")
+    if db.in_transaction():
+        db.commit()
+    db.connection(execution_options={_BEGIN_OPTION: "IMMEDIATE"})
+    db.info["sqlite_write_locked"] = True
+
+
+def _clear_lock_flag(db: Session, *_args: Any) -> None:
+    db.info.pop("sqlite_write_locked", None)
+
+
+event.listen(Session, "after_commit", _clear_lock_flag)
+event.listen(Session, "after_rollback", _clear_lock_flag)
+
+
+def alembic_config(db_url: str) -> AlembicConfig:
+    """A programmatic Alembic configuration (no alembic.ini needed)."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(db_url).replace("%", "%%"))
+    return cfg
+
+
+def run_migrations(db_url: str) -> None:
+    """Upgrade the database at ``db_url`` to the newest schema."""
+    if is_sqlite(normalize_url(db_url)):
+        database = make_url(db_url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    log.info("upgrading database schema")
+    alembic_command.upgrade(alembic_config(db_url), "head")

@@ -1,0 +1,4 @@
+"""Object routes (filled in below milestone 1)."""
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,72 @@
+"""Server settings: one dataclass, filled from the command line or the environment.
+
+``OAIOFS_DB_URL``, ``OAIOFS_BLOBS_URL``, ``OAIOFS_S3_ENDPOINT`` and ``OAIOFS_DATA``
+override the defaults; :meth:`ServerSettings.to_env`/:meth:`from_env` carry the
+settings into uvicorn worker processes (``serve --workers N``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import platformdirs
+
+from .. import protocol
+
+ENV_SETTINGS_JSON = "OAIOFS_SERVER_SETTINGS"   # all settings as JSON (for worker processes)
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder (``~/.local/share/oaiofs`` on Linux)."""
+    return Path(os.environ.get("OAIOFS_DATA") or platformdirs.user_data_dir("oaiofs"))
+
+
+@dataclasses.dataclass
+class ServerSettings:
+    """Everything the server needs to know at start-up."""
+
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    db_url: str | None = None            # default: sqlite:///<data_dir>/oaiofs.db
+    blobs_url: str | None = None         # default: <data_dir>/blobs
+    s3_endpoint: str | None = None
+    host: str = "127.0.0.1"
+    port: int = protocol.DEFAULT_PORT
+    token_ttl_s: int = 30 * 24 * 3600
+    upload_expiry_s: int = 24 * 3600
+    cart_ttl_s: int = 24 * 3600
+    cart_quota_bytes: int = 10 * 1024 ** 3
+    max_upload_bytes: int = 64 * 1024 ** 3
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        self.db_url = self.db_url or os.environ.get("OAIOFS_DB_URL") or None
+        self.blobs_url = self.blobs_url or os.environ.get("OAIOFS_BLOBS_URL") or None
+        self.s3_endpoint = self.s3_endpoint or os.environ.get("OAIOFS_S3_ENDPOINT") or None
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL."""
+        return self.db_url or f"sqlite:///{self.data_dir / 'oaiofs.db'}"
+
+    def ensure_dirs(self) -> None:
+        """Create the data folder."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as an environment entry (read back with :meth:`from_env`)."""
+        raw = dataclasses.asdict(self)
+        raw["data_dir"] = str(self.data_dir)
+        return {ENV_SETTINGS_JSON: json.dumps(raw)}
+
+    @classmethod
+    def from_env(cls) -> "ServerSettings":
+        """Settings passed by :meth:`to_env`, or the defaults."""
+        raw = os.environ.get(ENV_SETTINGS_JSON)
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        data["data_dir"] = Path(data["data_dir"])
+        return cls(**data)
