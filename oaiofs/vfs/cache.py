@@ -1,0 +1,462 @@
+"""The disk cache: one sparse data file + a present-range set per (object, file path).
+
+Layout of the cache folder::
+
+    index/        diskcache.Cache — persistent index: item records, pins (LRU bookkeeping)
+    data/<token>  sparse data files (bytes at their file offsets)
+
+An :class:`Item` is the in-memory state of one cached file: its fd, size, the
+server version its bytes belong to, the ranges present, open count, dirty flag.
+The cache keeps the total of present bytes under a quota by evicting the least
+recently used items that are not open, dirty or pinned.
+
+Locking: ``Cache._lock`` before ``Item.cond``; never hold either while talking to
+the network. Methods ending in ``_locked`` need ``Item.cond`` held.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from .ranges import RangeSet
+
+log = logging.getLogger(__name__)
+
+ItemKey = tuple[str, str]          # (oaio_id, path)
+_PINS_KEY = "pins"
+
+
+def _record_key(key: ItemKey) -> str:
+    return "item\0" + key[0] + "\0" + key[1]
+
+
+class Item:
+    """One cached file. Readers wait on ``cond`` for ranges; fetchers and writers fill them."""
+
+    def __init__(self, cache: "Cache", key: ItemKey, token: str, size: int, version: int,
+                 sha256: str | None, ranges: RangeSet, dirty: bool = False) -> None:
+        self.cache = cache
+        self.key = key
+        self.token = token
+        self.size = size
+        self.version = version
+        self.sha256 = sha256
+        self.ranges = ranges
+        self.dirty = dirty
+        self.cond = threading.Condition(threading.Lock())
+        self.open_count = 0
+        self.writers = 0
+        self.detached = False             # replaced by a newer version while open
+        self.error: Exception | None = None
+        self.streams: list[Any] = []      # fetcher streams filling this item
+        self.write_gen = 0                # bumps on every local change
+        self._old_fds: list[int] = []
+        self._hasher: Any = hashlib.sha256()
+        self._hashed_upto = 0             # bytes [0, n) fed to the hasher in order
+        self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @property
+    def data_path(self) -> Path:
+        return self.cache.data_dir / self.token
+
+    @property
+    def complete(self) -> bool:
+        """All bytes are present (the hot read path checks only this)."""
+        return self.ranges.contains(0, self.size)
+
+    def present(self) -> int:
+        return self.ranges.total()
+
+    # --- filling from the network (fetcher) ---
+    def store(self, offset: int, data: bytes) -> None:
+        """Write fetched bytes at ``offset`` and wake readers."""
+        os.pwrite(self.fd, data, offset)
+        with self.cond:
+            before = self.ranges.total()
+            self.ranges.add(offset, offset + len(data))
+            grown = self.ranges.total() - before
+            self.cond.notify_all()
+        self.cache.account(grown)
+
+    def fail(self, error: Exception) -> None:
+        with self.cond:
+            self.error = error
+            self.cond.notify_all()
+
+    # --- local writes ---
+    def prepare_write(self) -> None:
+        """Break a hard link taken by the journal's snapshot (copy-on-write) before changing bytes."""
+        with self.cond:
+            if os.fstat(self.fd).st_nlink <= 1:
+                return
+            token = uuid.uuid4().hex
+            new_path = self.cache.data_dir / token
+            shutil.copyfile(self.data_path, new_path)
+            self._old_fds.append(self.fd)
+            self.fd = os.open(new_path, os.O_RDWR)
+            os.unlink(self.data_path)         # the journal keeps its own link
+            self.token = token
+
+    def write(self, offset: int, data: bytes) -> int:
+        with self.cond:
+            os.pwrite(self.fd, data, offset)
+            end = offset + len(data)
+            before = self.ranges.total()
+            self.ranges.add(offset, end)
+            self.size = max(self.size, end)
+            self._mark_dirty_locked()
+            if offset == self._hashed_upto:
+                self._hasher.update(data)
+                self._hashed_upto = end
+            grown = self.ranges.total() - before
+        self.cache.account(grown)
+        return len(data)
+
+    def truncate(self, length: int) -> None:
+        with self.cond:
+            os.ftruncate(self.fd, length)
+            before = self.ranges.total()
+            self.ranges.remove_from(length)
+            if length > self.size:
+                self.ranges.add(self.size, length)      # the new tail reads as zeros
+            self.size = length
+            if length < self._hashed_upto or length > self._hashed_upto:
+                self._hasher, self._hashed_upto = hashlib.sha256(), 0
+            self._mark_dirty_locked()
+            grown = self.ranges.total() - before
+        self.cache.account(grown)
+
+    def _mark_dirty_locked(self) -> None:
+        self.dirty = True
+        self.write_gen += 1
+        self.sha256 = None
+
+    def finish_hash(self) -> str:
+        """The sha256 of the whole content (incremental while writes were sequential)."""
+        with self.cond:
+            if self._hashed_upto > self.size:
+                self._hasher, self._hashed_upto = hashlib.sha256(), 0
+            pos = self._hashed_upto
+            while pos < self.size:
+                chunk = os.pread(self.fd, min(1 << 20, self.size - pos), pos)
+                if not chunk:
+                    break
+                self._hasher.update(chunk)
+                pos += len(chunk)
+            self._hashed_upto = pos
+            digest = self._hasher.copy().hexdigest()
+            self.sha256 = digest
+            return digest
+
+    def read(self, offset: int, size: int) -> bytes:
+        return os.pread(self.fd, size, offset)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close_fds(self) -> None:
+        for fd in [self.fd, *self._old_fds]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._old_fds = []
+
+    def record(self) -> dict[str, Any]:
+        return {"token": self.token, "size": self.size, "version": self.version, "sha256": self.sha256,
+                "ranges": self.ranges.to_list(), "dirty": self.dirty, "atime": time.time(),
+                "write_gen": self.write_gen}
+
+
+class Cache:
+    """Cached file items under a size quota with LRU eviction."""
+
+    def __init__(self, root: Path, quota_bytes: int) -> None:
+        self.root = Path(root)
+        self.data_dir = self.root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.quota = quota_bytes
+        self.index = diskcache.Cache(str(self.root / "index"), eviction_policy="none", size_limit=2**40)
+        self._lock = threading.RLock()
+        self._items: dict[ItemKey, Item] = {}
+        self._pins: set[ItemKey] = {tuple(p) for p in self.index.get(_PINS_KEY, [])}  # type: ignore[misc]
+        self._used = self._scan_used()
+
+    def _scan_used(self) -> int:
+        used = 0
+        for key in self.index.iterkeys():
+            if isinstance(key, str) and key.startswith("item\0"):
+                rec = self.index.get(key)
+                if rec:
+                    used += sum(e - s for s, e in rec["ranges"])
+        return used
+
+    # --- item lifecycle ---
+    def open(self, key: ItemKey, *, version: int, sha256: str | None, size: int) -> Item:
+        """The item holding (oaio_id, path) at this server version; opened (count +1)."""
+        with self._lock:
+            item = self._items.get(key) or self._load_locked(key)
+            if item is not None and not item.dirty and (item.version != version or item.sha256 != sha256
+                                                        or item.size != size):
+                self._retire_locked(item)
+                item = None
+            if item is None:
+                item = Item(self, key, uuid.uuid4().hex, size, version, sha256, RangeSet())
+                os.ftruncate(item.fd, size)
+                self._items[key] = item
+            item.open_count += 1
+            return item
+
+    def peek(self, key: ItemKey) -> dict[str, Any] | None:
+        """The state of ``key`` (its record, with ``open``) without opening it; None if not cached."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                return dict(item.record(), open=item.open_count, writers=item.writers)
+            rec = self.index.get(_record_key(key))
+            return dict(rec, open=0, writers=0) if rec else None
+
+    def create_local(self, key: ItemKey) -> Item:
+        """A new empty dirty item (a file created on this mount); opened."""
+        with self._lock:
+            old = self._items.get(key) or self._load_locked(key)
+            if old is not None:
+                self._retire_locked(old)
+            item = Item(self, key, uuid.uuid4().hex, 0, 0, None, RangeSet(), dirty=True)
+            self._items[key] = item
+            item.open_count += 1
+            self.persist(item)
+            return item
+
+    def adopt(self, item: Item) -> None:
+        """Count one more opener of an item already in memory."""
+        with self._lock:
+            item.open_count += 1
+
+    def close(self, item: Item) -> None:
+        """One opener is done with ``item``."""
+        with self._lock:
+            item.open_count -= 1
+            if item.open_count > 0:
+                return
+            if item.detached:
+                self._delete_files_locked(item)
+                return
+            self.persist(item)
+            item.close_fds()
+            self._items.pop(item.key, None)
+        self.enforce_quota()
+
+    def persist(self, item: Item) -> None:
+        if not item.detached:
+            self.index.set(_record_key(item.key), item.record())
+
+    def install(self, key: ItemKey, src: Path, *, version: int, sha256: str | None, size: int) -> None:
+        """Take a fully downloaded file (moved in) as the clean item for ``key``."""
+        with self._lock:
+            old = self._items.get(key)
+            if old is not None and (old.open_count or old.dirty):
+                return                       # someone is using it; keep theirs
+            if old is None:
+                rec = self.index.get(_record_key(key))
+                if rec and rec.get("dirty"):
+                    return
+                if rec:
+                    self._forget_record_locked(key, rec)
+            else:
+                self._retire_locked(old)
+            token = uuid.uuid4().hex
+            os.replace(src, self.data_dir / token)
+            rec = {"token": token, "size": size, "version": version, "sha256": sha256,
+                   "ranges": [[0, size]] if size else [], "dirty": False, "atime": time.time()}
+            self.index.set(_record_key(key), rec)
+            self._used += size
+
+    def mark_clean(self, item: Item, version: int, sha256: str | None, write_gen: int) -> bool:
+        """The server committed ``item``'s bytes as ``version`` (unless it changed since)."""
+        with self._lock, item.cond:
+            if item.write_gen != write_gen or item.detached:
+                return False
+            item.dirty, item.version, item.sha256 = False, version, sha256
+            self.persist(item)
+            return True
+
+    def mark_clean_key(self, key: ItemKey, version: int, sha256: str | None, write_gen: int) -> None:
+        """Like :meth:`mark_clean` for an item that may only exist on disk by now."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self.mark_clean(item, version, sha256, write_gen)
+                return
+            rec = self.index.get(_record_key(key))
+            if rec and rec.get("dirty") and rec.get("write_gen") == write_gen:
+                rec.update(dirty=False, version=version)
+                self.index.set(_record_key(key), rec)
+
+    # --- namespace changes ---
+    def rename(self, oaio_id: str, src: str, dst: str) -> None:
+        """Move the items of a file or folder to the new path."""
+        with self._lock:
+            self.remove(oaio_id, dst)
+            for key in self._keys_under_locked(oaio_id, src):
+                new_key = (oaio_id, dst + key[1][len(src):])
+                item = self._items.pop(key, None)
+                rec = self.index.pop(_record_key(key), None)
+                if item is not None:
+                    item.key = new_key
+                    self._items[new_key] = item
+                    self.persist(item)
+                elif rec is not None:
+                    self.index.set(_record_key(new_key), rec)
+
+    def remove(self, oaio_id: str, path: str | None = None) -> None:
+        """Drop the items of a file, a folder (``path`` prefix) or a whole object (``None``)."""
+        with self._lock:
+            for key in self._keys_under_locked(oaio_id, path):
+                item = self._items.get(key)
+                if item is not None:
+                    self._retire_locked(item)
+                else:
+                    rec = self.index.get(_record_key(key))
+                    if rec:
+                        self._forget_record_locked(key, rec)
+
+    # --- pins ---
+    def pin(self, oaio_id: str, path: str) -> None:
+        with self._lock:
+            self._pins.add((oaio_id, path))
+            self.index.set(_PINS_KEY, sorted(self._pins))
+
+    def unpin(self, oaio_id: str, path: str) -> None:
+        with self._lock:
+            self._pins = {p for p in self._pins
+                          if not (p[0] == oaio_id and (not path or p[1] == path or p[1].startswith(path + "/")))}
+            self.index.set(_PINS_KEY, sorted(self._pins))
+
+    def is_pinned(self, key: ItemKey) -> bool:
+        with self._lock:
+            return any(p[0] == key[0] and (not p[1] or key[1] == p[1] or key[1].startswith(p[1] + "/"))
+                       for p in self._pins)
+
+    def pins(self) -> list[ItemKey]:
+        with self._lock:
+            return sorted(self._pins)
+
+    # --- quota ---
+    def account(self, delta: int) -> None:
+        if delta:
+            with self._lock:
+                self._used += delta
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def enforce_quota(self) -> None:
+        """Evict least recently used items (not open, dirty or pinned) until under quota."""
+        with self._lock:
+            if self._used <= self.quota:
+                return
+            candidates = []
+            for rkey in self.index.iterkeys():
+                if not (isinstance(rkey, str) and rkey.startswith("item\0")):
+                    continue
+                _, oaio_id, path = rkey.split("\0", 2)
+                key = (oaio_id, path)
+                rec = self.index.get(rkey)
+                if not rec or rec.get("dirty") or key in self._items or self.is_pinned(key):
+                    continue
+                candidates.append((rec.get("atime", 0), key, rec))
+            candidates.sort()
+            for _, key, rec in candidates:
+                if self._used <= self.quota:
+                    break
+                log.debug("evicting %s/%s from the cache", *key)
+                self._forget_record_locked(key, rec)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"used_bytes": self._used, "quota_bytes": self.quota, "open_items": len(self._items),
+                    "pins": [list(p) for p in self._pins]}
+
+    def dirty_records(self) -> list[tuple[ItemKey, dict[str, Any]]]:
+        """Items with local changes (for start-up recovery)."""
+        out = []
+        for rkey in self.index.iterkeys():
+            if isinstance(rkey, str) and rkey.startswith("item\0"):
+                rec = self.index.get(rkey)
+                if rec and rec.get("dirty"):
+                    _, oaio_id, path = rkey.split("\0", 2)
+                    out.append(((oaio_id, path), rec))
+        return out
+
+    def close_all(self) -> None:
+        with self._lock:
+            for item in list(self._items.values()):
+                self.persist(item)
+                item.close_fds()
+            self._items.clear()
+            self.index.close()
+
+    # --- internals ---
+    def _load_locked(self, key: ItemKey) -> Item | None:
+        rec = self.index.get(_record_key(key))
+        if not rec:
+            return None
+        if not (self.data_dir / rec["token"]).exists():
+            self._forget_record_locked(key, rec)
+            return None
+        item = Item(self, key, rec["token"], rec["size"], rec["version"], rec["sha256"],
+                    RangeSet(tuple(r) for r in rec["ranges"]), dirty=rec.get("dirty", False))
+        item.write_gen = rec.get("write_gen", 0)
+        self._items[key] = item
+        return item
+
+    def _retire_locked(self, item: Item) -> None:
+        """Take ``item`` out of the index; delete its bytes now or when its last opener leaves."""
+        self._items.pop(item.key, None)
+        self.index.pop(_record_key(item.key), None)
+        item.detached = True
+        self._used -= item.present()
+        with item.cond:
+            item.cond.notify_all()
+        for stream in list(item.streams):
+            stream.cancel()
+        if item.open_count == 0:
+            self._delete_files_locked(item)
+
+    def _delete_files_locked(self, item: Item) -> None:
+        item.close_fds()
+        try:
+            os.unlink(item.data_path)
+        except FileNotFoundError:
+            pass
+
+    def _forget_record_locked(self, key: ItemKey, rec: dict[str, Any]) -> None:
+        self.index.pop(_record_key(key), None)
+        self._used -= sum(e - s for s, e in rec["ranges"])
+        try:
+            os.unlink(self.data_dir / rec["token"])
+        except FileNotFoundError:
+            pass
+
+    def _keys_under_locked(self, oaio_id: str, path: str | None) -> list[ItemKey]:
+        keys: set[ItemKey] = set()
+        prefix = "item\0" + oaio_id + "\0"
+        for rkey in self.index.iterkeys():
+            if isinstance(rkey, str) and rkey.startswith(prefix):
+                keys.add((oaio_id, rkey[len(prefix):]))
+        keys.update(k for k in self._items if k[0] == oaio_id)
+        if path is None:
+            return sorted(keys)
+        return sorted(k for k in keys if k[1] == path or k[1].startswith(path + "/"))
+

@@ -1,0 +1,44 @@
+"""Drive-only refusals: POSIX conditions that have no HTTP counterpart.
+
+They extend the shared :mod:`oaiofs.errors` tree so that ``fuse_ops`` still
+translates every error in one place (``err.errno``).
+"""
+from __future__ import annotations
+
+import errno as _errno
+
+from ..errors import OaioError
+
+
+class NotPermitted(OaioError):
+    """The layout forbids this (e.g. a regular file at the root): EPERM."""
+
+    code, http_status, errno = "not_permitted", 403, _errno.EPERM
+
+
+class IsADirectory(OaioError):
+    code, http_status, errno = "is_a_directory", 409, _errno.EISDIR
+
+
+class NotADirectory(OaioError):
+    code, http_status, errno = "not_a_directory", 409, _errno.ENOTDIR
+
+
+class CrossDevice(OaioError):
+    """A rename between two objects (``mv`` then copies and deletes): EXDEV."""
+
+    code, http_status, errno = "cross_device", 409, _errno.EXDEV
+
+
+class BadHandle(OaioError):
+    code, http_status, errno = "bad_handle", 400, _errno.EBADF
+
+
+class NoAttribute(OaioError):
+    code, http_status, errno = "no_attribute", 404, _errno.ENODATA
+
+
+class NotCached(OaioError):
+    """The bytes are not in the cache and the server cannot be reached: EIO."""
+
+    code, http_status, errno = "not_cached", 503, _errno.EIO

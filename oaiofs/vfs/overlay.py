@@ -1,0 +1,92 @@
+"""Build an :class:`ObjectView` from the server's ObjectDoc plus local changes not yet committed.
+
+Local changes are the journal's pending ops (replayed in submit order; replay is
+idempotent, so an op that the server already reflects changes nothing) and the
+files currently open with unsaved writes. Pure functions: no I/O, no locks.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping
+
+from .nodes import Entry, ObjectView, iso_to_epoch
+
+# failed ops that removed or moved something are not replayed: the server's state shows
+_NOT_REPLAYED_WHEN_FAILED = {"delete_path", "move", "delete_object"}
+
+
+def view_from_doc(doc: Mapping[str, Any]) -> ObjectView:
+    """The plain server view of an ObjectDoc."""
+    view = ObjectView(oaio_id=doc["oaio_id"], owner=doc.get("owner", ""),
+                      access_right=doc.get("access_right", "r"), values=dict(doc.get("values") or {}),
+                      version=int(doc.get("version", 0)), created=doc.get("created") or "",
+                      mtime=iso_to_epoch(doc.get("updated")))
+    for f in doc.get("files", []):
+        view.entries[f["path"]] = Entry(f["path"], f.get("kind", "file"), int(f.get("size") or 0),
+                                        f.get("sha256"), int(f.get("version") or 0), float(f.get("mtime") or 0))
+    return view
+
+
+def build_view(doc: Mapping[str, Any] | None, ops: Iterable[Any], open_files: Mapping[str, Entry],
+               me: str) -> ObjectView | None:
+    """Server doc + pending ops + open dirty files -> the view, or None if the object is not there."""
+    view = view_from_doc(doc) if doc is not None else None
+    for op in ops:
+        if getattr(op, "state", "pending") == "done":
+            continue
+        if op.state == "failed" and op.kind in _NOT_REPLAYED_WHEN_FAILED:
+            continue
+        view = apply_op(view, op, me)
+    if view is not None:
+        for path, entry in open_files.items():
+            view.entries[path] = entry
+        view.index()
+    return view
+
+
+def apply_op(view: ObjectView | None, op: Any, me: str) -> ObjectView | None:
+    """Replay one journal op on a view (idempotently)."""
+    now = op.mtime or time.time()
+    if op.kind == "create_object":
+        if view is None:
+            view = ObjectView(op.oaio_id, me, "C", dict(op.values or {}), 0, "", now, local=True)
+        return view
+    if view is None:
+        return None
+    if op.kind == "delete_object":
+        return None
+    if op.kind == "put_values":
+        view.values = dict(op.values or {})
+        view._values_bytes = None
+    elif op.kind == "put_file":
+        _drop_tree(view, op.path)
+        view.entries[op.path] = Entry(op.path, "file", op.size, op.sha256,
+                                      view.entries[op.path].version if op.path in view.entries else 0,
+                                      now, local=True)
+    elif op.kind == "mkdir":
+        if op.path not in view.entries:
+            view.entries[op.path] = Entry(op.path, "dir", mtime=now, local=True)
+    elif op.kind == "delete_path":
+        _drop_tree(view, op.path)
+    elif op.kind == "move":
+        _move_tree(view, op.path, op.dst)
+    return view
+
+
+def _drop_tree(view: ObjectView, path: str) -> None:
+    prefix = path + "/"
+    for key in [k for k in view.entries if k == path or k.startswith(prefix)]:
+        del view.entries[key]
+
+
+def _move_tree(view: ObjectView, src: str, dst: str) -> None:
+    if src not in view.entries and not any(k.startswith(src + "/") for k in view.entries):
+        return
+    prefix = src + "/"
+    moved = {k: e for k, e in view.entries.items() if k == src or k.startswith(prefix)}
+    _drop_tree(view, dst)
+    for key, entry in moved.items():
+        del view.entries[key]
+        new_path = dst + key[len(src):]
+        view.entries[new_path] = Entry(new_path, entry.kind, entry.size, entry.sha256, entry.version,
+                                       entry.mtime, local=True)
