@@ -1,4 +1,132 @@
-"""Object routes (filled in below milestone 1)."""
-from fastapi import APIRouter
+"""Thin HTTP handlers for objects, folders, deletes, moves and subscriptions (see :mod:`oaiofs.protocol`)."""
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from sqlalchemy.orm import Session
+
+from .. import protocol
+from . import changes, objects, subscriptions
+from .access import load_object
+from .deps import get_current_user, get_db
+from .models import User
+
+router = APIRouter(prefix=protocol.API_PREFIX, tags=["objects"])
+BaseVersion = Query(None, ge=0, description="the version this change was based on (409 if stale)")
+
+
+class CreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    values: dict[str, Any] = Field(default_factory=dict)
+    oaio_id: StrictStr | None = None
+    app_id: StrictStr | None = Field(None, max_length=255)
+    device_id: StrictStr | None = Field(None, max_length=255)
+    stamp: StrictStr | None = None
+
+
+class PatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    values: dict[str, Any]
+    mode: Literal["merge", "replace"] = "merge"
+    base_version: StrictInt | None = Field(None, ge=0)
+
+
+class MoveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    src: StrictStr
+    dst: StrictStr
+    base_version: StrictInt | None = Field(None, ge=0)
+    overwrite: StrictBool = False
+
+
+class SubscriptionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    access_right: StrictStr
+
+
+def _context_header(request: Request, name: str) -> str:
+    return unquote(request.headers.get(name, ""))[:255]
+
+
+@router.get("/objects")
+def list_objects(user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+    """Every visible, non-deleted object with its files and the caller's right, plus the feed cursor."""
+    cursor = changes.current_cursor(db)     # first: later changes then reach the client through the feed
+    return {"objects": objects.list_visible(db, user), "cursor": cursor}
+
+
+@router.post("/objects", status_code=201)
+def create_object(body: CreateBody, request: Request, user: User = Depends(get_current_user),
+                  db: Session = Depends(get_db)) -> dict:
+    """Register a new object; the server makes a seed-style id when none is given."""
+    app_id = body.app_id if body.app_id is not None else _context_header(request, protocol.HEADER_APP)
+    device_id = body.device_id if body.device_id is not None else _context_header(request, protocol.HEADER_DEVICE)
+    obj = objects.create_object(db, user, body.values, body.oaio_id, app_id=app_id, device_id=device_id,
+                                stamp=body.stamp)
+    return objects.object_doc(obj, protocol.CREATE_ACCESS_RIGHT)
+
+
+@router.get("/objects/{oaio_id}")
+def get_object(oaio_id: str, user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+    """One object (404 if not visible, 410 if deleted)."""
+    obj, right = load_object(db, user, oaio_id, "read")
+    return objects.object_doc(obj, right)
+
+
+@router.patch("/objects/{oaio_id}")
+def patch_object(oaio_id: str, body: PatchBody, user: User = Depends(get_current_user),
+                 db: Session = Depends(get_db)) -> dict:
+    """Merge into or replace the values (needs C, D or U)."""
+    obj, right = load_object(db, user, oaio_id, "update", for_update=True)
+    objects.update_values(db, user, obj, body.values, mode=body.mode, base_version=body.base_version)
+    return objects.object_doc(obj, right)
+
+
+@router.delete("/objects/{oaio_id}")
+def delete_object(oaio_id: str, base_version: int | None = BaseVersion, user: User = Depends(get_current_user),
+                  db: Session = Depends(get_db)) -> dict:
+    """Delete the object (tombstone; needs C or D)."""
+    obj, right = load_object(db, user, oaio_id, "delete", for_update=True)
+    objects.delete_object(db, user, obj, base_version)
+    return objects.object_doc(obj, right)
+
+
+@router.delete("/objects/{oaio_id}/files/{path:path}")
+def delete_file(oaio_id: str, path: str, base_version: int | None = BaseVersion,
+                user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+    """Delete a file, or a folder recursively."""
+    obj, right = load_object(db, user, oaio_id, "update", for_update=True)
+    objects.delete_path(db, user, obj, path, base_version)
+    return objects.object_doc(obj, right)
+
+
+@router.post("/objects/{oaio_id}/dirs/{path:path}", status_code=201)
+def make_dir(oaio_id: str, path: str, user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+    """Create an explicit (possibly empty) folder."""
+    obj, right = load_object(db, user, oaio_id, "update", for_update=True)
+    objects.make_dir(db, user, obj, path)
+    return objects.object_doc(obj, right)
+
+
+@router.post("/objects/{oaio_id}/move")
+def move(oaio_id: str, body: MoveBody, user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+    """Move/rename a file or folder inside one object."""
+    obj, right = load_object(db, user, oaio_id, "update", for_update=True)
+    objects.move(db, user, obj, body.src, body.dst, base_version=body.base_version, overwrite=body.overwrite)
+    return objects.object_doc(obj, right)
+
+
+@router.get("/objects/{oaio_id}/subscriptions", tags=["subscriptions"])
+def list_subscriptions(oaio_id: str, user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+    """The users and rights of an object (any subscriber may look)."""
+    return {"subscriptions": subscriptions.list_subscriptions(db, user, oaio_id)}
+
+
+@router.put("/objects/{oaio_id}/subscriptions/{username}", tags=["subscriptions"])
+def put_subscription(oaio_id: str, username: str, body: SubscriptionBody = Body(...),
+                     user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+    """Grant/change a right (creator only) or remove a subscription with ``x``."""
+    return subscriptions.set_subscription(db, user, oaio_id, username, body.access_right)

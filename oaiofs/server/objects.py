@@ -1,0 +1,304 @@
+"""The object service: create, update values, delete (tombstone), files (commit, mkdir, delete, move), docs.
+
+Every function runs inside the caller's transaction and expects the object to
+have been loaded with :func:`oaiofs.server.access.load_object` (``for_update=True``
+for changes), so the version check and the write are atomic across processes.
+
+Versions: each change bumps ``OaiObject.version`` by one and sets a fresh
+stamp. A file's ``version`` is the object version at which it was last
+written (or moved/created, for folders). ``base_version`` on a values change is
+compared with the object's version; on a file change with that file's version
+(``0`` = "must not exist yet"). A stale base raises ``VersionConflict``.
+
+Folders are materialised: every folder is a ``FileEntry`` with ``kind="dir"``,
+created explicitly (``make_dir``) or implicitly for the parents of a committed
+file or of a move target. So ``files`` always lists every folder, including
+empty ones, and deleting a file leaves its folder in place (like a file system).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from typing import Any, Iterable
+
+from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from .. import protocol
+from ..errors import AlreadyExists, Conflict, InvalidValue, NotEmpty, NotFound, TooLarge, VersionConflict
+from . import changes
+from . import db as dbmod
+from .models import FileEntry, OaiObject, Subscription, User
+
+log = logging.getLogger(__name__)
+
+DIR, FILE = "dir", "file"
+
+
+# --- documents ---
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).isoformat()
+
+
+def file_doc(entry: FileEntry) -> dict[str, Any]:
+    """A ``FileDoc`` (see :mod:`oaiofs.protocol`)."""
+    return {"path": entry.path, "kind": entry.kind, "size": entry.size, "sha256": entry.sha256,
+            "version": entry.version, "stamp": entry.stamp, "mtime": entry.mtime}
+
+
+def object_doc(obj: OaiObject, right: str) -> dict[str, Any]:
+    """An ``ObjectDoc`` of ``obj`` as seen by a subscriber with ``right``."""
+    return {
+        "oaio_id": obj.oaio_id, "owner": obj.owner.username, "values": json.loads(obj.values_json or "{}"),
+        "version": obj.version, "stamp": obj.stamp, "created": _iso(obj.created), "updated": _iso(obj.updated),
+        "deleted": _iso(obj.deleted), "access_right": right, "app_id": obj.app_id, "device_id": obj.device_id,
+        "files": [file_doc(f) for f in sorted(obj.files, key=lambda f: f.path)],
+    }
+
+
+def list_visible(db: Session, user: User) -> list[dict[str, Any]]:
+    """Docs of every non-deleted object subscribed to ``user`` (a fixed, small number of queries)."""
+    stmt = (select(OaiObject, Subscription.access_right)
+            .join(Subscription, and_(Subscription.object_id == OaiObject.id, Subscription.user_id == user.id))
+            .where(OaiObject.deleted.is_(None))
+            .options(selectinload(OaiObject.files), selectinload(OaiObject.owner))
+            .order_by(OaiObject.oaio_id))
+    return [object_doc(obj, right) for obj, right in db.execute(stmt).all()]
+
+
+# --- helpers ---
+def _values_json(values: dict[str, Any]) -> str:
+    protocol.validate_values(values)
+    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    if len(text.encode("utf-8")) > protocol.MAX_VALUES_BYTES:
+        raise TooLarge(f"values are larger than {protocol.MAX_VALUES_BYTES} bytes of JSON",
+                       {"limit": protocol.MAX_VALUES_BYTES})
+    return text
+
+
+def _check_object_base(obj: OaiObject, base_version: int | None) -> None:
+    if base_version is not None and base_version != obj.version:
+        raise VersionConflict(f"object {obj.oaio_id!r} is at version {obj.version}, not {base_version}",
+                              {"oaio_id": obj.oaio_id, "current_version": obj.version, "base_version": base_version})
+
+
+def _check_file_base(obj: OaiObject, path: str, entry: FileEntry | None, base_version: int | None) -> None:
+    if base_version is None:
+        return
+    current = entry.version if entry is not None else 0
+    if base_version != current:
+        raise VersionConflict(f"{path!r} of {obj.oaio_id!r} is at version {current}, not {base_version}",
+                              {"oaio_id": obj.oaio_id, "path": path, "current_version": current,
+                               "base_version": base_version})
+
+
+def _bump(obj: OaiObject) -> None:
+    """Advance the object's version and stamp (stamps stay strictly increasing)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    stamp = protocol.now_stamp(now)
+    if stamp <= obj.stamp:
+        stamp = protocol.now_stamp(protocol.stamp_to_datetime(obj.stamp) + dt.timedelta(microseconds=1))
+    obj.version += 1
+    obj.stamp = stamp
+    obj.updated = now
+
+
+def _entries(obj: OaiObject) -> dict[str, FileEntry]:
+    return {f.path: f for f in obj.files}
+
+
+def _subtree(entries: dict[str, FileEntry], path: str) -> list[FileEntry]:
+    prefix = path + "/"
+    return [e for p, e in entries.items() if p == path or p.startswith(prefix)]
+
+
+def _ensure_parents(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> list[str]:
+    """Create missing parent folders of ``path``; a file in the way is a conflict."""
+    created = []
+    for parent in protocol.parent_dirs(path):
+        entry = entries.get(parent)
+        if entry is None:
+            entry = FileEntry(path=parent, kind=DIR, size=0, version=obj.version, stamp=obj.stamp, mtime=time.time())
+            obj.files.append(entry)
+            entries[parent] = entry
+            created.append(parent)
+        elif entry.kind != DIR:
+            raise Conflict(f"{parent!r} is a file, not a folder", {"oaio_id": obj.oaio_id, "path": parent})
+    return created
+
+
+def _updated(db: Session, obj: OaiObject, actor: User, *, values_changed: bool = False,
+             changed: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
+    data: dict[str, Any] = {"values_changed": values_changed}
+    if changed:
+        data["changed_files"] = sorted(set(changed))
+    if removed:
+        data["removed_files"] = sorted(set(removed))
+    changes.emit(db, obj, protocol.EVENT_UPDATED, data, actor=actor)
+
+
+# --- objects ---
+def create_object(db: Session, user: User, values: dict[str, Any], oaio_id: str | None = None, *,
+                  app_id: str = "", device_id: str = "", stamp: str | None = None) -> OaiObject:
+    """Register a new object owned by ``user`` (who gets right ``C``)."""
+    values_text = _values_json(values)
+    if stamp is not None and not protocol.is_stamp(stamp):
+        raise InvalidValue("stamp must be 20 digits (UTC %Y%m%d%H%M%S%f) newer than the oldest sync stamp",
+                           {"stamp": str(stamp)[:40]})
+    stamp = stamp or protocol.now_stamp()
+    if oaio_id is None:
+        oaio_id = protocol.make_oaio_id(app_id, user.username, device_id, values, stamp)
+    protocol.validate_oaio_id(oaio_id)
+    dbmod.lock_for_write(db)
+    if db.scalar(select(OaiObject.id).where(OaiObject.oaio_id == oaio_id)) is not None:
+        raise AlreadyExists(f"object {oaio_id!r} already exists", {"oaio_id": oaio_id})
+    now = dt.datetime.now(dt.timezone.utc)
+    obj = OaiObject(oaio_id=oaio_id, owner=user, owner_id=user.id, values_json=values_text, version=1, stamp=stamp,
+                    app_id=app_id, device_id=device_id, created=now, updated=now, files=[])
+    db.add(obj)
+    try:
+        db.flush()
+    except IntegrityError:   # another process created the same id concurrently (PostgreSQL)
+        raise AlreadyExists(f"object {oaio_id!r} already exists", {"oaio_id": oaio_id}) from None
+    db.add(Subscription(object_id=obj.id, user_id=user.id, access_right=protocol.CREATE_ACCESS_RIGHT))
+    db.flush()
+    changes.emit(db, obj, protocol.EVENT_CREATED, {"access_right": protocol.CREATE_ACCESS_RIGHT}, actor=user)
+    log.info("%s created object %r", user.username, oaio_id)
+    return obj
+
+
+def update_values(db: Session, user: User, obj: OaiObject, values: dict[str, Any], *, mode: str = "merge",
+                  base_version: int | None = None) -> OaiObject:
+    """Merge ``values`` into (top-level keys) or replace the object's values."""
+    if mode not in ("merge", "replace"):
+        raise InvalidValue("mode must be 'merge' or 'replace'", {"mode": str(mode)[:40]})
+    protocol.validate_values(values)
+    _check_object_base(obj, base_version)
+    new_values = dict(json.loads(obj.values_json or "{}"), **values) if mode == "merge" else values
+    obj.values_json = _values_json(new_values)
+    _bump(obj)
+    _updated(db, obj, user, values_changed=True)
+    return obj
+
+
+def delete_object(db: Session, user: User, obj: OaiObject, base_version: int | None = None) -> OaiObject:
+    """Tombstone the object: it stays in the database so the deletion reaches every subscriber."""
+    _check_object_base(obj, base_version)
+    _bump(obj)
+    obj.deleted = obj.updated
+    changes.emit(db, obj, protocol.EVENT_DELETED, {}, actor=user)
+    log.info("%s deleted object %r", user.username, obj.oaio_id)
+    return obj
+
+
+# --- files and folders ---
+def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key: str, size: int, sha256: str,
+                mtime: float | None, base_version: int | None) -> FileEntry:
+    """Point ``path`` at a stored blob (new file or new version), inside the caller's transaction.
+
+    Checks ``base_version`` against the file's version, creates missing parent
+    folders, bumps the object version and emits ``updated``.
+    """
+    path = protocol.normalize_file_path(path)
+    entries = _entries(obj)
+    entry = entries.get(path)
+    if entry is not None and entry.kind == DIR:
+        raise Conflict(f"{path!r} is a folder", {"oaio_id": obj.oaio_id, "path": path})
+    _check_file_base(obj, path, entry, base_version)
+    _bump(obj)
+    created = _ensure_parents(obj, entries, path)
+    if entry is None:
+        entry = FileEntry(path=path, kind=FILE)
+        obj.files.append(entry)
+    entry.blob_key, entry.size, entry.sha256 = blob_key, size, sha256
+    entry.version, entry.stamp = obj.version, obj.stamp
+    entry.mtime = float(mtime) if mtime is not None else time.time()
+    db.flush()
+    _updated(db, obj, user, changed=[path, *created])
+    return entry
+
+
+def make_dir(db: Session, user: User, obj: OaiObject, path: str) -> FileEntry:
+    """Create an explicit folder (and its missing parents); an existing name raises ``AlreadyExists``."""
+    path = protocol.normalize_file_path(path)
+    entries = _entries(obj)
+    if path in entries:
+        raise AlreadyExists(f"{path!r} already exists", {"oaio_id": obj.oaio_id, "path": path,
+                                                         "kind": entries[path].kind})
+    _bump(obj)
+    created = _ensure_parents(obj, entries, path)
+    entry = FileEntry(path=path, kind=DIR, size=0, version=obj.version, stamp=obj.stamp, mtime=time.time())
+    obj.files.append(entry)
+    db.flush()
+    _updated(db, obj, user, changed=[path, *created])
+    return entry
+
+
+def _get_entry(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> FileEntry:
+    entry = entries.get(path)
+    if entry is None:
+        raise NotFound(f"{path!r} not found in {obj.oaio_id!r}", {"oaio_id": obj.oaio_id, "path": path})
+    return entry
+
+
+def delete_path(db: Session, user: User, obj: OaiObject, path: str, base_version: int | None = None) -> list[str]:
+    """Delete a file, or a folder with everything in it; returns the removed paths."""
+    path = protocol.normalize_file_path(path)
+    entries = _entries(obj)
+    entry = _get_entry(obj, entries, path)
+    _check_file_base(obj, path, entry, base_version)
+    doomed = _subtree(entries, path)
+    for item in doomed:
+        obj.files.remove(item)
+    _bump(obj)
+    db.flush()
+    removed = [e.path for e in doomed]
+    _updated(db, obj, user, removed=removed)
+    return removed
+
+
+def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_version: int | None = None,
+         overwrite: bool = False) -> list[str]:
+    """Move/rename a file or folder inside the object; returns the new paths.
+
+    ``base_version`` is checked against the source's version. An existing
+    destination is a 409 unless ``overwrite``; even then only a file may replace
+    a file and a folder an *empty* folder (like ``rename(2)``).
+    """
+    src, dst = protocol.normalize_file_path(src), protocol.normalize_file_path(dst)
+    entries = _entries(obj)
+    entry = _get_entry(obj, entries, src)
+    _check_file_base(obj, src, entry, base_version)
+    if src == dst:
+        raise InvalidValue("source and destination are the same", {"path": src})
+    if dst.startswith(src + "/"):
+        raise InvalidValue("cannot move a folder into itself", {"src": src, "dst": dst})
+    target = entries.get(dst)
+    if target is not None:
+        if not overwrite:
+            raise AlreadyExists(f"{dst!r} already exists", {"oaio_id": obj.oaio_id, "path": dst})
+        if target.kind != entry.kind:
+            raise Conflict(f"cannot replace a {target.kind} with a {entry.kind}", {"path": dst})
+        if target.kind == DIR and len(_subtree(entries, dst)) > 1:
+            raise NotEmpty(f"folder {dst!r} is not empty", {"path": dst})
+        obj.files.remove(target)
+        del entries[dst]
+        db.flush()
+    _bump(obj)
+    created = _ensure_parents(obj, entries, dst)
+    moved = _subtree(entries, src)
+    removed = [e.path for e in moved]
+    for item in moved:
+        item.path = dst + item.path[len(src):]
+        item.version, item.stamp = obj.version, obj.stamp
+    db.flush()
+    new_paths = [e.path for e in moved]
+    _updated(db, obj, user, changed=[*new_paths, *created], removed=removed)
+    return new_paths
