@@ -1,0 +1,363 @@
+"""The durable write-back journal: nothing the user saved is lost (issue 5).
+
+``Journal.submit(op)`` records a mutating operation — and for ``put_file`` an O(1)
+hard-link snapshot of its bytes — on local disk (fsync'd) before it returns. Worker
+threads apply ops to the server strictly in submit order per object (different
+objects in parallel), resume tus uploads from the server's offset after a crash,
+retry transient failures with capped exponential backoff, and resolve version
+conflicts by keeping both sides (:mod:`oaiofs.vfs.apply`). Persistence is
+:class:`~oaiofs.vfs.opstore.OpStore` (SQLite WAL, ``synchronous=FULL``; the choice is
+explained there). See docs/durability.md for the on-disk format and guarantees.
+
+Op states: ``pending -> running -> done | conflict | failed``; ``running -> pending``
+on a transient error (after a backoff) or on stop. ``done``/``conflict`` ops leave the
+store; ``failed`` ops stay (bytes kept) until :meth:`Journal.discard` or :meth:`retry`.
+
+Locking: ``self._cond`` guards the in-memory queue; the store has its own lock and
+does only local disk I/O; no lock is held during network I/O or user callbacks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import OaioError, Unavailable
+from .apply import OpApplier, Outcome
+from .opstore import ACTIVE_STATES, OP_KINDS, TERMINAL_STATES, Op, OpStore
+
+__all__ = ["Journal", "Op", "JournalBusy", "read_status"]
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_CAP_S = 30.0
+DEFAULT_WORKERS = 3
+PROGRESS_INTERVAL_S = 0.5
+_OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
+
+
+class JournalBusy(OaioError):
+    """Another process already runs a journal on this root."""
+
+
+def backoff_delay(attempts: int, initial_s: float = BACKOFF_INITIAL_S, cap_s: float = BACKOFF_CAP_S) -> float:
+    """Seconds to wait after the ``attempts``-th failure: doubling from ``initial_s``, capped, ±20 % jitter."""
+    base = min(cap_s, initial_s * (2 ** max(0, attempts - 1)))
+    return min(cap_s, base * random.uniform(0.8, 1.2))
+
+
+class Journal:
+    """A durable, ordered, retrying queue of ops for one mount (one process per ``root``)."""
+
+    def __init__(self, root: Path, api: Any, uploader: Any, *, origin: str,
+                 on_applied: Callable[[Op, dict[str, Any] | None], None],
+                 on_conflict: Callable[[Op, str], None],
+                 on_failed: Callable[[Op, OaioError], None],
+                 workers: int = DEFAULT_WORKERS, backoff_initial_s: float = BACKOFF_INITIAL_S,
+                 backoff_cap_s: float = BACKOFF_CAP_S) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.origin = origin
+        self._on_applied, self._on_conflict, self._on_failed = on_applied, on_conflict, on_failed
+        self._workers_wanted = max(1, workers)
+        self._backoff = (backoff_initial_s, backoff_cap_s)
+        self._lock_fd = _lock_root(self.root)
+        self._store = OpStore(self.root)
+        self._cond = threading.Condition()
+        self._active: dict[int, Op] = {}          # pending/running, by id (= submit order)
+        self._failed: dict[int, Op] = {}
+        self._busy: set[str] = set()              # oaio_ids with an op being applied
+        self._retry_at: dict[str, float] = {}     # oaio_id -> monotonic time of the next attempt
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._online = bool(self._store.get_meta("online", True))
+        self._applier = OpApplier(api, uploader, origin, self._store.update, lambda: self._stopping)
+        self._reload()
+
+    # --- public API ---------------------------------------------------------------------
+    @property
+    def online(self) -> bool:
+        """False from a failed server call (server unreachable) until a call succeeds."""
+        return self._online
+
+    def submit(self, op: Op, data_source: Path | None = None) -> Op:
+        """Record ``op`` durably (snapshotting ``data_source`` for ``put_file``) and queue it."""
+        if op.kind not in OP_KINDS:
+            raise ValueError(f"unknown op kind {op.kind!r}")
+        op = dataclasses.replace(op, id=0, state="pending", offset=0, attempts=0, error="",
+                                 upload_url=None, result_version=None, conflict_path="")
+        if op.kind == "put_file":
+            if data_source is None:
+                raise ValueError("put_file needs data_source")
+            op.data_file = str(self._store.snapshot(Path(data_source)))
+            op.size = os.stat(op.data_file).st_size
+        with self._cond:
+            self._store.insert(op)
+            self._active[op.id] = op
+            self._cond.notify_all()
+        log.debug("%s %s: queued %s op %d", op.oaio_id, op.path, op.kind, op.id)
+        return op
+
+    def wait(self, op: Op, timeout: float | None = None) -> Op:
+        """Block until ``op`` is done, failed or resolved by a conflict copy."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: op.state in TERMINAL_STATES, timeout):
+                raise TimeoutError(f"op {op.id} ({op.kind} {op.oaio_id}/{op.path}) still {op.state}")
+        return op
+
+    def wait_idle(self, timeout: float | None = None,
+                  on_progress: Callable[[dict[str, Any]], None] | None = None) -> bool:
+        """Block until no op is pending or running; True if that happened within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if not self._active:
+                    return True
+                if remaining is not None and remaining <= 0:
+                    return False
+                step = PROGRESS_INTERVAL_S if remaining is None else min(PROGRESS_INTERVAL_S, remaining)
+                self._cond.wait_for(lambda: not self._active, step)
+            if on_progress is not None:
+                on_progress(self.status())
+
+    def pending(self, oaio_id: str | None = None) -> list[Op]:
+        """Copies of the ops not yet applied (pending, running and failed), in submit order."""
+        with self._cond:
+            ops = sorted([*self._active.values(), *self._failed.values()], key=lambda o: o.id)
+            return [dataclasses.replace(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
+
+    def status(self) -> dict[str, Any]:
+        """``{"online", "ops": [...], "conflicts": [...], "failed": [...]}`` for ``oaiofs status``."""
+        with self._cond:
+            ops = [o.summary() for o in sorted(self._active.values(), key=lambda o: o.id)]
+            failed = [o.summary() for o in sorted(self._failed.values(), key=lambda o: o.id)]
+        return {"online": self._online, "ops": ops, "conflicts": self._store.conflicts(), "failed": failed}
+
+    def retry(self, op_id: int | None = None) -> int:
+        """Queue failed ops again (all, or one) and retry waiting ones now; returns how many were re-queued."""
+        with self._cond:
+            ids = [op_id] if op_id is not None else list(self._failed)
+            count = 0
+            for oid in ids:
+                op = self._failed.pop(oid, None)
+                if op is not None:
+                    op.state, op.error, op.attempts = "pending", "", 0
+                    self._store.update(op)
+                    self._active[op.id] = op
+                    count += 1
+            self._retry_at.clear()
+            self._cond.notify_all()
+        return count
+
+    def discard(self, op_id: int) -> bool:
+        """Forget a failed op and delete its kept bytes (the user's explicit choice)."""
+        with self._cond:
+            op = self._failed.pop(op_id, None)
+        if op is None:
+            return False
+        self._store.delete(op)
+        self._store.remove_data(op.data_file)
+        log.warning("%s %s: failed %s op %d discarded by the user", op.oaio_id, op.path, op.kind, op.id)
+        return True
+
+    def start(self) -> None:
+        """Start the worker threads (idempotent)."""
+        with self._cond:
+            if self._threads:
+                return
+            self._stopping = False
+            self._threads = [threading.Thread(target=self._work, name=f"oaiofs-journal-{i}", daemon=True)
+                             for i in range(self._workers_wanted)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the workers; an interrupted upload stays queued and resumes on the next start."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("journal workers still busy after %.1fs: %s (their ops stay queued)", timeout, alive)
+        self._threads = []
+
+    def close(self) -> None:
+        """Stop and release the store and the root lock."""
+        self.stop()
+        self._store.close()
+        os.close(self._lock_fd)
+
+    # --- workers ------------------------------------------------------------------------
+    def _reload(self) -> None:
+        for op in self._store.load():
+            if op.state in ACTIVE_STATES:
+                op.state = "pending"
+                self._active[op.id] = op
+            elif op.state == "failed":
+                self._failed[op.id] = op
+        orphans = self._store.remove_orphans()
+        if self._active or self._failed:
+            log.info("journal %s: %d ops to apply, %d failed kept (%d orphan snapshots removed)",
+                     self.root, len(self._active), len(self._failed), orphans)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                op = self._next_runnable_locked()
+                while op is None and not self._stopping:
+                    self._cond.wait(self._seconds_to_next_retry_locked())
+                    op = self._next_runnable_locked()
+                if self._stopping:
+                    return
+                op.state = "running"
+                self._busy.add(op.oaio_id)
+            outcome = self._applier.apply(op)
+            self._finish(op, outcome)
+
+    def _next_runnable_locked(self) -> Op | None:
+        """The oldest op whose object is idle, not backing off, and has no older op waiting."""
+        now = time.monotonic()
+        seen: set[str] = set()
+        for op_id in sorted(self._active):
+            op = self._active[op_id]
+            if op.oaio_id in seen:
+                continue
+            seen.add(op.oaio_id)
+            if op.oaio_id not in self._busy and self._retry_at.get(op.oaio_id, 0.0) <= now:
+                return op
+        return None
+
+    def _seconds_to_next_retry_locked(self) -> float | None:
+        waiting = [t for oid, t in self._retry_at.items() if oid not in self._busy]
+        return max(0.01, min(waiting) - time.monotonic()) if waiting else None
+
+    def _finish(self, op: Op, outcome: Outcome) -> None:
+        """Record an attempt's outcome, then tell the drive (outside the lock)."""
+        if outcome.state == "retry":
+            self._reschedule(op, outcome)
+            return
+        self._set_online(True)
+        op.result_version = outcome.result_version
+        if outcome.state == "failed":
+            op.error = f"{outcome.error.code}: {outcome.error.message}" if outcome.error else "failed"
+            op.state = "failed"
+            self._store.update(op)
+            log.warning("%s %s: %s op %d FAILED (%s); local bytes kept in %s", op.oaio_id, op.path,
+                        op.kind, op.id, op.error, op.data_file or "the journal")
+            self._notify(self._on_failed, op, outcome.error or OaioError(op.error))
+        else:
+            with self._cond:
+                self._chain_locked(op, outcome)
+            self._store.delete(op)
+            if outcome.state == "conflict":
+                self._store.add_conflict(op, outcome.conflict_path, {"origin": self.origin})
+                self._notify(self._on_conflict, op, outcome.conflict_path)
+            self._notify(self._on_applied, op, outcome.doc)
+            self._store.remove_data(op.data_file)
+        with self._cond:
+            self._active.pop(op.id, None)
+            if op.state == "failed":
+                self._failed[op.id] = op
+            else:
+                op.state = outcome.state
+            self._busy.discard(op.oaio_id)
+            self._retry_at.pop(op.oaio_id, None)
+            self._cond.notify_all()
+
+    def _reschedule(self, op: Op, outcome: Outcome) -> None:
+        with self._cond:
+            op.state = "pending"
+            self._busy.discard(op.oaio_id)
+            if outcome.error is not None:
+                op.attempts += 1
+                op.error = f"{outcome.error.code}: {outcome.error.message}"
+                delay = backoff_delay(op.attempts, *self._backoff)
+                self._retry_at[op.oaio_id] = time.monotonic() + delay
+                log.info("%s %s: %s op %d attempt %d failed (%s); retrying in %.1fs", op.oaio_id, op.path,
+                         op.kind, op.id, op.attempts, op.error, delay)
+            self._cond.notify_all()
+        self._store.update(op)
+        if isinstance(outcome.error, Unavailable):
+            self._set_online(False)
+
+    def _chain_locked(self, applied: Op, outcome: Outcome) -> None:
+        """Rebase later ops of the same object on the versions this op produced (see module doc)."""
+        if outcome.state != "done":
+            return
+        obj_version = outcome.result_version   # put_file: the version our upload made (exact)
+        if obj_version is None and outcome.doc:
+            obj_version = outcome.doc.get("version")
+        file_versions: dict[str, int] = {}
+        if applied.kind == "put_file" and outcome.result_version is not None:
+            file_versions[applied.path] = outcome.result_version
+        elif applied.kind == "delete_path":
+            file_versions[applied.path] = 0
+        elif applied.kind == "move":
+            file_versions[applied.path] = 0
+            moved = next((f for f in (outcome.doc or {}).get("files", []) if f.get("path") == applied.dst), None)
+            if moved is not None:
+                file_versions[applied.dst] = int(moved["version"])
+        for later in self._active.values():
+            if later.id <= applied.id or later.oaio_id != applied.oaio_id or later.base_version is None:
+                continue
+            new_base = None
+            if later.kind in _OBJECT_LEVEL:
+                if obj_version is not None and later.base_version == obj_version - 1:
+                    new_base = obj_version
+            elif later.path in file_versions:
+                new_base = file_versions[later.path]
+            if new_base is not None and new_base != later.base_version:
+                later.base_version = new_base
+                self._store.update(later)
+
+    def _set_online(self, online: bool) -> None:
+        if online == self._online:
+            return
+        self._online = online
+        self._store.set_meta("online", online)
+        log.warning("server is %s", "reachable again" if online else "unreachable; changes stay queued")
+        if online:
+            with self._cond:   # the server is back: retry everything that was waiting for it now
+                self._retry_at.clear()
+                self._cond.notify_all()
+
+    def _notify(self, callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:  # noqa: BLE001 - a drive bug must not stall the queue
+            log.exception("journal callback %r failed", callback)
+
+
+def read_status(root: Path) -> dict[str, Any]:
+    """The queue as last persisted in ``root`` (for ``oaiofs status`` from another process)."""
+    store = OpStore(Path(root))
+    try:
+        ops = store.load()
+        return {"online": bool(store.get_meta("online", True)),
+                "ops": [o.summary() for o in ops if o.state in ACTIVE_STATES],
+                "conflicts": store.conflicts(),
+                "failed": [o.summary() for o in ops if o.state == "failed"]}
+    finally:
+        store.close()
+
+
+def _lock_root(root: Path) -> int:
+    """Hold an exclusive flock on ``root/journal.lock`` (released by the kernel even on kill -9)."""
+    fd = os.open(root / "journal.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalBusy(f"another oaiofs process uses the journal in {root}") from None
+    return fd

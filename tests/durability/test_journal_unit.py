@@ -1,0 +1,249 @@
+"""Unit tests of the journal layer over an in-memory fake server (the real-server tests are
+in test_journal_server.py)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oaiofs.errors import Forbidden, Unavailable
+from oaiofs.vfs.journal import Journal, JournalBusy, Op, backoff_delay, read_status
+from oaiofs.vfs.opstore import OpStore
+from tests.conftest import wait_until
+from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
+
+OID = "app⫻alice﹫laptop⁄20261121101500000000"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.applied: list[tuple[Op, Any]] = []
+        self.conflicts: list[tuple[Op, str]] = []
+        self.failed: list[tuple[Op, Exception]] = []
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"on_applied": lambda op, doc: self.applied.append((op, doc)),
+                "on_conflict": lambda op, path: self.conflicts.append((op, path)),
+                "on_failed": lambda op, err: self.failed.append((op, err))}
+
+
+@pytest.fixture
+def server() -> FakeServer:
+    return FakeServer()
+
+
+def make_journal(root: Path, server: FakeServer, rec: Recorder, uploader: FakeUploader | None = None,
+                 backoff_s: float = 0.01) -> Journal:
+    return Journal(root, FakeApi(server), uploader or FakeUploader(server), origin="alice@laptop",
+                   backoff_initial_s=backoff_s, backoff_cap_s=backoff_s * 5, **rec.kwargs())
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_submit_is_durable_and_snapshot_is_a_hard_link(tmp_path: Path, server: FakeServer) -> None:
+    src = write(tmp_path / "cache-file", b"hello world")
+    journal = make_journal(tmp_path / "j", server, Recorder())
+    op = journal.submit(Op("put_file", OID, "a.txt", base_version=0), src)
+    assert op.id > 0 and op.size == 11
+    assert os.stat(op.data_file).st_ino == os.stat(src).st_ino       # O(1): no copy
+    journal.close()                                                    # never started: nothing applied
+    stored = OpStore(tmp_path / "j").load()
+    assert [(o.kind, o.path, o.state, o.data_file) for o in stored] == [("put_file", "a.txt", "pending", op.data_file)]
+    assert Path(stored[0].data_file).read_bytes() == b"hello world"
+    assert read_status(tmp_path / "j")["ops"][0]["path"] == "a.txt"
+
+
+def test_ops_of_one_object_apply_in_submit_order(tmp_path: Path, server: FakeServer) -> None:
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    ops = [journal.submit(Op("create_object", OID, values={"_name": "x"})),
+           journal.submit(Op("mkdir", OID, "docs")),
+           journal.submit(Op("put_file", OID, "docs/a.txt", base_version=0), write(tmp_path / "a", b"A")),
+           journal.submit(Op("move", OID, "docs/a.txt", dst="docs/b.txt", base_version=0)),
+           journal.submit(Op("put_values", OID, values={"_name": "y"}, base_values={"_name": "x"},
+                             base_version=1))]
+    journal.start()
+    assert journal.wait_idle(timeout=10)
+    journal.close()
+    kinds = [c[0] for c in server.calls if c[0] not in ("get_object", "patch")]
+    assert kinds == ["create_object", "make_dir", "upload", "move", "update_values"]
+    assert [o.state for o in ops] == ["done"] * 5
+    assert server.objects[OID]["values"] == {"_name": "y"}
+    assert server.blobs[(OID, "docs/b.txt")] == b"A"
+    assert not rec.conflicts and not rec.failed
+    assert not list((tmp_path / "j" / "data").iterdir())              # snapshots removed once applied
+
+
+def test_chaining_rebases_later_ops_on_this_journal_results(tmp_path: Path, server: FakeServer) -> None:
+    FakeApi(server).create_object({"k": 1}, OID)
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    # the drive based all three on what it knew before any was applied
+    journal.submit(Op("put_file", OID, "f.txt", base_version=0), write(tmp_path / "1", b"one"))
+    journal.submit(Op("put_file", OID, "f.txt", base_version=0), write(tmp_path / "2", b"two"))
+    journal.submit(Op("put_values", OID, values={"k": 2}, base_values={"k": 1}, base_version=1))
+    journal.start()
+    assert journal.wait_idle(timeout=10)
+    journal.close()
+    assert not rec.conflicts and not rec.failed
+    assert server.blobs[(OID, "f.txt")] == b"two"
+    assert server.objects[OID]["values"] == {"k": 2}
+    assert [c[0] for c in server.calls].count("update_values") == 1   # no conflict round
+
+
+def test_file_conflict_keeps_both_versions(tmp_path: Path, server: FakeServer) -> None:
+    api = FakeApi(server)
+    api.create_object({}, OID)
+    base = api.put_file(OID, "docs/report.txt", b"v1")["version"]
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    op = journal.submit(Op("put_file", OID, "docs/report.txt", base_version=base), write(tmp_path / "l", b"mine"))
+    api.put_file(OID, "docs/report.txt", b"theirs")                   # another device wins the race
+    journal.start()
+    assert journal.wait(op, timeout=10).state == "conflict"
+    journal.close()
+    (cop, copy_path), = rec.conflicts
+    assert copy_path.startswith("docs/report (conflict alice@laptop ") and copy_path.endswith(").txt")
+    assert server.blobs[(OID, "docs/report.txt")] == b"theirs"
+    assert server.blobs[(OID, copy_path)] == b"mine"
+    assert read_status(tmp_path / "j")["conflicts"][0]["conflict_path"] == copy_path
+
+
+def test_server_already_holding_our_bytes_is_not_a_conflict(tmp_path: Path, server: FakeServer) -> None:
+    api = FakeApi(server)
+    api.create_object({}, OID)
+    api.put_file(OID, "a.txt", b"same")                                # e.g. applied before a crash
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    op = journal.submit(Op("put_file", OID, "a.txt", base_version=0), write(tmp_path / "l", b"same"))
+    journal.start()
+    assert journal.wait(op, timeout=10).state == "done"
+    journal.close()
+    assert not rec.conflicts and len([p for (o, p) in server.blobs if o == OID]) == 1
+
+
+def test_values_merge_different_keys_and_keep_clashes(tmp_path: Path, server: FakeServer) -> None:
+    api = FakeApi(server)
+    api.create_object({"a": 1, "b": 1, "c": 1}, OID)
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    merge_op = journal.submit(Op("put_values", OID, values={"a": 2, "b": 1, "c": 1},
+                                 base_values={"a": 1, "b": 1, "c": 1}, base_version=1))
+    api.update_values(OID, {"a": 1, "b": 3, "c": 1}, mode="replace")  # other device: key b
+    journal.start()
+    assert journal.wait(merge_op, timeout=10).state == "done"
+    assert server.objects[OID]["values"] == {"a": 2, "b": 3, "c": 1}
+    clash_op = journal.submit(Op("put_values", OID, values={"a": 2, "b": 3, "c": "mine"},
+                                 base_values={"a": 2, "b": 3, "c": 1}, base_version=server.objects[OID]["version"]))
+    api.update_values(OID, {"c": "theirs"}, mode="merge")
+    assert journal.wait(clash_op, timeout=10).state == "conflict"
+    journal.close()
+    assert server.objects[OID]["values"]["c"] == "theirs"
+    (_, copy_path), = rec.conflicts
+    assert copy_path.startswith("values (conflict alice@laptop ") and copy_path.endswith(").json")
+    assert json.loads(server.blobs[(OID, copy_path)])["c"] == "mine"
+
+
+def test_transient_errors_back_off_then_complete(tmp_path: Path, server: FakeServer) -> None:
+    FakeApi(server).create_object({}, OID)
+    server.fail_next(Unavailable("down"), Unavailable("down"), Unavailable("down"))
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    op = journal.submit(Op("mkdir", OID, "d"))
+    journal.start()
+    assert journal.wait(op, timeout=10).state == "done"
+    assert journal.online
+    assert op.attempts == 3
+    journal.close()
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    delays = [backoff_delay(n, 0.5, 30.0) for n in range(1, 12)]
+    assert 0.4 <= delays[0] <= 0.6 and 0.8 <= delays[1] <= 1.2
+    assert max(delays) <= 30.0 and delays[-1] >= 24.0
+
+
+def test_forbidden_keeps_bytes_and_reports_failed(tmp_path: Path, server: FakeServer) -> None:
+    FakeApi(server).create_object({}, OID)
+    server.forbidden.add(OID)
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    op = journal.submit(Op("put_file", OID, "x.bin", base_version=0), write(tmp_path / "x", b"precious"))
+    journal.start()
+    assert journal.wait(op, timeout=10).state == "failed"
+    (fop, err), = rec.failed
+    assert isinstance(err, Forbidden) and "forbidden" in fop.error
+    assert Path(op.data_file).read_bytes() == b"precious"
+    assert [o.id for o in journal.pending()] == [op.id]
+    assert journal.status()["failed"][0]["path"] == "x.bin"
+    server.forbidden.clear()                                           # rights given back
+    assert journal.retry() == 1
+    assert journal.wait_idle(timeout=10)
+    journal.close()
+    assert server.blobs[(OID, "x.bin")] == b"precious"
+
+
+def test_delete_of_a_changed_file_does_not_delete(tmp_path: Path, server: FakeServer) -> None:
+    api = FakeApi(server)
+    api.create_object({}, OID)
+    base = api.put_file(OID, "a.txt", b"v1")["version"]
+    api.put_file(OID, "a.txt", b"v2 from elsewhere")
+    rec = Recorder()
+    journal = make_journal(tmp_path / "j", server, rec)
+    op = journal.submit(Op("delete_path", OID, "a.txt", base_version=base))
+    journal.start()
+    assert journal.wait(op, timeout=10).state == "failed"
+    journal.close()
+    assert server.blobs[(OID, "a.txt")] == b"v2 from elsewhere" and rec.failed
+
+
+def test_restart_resumes_upload_from_offset(tmp_path: Path, server: FakeServer) -> None:
+    FakeApi(server).create_object({}, OID)
+    data = hashlib.sha256(b"x").digest() * 8                              # 256 bytes, 64 chunks of 4
+    patches = 0
+
+    def cut_after_some_chunks(name: str) -> None:
+        nonlocal patches
+        if name == "patch":
+            patches += 1
+            if patches == 20:
+                server.on_call = None
+                raise Unavailable("connection reset")
+    server.on_call = cut_after_some_chunks
+    first = make_journal(tmp_path / "j", server, Recorder(), FakeUploader(server), backoff_s=60)
+    op = first.submit(Op("put_file", OID, "big.bin", base_version=0), write(tmp_path / "big", data))
+    first.start()
+    wait_until(lambda: op.attempts >= 1, timeout=10, message="first attempt cut")
+    first.close()
+    stored, = OpStore(tmp_path / "j").load()
+    assert stored.upload_url and stored.offset == 19 * 4
+    uploader = FakeUploader(server)
+    second = make_journal(tmp_path / "j", server, Recorder(), uploader)
+    second.start()
+    assert second.wait_idle(timeout=10)
+    second.close()
+    assert server.blobs[(OID, "big.bin")] == data
+    assert uploader.sent_bytes == len(data) - 19 * 4
+
+
+def test_one_journal_per_root(tmp_path: Path, server: FakeServer) -> None:
+    journal = make_journal(tmp_path / "j", server, Recorder())
+    with pytest.raises(JournalBusy):
+        make_journal(tmp_path / "j", server, Recorder())
+    journal.close()
+    make_journal(tmp_path / "j", server, Recorder()).close()
+
+
+def test_orphan_snapshots_are_removed_on_start(tmp_path: Path, server: FakeServer) -> None:
+    root = tmp_path / "j"
+    OpStore(root).close()
+    (root / "data" / "deadbeef").write_bytes(b"left by a crash between link and commit")
+    make_journal(root, server, Recorder()).close()
+    assert not list((root / "data").iterdir())
