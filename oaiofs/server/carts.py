@@ -1,4 +1,390 @@
-"""Cart downloads (placeholder router until the transfer service lands)."""
-from fastapi import APIRouter
+"""Cart downloads at ``/api/v1/carts/{uid}``: the Pacifica cartd API, and the cart service.
 
-router = APIRouter()
+``POST {uid}`` with ``{"fileids": [{"id", "path", "hashtype", "hashsum"}]}`` makes a cart
+of attached files (``id`` = ``"<oaio_id>/<file path>"``, ``path`` = where the file goes in
+the bundle). A cart pins the exact blobs its files had when it was made, so a later
+overwrite does not change what it serves. Files whose ``sha256`` hashsum equals the
+stored one are verified by metadata at once; other hash types (md5, sha1, ...) are
+computed from the blob in a background thread. ``HEAD`` reports the status in
+``X-Pacifica-Status``/``X-Pacifica-Message`` (and long-polls with ``?wait=S``); ``GET``
+streams a deterministic tar with Content-Length and Range; single members are served
+at ``/carts/{uid}/files/{path}``. Carts are bound to their creator (others get 404),
+expire after ``cart_ttl_s`` without access and are evicted least-recently-used when
+the carts of all users pin more than ``cart_quota_bytes``.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import delete, func, select, update
+from starlette.concurrency import run_in_threadpool
+
+from .. import protocol
+from ..errors import Conflict, InvalidValue, MalformedJson, NotFound, OaioError
+from . import access
+from .byteranges import ranged_response
+from .files_routes import blob_response
+from .models import Cart, CartFile, FileEntry, User, utcnow
+from .tarlayout import TarLayout, TarMember
+from .uploads import authenticate, transaction, upload_service
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["carts"])
+CART_FILE_ROUTE = protocol.PATH_CART_FILE.replace("{path}", "{path:path}")
+HEADER_ERROR_CODE = "X-OAIO-Error"        # the error code of a failed cart (next to X-Pacifica-Message)
+MAX_CART_FILES = 100_000
+STALE_STAGING_S = 600                     # a preparation silent this long is restarted by the purge
+_UID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+_HASH_RE = re.compile(r"^[0-9a-fA-F]{8,256}$")
+_FILE_KEYS = ("id", "path", "hashtype", "hashsum")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def check_uid(uid: str) -> str:
+    """A cart uid is 1-128 characters of ``[A-Za-z0-9._~-]`` (cartd clients use uuid4)."""
+    if not _UID_RE.match(uid) or uid in (".", ".."):
+        raise InvalidValue("cart uid must be 1-128 characters of letters, digits, '.', '_', '~', '-'")
+    return uid
+
+
+def bundle_path(raw: Any, file_id: str) -> str:
+    """The member path of a cart file: cartd drops one leading '/', then it must be a clean relative path."""
+    if isinstance(raw, str) and raw.startswith("/"):
+        raw = raw[1:]
+    try:
+        return protocol.normalize_file_path(raw)
+    except InvalidValue as exc:
+        raise InvalidValue(f"bad bundle path for {file_id!r}: {exc.message}", {"id": file_id}) from None
+
+
+@dataclass
+class FileRequest:
+    """One validated entry of ``fileids``."""
+
+    file_id: str
+    oaio_id: str
+    path: str
+    bundle_path: str
+    hashtype: str
+    hashsum: str
+
+
+def parse_fileids(body: Any) -> list[FileRequest]:
+    """Validate a cartd create body; 422 names the offending entry."""
+    if not isinstance(body, dict) or not isinstance(body.get("fileids"), list):
+        raise InvalidValue("body must be {\"fileids\": [{\"id\", \"path\", \"hashtype\", \"hashsum\"}, ...]}")
+    fileids = body["fileids"]
+    if len(fileids) > MAX_CART_FILES:
+        raise InvalidValue(f"a cart holds at most {MAX_CART_FILES} files")
+    out: list[FileRequest] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(fileids):
+        if not isinstance(entry, dict) or any(k not in entry for k in _FILE_KEYS):
+            raise InvalidValue(f"fileids[{index}] must have the keys id, path, hashtype, hashsum",
+                               {"index": index})
+        file_id = entry["id"]
+        if not isinstance(file_id, str):
+            raise InvalidValue(f"fileids[{index}].id must be '<oaio_id>/<file path>'", {"index": index})
+        oaio_id, path = protocol.split_cart_file_id(file_id)
+        hashtype, hashsum = entry["hashtype"], entry["hashsum"]
+        if not isinstance(hashtype, str) or hashtype.lower() not in hashlib.algorithms_available:
+            raise InvalidValue(f"unknown hashtype {hashtype!r} for {file_id!r}", {"id": file_id})
+        if not isinstance(hashsum, str) or not _HASH_RE.match(hashsum):
+            raise InvalidValue(f"hashsum of {file_id!r} must be hex", {"id": file_id})
+        member = bundle_path(entry["path"], file_id)
+        if member in seen:
+            raise InvalidValue(f"two files want the bundle path {member!r}", {"id": file_id})
+        seen.add(member)
+        out.append(FileRequest(file_id, oaio_id, path, member, hashtype.lower(), hashsum.lower()))
+    return out
+
+
+class CartService:
+    """Create, prepare, serve, delete and evict carts (blocking; call from threads)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.blobs = state.blobs
+        self.settings = state.settings
+
+    # creation
+    def create(self, user_id: int, uid: str, files: list[FileRequest]) -> str:
+        """Make the cart (replacing an older one with the same uid); returns its status."""
+        now = utcnow()
+        with transaction(self.state) as db:
+            user = db.get(User, user_id)
+            pinned = self._pin(db, user, files)
+            db.execute(delete(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
+            cart = Cart(uid=uid, user_id=user_id, status=protocol.CART_STAGING, message="",
+                        size=sum(f.size for f in pinned), created=now, accessed=now,
+                        expires=now + dt.timedelta(seconds=self.settings.cart_ttl_s))
+            cart.files = pinned
+            status, message = self._verify_by_metadata(pinned)
+            cart.status, cart.message = status, message
+            db.add(cart)
+            db.flush()
+            cart_id = cart.id
+        self.evict_over_quota(keep=cart_id)
+        if status == protocol.CART_STAGING:
+            self.start_preparing(cart_id)
+        logger.info("cart %s of user %d: %d files, %s", uid, user_id, len(files), status)
+        return status
+
+    @staticmethod
+    def _pin(db: Any, user: User, files: list[FileRequest]) -> list[CartFile]:
+        """Cart rows pinned to the current blobs of readable files (404 names the first missing one)."""
+        by_object: dict[str, list[FileRequest]] = {}
+        for req in files:
+            by_object.setdefault(req.oaio_id, []).append(req)
+        entries: dict[tuple[str, str], FileEntry] = {}
+        for oaio_id, reqs in by_object.items():
+            try:
+                obj, _right = access.load_object(db, user, oaio_id, "read")
+            except OaioError as exc:
+                raise type(exc)(f"cannot add {reqs[0].file_id!r}: {exc.message}", {"id": reqs[0].file_id}) from None
+            paths = [r.path for r in reqs]
+            for entry in db.scalars(select(FileEntry).where(FileEntry.object_id == obj.id,
+                                                            FileEntry.path.in_(paths))):
+                entries[(oaio_id, entry.path)] = entry
+        pinned = []
+        for req in files:
+            entry = entries.get((req.oaio_id, req.path))
+            if entry is None or entry.kind != "file" or not entry.blob_key:
+                raise NotFound(f"no file {req.file_id!r}", {"id": req.file_id})
+            pinned.append(CartFile(file_id=req.file_id, bundle_path=req.bundle_path, oaio_id=req.oaio_id,
+                                   path=req.path, blob_key=entry.blob_key, size=entry.size, sha256=entry.sha256,
+                                   hashtype=req.hashtype, hashsum=req.hashsum, mtime=entry.mtime,
+                                   version=entry.version, status=protocol.CART_STAGING))
+        return pinned
+
+    @staticmethod
+    def _verify_by_metadata(files: list[CartFile]) -> tuple[str, str]:
+        """Settle every sha256 request from the stored hash; the cart is ready if nothing is left."""
+        pending = False
+        for f in files:
+            if f.hashtype != "sha256":
+                pending = True
+                continue
+            if f.hashsum != f.sha256:
+                f.status, f.message = protocol.CART_ERROR, "sha256 does not match the stored file"
+                return protocol.CART_ERROR, f"checksum mismatch for {f.file_id}: sha256 is {f.sha256}"
+            f.status = protocol.CART_READY
+        return (protocol.CART_STAGING, "") if pending else (protocol.CART_READY, "")
+
+    # background preparation (hash types other than sha256)
+    def start_preparing(self, cart_id: int) -> None:
+        threading.Thread(target=self.prepare, args=(cart_id,), name=f"cart-{cart_id}", daemon=True).start()
+
+    def prepare(self, cart_id: int) -> None:
+        """Hash the pinned blobs whose requested hash type is not sha256; set ready or error."""
+        try:
+            with transaction(self.state) as db:
+                todo = [(f.id, f.file_id, f.blob_key, f.hashtype, f.hashsum)
+                        for f in db.scalars(select(CartFile).where(CartFile.cart_id == cart_id,
+                                                                   CartFile.status != protocol.CART_READY))]
+            for row_id, file_id, key, hashtype, hashsum in todo:
+                hasher = hashlib.new(hashtype)
+                for piece in self.blobs.open_range(key, 0, None):
+                    hasher.update(piece)
+                ok = hasher.hexdigest() == hashsum
+                with transaction(self.state) as db:
+                    db.execute(update(CartFile).where(CartFile.id == row_id).values(
+                        status=protocol.CART_READY if ok else protocol.CART_ERROR,
+                        message="" if ok else f"{hashtype} does not match"))
+                    db.execute(update(Cart).where(Cart.id == cart_id).values(accessed=utcnow()))
+                    if not ok:
+                        db.execute(update(Cart).where(Cart.id == cart_id).values(
+                            status=protocol.CART_ERROR,
+                            message=f"checksum mismatch for {file_id}: {hashtype} is {hasher.hexdigest()}"))
+                if not ok:
+                    return
+            self._set_status(cart_id, protocol.CART_READY, "")
+        except Exception as exc:  # noqa: BLE001 - a failed preparation becomes the cart's error status
+            logger.exception("cart %d: preparation failed", cart_id)
+            self._set_status(cart_id, protocol.CART_ERROR, f"preparation failed: {exc}")
+
+    def _set_status(self, cart_id: int, status: str, message: str) -> None:
+        with transaction(self.state) as db:
+            db.execute(update(Cart).where(Cart.id == cart_id).values(status=status, message=message))
+
+    # reading
+    def get(self, user_id: int, uid: str, *, touch: bool = False, with_files: bool = False) -> Cart:
+        """The caller's cart, with its files if asked (404 for unknown uids and other users' carts)."""
+        with transaction(self.state) as db:
+            cart = db.scalar(select(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
+            if cart is None:
+                raise NotFound(f"no cart {uid!r}", {"uid": uid})
+            if touch:
+                now = utcnow()
+                cart.accessed = now
+                cart.expires = now + dt.timedelta(seconds=self.settings.cart_ttl_s)
+            if with_files:
+                cart.files  # noqa: B018 - load the members before the session closes
+            return cart
+
+    def ready_cart(self, user_id: int, uid: str) -> Cart:
+        """The caller's cart if it is ready (202-style ``Conflict`` subclasses otherwise)."""
+        cart = self.get(user_id, uid, touch=True, with_files=True)
+        if cart.status == protocol.CART_ERROR:
+            raise Conflict(f"cart {uid!r} failed: {cart.message}", {"uid": uid, "message": cart.message})
+        return cart
+
+    def delete(self, user_id: int, uid: str) -> None:
+        with transaction(self.state) as db:
+            if db.execute(delete(Cart).where(Cart.user_id == user_id, Cart.uid == uid)).rowcount == 0:
+                raise NotFound(f"no cart {uid!r}", {"uid": uid})
+
+    # eviction and expiry
+    def evict_over_quota(self, keep: int | None = None) -> int:
+        """Delete least-recently-used carts while all carts together pin more than the quota."""
+        evicted = 0
+        with transaction(self.state) as db:
+            total = db.scalar(select(func.coalesce(func.sum(Cart.size), 0))) or 0
+            if total <= self.settings.cart_quota_bytes:
+                return 0
+            for cart_id, size in db.execute(select(Cart.id, Cart.size).where(Cart.id != (keep or -1))
+                                            .order_by(Cart.accessed)).all():
+                if total <= self.settings.cart_quota_bytes:
+                    break
+                db.execute(delete(Cart).where(Cart.id == cart_id))
+                total -= size
+                evicted += 1
+        if evicted:
+            logger.info("evicted %d least-recently-used carts over the quota", evicted)
+        return evicted
+
+    def purge_expired(self) -> int:
+        """Drop expired carts, enforce the quota, restart preparations that went silent."""
+        now = utcnow()
+        with transaction(self.state) as db:
+            expired = db.execute(delete(Cart).where(Cart.expires < now)).rowcount
+            stale = list(db.scalars(select(Cart.id).where(
+                Cart.status == protocol.CART_STAGING,
+                Cart.accessed < now - dt.timedelta(seconds=STALE_STAGING_S))))
+            if stale:
+                db.execute(update(Cart).where(Cart.id.in_(stale)).values(accessed=now))
+        for cart_id in stale:
+            self.start_preparing(cart_id)
+        return (expired or 0) + self.evict_over_quota()
+
+
+def purge_expired(state: Any) -> int:
+    """Hook for the server's periodic purge (also run at start-up)."""
+    if state.blobs is None:
+        return 0
+    return CartService(state).purge_expired()
+
+
+def tar_layout(cart: Cart, top: str) -> TarLayout:
+    """The deterministic tar of a cart's members under the folder ``top``."""
+    return TarLayout([TarMember(name=f"{top}/{f.bundle_path}", size=f.size, mtime=f.mtime,
+                                blob_key=f.blob_key or "", sha256=f.sha256) for f in cart.files])
+
+
+def _status_headers(cart: Cart) -> dict[str, str]:
+    headers = {protocol.CART_STATUS_HEADER: cart.status,
+               protocol.CART_MESSAGE_HEADER: cart.message.replace("\r", " ").replace("\n", " ")}
+    if cart.status == protocol.CART_ERROR:
+        headers[HEADER_ERROR_CODE] = "checksum_mismatch" if "checksum" in cart.message else "internal"
+    return headers
+
+
+def _cart_service(request: Request) -> CartService:
+    return CartService(upload_service(request).state)
+
+
+# --- HTTP layer ----------------------------------------------------------------------------------
+
+@router.post(protocol.PATH_CART, status_code=201)
+async def create_cart(uid: str, request: Request) -> Response:
+    """cartd create: 201 ``{"message": "Cart Processing has begun"}``."""
+    check_uid(uid)
+    service = _cart_service(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise MalformedJson("request body is not valid JSON") from None
+    files = parse_fileids(body)
+    status = await run_in_threadpool(service.create, user_id, uid, files)
+    return JSONResponse({"message": "Cart Processing has begun", "status": status}, status_code=201)
+
+
+@router.head(protocol.PATH_CART)
+async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response:
+    """cartd status: 204 (500 on error) with ``X-Pacifica-Status``; ``?wait=S`` long-polls."""
+    service = _cart_service(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    deadline = time.monotonic() + max(0.0, min(wait, protocol.MAX_CART_WAIT_S))
+    delay = 0.05
+    while True:
+        cart = await run_in_threadpool(service.get, user_id, uid)
+        if cart.status not in (protocol.CART_WAITING, protocol.CART_STAGING) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.5)
+    status_code = 500 if cart.status == protocol.CART_ERROR else 204
+    return Response(status_code=status_code, headers=_status_headers(cart))
+
+
+@router.api_route(protocol.PATH_CART, methods=["GET"], response_class=Response)
+async def download_cart(uid: str, request: Request, filename: str | None = None) -> Response:
+    """cartd download: the tar (202 while not ready); Content-Length and Range supported."""
+    service = _cart_service(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    cart = await run_in_threadpool(service.ready_cart, user_id, uid)
+    if cart.status != protocol.CART_READY:
+        return JSONResponse({"message": "The cart is not ready for download."}, status_code=202,
+                            headers=_status_headers(cart))
+    name = filename or utcnow().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
+    if "/" in name or not name.strip(".") or any(ord(c) < 32 for c in name):
+        raise InvalidValue("filename must be a plain file name", {"filename": name[:100]})
+    top = name[:-4] if name.endswith(".tar") and len(name) > 4 else name
+    layout = await run_in_threadpool(tar_layout, cart, top)
+    blobs = service.blobs
+    headers = {"Content-Disposition": f'attachment; filename="{name}"',
+               "ETag": f'"cart-{cart.id}-{top}-{layout.size}"', **_status_headers(cart)}
+    return ranged_response(request, layout.size,
+                           lambda start, end: layout.iter_range(blobs.open_range, start, end), headers,
+                           media_type="application/x-tar")
+
+
+@router.api_route(CART_FILE_ROUTE, methods=["GET", "HEAD"], response_class=Response)
+async def download_cart_file(uid: str, path: str, request: Request) -> Response:
+    """One member of a ready cart, as pinned when the cart was made (Range supported)."""
+    service = _cart_service(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    cart = await run_in_threadpool(service.ready_cart, user_id, uid)
+    if cart.status != protocol.CART_READY:
+        return JSONResponse({"message": "The cart is not ready for download."}, status_code=202,
+                            headers=_status_headers(cart))
+    member = next((f for f in cart.files if f.bundle_path == path), None)
+    if member is None:
+        raise NotFound(f"no member {path!r} in cart {uid!r}", {"uid": uid, "path": path})
+    info = {"blob_key": member.blob_key, "size": member.size, "sha256": member.sha256,
+            "version": member.version, "mtime": member.mtime}
+    return blob_response(request, service.blobs, info)
+
+
+@router.delete(protocol.PATH_CART)
+async def delete_cart(uid: str, request: Request) -> Response:
+    """cartd delete: frees the cart (its pinned blobs stay while files use them)."""
+    service = _cart_service(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    await run_in_threadpool(service.delete, user_id, uid)
+    return JSONResponse({"message": "Cart Deleted Successfully"})
+

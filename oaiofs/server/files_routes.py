@@ -1,4 +1,101 @@
-"""Plain file GET/PUT (placeholder router until the transfer service lands)."""
-from fastapi import APIRouter
+"""Plain HTTP file access: ``GET``/``HEAD`` (Range, ETag = sha256) and ``PUT`` of one attached file.
 
-router = APIRouter()
+The plain-HTTP baselines the benchmarks compare the drive with, and the simplest
+upload path. ``PUT`` runs through the same upload service as tus (staging,
+whole-file sha256, atomic commit, version check), just in one request that is not
+resumable; a body cut short commits nothing.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from .. import protocol
+from ..errors import InvalidInput, InvalidValue, NotFound
+from . import access, objects
+from .byteranges import file_response, ranged_response
+from .models import FileEntry, User
+from .uploads import append_chunk, upload_service, authenticate, transaction, upload_lock
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["files"])
+FILE_ROUTE = protocol.PATH_FILE.replace("{path}", "{path:path}")
+
+
+def file_info(state: Any, user_id: int, oaio_id: str, path: str) -> dict[str, Any]:
+    """The ``FileDoc`` of a readable attached file plus its ``blob_key`` (404 for folders)."""
+    path = protocol.normalize_file_path(path)
+    with transaction(state) as db:
+        user = db.get(User, user_id)
+        obj, _right = access.load_object(db, user, oaio_id, "read")
+        entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == path))
+        if entry is None or entry.kind != "file" or not entry.blob_key:
+            raise NotFound(f"no file {path!r} in object {oaio_id!r}", {"oaio_id": oaio_id, "path": path})
+        return dict(objects.file_doc(entry), blob_key=entry.blob_key)
+
+
+def blob_response(request: Request, blobs: Any, info: dict[str, Any], filename: str | None = None) -> Response:
+    """Serve a pinned blob with validators (ETag, Last-Modified, version) and Range support."""
+    headers = {"ETag": f'"{info["sha256"]}"', protocol.HEADER_VERSION: str(info["version"]),
+               protocol.HEADER_SHA256: info["sha256"] or "",
+               "Last-Modified": email.utils.formatdate(info["mtime"] or 0, usegmt=True)}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and headers["ETag"] in [tag.strip() for tag in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    local = blobs.local_path(info["blob_key"])
+    if local is not None:
+        return file_response(local, headers, filename=filename)
+    return ranged_response(request, info["size"],
+                           lambda start, end: blobs.open_range(info["blob_key"], start, end), headers)
+
+
+@router.api_route(FILE_ROUTE, methods=["GET", "HEAD"], response_class=Response)
+async def get_file(oaio_id: str, path: str, request: Request) -> Response:
+    """The bytes of one attached file (``Range: bytes=a-b`` answers 206)."""
+    service = upload_service(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    info = await run_in_threadpool(file_info, service.state, user_id, oaio_id, path)
+    return blob_response(request, service.blobs, info)
+
+
+@router.put(FILE_ROUTE)
+async def put_file(oaio_id: str, path: str, request: Request, base_version: int | None = None,
+                   mtime: float | None = None) -> dict[str, Any]:
+    """Store the body as the new version of the file (``X-OAIO-Sha256`` checks it end to end)."""
+    length = request.headers.get("content-length")
+    if not length or not length.isdigit():
+        raise InvalidInput("Content-Length is required for a plain upload (use tus for streams)",
+                           http_status=411, code="length_required")
+    if base_version is not None and base_version < 0:
+        raise InvalidValue("base_version must not be negative")
+    metadata = {protocol.META_OAIO_ID: oaio_id, protocol.META_PATH: path}
+    if base_version is not None:
+        metadata[protocol.META_BASE_VERSION] = str(base_version)
+    if mtime is not None:
+        metadata[protocol.META_MTIME] = repr(float(mtime))
+    if request.headers.get(protocol.HEADER_SHA256):
+        metadata[protocol.META_SHA256] = request.headers[protocol.HEADER_SHA256]
+    service = upload_service(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    upload = await run_in_threadpool(service.create, user_id, int(length), metadata)
+    try:
+        async with upload_lock(upload.id):
+            upload, result = await append_chunk(service, request, user_id, upload, 0, None)
+    except BaseException:
+        await run_in_threadpool(service.discard, upload.id)
+        raise
+    if result is None:
+        await run_in_threadpool(service.discard, upload.id)
+        raise InvalidInput("the body ended before Content-Length bytes; nothing was stored",
+                           {"received": upload.offset, "length": int(length)})
+    await run_in_threadpool(service.discard, upload.id)     # the file is committed; the record is spent
+    info = await run_in_threadpool(file_info, service.state, user_id, oaio_id, path)
+    info.pop("blob_key")
+    return info
+
