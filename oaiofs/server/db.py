@@ -4,7 +4,7 @@ SQLite runs in WAL mode with a busy timeout and foreign keys on. SQLite has
 no ``SELECT … FOR UPDATE``; to keep "read version, check, write" atomic, a
 session that is about to change data calls :func:`lock_for_write`, which on
 SQLite restarts the (so far read-only) transaction as ``BEGIN IMMEDIATE``
-(one writer at a time) and on PostgreSQL does nothing (callers lock rows with
+(one writer at a time; reads stay concurrent thanks to WAL) and on PostgreSQL does nothing (callers lock rows with
 ``with_for_update``).
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_BEGIN_OPTION = "oaiofs_sqlite_begin"
 
 
 def is_sqlite(url_or_engine: str | Engine) -> bool:
@@ -62,8 +61,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        conn.exec_driver_sql("BEGIN")      # deferred: readers never wait; writers use lock_for_write
 
     return engine
 
@@ -76,18 +74,25 @@ def make_sessionmaker(engine: Engine, **info: Any) -> sessionmaker[Session]:
 def lock_for_write(db: Session) -> None:
     """Make the rest of ``db``'s transaction a serialised write transaction on SQLite.
 
-    Call before the first write of a request. If the transaction has only read so
-    far, it is committed (nothing to commit) and the next one begins IMMEDIATE.
+    Call before the first write of a transaction. The (so far read-only) SQLite
+    transaction is ended and restarted as ``BEGIN IMMEDIATE`` underneath
+    SQLAlchemy, so the session and any ``sessionmaker.begin()`` block stay
+    intact; rows read before should be re-read (``populate_existing``).
     No-op on other databases and when the lock is already held.
     """
     bind = db.get_bind()
     if not is_sqlite(bind) or db.info.get("sqlite_write_locked"):
         return
-    if db.new or db.dirty or db.deleted:
+    if db.new or db.deleted or any(db.is_modified(o) for o in db.dirty):
         raise RuntimeError("lock_for_write must be called before the first change of a transaction")
-    if db.in_transaction():
-        db.commit()
-    db.connection(execution_options={_BEGIN_OPTION: "IMMEDIATE"})
+    raw = db.connection().connection.dbapi_connection
+    cursor = raw.cursor()
+    try:
+        if raw.in_transaction:
+            cursor.execute("COMMIT")
+        cursor.execute("BEGIN IMMEDIATE")
+    finally:
+        cursor.close()
     db.info["sqlite_write_locked"] = True
 
 
