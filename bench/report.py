@@ -1,0 +1,98 @@
+"""Benchmark rows, pass/fail against their targets, the markdown table and the JSON file."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Target:
+    """A row's goal: ``ratio ≥ threshold`` (kind ``min_ratio``) or ``value ≤ threshold`` (``max_value``)."""
+
+    kind: str
+    threshold: float
+    text: str
+
+    def met(self, value: float | None, ratio: float | None) -> bool:
+        """True if the measured ``value``/``ratio`` reaches the goal."""
+        if self.kind == "min_ratio":
+            return ratio is not None and ratio >= self.threshold
+        if self.kind == "max_value":
+            return value is not None and value <= self.threshold
+        raise ValueError(f"unknown target kind {self.kind!r}")
+
+
+@dataclass
+class Row:
+    """One workload beside its baseline. ``samples`` are in ``unit``; the row value is their median.
+
+    ``higher_is_better`` says how to read the unit (MiB/s: yes, seconds: no); ``ratio`` is
+    always a speed ratio (mount over baseline, > 1 means the mount is faster).
+    """
+
+    key: str
+    workload: str
+    baseline_label: str
+    unit: str
+    higher_is_better: bool
+    target: Target
+    samples: list[float] = field(default_factory=list)
+    baseline_samples: list[float] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def value(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+    @property
+    def baseline(self) -> float | None:
+        return statistics.median(self.baseline_samples) if self.baseline_samples else None
+
+    @property
+    def ratio(self) -> float | None:
+        value, baseline = self.value, self.baseline
+        if value is None or baseline is None or value <= 0 or baseline <= 0:
+            return None
+        return value / baseline if self.higher_is_better else baseline / value
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.target.met(self.value, self.ratio)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(value=self.value, baseline=self.baseline, ratio=self.ratio, passed=self.passed,
+                    target=dataclasses.asdict(self.target))
+        return data
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{value:,.1f} {unit}"
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The result table: workload, mount value, baseline, speed ratio, target, pass/fail."""
+    lines = ["| workload | oaiofs mount | baseline (same run) | ratio | target | result |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        baseline = f"{_number(row.baseline, row.unit)} ({row.baseline_label})" if row.baseline_label else "—"
+        ratio = f"{row.ratio:.2f}×" if row.ratio is not None else "—"
+        result = "PASS" if row.passed else ("ERROR: " + row.error if row.error else "FAIL")
+        lines.append(f"| {row.workload} | {_number(row.value, row.unit)} | {baseline} | {ratio} "
+                     f"| {row.target.text} | {result} |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, rows: list[Row], meta: dict[str, Any]) -> None:
+    """Write the run (``meta`` plus every row with its samples) as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**meta, "rows": [row.to_json() for row in rows]}, indent=2) + "\n")
