@@ -161,6 +161,9 @@ class Synchronizer:
         except Forbidden as exc:
             self._keep_refused_edit(obj, report, exc)
             return True
+        except (NotFound, Gone) as exc:     # deleted or unshared meanwhile: the vanish step keeps the edit
+            log.info("push of %s: %s", obj.oaio_id, exc.message)
+            return False
         obj.server_stamp = obj.client_stamp
         self.state.save(obj)
         return True
@@ -242,6 +245,7 @@ class Synchronizer:
             except InvalidValue as exc:
                 report.errors.append(f"{obj.oaio_id}: attached file path refused: {exc.message}")
         added_conflicts: list[str] = []
+        dropped = [p for p, f in obj.files.items() if p not in wanted and f.get("kind") == "file"]
         for path in wanted:
             local = safe_join(root, path)
             if not local.is_file():
@@ -257,13 +261,15 @@ class Synchronizer:
             except VersionConflict:
                 copy = self._upload_conflict_copy(obj, path, local, sha)
                 added_conflicts.append(copy)
+                # the local bytes are safe in the copy: let the pull replace them with the server's
+                obj.files[path] = {**(known or {}), "kind": "file", "sha256": sha}
                 report.conflicts.append(f"{obj.oaio_id}: file {path!r} was changed on the server too; "
                                         f"the local version is kept as {copy!r}")
                 continue
             obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
                                "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime}
             report.uploaded.append(f"{obj.oaio_id}/{path}")
-        for path in [p for p, f in obj.files.items() if p not in wanted and f.get("kind") == "file"]:
+        for path in dropped:
             try:
                 self.api.delete_file(obj.oaio_id, path, base_version=obj.files[path].get("version"))
             except NotFound:
@@ -295,9 +301,12 @@ class Synchronizer:
                 raise
             log.info("upload %s of %s expired; starting again", url, path)
             result = self.uploader.upload_file(local, obj.oaio_id, path, url=None, **kwargs)
-        finally:
-            if obj.uploads.pop(path, None) is not None:
-                self.state.save(obj)
+        except VersionConflict:
+            obj.uploads.pop(path, None)       # that upload can never commit
+            self.state.save(obj)
+            raise
+        if obj.uploads.pop(path, None) is not None:
+            self.state.save(obj)
         return result
 
     def _upload_conflict_copy(self, obj: OaiObject, path: str, local: Path, sha: str) -> str:
