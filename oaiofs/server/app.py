@@ -168,7 +168,7 @@ async def _purge_loop(state: AppState) -> None:
                 await asyncio.to_thread(purge, state)
             except Exception:   # noqa: BLE001 - a failed purge must not stop the server
                 log.exception("purge %s failed", getattr(purge, "__module__", purge))
-        await asyncio.sleep(PURGE_INTERVAL_S)
+        await asyncio.sleep(getattr(state.settings, "purge_interval_s", PURGE_INTERVAL_S))
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:

@@ -23,6 +23,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("OAIOFS_DATA") or platformdirs.user_data_dir("oaiofs"))
 
 
+_ENV_NUMBERS = ("upload_expiry_s", "cart_ttl_s", "cart_quota_bytes", "max_upload_bytes", "purge_interval_s")
+
+
 @dataclasses.dataclass
 class ServerSettings:
     """Everything the server needs to know at start-up."""
@@ -39,12 +42,17 @@ class ServerSettings:
     cart_quota_bytes: int = 10 * 1024 ** 3
     max_upload_bytes: int = 64 * 1024 ** 3
     workers: int = 1
+    purge_interval_s: float = 300.0      # expired uploads/carts/tokens are purged this often (and at start-up)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
         self.db_url = self.db_url or os.environ.get("OAIOFS_DB_URL") or None
         self.blobs_url = self.blobs_url or os.environ.get("OAIOFS_BLOBS_URL") or None
         self.s3_endpoint = self.s3_endpoint or os.environ.get("OAIOFS_S3_ENDPOINT") or None
+        for name in _ENV_NUMBERS:            # e.g. OAIOFS_UPLOAD_EXPIRY_S=2 (tests use short expiries)
+            raw = os.environ.get("OAIOFS_" + name.upper())
+            if raw:
+                setattr(self, name, type(getattr(self, name))(float(raw)))
 
     @property
     def database_url(self) -> str:

@@ -1,0 +1,273 @@
+"""``CartDownloader``: fetch many attached files at once through a server cart.
+
+``create`` posts a cartd cart, ``wait`` long-polls its status (one request per
+up to 60 s instead of cartd's 1-second polling), ``download`` streams the cart's
+tar straight to disk: every member is checked against a safe relative path (no
+absolute paths, ``..``, links or devices), written to ``<name>.part``, verified
+against the sha256 the server put in the member's PAX header (and the hashsum
+asked for, if this downloader made the cart) and only then renamed into place.
+A cut connection resumes with HTTP Range: the member being written continues
+from its last byte via the single-member endpoint, the tar from the next member.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable
+
+import requests
+import urllib3
+
+from .. import protocol
+from ..errors import ChecksumMismatch, InvalidValue, Unavailable, error_from_response
+from .api import ApiClient, quote_id, quote_path
+
+log = logging.getLogger(__name__)
+
+TOP = "data"                              # the tar's top folder (cartd names it after ?filename)
+PAX_SHA256 = "OAIO.sha256"
+COPY_PIECE = 1 << 20
+_TRANSPORT_ERRORS = (Unavailable, requests.RequestException, urllib3.exceptions.HTTPError, tarfile.ReadError,
+                     ConnectionError, TimeoutError)
+
+
+def cart_entry(oaio_id: str, path: str, sha256: str, bundle_path: str | None = None) -> dict[str, str]:
+    """One ``fileids`` entry: the file ``path`` of ``oaio_id``, placed at ``bundle_path`` (default: ``path``)."""
+    return {"id": protocol.cart_file_id(oaio_id, path), "path": bundle_path or path,
+            "hashtype": "sha256", "hashsum": sha256}
+
+
+def member_path(name: str) -> str:
+    """The safe relative path of tar member ``name`` under the top folder, else ``InvalidValue``."""
+    prefix = TOP + "/"
+    if not name.startswith(prefix):
+        raise InvalidValue(f"tar member {name[:200]!r} is outside {prefix!r}")
+    return protocol.normalize_file_path(name[len(prefix):])
+
+
+@dataclass
+class _Partial:
+    """A member whose bytes stopped arriving mid-way."""
+
+    rel: str
+    size: int
+    mtime: float
+    sha256: str | None
+    next_pos: int                          # tar offset of the member after it
+
+
+@dataclass
+class _Progress:
+    """Where a cart download stands: the next member header, or a member cut mid-way."""
+
+    pos: int = 0
+    partial: _Partial | None = None
+
+
+class CartDownloader:
+    """Creates, waits for, downloads and deletes carts through one :class:`ApiClient`."""
+
+    def __init__(self, api: ApiClient, max_attempts: int = 8, backoff_cap_s: float = 30.0,
+                 backoff_base_s: float = 0.25) -> None:
+        self.api = api
+        self.max_attempts = max_attempts
+        self.backoff_cap_s = backoff_cap_s
+        self.backoff_base_s = backoff_base_s
+        self.bytes_received = 0            # body bytes read by this downloader (for tests/stats)
+        self._expected: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def _cart_path(self, uid: str) -> str:
+        return protocol.PATH_CART.format(uid=quote_id(uid))
+
+    # --- cartd calls ---
+    def create(self, fileids: Iterable[dict[str, Any]], uid: str | None = None) -> str:
+        """Post a cart of ``fileids`` (see :func:`cart_entry`); returns its uid."""
+        uid = uid or uuid.uuid4().hex
+        entries = list(fileids)
+        self.api.request("POST", self._cart_path(uid), json={"fileids": entries}, expect=(201,)).close()
+        self._expected[uid] = {str(e["path"]).lstrip("/"): (str(e["hashtype"]).lower(), str(e["hashsum"]).lower())
+                               for e in entries}
+        return uid
+
+    def status(self, uid: str, wait: float = 0.0) -> tuple[str, str]:
+        """``(status, message)`` of a cart; ``wait`` long-polls until it is ready or failed."""
+        params = {protocol.CART_WAIT_PARAM: wait} if wait else None
+        timeout = (5, wait + 30) if wait else None
+        resp = self.api.request("HEAD", self._cart_path(uid), params=params, timeout=timeout, expect=(204, 500))
+        resp.close()
+        return resp.headers.get(protocol.CART_STATUS_HEADER, ""), resp.headers.get(protocol.CART_MESSAGE_HEADER, "")
+
+    def wait(self, uid: str, timeout: float = 300.0) -> str:
+        """Block until the cart is ready (returns ``"ready"``); a failed cart raises its error."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            status, message = self.status(uid, wait=max(0.0, min(remaining, protocol.MAX_CART_WAIT_S)))
+            if status == protocol.CART_READY:
+                return status
+            if status == protocol.CART_ERROR:
+                code = "checksum_mismatch" if "checksum" in message else "internal"
+                raise error_from_response(500, {"error": code, "message": f"cart {uid} failed: {message}",
+                                                "detail": {"uid": uid}})
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"cart {uid} is still {status} after {timeout:.0f}s", {"uid": uid})
+
+    def open_member(self, uid: str, path: str, start: int = 0, end: int | None = None) -> requests.Response:
+        """A streaming response with bytes ``[start, end)`` of one cart member."""
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        path_url = protocol.PATH_CART_FILE.format(uid=quote_id(uid), path=quote_path(path))
+        return self.api.request("GET", path_url, headers=headers, stream=True, expect=(200, 206))
+
+    def delete(self, uid: str) -> None:
+        """Free the cart on the server."""
+        self.api.request("DELETE", self._cart_path(uid), expect=(200,)).close()
+        self._expected.pop(uid, None)
+
+    def fetch(self, fileids: Iterable[dict[str, Any]], dest_dir: str | os.PathLike[str],
+              timeout: float = 300.0) -> list[Path]:
+        """Create, wait for, download and delete a cart in one call."""
+        uid = self.create(fileids)
+        try:
+            self.wait(uid, timeout)
+            return self.download(uid, dest_dir)
+        finally:
+            self.delete(uid)
+
+    # --- download ---
+    def download(self, uid: str, dest_dir: str | os.PathLike[str], verify: bool = True,
+                 on_progress: Callable[[int], None] | None = None) -> list[Path]:
+        """Stream the cart into ``dest_dir`` (files at their bundle paths); returns the written files."""
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        progress = _Progress()
+        failures = 0
+        while True:
+            try:
+                if progress.partial is not None:
+                    written.append(self._finish_partial(uid, dest, progress.partial, verify))
+                    progress.pos, progress.partial = progress.partial.next_pos, None
+                if self._stream_tar(uid, dest, progress, verify, written, on_progress):
+                    return written
+            except _TRANSPORT_ERRORS as exc:
+                failures += 1
+                if failures >= self.max_attempts:
+                    raise Unavailable(f"cart {uid} download failed: {exc}", {"uid": uid}) from None
+                delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (failures - 1)) * random.uniform(0.5, 1)
+                log.info("cart %s: download interrupted (%s); resuming at byte %d in %.2fs",
+                         uid, exc, progress.pos, delay)
+                time.sleep(delay)
+
+    def _stream_tar(self, uid: str, dest: Path, progress: _Progress, verify: bool, written: list[Path],
+                    on_progress: Callable[[int], None] | None) -> bool:
+        """Extract the tar from byte ``progress.pos`` on; False if the cart was not ready yet."""
+        base = progress.pos
+        headers = {"Range": f"bytes={base}-"} if base else {}
+        resp = self.api.request("GET", self._cart_path(uid), params={"filename": TOP + ".tar"}, headers=headers,
+                                stream=True, expect=(200, 206, 202))
+        with resp:
+            if resp.status_code == 202:
+                self.wait(uid)
+                return False
+            if base and resp.status_code == 200:
+                raise InvalidValue("the server ignored the Range request of a cart download")
+            with tarfile.open(mode="r|", fileobj=_CountingReader(resp.raw, self)) as tar:
+                for member in tar:
+                    rel = member_path(member.name)
+                    if not member.isreg():
+                        raise InvalidValue(f"tar member {member.name!r} is not a regular file")
+                    padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                    info = _Partial(rel, member.size, float(member.mtime), member.pax_headers.get(PAX_SHA256),
+                                    base + member.offset_data + padded)
+                    try:
+                        written.append(self._write_member(uid, dest, info, tar.extractfile(member), verify))
+                    except _TRANSPORT_ERRORS:
+                        progress.partial = info
+                        raise
+                    progress.pos = info.next_pos
+                    if on_progress is not None:
+                        on_progress(len(written))
+        return True
+
+    def _write_member(self, uid: str, dest: Path, info: _Partial, source: BinaryIO | None,
+                      verify: bool) -> Path:
+        target = dest / info.rel
+        part = target.with_name(target.name + ".part")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(part, "wb") as out:
+            while source is not None:
+                piece = source.read(COPY_PIECE)
+                if not piece:
+                    break
+                out.write(piece)
+        return self._finalize(uid, target, part, info, verify)
+
+    def _finish_partial(self, uid: str, dest: Path, info: _Partial, verify: bool) -> Path:
+        """Continue a member cut mid-way with a Range request for its missing tail."""
+        target = dest / info.rel
+        part = target.with_name(target.name + ".part")
+        have = part.stat().st_size if part.exists() else 0
+        if have > info.size:
+            part.unlink()
+            have = 0
+        if have < info.size:
+            with self.open_member(uid, info.rel, start=have) as resp, open(part, "ab") as out:
+                if resp.status_code == 200 and have:
+                    out.truncate(0)         # the server ignored the range: take the whole body
+                for piece in resp.iter_content(COPY_PIECE):
+                    self.bytes_received += len(piece)
+                    out.write(piece)
+            log.info("cart %s: resumed %s at byte %d", uid, info.rel, have)
+        return self._finalize(uid, target, part, info, verify)
+
+    def _finalize(self, uid: str, target: Path, part: Path, info: _Partial, verify: bool) -> Path:
+        """Check size and checksums of a ``.part`` file, then move it into place."""
+        size = part.stat().st_size
+        if size != info.size:
+            raise tarfile.ReadError(f"{info.rel}: got {size} of {info.size} bytes")
+        if verify:
+            self._verify(uid, part, info)
+        os.replace(part, target)
+        os.utime(target, (info.mtime, info.mtime))
+        return target
+
+    def _verify(self, uid: str, part: Path, info: _Partial) -> None:
+        wanted: dict[str, str] = {}
+        if info.sha256:
+            wanted["sha256"] = info.sha256
+        hashtype, hashsum = self._expected.get(uid, {}).get(info.rel, ("", ""))
+        if hashtype in hashlib.algorithms_available:
+            wanted.setdefault(hashtype, hashsum)
+        if not wanted:
+            return
+        hashers = {name: hashlib.new(name) for name in wanted}
+        with open(part, "rb") as handle:
+            for piece in iter(lambda: handle.read(COPY_PIECE), b""):
+                for hasher in hashers.values():
+                    hasher.update(piece)
+        for name, hasher in hashers.items():
+            if hasher.hexdigest() != wanted[name]:
+                part.unlink(missing_ok=True)
+                raise ChecksumMismatch(f"{info.rel}: {name} is {hasher.hexdigest()}, expected {wanted[name]}",
+                                       {"path": info.rel, "hashtype": name})
+
+
+class _CountingReader:
+    """A file-like wrapper of a raw response that counts the bytes read."""
+
+    def __init__(self, raw: Any, owner: CartDownloader) -> None:
+        self.raw, self.owner = raw, owner
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.owner.bytes_received += len(data)
+        return data

@@ -1,0 +1,228 @@
+"""``TusUploader``: chunked, resumable uploads to the server's tus 1.0 endpoint.
+
+The upload URL is handed to ``on_url`` before the first byte is sent, so a caller
+that persists it can resume from another process after a crash
+(``upload_file(..., url=saved)``); the uploader then asks the server for its
+offset and sends only the rest. Every chunk carries a sha256 ``Upload-Checksum``
+and the whole file's sha256 travels in the metadata, so the server verifies both.
+Transient failures (connection errors, 5xx, a chunk checksum mismatch, an offset
+race) are retried with capped exponential backoff, re-reading the server's offset.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+from urllib.parse import urlsplit
+
+from .. import protocol
+from ..errors import (ChecksumMismatch, Gone, InvalidValue, NotFound, OaioError, OffsetMismatch, Unavailable,
+                      VersionConflict)
+from .api import ApiClient
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]      # (bytes the server has, total)
+_TUS = {"Tus-Resumable": protocol.TUS_VERSION}
+HASH_PIECE = 1 << 20
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    """Return ``chunk_size`` if it is a positive multiple of 1280 KiB (``protocol.CHUNK_UNIT``)."""
+    if not isinstance(chunk_size, int) or chunk_size <= 0 or chunk_size % protocol.CHUNK_UNIT:
+        raise InvalidValue(f"chunk size must be a positive multiple of {protocol.CHUNK_UNIT} bytes (1280 KiB), "
+                           f"got {chunk_size!r}", {"chunk_size": chunk_size, "unit": protocol.CHUNK_UNIT})
+    return chunk_size
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a local file (read in 1 MiB pieces)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for piece in iter(lambda: handle.read(HASH_PIECE), b""):
+            hasher.update(piece)
+    return hasher.hexdigest()
+
+
+class UploadState(dict):
+    """What ``HEAD`` of an upload says: ``offset``, ``length`` and, once complete, ``version``/``sha256``."""
+
+
+class TusUploader:
+    """Uploads files in chunks through one :class:`ApiClient` (thread-safe per upload)."""
+
+    def __init__(self, api: ApiClient, chunk_size: int = protocol.DEFAULT_CHUNK_SIZE, max_attempts: int = 8,
+                 backoff_cap_s: float = 30.0, backoff_base_s: float = 0.25) -> None:
+        self.api = api
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.max_attempts = max_attempts
+        self.backoff_cap_s = backoff_cap_s
+        self.backoff_base_s = backoff_base_s
+        self.bytes_sent = 0                 # request body bytes sent by this uploader (for tests/stats)
+
+    # --- single tus calls ---
+    def path_of(self, url: str) -> str:
+        """The API path of an upload URL (absolute URLs of another base keep only their path)."""
+        if url.startswith(self.api.base_url):
+            return url[len(self.api.base_url):]
+        return urlsplit(url).path
+
+    def create(self, oaio_id: str, path: str, size: int, *, sha256: str | None = None,
+               base_version: int | None = None, mtime: float | None = None) -> str:
+        """Open an upload (rights and a stale ``base_version`` are checked now); returns its URL."""
+        meta = {protocol.META_OAIO_ID: oaio_id, protocol.META_PATH: path}
+        if base_version is not None:
+            meta[protocol.META_BASE_VERSION] = str(base_version)
+        if sha256:
+            meta[protocol.META_SHA256] = sha256
+        if mtime is not None:
+            meta[protocol.META_MTIME] = repr(float(mtime))
+        headers = dict(_TUS, **{"Upload-Length": str(size),
+                                "Upload-Metadata": protocol.encode_upload_metadata(meta)})
+        resp = self.api.request("POST", protocol.PATH_UPLOADS, headers=headers, expect=(201,))
+        resp.close()
+        return self.api.url(resp.headers["Location"]) if resp.headers["Location"].startswith("/") \
+            else resp.headers["Location"]
+
+    def status(self, url: str) -> UploadState:
+        """The server's view of an upload (``NotFound``/``Gone`` once it was purged or finished long ago)."""
+        resp = self.api.request("HEAD", self.path_of(url), headers=_TUS, expect=(200,))
+        state = UploadState(offset=int(resp.headers["Upload-Offset"]),
+                            length=int(resp.headers.get("Upload-Length", -1)))
+        state.update(_result(resp.headers) or {})
+        return state
+
+    def offset(self, url: str) -> int:
+        """How many bytes the server has."""
+        return self.status(url)["offset"]
+
+    def cancel(self, url: str) -> None:
+        """Terminate an upload (already gone is fine)."""
+        try:
+            self.api.request("DELETE", self.path_of(url), headers=_TUS, expect=(204,)).close()
+        except (NotFound, Gone):
+            pass
+
+    def send_chunk(self, url: str, offset: int, data: bytes) -> tuple[int, dict[str, Any] | None]:
+        """PATCH ``data`` at ``offset``; returns (new offset, result if this completed the upload)."""
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        headers = dict(_TUS, **{"Upload-Offset": str(offset), "Content-Type": protocol.TUS_CONTENT_TYPE,
+                                "Upload-Checksum": f"sha256 {digest}"})
+        self.bytes_sent += len(data)
+        resp = self.api.request("PATCH", self.path_of(url), data=data, headers=headers, expect=(204,))
+        resp.close()
+        return int(resp.headers["Upload-Offset"]), _result(resp.headers)
+
+    # --- the whole file ---
+    def upload_file(self, local_path: str | os.PathLike[str], oaio_id: str, path: str, *, url: str | None = None,
+                    sha256: str | None = None, base_version: int | None = None, mtime: float | None = None,
+                    on_url: Callable[[str], None] | None = None,
+                    on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Upload ``local_path`` as ``path`` of ``oaio_id``; returns ``{"version", "sha256", "size"}``.
+
+        With ``url`` (persisted from an earlier ``on_url``) the upload resumes at the
+        server's offset; an upload the server no longer knows is started afresh.
+        Raises ``VersionConflict``, ``Forbidden``, ``NotFound``, ``ChecksumMismatch``
+        (the file changed while uploading) or ``Unavailable`` after ``max_attempts``.
+        """
+        local_path = Path(local_path)
+        size = local_path.stat().st_size
+        sha256 = sha256 or file_sha256(local_path)
+        if mtime is None:
+            mtime = local_path.stat().st_mtime
+        offset = 0
+        if url is not None:
+            try:
+                state = self.status(url)
+            except (NotFound, Gone):
+                log.info("upload %s is gone on the server; starting over", url)
+                url = None
+            else:
+                if "version" in state:
+                    return _summary(state, size)
+                offset = state["offset"]
+        if url is None:
+            url = self.create(oaio_id, path, size, sha256=sha256, base_version=base_version, mtime=mtime)
+            if on_url is not None:
+                on_url(url)
+        with open(local_path, "rb") as handle:
+            return self._send_from(handle, url, offset, size, on_progress)
+
+    def _send_from(self, handle: BinaryIO, url: str, offset: int, size: int,
+                   on_progress: ProgressCallback | None) -> dict[str, Any]:
+        failures = 0
+        if on_progress is not None:
+            on_progress(offset, size)
+        while True:
+            try:
+                handle.seek(offset)
+                data = handle.read(min(self.chunk_size, size - offset))
+                new_offset, result = self.send_chunk(url, offset, data)
+            except (VersionConflict, ChecksumMismatch) as exc:
+                if isinstance(exc, ChecksumMismatch) and self._still_open(url):
+                    failures = self._backoff(failures, exc)   # a chunk was damaged in transit: resend
+                    offset = self.offset(url)
+                    continue
+                raise
+            except (Unavailable, OffsetMismatch) as exc:
+                failures = self._backoff(failures, exc)
+                offset = self._offset_after_failure(url, exc)
+                continue
+            except OaioError as exc:
+                if exc.http_status >= 500:
+                    failures = self._backoff(failures, exc)
+                    offset = self._offset_after_failure(url, exc)
+                    continue
+                raise
+            if new_offset > offset:
+                failures = 0
+            offset = new_offset
+            if on_progress is not None:
+                on_progress(offset, size)
+            if result is not None:
+                return _summary(result, size)
+            if offset >= size:
+                raise OaioError("the server has every byte but did not report the committed version",
+                                {"url": url})
+
+    def _still_open(self, url: str) -> bool:
+        try:
+            self.status(url)
+            return True
+        except (NotFound, Gone):
+            return False
+
+    def _offset_after_failure(self, url: str, exc: OaioError) -> int:
+        """Ask the server where to continue (retrying while it is unreachable)."""
+        failures = 0
+        while True:
+            try:
+                state = self.status(url)
+                return state["offset"]
+            except Unavailable as again:
+                failures = self._backoff(failures, again)
+
+    def _backoff(self, failures: int, exc: OaioError) -> int:
+        failures += 1
+        if failures >= self.max_attempts:
+            raise exc
+        delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+        log.info("upload attempt failed (%s); retrying in %.2fs", exc, delay)
+        time.sleep(delay)
+        return failures
+
+
+def _result(headers: Any) -> dict[str, Any] | None:
+    version = headers.get(protocol.HEADER_UPLOAD_RESULT_VERSION)
+    if version is None:
+        return None
+    return {"version": int(version), "sha256": headers.get(protocol.HEADER_UPLOAD_RESULT_SHA256)}
+
+
+def _summary(result: dict[str, Any], size: int) -> dict[str, Any]:
+    return {"version": result["version"], "sha256": result["sha256"], "size": size}
