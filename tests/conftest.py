@@ -8,6 +8,7 @@ so the same tests run against every backend configuration.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import shlex
@@ -18,7 +19,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import pytest
 import requests
@@ -50,6 +51,53 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval:
                          + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+# --- backend matrix (issue 7): the same tests on SQLite + local blobs or PostgreSQL + S3 ---
+# scripts/services.sh exports OAIOFS_TEST_PG_URL / OAIOFS_TEST_S3_*; with them (or with
+# OAIOFS_TEST_BACKEND=postgres-s3) every ServerProcess gets its own fresh PostgreSQL database
+# and S3 prefix, named after its data folder (a restart on the same folder finds its data).
+# OAIOFS_TEST_BACKEND=sqlite forces the default even when the services are there.
+_MATRIX_RUN = uuid.uuid4().hex[:8]
+
+
+def matrix_backend() -> str:
+    """``"postgres-s3"`` or ``"sqlite"`` (see above)."""
+    chosen = os.environ.get("OAIOFS_TEST_BACKEND", "").strip()
+    if chosen:
+        return chosen
+    return "postgres-s3" if os.environ.get("OAIOFS_TEST_PG_URL") else "sqlite"
+
+
+def create_test_database(name: str, admin_url: str | None = None) -> str:
+    """Create the PostgreSQL database ``name`` on the test cluster if missing; returns its URL."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin_url = admin_url or os.environ.get("OAIOFS_TEST_PG_URL")
+    if not admin_url:
+        raise RuntimeError("OAIOFS_TEST_PG_URL is not set: run `eval \"$(scripts/services.sh start)\"` first")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def s3_env(services: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """boto3's standard variables for the test S3 server (from the ``OAIOFS_TEST_S3_*`` values)."""
+    return {"AWS_ENDPOINT_URL_S3": services["OAIOFS_TEST_S3_ENDPOINT"],
+            "AWS_ACCESS_KEY_ID": services["OAIOFS_TEST_S3_ACCESS_KEY"],
+            "AWS_SECRET_ACCESS_KEY": services["OAIOFS_TEST_S3_SECRET_KEY"],
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def backend_env(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """Server environment for the selected backend ({} for SQLite or when ``env`` picks a database)."""
+    if matrix_backend() != "postgres-s3" or "OAIOFS_DB_URL" in env:
+        return {}
+    name = "t_" + hashlib.sha256(f"{_MATRIX_RUN}:{Path(data_dir).resolve()}".encode()).hexdigest()[:24]
+    return {"OAIOFS_DB_URL": create_test_database(name),
+            "OAIOFS_BLOBS_URL": f"s3://{os.environ['OAIOFS_TEST_S3_BUCKET']}/{name}", **s3_env()}
+
+
 class ServerProcess:
     """One ``oaiofs serve`` process on 127.0.0.1 with its own data folder."""
 
@@ -58,7 +106,7 @@ class ServerProcess:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.extra_args = list(extra_args or []) + shlex.split(os.environ.get("OAIOFS_TEST_SERVER_ARGS", ""))
-        self.env = dict(os.environ, **(env or {}))
+        self.env = {**os.environ, **backend_env(self.data_dir, env or {}), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
 
