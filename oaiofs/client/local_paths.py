@@ -1,7 +1,6 @@
-"""Local path helpers of the client: seed placeholders, safe joins, file hashing and listing."""
+"""Local path helpers of the client: seed placeholders, safe joins and folder listing."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -9,8 +8,6 @@ import platformdirs
 
 from ..errors import InvalidValue
 from ..protocol import normalize_file_path
-
-HASH_BLOCK = 1 << 20
 
 
 def placeholders() -> dict[str, str]:
@@ -51,15 +48,6 @@ def is_inside(path: Path, root: Path) -> bool:
     """True if ``path`` (resolved) is ``root`` or below it."""
     real_root, real_path = os.path.realpath(root), os.path.realpath(path)
     return os.path.commonpath([real_root, real_path]) == real_root
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def list_files(root: Path) -> list[str]:

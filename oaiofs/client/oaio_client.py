@@ -44,10 +44,12 @@ from ..errors import Forbidden, InvalidValue, NotFound, OaioError
 from ..protocol import (NO_ACCESS_RIGHT, can_delete, can_update, defuse, is_stamp, make_oaio_id,
                         normalize_file_path, userz_access_sort_key, validate_oaio_id, validate_values)
 from .api import ApiClient
+from .carts import CartDownloader
 from .local_paths import is_inside, list_files, resolve_placeholders, safe_join
 from .local_state import LAST_SYNC_STAMP_FILE, LocalState, atomic_write_bytes
 from .oaio_object import OaiObject
 from .sync import SyncReport, Synchronizer, next_stamp
+from .uploads import TusUploader
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +93,8 @@ class OaioClient:
         self.state = LocalState(self.client_root)
         self.api = api or ApiClient(base_url_of(host), self._username, self._password,
                                     app_id=self.app_id, device_id=self.device_id)
-        if uploader is None:
-            from .uploads import TusUploader
-            uploader = TusUploader(self.api)
-        if downloader is None:
-            from .carts import CartDownloader
-            downloader = CartDownloader(self.api)
-        self._sync = Synchronizer(self.state, self.api, uploader, downloader,
+        self._sync = Synchronizer(self.state, self.api, uploader or TusUploader(self.api),
+                                  downloader or CartDownloader(self.api),
                                   username=self._username, device_id=self.device_id, app_id=self.app_id)
         self._collect_state_problems()
 

@@ -12,8 +12,8 @@ One :meth:`Synchronizer.sync` run (the caller holds the state lock):
    (a conflict copy) and the record falls back to the server's version.
 2. **Pull** the full listing (``list_objects``): objects that are new, have
    another version, or were just pushed are refreshed (values; files whose
-   content differs are fetched through ``CartDownloader`` into ``staging/`` and
-   checked against their sha256 before they are moved into place).
+   content differs are fetched through one ``CartDownloader`` cart per object
+   into ``staging/``, checked against their sha256, then moved into place).
 3. **Vanish**: synced records missing from the listing (deleted, or the user
    was unsubscribed) are removed locally; un-pushed local edits of them are
    kept first as a conflict copy object.
@@ -39,14 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import (AlreadyExists, ChecksumMismatch, Forbidden, Gone, InvalidValue, NotFound, OaioError, Unauthorized,
+from ..errors import (AlreadyExists, Forbidden, Gone, InvalidValue, NotFound, OaioError, Unauthorized,
                       Unavailable, VersionConflict)
-from ..protocol import (cart_file_id, make_oaio_id, normalize_file_path, now_stamp, stamp_to_datetime,
+from ..protocol import (make_oaio_id, normalize_file_path, now_stamp, stamp_to_datetime,
                         validate_oaio_id, is_stamp)
 from .conflicts import conflict_path, merge_with_conflict_copies
-from .local_paths import file_sha256, is_inside, safe_join
+from .carts import cart_entry
+from .local_paths import is_inside, safe_join
 from .local_state import LocalState
 from .oaio_object import OaiObject
+from .uploads import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -293,14 +295,9 @@ class Synchronizer:
             obj.uploads[path] = {"url": new_url, "sha256": sha, "size": size, "base_version": base}
             self.state.save(obj)
 
-        kwargs = dict(sha256=sha, base_version=base, mtime=local.stat().st_mtime, on_url=remember)
         try:
-            result = self.uploader.upload_file(local, obj.oaio_id, path, url=url, **kwargs)
-        except (NotFound, Gone):
-            if url is None:
-                raise
-            log.info("upload %s of %s expired; starting again", url, path)
-            result = self.uploader.upload_file(local, obj.oaio_id, path, url=None, **kwargs)
+            result = self.uploader.upload_file(local, obj.oaio_id, path, url=url, sha256=sha, base_version=base,
+                                               mtime=local.stat().st_mtime, on_url=remember)
         except VersionConflict:
             obj.uploads.pop(path, None)       # that upload can never commit
             self.state.save(obj)
@@ -438,29 +435,25 @@ class Synchronizer:
         self.state.save(obj)
 
     def _download(self, oaio_id: str, fetch: dict[str, dict[str, Any]], root: Path, report: SyncReport) -> None:
-        """Fetch ``fetch`` (path -> FileDoc) through one cart; verify sha256; move into ``root``."""
+        """Fetch ``fetch`` (path -> FileDoc) through one cart into ``staging/``, then move into ``root``.
+
+        ``CartDownloader`` refuses unsafe member names and checks each file against the
+        sha256 asked for, so only verified bytes ever reach ``root``.
+        """
         if not fetch:
             return
         staging = self.state.staging_dir / uuid.uuid4().hex
-        uid = self.downloader.create([cart_file_id(oaio_id, p) for p in fetch])
         try:
-            self.downloader.wait(uid, CART_WAIT_S)
-            self.downloader.download(uid, staging, verify=True)
+            self.downloader.fetch([cart_entry(oaio_id, p, fd.get("sha256") or "") for p, fd in fetch.items()],
+                                  staging, timeout=CART_WAIT_S)
             for path, fd in fetch.items():
-                staged = safe_join(staging, cart_file_id(oaio_id, path))
-                if file_sha256(staged) != fd.get("sha256"):
-                    raise ChecksumMismatch(f"downloaded {path!r} does not match its sha256", {"path": path})
                 target = safe_join(root, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if not is_inside(target.parent, root):
                     raise InvalidValue("file path leads outside its root folder", {"path": path})
-                os.replace(staged, target)
-                if fd.get("mtime"):
-                    os.utime(target, (fd["mtime"], fd["mtime"]))
+                os.replace(safe_join(staging, path), target)
                 report.downloaded.append(f"{oaio_id}/{path}")
         finally:
-            with contextlib.suppress(OaioError):
-                self.downloader.delete(uid)
             shutil.rmtree(staging, ignore_errors=True)
 
     def _vanish(self, obj: OaiObject, report: SyncReport) -> None:

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from oaiofs.errors import AlreadyExists, Forbidden, Gone, NotFound, Unavailable, VersionConflict
+from oaiofs.errors import AlreadyExists, ChecksumMismatch, Forbidden, Gone, NotFound, Unavailable, VersionConflict
 from oaiofs.protocol import can_delete, can_update, now_stamp, split_cart_file_id
 
 
@@ -155,29 +155,20 @@ class FakeUploader:
 
 
 class FakeDownloader:
-    """``CartDownloader`` over :class:`FakeApi`: members land at ``dest/<oaio_id>/<path>``."""
+    """``CartDownloader.fetch`` over :class:`FakeApi`: members land at ``dest/<bundle path>``, checked."""
 
     def __init__(self, api: FakeApi, corrupt: bool = False) -> None:
-        self.api, self.carts, self.corrupt = api, {}, corrupt
+        self.api, self.corrupt = api, corrupt
 
-    def create(self, fileids: list[str], uid: str | None = None) -> str:
-        uid = uid or f"cart{len(self.carts)}"
-        self.carts[uid] = fileids
-        return uid
-
-    def wait(self, uid: str, timeout: float) -> str:
-        return "ready"
-
-    def download(self, uid: str, dest_dir: Path, verify: bool = True) -> list[Path]:
+    def fetch(self, fileids: list[dict[str, str]], dest_dir: Path, timeout: float = 300.0) -> list[Path]:
         out = []
-        for file_id in self.carts[uid]:
-            oaio_id, path = split_cart_file_id(file_id)
-            data = self.api._load(oaio_id)["files"][path]["data"]
-            target = Path(dest_dir) / oaio_id / path
+        for entry in fileids:
+            oaio_id, path = split_cart_file_id(entry["id"])
+            data = self.api._load(oaio_id)["files"][path]["data"] + (b"!" if self.corrupt else b"")
+            if hashlib.sha256(data).hexdigest() != entry["hashsum"]:
+                raise ChecksumMismatch(f"{path}: sha256 mismatch")
+            target = Path(dest_dir) / entry["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data + (b"!" if self.corrupt else b""))
+            target.write_bytes(data)
             out.append(target)
         return out
-
-    def delete(self, uid: str) -> None:
-        self.carts.pop(uid, None)
