@@ -59,6 +59,7 @@ class Item:
         self.error: Exception | None = None
         self.streams: list[Any] = []      # fetcher streams filling this item
         self.write_gen = 0                # bumps on every local change
+        self.linked = False               # the journal may hold a hard link to the data file
         self._old_fds: list[int] = []
         self._hasher: Any = hashlib.sha256()
         self._hashed_upto = 0             # bytes [0, n) fed to the hasher in order
@@ -105,6 +106,7 @@ class Item:
             self.fd = os.open(new_path, os.O_RDWR)
             os.unlink(self.data_path)         # the journal keeps its own link
             self.token = token
+            self.linked = False
 
     def write(self, offset: int, data: bytes) -> int:
         with self.cond:
@@ -301,6 +303,18 @@ class Cache:
             if rec and rec.get("dirty") and rec.get("write_gen") == write_gen:
                 rec.update(dirty=False, version=version)
                 self.index.set(_record_key(key), rec)
+
+    def drop_if_unchanged(self, key: ItemKey, write_gen: int) -> None:
+        """Forget local bytes that ended up as a conflict copy (unless written again since)."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                if item.write_gen == write_gen and not item.writers:
+                    self._retire_locked(item)
+                return
+            rec = self.index.get(_record_key(key))
+            if rec and rec.get("write_gen") == write_gen:
+                self._forget_record_locked(key, rec)
 
     # --- namespace changes ---
     def rename(self, oaio_id: str, src: str, dst: str) -> None:

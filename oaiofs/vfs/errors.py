@@ -42,3 +42,9 @@ class NotCached(OaioError):
     """The bytes are not in the cache and the server cannot be reached: EIO."""
 
     code, http_status, errno = "not_cached", 503, _errno.EIO
+
+
+class NotSupported(OaioError):
+    """An extended attribute or operation the drive does not offer: ENOTSUP."""
+
+    code, http_status, errno = "not_supported", 400, _errno.ENOTSUP

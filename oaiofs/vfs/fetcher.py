@@ -37,10 +37,10 @@ WAIT_TICK_S = 1.0
 class ByteSource(Protocol):
     """Where file bytes come from (carts over HTTP in the mount; a dict in unit tests)."""
 
-    def open_range(self, oaio_id: str, path: str, version: int, start: int,
+    def open_range(self, oaio_id: str, path: str, version: int, sha256: str | None, start: int,
                    end: int) -> ContextManager[Iterator[bytes]]: ...
 
-    def fetch_batch(self, files: list[ItemKey], dest_dir: Path) -> dict[ItemKey, Path]: ...
+    def fetch_batch(self, files: list["Candidate"], dest_dir: Path) -> dict[ItemKey, Path]: ...
 
 
 @dataclass(slots=True)
@@ -88,7 +88,8 @@ class Stream:
         item = self.item
         oaio_id, path = item.key
         try:
-            with self.fetcher.source.open_range(oaio_id, path, item.version, self.start, item.size) as chunks:
+            with self.fetcher.source.open_range(oaio_id, path, item.version, item.sha256,
+                                                         self.start, item.size) as chunks:
                 for chunk in chunks:
                     if self.cancelled or item.detached:
                         return
@@ -203,7 +204,7 @@ class Fetcher:
     def _download_batch(self, batch: list[Candidate]) -> None:
         with tempfile.TemporaryDirectory(dir=self.cache.root, prefix="batch-") as tmp:
             try:
-                got = self.source.fetch_batch([c.key for c in batch], Path(tmp))
+                got = self.source.fetch_batch(batch, Path(tmp))
             except OaioError as exc:
                 log.info("batch fetch of %d files failed: %s", len(batch), exc)
                 return

@@ -1,0 +1,178 @@
+"""The FUSE adapter: fusepy callbacks -> :class:`oaiofs.vfs.vfs.Vfs`, and the one errno translation.
+
+The only module that imports ``fuse``. Every callback is a few lines: call the
+Vfs, convert the result. :meth:`OaioFuseOps.__call__` turns ``OaioError`` into
+``FuseOSError(err.errno)`` and anything unexpected into ``EIO`` with a logged
+traceback (fusepy would otherwise answer ``EINVAL``).
+
+fusepy is used with ``raw_fi=True`` (so ``open`` can set ``keep_cache``) and
+multithreaded; ``flag_utime_omit_ok`` lets ``touch -a``/``-m`` through.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fuse import FUSE, FuseOSError, Operations
+
+from .errors import OaioError
+from .vfs.vfs import Vfs
+
+log = logging.getLogger(__name__)
+
+MAX_IO_BYTES = 128 * 1024
+
+
+@dataclass(frozen=True)
+class FuseOptions:
+    """Kernel-side options of a mount."""
+
+    attr_timeout: float = 1.0
+    entry_timeout: float = 1.0
+    fsname: str = "oaiofs"
+    allow_other: bool = False
+    debug: bool = False
+
+
+class OaioFuseOps(Operations):
+    """fusepy operations over a Vfs."""
+
+    use_ns = False
+    flag_utime_omit_ok = 1
+
+    def __init__(self, vfs: Vfs, on_destroy: Callable[[], None] | None = None) -> None:
+        self.vfs = vfs
+        self.on_destroy = on_destroy
+
+    def __call__(self, op: str, *args: Any) -> Any:
+        method = getattr(self, op, None)
+        if method is None:
+            raise FuseOSError(errno.ENOSYS)
+        try:
+            return method(*args)
+        except FuseOSError:
+            raise
+        except OaioError as err:
+            log.debug("%s%r -> %s (%s)", op, args[:1], errno.errorcode.get(err.errno, err.errno), err.message)
+            raise FuseOSError(err.errno) from None
+        except OSError as err:
+            log.warning("%s%r failed: %s", op, args[:1], err)
+            raise FuseOSError(err.errno or errno.EIO) from None
+        except Exception:  # noqa: BLE001 - never let fusepy turn a bug into EINVAL
+            log.exception("unexpected error in %s%r", op, args[:1])
+            raise FuseOSError(errno.EIO) from None
+
+    # --- lifecycle ---
+    def destroy(self, path: str) -> None:
+        if self.on_destroy is not None:
+            self.on_destroy()
+
+    # --- metadata ---
+    def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
+        return self.vfs.getattr(path).as_dict(self.vfs.uid, self.vfs.gid)
+
+    def readdir(self, path: str, fh: int) -> list[Any]:
+        uid, gid = self.vfs.uid, self.vfs.gid
+        entries: list[Any] = [".", ".."]
+        entries.extend((name, attr.as_dict(uid, gid), 0) for name, attr in self.vfs.readdir(path))
+        return entries
+
+    def statfs(self, path: str) -> dict[str, int]:
+        return self.vfs.statfs()
+
+    def access(self, path: str, amode: int) -> int:
+        self.vfs.getattr(path)
+        return 0
+
+    # --- files ---
+    def open(self, path: str, fi: Any) -> int:
+        fh, keep_cache = self.vfs.open(path, fi.flags)
+        fi.fh = fh
+        fi.keep_cache = 1 if keep_cache else 0
+        fi.direct_io = 0
+        return 0
+
+    def create(self, path: str, mode: int, fi: Any) -> int:
+        fi.fh = self.vfs.create(path, mode)
+        fi.direct_io = 0
+        return 0
+
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        return self.vfs.read(fi.fh, offset, size)
+
+    def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
+        return self.vfs.write(fi.fh, offset, data)
+
+    def truncate(self, path: str, length: int, fi: Any = None) -> None:
+        self.vfs.truncate(path, length, fi.fh if fi is not None else None)
+
+    def flush(self, path: str, fi: Any) -> None:
+        self.vfs.flush(fi.fh)
+
+    def release(self, path: str, fi: Any) -> None:
+        self.vfs.release(fi.fh)
+
+    def fsync(self, path: str, datasync: int, fi: Any) -> None:
+        self.vfs.fsync(fi.fh)
+
+    def utimens(self, path: str, times: Any = None) -> None:
+        self.vfs.utimens(path, times)
+
+    def chmod(self, path: str, mode: int) -> None:
+        self.vfs.chmod(path, mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self.vfs.chmod(path, 0)
+
+    # --- namespace ---
+    def mkdir(self, path: str, mode: int) -> None:
+        self.vfs.mkdir(path, mode)
+
+    def rmdir(self, path: str) -> None:
+        self.vfs.rmdir(path)
+
+    def unlink(self, path: str) -> None:
+        self.vfs.unlink(path)
+
+    def rename(self, old: str, new: str) -> None:
+        self.vfs.rename(old, new)
+
+    def symlink(self, target: str, source: str) -> None:
+        raise FuseOSError(errno.EPERM)
+
+    def link(self, target: str, source: str) -> None:
+        raise FuseOSError(errno.EPERM)
+
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        raise FuseOSError(errno.EPERM)
+
+    # --- extended attributes ---
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return self.vfs.getxattr(path, name)
+
+    def listxattr(self, path: str) -> list[str]:
+        return self.vfs.listxattr(path)
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
+        self.vfs.setxattr(path, name, value)
+
+    def removexattr(self, path: str, name: str) -> None:
+        self.vfs.removexattr(path, name)
+
+
+def mount(vfs: Vfs, mountpoint: str, options: FuseOptions | None = None,
+          on_destroy: Callable[[], None] | None = None) -> None:
+    """Serve ``vfs`` at ``mountpoint`` in the foreground until unmounted."""
+    options = options or FuseOptions()
+    extra: dict[str, Any] = {}
+    if options.allow_other:
+        extra["allow_other"] = True
+    FUSE(OaioFuseOps(vfs, on_destroy), mountpoint, raw_fi=True, foreground=True, nothreads=False,
+         debug=options.debug, fsname=options.fsname, subtype="oaiofs", big_writes=True,
+         max_read=MAX_IO_BYTES, max_write=MAX_IO_BYTES, attr_timeout=options.attr_timeout,
+         entry_timeout=options.entry_timeout, negative_timeout=0, default_permissions=True,
+         **extra)
+    log.info("%s unmounted", os.fspath(mountpoint))

@@ -1,0 +1,96 @@
+"""Drive: builds and runs one mount's parts (client, cache, namespace, journal, feed, Vfs).
+
+The composition root of the drive, without FUSE: ``drive_commands`` calls
+:meth:`Drive.start`, hands :attr:`Drive.vfs` to ``fuse_ops.mount`` and calls
+:meth:`Drive.stop` when the kernel unmounts. Tests can build a Drive and call its
+Vfs directly.
+
+Cache folder layout: ``index/`` + ``data/`` (:mod:`.cache`), ``journal/``
+(:mod:`.journal`, same file system so snapshots are hard links),
+``listing.json`` (:class:`.feed.ListingStore`, for offline starts).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..client.api import ApiClient
+from ..client.carts import CartDownloader
+from ..client.uploads import TusUploader
+from .cache import Cache
+from .feed import ChangeFeed, ListingStore
+from .fetcher import Fetcher
+from .journal import Journal
+from .namespace import Namespace
+from .source import CartSource
+from .vfs import Vfs, VfsOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 2 << 30
+
+
+@dataclass
+class DriveConfig:
+    """Everything a mount needs to know."""
+
+    server: str
+    user: str
+    password: str | None
+    cache_dir: Path
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    device_id: str = field(default_factory=socket.gethostname)
+    long_poll_s: float = 20.0
+
+
+class Drive:
+    """One mount's running parts."""
+
+    def __init__(self, config: DriveConfig) -> None:
+        self.config = config
+        root = Path(config.cache_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        self.api = ApiClient(config.server, config.user, config.password, app_id="oaiofs-drive",
+                             device_id=config.device_id)
+        self.cache = Cache(root, config.cache_bytes)
+        self.namespace = Namespace(config.user)
+        self.fetcher = Fetcher(CartSource(CartDownloader(self.api)), self.cache)
+        self.identity = {"server": self.api.base_url, "user": config.user}
+        self.feed = ChangeFeed(self.api, self.namespace, self.cache, ListingStore(root / "listing.json"),
+                               self.identity, long_poll_s=config.long_poll_s)
+        # the journal reports to the Vfs, which submits to the journal: late-bound callbacks
+        self.journal = Journal(root / "journal", self.api, TusUploader(self.api),
+                               origin=f"{config.user}@{config.device_id}",
+                               on_applied=lambda op, doc: self.vfs.on_applied(op, doc),
+                               on_conflict=lambda op, copy: self.vfs.on_conflict(op, copy),
+                               on_failed=lambda op, err: self.vfs.on_failed(op, err))
+        self.vfs = Vfs(self.namespace, self.cache, self.fetcher, self.journal,
+                       VfsOptions(device_id=config.device_id), extra_status=self._status_extras)
+        self.namespace.set_pending_source(self.vfs.pending_ops)
+        self.online = False
+
+    def start(self) -> bool:
+        """Load the listing (server, else the saved one) and start the background threads.
+
+        Returns whether the server answered; raises ``Unauthorized``, or ``Unavailable``
+        when the server is unreachable and nothing is cached.
+        """
+        self.online = self.feed.initial_listing()
+        self.journal.start()
+        self.feed.start()
+        return self.online
+
+    def stop(self) -> None:
+        """Stop the threads; queued changes stay in the journal for the next mount."""
+        self.feed.stop()
+        self.journal.close()
+        self.cache.close_all()
+        self.api.close()
+
+    def _status_extras(self) -> dict[str, Any]:
+        return {"feed_online": self.feed.online, "server": self.api.base_url, "user": self.config.user,
+                "cursor": self.feed.cursor}
+
