@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import protocol
+from ..client.uploads import file_sha256
 from ..errors import (AlreadyExists, ChecksumMismatch, Gone, NotFound, OaioError, OffsetMismatch,
                       Unauthorized, Unavailable, VersionConflict)
 from .conflicts import conflict_path
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 MAX_CONFLICT_NAMES = 20          # "name (conflict … N).ext" tried before giving up (then retried later)
 MAX_MERGE_ROUNDS = 5             # values merges raced by other writers before backing off
 TRANSIENT_STATUSES = frozenset({408, 429})
-HASH_BLOCK_BYTES = 1 << 20
 
 
 class Interrupted(Exception):
@@ -62,15 +62,6 @@ def is_transient(err: OaioError) -> bool:
     if isinstance(err, (Unavailable, OffsetMismatch, ChecksumMismatch, Unauthorized)):
         return True
     return err.http_status >= 500 or err.http_status in TRANSIENT_STATUSES
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(HASH_BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class OpApplier:
@@ -185,7 +176,7 @@ class OpApplier:
     def _apply_put_file(self, op: Op) -> Outcome:
         assert op.data_file, "put_file op without a snapshot"
         if not op.sha256:
-            op.sha256 = sha256_file(Path(op.data_file))
+            op.sha256 = file_sha256(Path(op.data_file))
             self._save(op)
         if not op.conflict_path:
             try:
@@ -219,22 +210,12 @@ class OpApplier:
                 self._save(op)
             if self._should_stop():
                 raise Interrupted()
-
-        def run(url: str | None) -> dict[str, Any]:
-            return self.uploader.upload_file(Path(op.data_file or ""), op.oaio_id, target, url=url,
-                                             sha256=op.sha256, base_version=base_version, mtime=op.mtime,
-                                             on_url=on_url, on_progress=on_progress)
-        if op.upload_url:
+        if op.upload_url:   # the uploader HEADs it: resumes at the server's offset, or starts afresh if gone
             log.info("%s/%s: resuming upload %s (last known offset %d)", op.oaio_id, target,
                      op.upload_url, op.offset)
-            try:
-                return run(op.upload_url)
-            except (NotFound, Gone):
-                log.info("%s/%s: upload %s expired on the server; starting a new one",
-                         op.oaio_id, target, op.upload_url)
-                op.upload_url, op.offset = None, 0
-                self._save(op)
-        return run(None)
+        return self.uploader.upload_file(Path(op.data_file or ""), op.oaio_id, target, url=op.upload_url,
+                                         sha256=op.sha256, base_version=base_version, mtime=op.mtime,
+                                         on_url=on_url, on_progress=on_progress)
 
     def _first_free_conflict_name(self, op: Op, path: str, sha256: str | None,
                                   upload: Callable[[str], Any]) -> tuple[str, int | None]:

@@ -165,19 +165,18 @@ class FakeUploader:
                     on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         data = Path(local_path).read_bytes()
         self.s._enter("upload", oaio_id, path)
-        if url is not None:
-            upload = self.s.uploads.get(url)
-            if upload is None:
-                raise NotFound("upload expired")
-            if upload.get("result"):
-                return upload["result"]
-        else:
+        upload = self.s.uploads.get(url) if url is not None else None
+        if upload is not None and upload.get("result"):
+            return upload["result"]
+        if upload is None:                     # new, or expired on the server: start afresh
             if oaio_id not in self.s.objects:
                 raise NotFound("no object")
             url = f"fake://{len(self.s.uploads) + 1}"
             upload = self.s.uploads[url] = {"offset": 0, "buf": b""}
             if on_url:
                 on_url(url)
+        if on_progress:
+            on_progress(upload["offset"], len(data))
         while upload["offset"] < len(data):
             chunk = data[upload["offset"]:upload["offset"] + self.chunk_size]
             self.s._enter("patch", oaio_id, path)

@@ -15,20 +15,9 @@ from oaiofs.vfs.journal import Journal, JournalBusy, Op, backoff_delay, read_sta
 from oaiofs.vfs.opstore import OpStore
 from tests.conftest import wait_until
 from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
+from tests.durability.helpers import Recorder
 
 OID = "app⫻alice﹫laptop⁄20261121101500000000"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.applied: list[tuple[Op, Any]] = []
-        self.conflicts: list[tuple[Op, str]] = []
-        self.failed: list[tuple[Op, Exception]] = []
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"on_applied": lambda op, doc: self.applied.append((op, doc)),
-                "on_conflict": lambda op, path: self.conflicts.append((op, path)),
-                "on_failed": lambda op, err: self.failed.append((op, err))}
 
 
 @pytest.fixture
