@@ -1,0 +1,56 @@
+"""Helpers for the transfer tests: tus requests, sessions, random files."""
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import requests
+
+from oaiofs import protocol
+
+from conftest import PASSWORD
+
+TUS = {"Tus-Resumable": protocol.TUS_VERSION}
+
+
+def new_id(prefix: str = "obj") -> str:
+    """A fresh object id."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def basic_session(user: str) -> requests.Session:
+    """A plain requests session with HTTP Basic auth (what tus/cartd clients use)."""
+    session = requests.Session()
+    session.auth = (user, PASSWORD)
+    return session
+
+
+def tus_create(session: requests.Session, base: str, oaio_id: str, path: str, length: int,
+               **meta: str) -> requests.Response:
+    """POST a tus creation request."""
+    metadata = {protocol.META_OAIO_ID: oaio_id, protocol.META_PATH: path, **meta}
+    return session.post(base + protocol.PATH_UPLOADS, headers=dict(TUS, **{
+        "Upload-Length": str(length), "Upload-Metadata": protocol.encode_upload_metadata(metadata)}))
+
+
+def tus_patch(session: requests.Session, url: str, offset: int, data: bytes,
+              checksum: str | None = None) -> requests.Response:
+    """PATCH one chunk."""
+    headers = dict(TUS, **{"Upload-Offset": str(offset), "Content-Type": protocol.TUS_CONTENT_TYPE})
+    if checksum:
+        headers["Upload-Checksum"] = checksum
+    return session.patch(url, data=data, headers=headers)
+
+
+def write_random(path: Path, size: int) -> bytes:
+    """Fill ``path`` with ``size`` random bytes and return them."""
+    data = os.urandom(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
