@@ -26,6 +26,7 @@ from .. import __version__, protocol
 from ..errors import OaioError
 from . import db as dbmod
 from .changes import Notifier
+from .deps import CommitBeforeResponse
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   description="Stores and shares oaio objects (values + files) between users and devices.")
     app.state.oaiofs = state
     install_error_handlers(app)
+    app.add_middleware(CommitBeforeResponse)
     app.add_middleware(JsonBodyLimit)
     for router in _routers():
         app.include_router(router)

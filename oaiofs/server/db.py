@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_LOCKED = "oaiofs_sqlite_write_locked"
 
 
 def is_sqlite(url_or_engine: str | Engine) -> bool:
@@ -74,34 +75,45 @@ def make_sessionmaker(engine: Engine, **info: Any) -> sessionmaker[Session]:
 def lock_for_write(db: Session) -> None:
     """Make the rest of ``db``'s transaction a serialised write transaction on SQLite.
 
-    Call before the first write of a transaction. The (so far read-only) SQLite
-    transaction is ended and restarted as ``BEGIN IMMEDIATE`` underneath
-    SQLAlchemy, so the session and any ``sessionmaker.begin()`` block stay
-    intact; rows read before should be re-read (``populate_existing``).
+    The (so far read-only) SQLite transaction is ended and restarted as ``BEGIN
+    IMMEDIATE`` underneath SQLAlchemy, so the session and any
+    ``sessionmaker.begin()`` block stay intact; rows read before should be
+    re-read (``populate_existing``). Call it *before reading* what a change
+    depends on; it also runs automatically before the first flush or ORM
+    INSERT/UPDATE/DELETE of a transaction (a safety net that avoids
+    "database is locked" errors, not a substitute for reading under the lock).
     No-op on other databases and when the lock is already held.
     """
-    bind = db.get_bind()
-    if not is_sqlite(bind) or db.info.get("sqlite_write_locked"):
+    if db.info.get(_LOCKED) or not is_sqlite(db.get_bind()):
         return
-    if db.new or db.deleted or any(db.is_modified(o) for o in db.dirty):
-        raise RuntimeError("lock_for_write must be called before the first change of a transaction")
     raw = db.connection().connection.dbapi_connection
     cursor = raw.cursor()
     try:
         if raw.in_transaction:
-            cursor.execute("COMMIT")
+            cursor.execute("COMMIT")     # nothing was written yet in this transaction
         cursor.execute("BEGIN IMMEDIATE")
     finally:
         cursor.close()
-    db.info["sqlite_write_locked"] = True
+    db.info[_LOCKED] = True
 
 
 def _clear_lock_flag(db: Session, *_args: Any) -> None:
-    db.info.pop("sqlite_write_locked", None)
+    db.info.pop(_LOCKED, None)
+
+
+def _lock_before_flush(db: Session, *_args: Any) -> None:
+    lock_for_write(db)
+
+
+def _lock_before_orm_write(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        lock_for_write(state.session)
 
 
 event.listen(Session, "after_commit", _clear_lock_flag)
 event.listen(Session, "after_rollback", _clear_lock_flag)
+event.listen(Session, "before_flush", _lock_before_flush)
+event.listen(Session, "do_orm_execute", _lock_before_orm_write)
 
 
 def alembic_config(db_url: str) -> AlembicConfig:

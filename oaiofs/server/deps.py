@@ -5,13 +5,16 @@ import base64
 import binascii
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import Unauthorized
+from ..errors import OaioError, Unauthorized, Unavailable
 from . import security
 from .models import Token, User
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from .app import AppState
 
 log = logging.getLogger(__name__)
+SESSIONS_KEY = "oaiofs.sessions"     # request.scope entry: the sessions to finish before responding
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oaiofs"'}
 
 
@@ -28,8 +32,15 @@ def get_state(request: Request) -> "AppState":
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """A session for one request: committed on success, rolled back on any error."""
+    """A session for one request.
+
+    It is committed (or, for an error status, rolled back) by
+    :class:`CommitBeforeResponse` *before* the response starts, so a client never
+    sees success for a change that failed to commit; this dependency's own exit
+    only closes it (and rolls back after an unexpected exception).
+    """
     session = get_state(request).sessionmaker()
+    request.scope.setdefault(SESSIONS_KEY, []).append(session)
     try:
         yield session
         session.commit()
@@ -38,6 +49,53 @@ def get_db(request: Request) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class CommitBeforeResponse:
+    """ASGI middleware: finish the request's sessions when the response starts.
+
+    Status < 400 commits, anything else rolls back. If the commit fails, the
+    response is replaced by a JSON error (503 ``unavailable`` when the database
+    is busy, else 500 ``internal``).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def send_after_commit(message: dict) -> None:
+            nonlocal replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                error = await run_in_threadpool(_finish_sessions, scope.get(SESSIONS_KEY, ()),
+                                                message["status"] < 400)
+                if error is not None:
+                    replaced = True
+                    await JSONResponse(error.to_json(), status_code=error.http_status)(scope, receive, send)
+                    return
+            await send(message)
+
+        await self.app(scope, receive, send_after_commit)
+
+
+def _finish_sessions(sessions: list[Session], commit: bool) -> OaioError | None:
+    try:
+        for session in sessions:
+            session.commit() if commit else session.rollback()
+    except Exception as exc:   # noqa: BLE001 - reported to the client instead of a false success
+        for session in sessions:
+            session.rollback()
+        log.exception("commit failed")
+        if isinstance(exc, OperationalError):
+            return Unavailable("the database is busy; try again")
+        return OaioError("internal server error")
+    return None
 
 
 def unauthorized(message: str) -> Unauthorized:
