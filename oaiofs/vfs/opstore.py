@@ -100,7 +100,8 @@ class Op:
         """The fields ``status()`` shows."""
         return {"id": self.id, "kind": self.kind, "oaio_id": self.oaio_id, "path": self.path,
                 "dst": self.dst, "state": self.state, "offset": self.offset, "size": self.size,
-                "attempts": self.attempts, "error": self.error, "conflict_path": self.conflict_path}
+                "attempts": self.attempts, "error": self.error, "conflict_path": self.conflict_path,
+                "upload_url": self.upload_url}
 
 
 class OpStore:
