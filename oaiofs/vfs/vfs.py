@@ -398,18 +398,18 @@ class Vfs:
             raise NotADirectory(f"{path} is not a folder")
         if node.kind == "root":
             raise NotPermitted("the root cannot be removed")
-        children = [name for name, _ in self.ns.list_dir(node) if name != protocol.VALUES_FILE]
-        if children:
-            raise NotEmpty(f"{path} is not empty")
         view = node.view
         assert view is not None
+        if node.kind == "object" and not view.deletable:
+            raise Forbidden(f"{path}: deleting needs the right D or C (you have {view.access_right!r})")
+        if node.kind == "dir":
+            self._need_update(node, path)
+        if any(name != protocol.VALUES_FILE for name, _ in self.ns.list_dir(node)):
+            raise NotEmpty(f"{path} is not empty")
         if node.kind == "object":
-            if not view.deletable:
-                raise Forbidden(f"{path}: deleting needs the right D or C (you have {view.access_right!r})")
             self._submit(Op("delete_object", view.oaio_id, mtime=time.time()))
             self.cache.remove(view.oaio_id)
             return
-        self._need_update(node, path)
         self._submit(Op("delete_path", view.oaio_id, node.path, mtime=time.time()))
 
     def unlink(self, path: str) -> None:
