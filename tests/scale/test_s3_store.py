@@ -118,6 +118,15 @@ def test_a_write_whose_state_was_never_committed_is_harmless(store: S3BlobStore)
     assert b"".join(store.open_range(key)) == data
 
 
+def test_a_write_that_loses_a_race_cannot_damage_the_winner(store: S3BlobStore, services: dict[str, str]) -> None:
+    """Two processes write at the same offset from the same state; the database keeps only one state."""
+    start, mine, theirs = os.urandom(MiB), os.urandom(2 * MiB), os.urandom(3 * MiB)
+    base = write_in_chunks(store, "race", start, chunk=MiB)
+    won = store.staging_write("race", MiB, mine, dict(base))
+    other_process_store(store, services).staging_write("race", MiB, theirs, dict(base))
+    assert b"".join(store.staging_read("race", won)) == start + mine
+
+
 def test_rewind_inside_the_tail_and_at_a_part_boundary(store: S3BlobStore) -> None:
     data = os.urandom(8 * MiB)
     state = write_in_chunks(store, "rewind", os.urandom(7 * MiB), chunk=MiB)   # 5 MiB part + 2 MiB tail

@@ -4,22 +4,25 @@ Layout under ``s3://bucket/prefix``::
 
     <prefix>/sha256/ab/cd/<sha256>           final blobs (immutable, deduplicated)
     <prefix>/staging/<upload id>/data        the multipart upload target of an upload
-    <prefix>/staging/<upload id>/tail-<gen>  the bytes not yet in a part (< part_size)
+    <prefix>/staging/<upload id>/tail-<gen>-<random>  bytes not yet in a part (< part_size)
 
 No server process keeps an upload on local disk. S3 parts must be at least 5 MiB
 (except the last), so written bytes collect in a small *tail* object until they
 reach ``part_size``; then they become the next part of a multipart upload. The
 staging ``state`` (kept by the caller in ``Upload.staging_json``) records the
-multipart upload id, the part ETags and sizes, and the tail's size and
-generation, so any process can continue an upload another one started::
+multipart upload id, the part ETags and sizes, and the tail object, so any
+process can continue an upload another one started::
 
     {"v": 1, "mpu": "<UploadId>" | None, "parts": [[number, etag, size], ...],
-     "tail": <bytes in the tail object>, "gen": <tail generation>}
+     "tail": <bytes in the tail object>, "tail_name": "tail-…" | None,
+     "prev_name": <the tail before it> | None, "gen": <write counter>}
 
 Crash safety: a write never changes anything the caller's (committed) state
 refers to. Parts are numbered from the state, so a retried write replaces an
-orphaned part; each write puts a new tail generation and only drops the one
-*before* the caller's. Committing completes the multipart upload to the
+orphaned part; each write puts a new, uniquely named tail object and only drops
+the one *before* the caller's (which no committed state refers to any more), so
+a write whose state is never committed, or loses a race with another process,
+cannot damage the upload. Committing completes the multipart upload to the
 staging ``data`` key (the tail becomes the last part) and server-side copies it
 to the content-addressed key; the database commit that follows is what makes
 the version visible. :meth:`S3BlobStore.staging_delete` aborts the multipart
@@ -35,6 +38,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
+import secrets
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
@@ -55,6 +60,7 @@ MAX_PARTS = 10_000                   # S3: parts per multipart upload
 DEFAULT_PART_SIZE = 8 * MiB          # 10 000 parts x 8 MiB = 78 GiB per upload
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _NO_UPLOAD = {"NoSuchUpload", "404"}
+_TAIL_NAME_RE = re.compile(r"^tail-[0-9]{8}-[0-9a-f]{8}$")
 
 
 def _code(exc: ClientError) -> str:
@@ -68,16 +74,20 @@ class StagingState:
     mpu: str | None = None
     parts: list[list[Any]] = dataclasses.field(default_factory=list)   # [number, etag, size]
     tail: int = 0
+    tail_name: str | None = None
+    prev_name: str | None = None
     gen: int = 0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "StagingState":
         raw = raw or {}
         return cls(mpu=raw.get("mpu"), parts=[list(p) for p in raw.get("parts", [])],
-                   tail=int(raw.get("tail", 0)), gen=int(raw.get("gen", 0)))
+                   tail=int(raw.get("tail", 0)), tail_name=raw.get("tail_name"),
+                   prev_name=raw.get("prev_name"), gen=int(raw.get("gen", 0)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"v": 1, "mpu": self.mpu, "parts": self.parts, "tail": self.tail, "gen": self.gen}
+        return {"v": 1, "mpu": self.mpu, "parts": self.parts, "tail": self.tail, "tail_name": self.tail_name,
+                "prev_name": self.prev_name, "gen": self.gen}
 
     @property
     def parts_size(self) -> int:
@@ -114,8 +124,10 @@ class S3BlobStore:
     def _data_key(self, upload_id: str) -> str:
         return self._staging_prefix(upload_id) + "data"
 
-    def _tail_key(self, upload_id: str, gen: int) -> str:
-        return self._staging_prefix(upload_id) + f"tail-{gen:08d}"
+    def _tail_key(self, upload_id: str, name: str | None) -> str:
+        if not name or not _TAIL_NAME_RE.match(name):
+            raise NotFound("upload staging area is missing", {"upload_id": upload_id})
+        return self._staging_prefix(upload_id) + name
 
     # --- final blobs ---
     def local_path(self, key: str) -> None:
@@ -182,16 +194,17 @@ class S3BlobStore:
         if not data and keep == st.tail:
             return st.to_dict()
         buf = self._read_tail(upload_id, st, keep) + bytes(data) if keep else bytes(data)
-        old_gen = st.gen
+        unreferenced = st.prev_name           # the tail before the caller's: no committed state uses it
         st.gen += 1
-        st.tail = 0
+        st.prev_name, st.tail_name, st.tail = st.tail_name, None, 0
         if len(buf) >= self.part_size:
             self._upload_part(upload_id, st, buf)
         elif buf:
-            self.client.put_object(Bucket=self.bucket, Key=self._tail_key(upload_id, st.gen), Body=buf)
+            st.tail_name = f"tail-{st.gen:08d}-{secrets.token_hex(4)}"
+            self.client.put_object(Bucket=self.bucket, Key=self._tail_key(upload_id, st.tail_name), Body=buf)
             st.tail = len(buf)
-        if old_gen > 0:       # the generation before the caller's is referenced by no committed state
-            self._delete_keys([self._tail_key(upload_id, old_gen - 1)])
+        if unreferenced:
+            self._delete_keys([self._tail_key(upload_id, unreferenced)])
         return st.to_dict()
 
     def _rewind(self, st: StagingState, offset: int) -> int:
@@ -221,7 +234,7 @@ class S3BlobStore:
             return b""
         what = {"upload_id": upload_id}
         try:
-            return b"".join(self._get_range(self._tail_key(upload_id, st.gen), 0, length, what))
+            return b"".join(self._get_range(self._tail_key(upload_id, st.tail_name), 0, length, what))
         except NotFound:
             raise NotFound("upload staging area is missing", what) from None
 
@@ -248,7 +261,7 @@ class S3BlobStore:
         if st.mpu is None or not st.parts:
             if not st.tail:
                 return None
-            key = self._tail_key(upload_id, st.gen)
+            key = self._tail_key(upload_id, st.tail_name)
             head = self._head(key)
             if head is None or int(head["ContentLength"]) != st.tail:
                 raise NotFound("upload staging area is missing", what)
