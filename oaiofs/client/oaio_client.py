@@ -2,7 +2,9 @@
 
 Public API (return conventions of the seed: failures answer ``None``/``False``/
 ``0``/``[]`` and explain themselves in :attr:`OaioClient.error_message`; assigning
-a text to it appends, assigning ``""`` resets; the password never appears)::
+a text to it appends, assigning ``""`` resets; the password never appears; a
+conflict resolved by keeping both versions is reported there too, as
+``"conflict, both versions kept: …"``, without failing the call)::
 
   client = OaioClient(host, {"username": ..., "password": ...}, app_id="", device_id="",
                       csh_default_id="oaiofs", client_root="{usr}/oaio_root/")
@@ -185,8 +187,8 @@ class OaioClient:
         def run() -> bool:
             report = self._sync.sync()
             self.sync_report = report
-            for text in report.conflicts:
-                log.warning("conflict kept: %s", text)
+            for text in report.conflicts:        # not failures, but the user should see them
+                self.error_message = f"conflict, both versions kept: {text}"
             for text in report.errors:
                 self.error_message = text
             if report.errors:

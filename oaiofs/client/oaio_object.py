@@ -10,8 +10,9 @@ Additions: ``server_version`` (the server version the local copy is based on;
 0 = never uploaded), ``files`` (path -> the FileDoc last synchronised),
 ``root_path`` (the absolute, user-chosen folder of the attached files when the
 object was registered on this device; empty means ``client_root/filez/<id>/``),
-``uploads`` (path -> tus upload in progress: url, sha256, size) and
-``pending_delete`` (unregistered locally, deletion not yet sent).
+``uploads`` (path -> tus upload in progress: url, sha256, size),
+``pending_delete`` (unregistered locally, deletion not yet sent) and
+``incomplete`` (some server files could not be placed; pulled again next sync).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class OaiObject:
     root_path: str = ""
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_delete: bool = False
+    incomplete: bool = False
 
     @property
     def dirty(self) -> bool:

@@ -115,7 +115,7 @@ class Synchronizer:
             obj = self.state.get(oaio_id)
             if obj is not None and obj.dirty:
                 continue                      # its push failed; retried next time
-            if obj is None or doc.get("version") != obj.server_version or oaio_id in pushed:
+            if obj is None or doc.get("version") != obj.server_version or oaio_id in pushed or obj.incomplete:
                 self._guard(report, oaio_id, self._pull, doc, obj, report)
         for oaio_id, obj in list(self.state.objects.items()):
             if oaio_id not in listed and obj.server_version > 0 and not obj.pending_delete:
@@ -394,12 +394,14 @@ class Synchronizer:
                             app_id=doc.get("app_id", ""))
         root = self.files_root(obj)
         server_files: dict[str, dict[str, Any]] = {}
+        obj.incomplete = False
         for fd in doc.get("files", []):
             try:
                 path = self._clean(fd.get("path"))
                 safe_join(root, path)
             except InvalidValue as exc:
                 report.errors.append(f"{oaio_id}: refused file path from the server: {exc.message}")
+                obj.incomplete = True
                 continue
             server_files[path] = fd
         fetch: dict[str, dict[str, Any]] = {}
