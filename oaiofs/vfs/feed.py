@@ -108,7 +108,7 @@ class ChangeFeed:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=2)
+            self._thread.join(timeout=0.5)     # a long poll in flight is abandoned (daemon thread)
         if self._dirty_since:
             self._persist()
 

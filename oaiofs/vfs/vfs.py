@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 from .. import protocol
@@ -85,6 +85,7 @@ class Vfs:
         self._submitted: dict[int, tuple[ItemKey, int]] = {}      # put_file op id -> (item key, write_gen)
         self._last_op: dict[ItemKey, Op] = {}                     # newest op per (oaio_id, path), for fsync
         self._applied: set[int] = set()      # ops reported applied but maybe still listed as pending
+        self._held: dict[ItemKey, list[Item]] = {}   # clean items open for reading (close-to-open sizes)
 
     def pending_ops(self, oaio_id: str | None) -> list[Op]:
         """The journal's not-yet-applied ops (the namespace's overlay source)."""
@@ -94,7 +95,15 @@ class Vfs:
 
     # ------------------------------------------------------------------ metadata
     def getattr(self, path: str) -> Attr:
-        return node_attr(self.ns.resolve(path))
+        node = self.ns.resolve(path)
+        attr = node_attr(node)
+        if node.kind == "file" and self._held:
+            held = self._held.get((node.oaio_id, node.path))
+            if held and held[0].version != node.entry.version and not held[0].dirty:  # type: ignore[union-attr]
+                # close-to-open: while a reader holds an older version, its size stays visible
+                # (the kernel clamps reads to the size it was last told)
+                attr = replace(attr, size=held[0].size)
+        return attr
 
     def readdir(self, path: str) -> list[tuple[str, Attr]]:
         node = self.ns.resolve(path)
@@ -135,6 +144,9 @@ class Vfs:
             raise
         assert node.entry is not None
         fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version))
+        if not writing:
+            with self._submit_lock:
+                self._held.setdefault(item.key, []).append(item)
         return fh, keep_cache and not writing
 
     def create(self, path: str, mode: int = 0o644) -> int:
@@ -302,6 +314,8 @@ class Vfs:
                 log.warning("values.json of %s not saved: %s", handle.oaio_id, err.message)
             return
         item = handle.item
+        if not handle.writable:
+            self._unhold(item)
         try:
             if handle.writable:
                 item.writers -= 1
@@ -309,6 +323,15 @@ class Vfs:
                     self._submit_file(handle)
         finally:
             self.cache.close(item)
+
+    def _unhold(self, item: Item) -> None:
+        with self._submit_lock:
+            for key, items in list(self._held.items()):
+                if item in items:
+                    items.remove(item)
+                    if not items:
+                        del self._held[key]
+                    return
 
     def fsync(self, fh: int) -> None:
         """Return once the server has committed this file's bytes (or raise why not)."""
