@@ -23,6 +23,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -68,12 +70,13 @@ class OpApplier:
     """Turns ops into server calls; one instance is shared by the journal's workers."""
 
     def __init__(self, api: Any, uploader: Any, origin: str, save: Callable[[Op], None],
-                 should_stop: Callable[[], bool]) -> None:
+                 stopping: threading.Event, upload_limit_bps: int | None = None) -> None:
         self.api = api
         self.uploader = uploader
         self.origin = origin
+        self.upload_limit_bps = upload_limit_bps
         self._save = save
-        self._should_stop = should_stop
+        self._stopping = stopping
 
     def apply(self, op: Op) -> Outcome:
         """Apply ``op`` once; transient trouble comes back as ``Outcome("retry")``."""
@@ -204,11 +207,19 @@ class OpApplier:
             op.upload_url = url
             self._save(op)
 
-        def on_progress(offset: int, *_rest: Any) -> None:
+        first: list[float] = []       # [monotonic time, offset] of the first report of this attempt
+
+        def on_progress(offset: int, size: int = 0, *_rest: Any) -> None:
+            if not first:
+                first.extend((time.monotonic(), offset))
+                if offset:
+                    log.info("%s/%s: the server has %d of %d bytes; sending the rest", op.oaio_id, target,
+                             offset, size)
             if offset != op.offset:
                 op.offset = int(offset)
                 self._save(op)
-            if self._should_stop():
+            self._throttle(first, offset)
+            if self._stopping.is_set():
                 raise Interrupted()
         if op.upload_url:   # the uploader HEADs it: resumes at the server's offset, or starts afresh if gone
             log.info("%s/%s: resuming upload %s (last known offset %d)", op.oaio_id, target,
@@ -216,6 +227,15 @@ class OpApplier:
         return self.uploader.upload_file(Path(op.data_file or ""), op.oaio_id, target, url=op.upload_url,
                                          sha256=op.sha256, base_version=base_version, mtime=op.mtime,
                                          on_url=on_url, on_progress=on_progress)
+
+    def _throttle(self, first: list[float], offset: int) -> None:
+        """Sleep so this upload stays under ``upload_limit_bps`` (wakes early when the journal stops)."""
+        if not self.upload_limit_bps:
+            return
+        started, start_offset = first
+        ahead_s = (offset - start_offset) / self.upload_limit_bps - (time.monotonic() - started)
+        if ahead_s > 0:
+            self._stopping.wait(ahead_s)
 
     def _first_free_conflict_name(self, op: Op, path: str, sha256: str | None,
                                   upload: Callable[[str], Any]) -> tuple[str, int | None]:

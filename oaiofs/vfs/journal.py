@@ -41,6 +41,7 @@ BACKOFF_CAP_S = 30.0
 DEFAULT_WORKERS = 3
 PROGRESS_INTERVAL_S = 0.5
 _OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
+ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
 
 
 class JournalBusy(OaioError):
@@ -61,7 +62,7 @@ class Journal:
                  on_conflict: Callable[[Op, str], None],
                  on_failed: Callable[[Op, OaioError], None],
                  workers: int = DEFAULT_WORKERS, backoff_initial_s: float = BACKOFF_INITIAL_S,
-                 backoff_cap_s: float = BACKOFF_CAP_S) -> None:
+                 backoff_cap_s: float = BACKOFF_CAP_S, upload_limit_bps: int | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.origin = origin
@@ -75,10 +76,12 @@ class Journal:
         self._failed: dict[int, Op] = {}
         self._busy: set[str] = set()              # oaio_ids with an op being applied
         self._retry_at: dict[str, float] = {}     # oaio_id -> monotonic time of the next attempt
-        self._stopping = False
+        self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._online = bool(self._store.get_meta("online", True))
-        self._applier = OpApplier(api, uploader, origin, self._store.update, lambda: self._stopping)
+        if upload_limit_bps is None:
+            upload_limit_bps = int(os.environ.get(ENV_UPLOAD_LIMIT, "0") or 0) or None
+        self._applier = OpApplier(api, uploader, origin, self._store.update, self._stopping, upload_limit_bps)
         self._reload()
 
     # --- public API ---------------------------------------------------------------------
@@ -173,7 +176,7 @@ class Journal:
         with self._cond:
             if self._threads:
                 return
-            self._stopping = False
+            self._stopping.clear()
             self._threads = [threading.Thread(target=self._work, name=f"oaiofs-journal-{i}", daemon=True)
                              for i in range(self._workers_wanted)]
         for thread in self._threads:
@@ -182,7 +185,7 @@ class Journal:
     def stop(self, timeout: float = 10) -> None:
         """Stop the workers; an interrupted upload stays queued and resumes on the next start."""
         with self._cond:
-            self._stopping = True
+            self._stopping.set()
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -215,10 +218,10 @@ class Journal:
         while True:
             with self._cond:
                 op = self._next_runnable_locked()
-                while op is None and not self._stopping:
+                while op is None and not self._stopping.is_set():
                     self._cond.wait(self._seconds_to_next_retry_locked())
                     op = self._next_runnable_locked()
-                if self._stopping:
+                if self._stopping.is_set():
                     return
                 op.state = "running"
                 self._busy.add(op.oaio_id)
@@ -249,28 +252,28 @@ class Journal:
             return
         self._set_online(True)
         op.result_version = outcome.result_version
+        op.conflict_path = outcome.conflict_path or op.conflict_path
+        final = dataclasses.replace(op, state=outcome.state)    # what the callbacks see and the store keeps
         if outcome.state == "failed":
-            op.error = f"{outcome.error.code}: {outcome.error.message}" if outcome.error else "failed"
-            op.state = "failed"
-            self._store.update(op)
+            final.error = op.error = f"{outcome.error.code}: {outcome.error.message}" if outcome.error else "failed"
+            self._store.update(final)
             log.warning("%s %s: %s op %d FAILED (%s); local bytes kept in %s", op.oaio_id, op.path,
                         op.kind, op.id, op.error, op.data_file or "the journal")
-            self._notify(self._on_failed, op, outcome.error or OaioError(op.error))
+            self._notify(self._on_failed, final, outcome.error or OaioError(op.error))
         else:
             with self._cond:
                 self._chain_locked(op, outcome)
             self._store.delete(op)
             if outcome.state == "conflict":
                 self._store.add_conflict(op, outcome.conflict_path, {"origin": self.origin})
-                self._notify(self._on_conflict, op, outcome.conflict_path)
-            self._notify(self._on_applied, op, outcome.doc)
+                self._notify(self._on_conflict, final, outcome.conflict_path)
+            self._notify(self._on_applied, final, outcome.doc)
             self._store.remove_data(op.data_file)
-        with self._cond:
+        with self._cond:                 # only now may wait() return: the drive has been told
             self._active.pop(op.id, None)
+            op.state = outcome.state
             if op.state == "failed":
                 self._failed[op.id] = op
-            else:
-                op.state = outcome.state
             self._busy.discard(op.oaio_id)
             self._retry_at.pop(op.oaio_id, None)
             self._cond.notify_all()
