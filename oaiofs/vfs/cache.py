@@ -212,6 +212,7 @@ class Cache:
                 self._retire_locked(item)
                 item = None
             if item is None:
+                self.enforce_quota(reserve=size)          # make room before the bytes arrive
                 item = Item(self, key, uuid.uuid4().hex, size, version, sha256, RangeSet())
                 os.ftruncate(item.fd, size)
                 self._items[key] = item
@@ -375,10 +376,10 @@ class Cache:
     def used(self) -> int:
         return self._used
 
-    def enforce_quota(self) -> None:
-        """Evict least recently used items (not open, dirty or pinned) until under quota."""
+    def enforce_quota(self, reserve: int = 0) -> None:
+        """Evict least recently used items (not open, dirty or pinned) until ``reserve`` more bytes fit."""
         with self._lock:
-            if self._used <= self.quota:
+            if self._used + reserve <= self.quota:
                 return
             candidates = []
             for rkey in self.index.iterkeys():
@@ -392,7 +393,7 @@ class Cache:
                 candidates.append((rec.get("atime", 0), key, rec))
             candidates.sort()
             for _, key, rec in candidates:
-                if self._used <= self.quota:
+                if self._used + reserve <= self.quota:
                     break
                 log.debug("evicting %s/%s from the cache", *key)
                 self._forget_record_locked(key, rec)
