@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TOP = "data"                              # the tar's top folder (cartd names it after ?filename)
 PAX_SHA256 = "OAIO.sha256"
 COPY_PIECE = 1 << 20
+TAR_PIECE = 64 << 10                      # small reads from the tar stream: a cut loses at most this much
 _TRANSPORT_ERRORS = (Unavailable, requests.RequestException, urllib3.exceptions.HTTPError, tarfile.ReadError,
                      ConnectionError, TimeoutError)
 
@@ -205,7 +206,7 @@ class CartDownloader:
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(part, "wb") as out:
             while source is not None:
-                piece = source.read(COPY_PIECE)
+                piece = source.read(TAR_PIECE)
                 if not piece:
                     break
                 out.write(piece)
