@@ -1,0 +1,123 @@
+"""End-to-end: the drive's commands — mount failures, status, umount waiting, offline mounts."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PASSWORD, wait_until
+from tests.drive.helpers import mount_status, server_has
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def oaiofs(*args: str, password: str | None = PASSWORD, **kw) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("OAIOFS_PASSWORD", None)
+    if password is not None:
+        env["OAIOFS_PASSWORD"] = password
+    return subprocess.run([sys.executable, "-m", "oaiofs", *args], capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=120, **kw)
+
+
+def test_mount_refuses_bad_password_and_busy_mountpoints(live_server, make_user, tmp_path, mounted_drive):
+    user = make_user("fail")
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    bad = oaiofs("mount", str(mnt), "--server", live_server.url, "--user", user, "--cache", str(tmp_path / "c"),
+                 password="wrong password")
+    assert bad.returncode != 0
+    assert "password" in bad.stderr and not os.path.ismount(mnt)
+
+    (mnt / "stuff").write_text("x")                                  # a non-empty directory
+    busy = oaiofs("mount", str(mnt), "--server", live_server.url, "--user", user)
+    assert busy.returncode != 0 and "busy" in busy.stderr
+
+    drive = mounted_drive(live_server, user)                         # an existing mount
+    again = oaiofs("mount", str(drive.mountpoint), "--server", live_server.url, "--user", user)
+    assert again.returncode != 0 and "busy" in again.stderr and drive.mounted
+
+    nowhere = oaiofs("mount", str(tmp_path / "m2"), "--server", live_server.url, "--user", user)
+    assert nowhere.returncode != 0 and "does not exist" in nowhere.stderr
+
+
+def test_background_mount_status_and_umount_waits(live_server, make_user, api_for, tmp_path):
+    user = make_user("cli")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Cli"})["oaio_id"]
+    mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+    mnt.mkdir()
+    started = oaiofs("mount", str(mnt), "--server", live_server.url, "--user", user, "--cache", str(cache))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert os.path.ismount(mnt)                                  # returned once mounted
+        status = oaiofs("status", str(mnt))
+        assert status.returncode == 0 and "online" in status.stdout and "cache:" in status.stdout
+        doc = json.loads(oaiofs("status", str(mnt), "--json").stdout)
+        assert doc["online"] is True and doc["user"] == user and doc["ops"] == []
+        assert str(mnt) in oaiofs("status").stdout                   # finds mounts by itself
+
+        payload = os.urandom(8 << 20)
+        (mnt / "Cli" / "upload.bin").write_bytes(payload)
+        done = oaiofs("umount", str(mnt))
+        assert done.returncode == 0, done.stderr
+        assert not os.path.ismount(mnt)
+        assert server_has(api, oid, "upload.bin", payload)           # umount waited for the upload
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount", "-uz", str(mnt)])
+
+
+def test_offline_mount_from_cache(server_factory, tmp_path, mounted_drive):
+    server = server_factory()
+    user = server.add_user("offline-user")
+    from oaiofs.client.api import ApiClient
+
+    api = ApiClient(server.url, user, PASSWORD)
+    oid = api.create_object({"_name": "Trip"})["oaio_id"]
+    api.put_file(oid, "cached.txt", b"read me on the train")
+    api.put_file(oid, "remote.txt", b"x" * (2 << 20))
+    cache = tmp_path / "offcache"
+    drive = mounted_drive(server, user, cache_dir=cache)
+    assert drive.path("Trip", "cached.txt").read_bytes() == b"read me on the train"
+    drive.stop()
+
+    server.stop()
+    mnt = tmp_path / "offmnt"
+    mnt.mkdir()
+    started = oaiofs("mount", str(mnt), "--server", server.url, "--user", user, "--cache", str(cache))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "OFFLINE" in started.stderr
+        assert mount_status(mnt)["online"] is False
+        assert (mnt / "Trip" / "cached.txt").read_bytes() == b"read me on the train"
+        with pytest.raises(OSError) as exc:
+            (mnt / "Trip" / "remote.txt").read_bytes()
+        assert exc.value.errno == errno.EIO
+        (mnt / "Trip" / "written-offline.txt").write_bytes(b"queued")
+        wait_until(lambda: any(op["path"] == "written-offline.txt" for op in mount_status(mnt)["ops"]),
+                   message="write queued in the journal")
+        assert (mnt / "Trip" / "written-offline.txt").read_bytes() == b"queued"
+
+        server.start()                                               # same port, same data
+        wait_until(lambda: server_has(api, oid, "written-offline.txt", b"queued"), timeout=60,
+                   message="queued write uploaded once online")
+        wait_until(lambda: mount_status(mnt)["online"], timeout=60, message="mount back online")
+    finally:
+        forced = oaiofs("umount", "--force", str(mnt))
+        if forced.returncode != 0:
+            subprocess.run(["fusermount", "-uz", str(mnt)])
+
+
+def test_nothing_cached_and_no_server_fails_clearly(tmp_path):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    result = oaiofs("mount", str(mnt), "--server", "http://127.0.0.1:9", "--user", "nobody",
+                    "--cache", str(tmp_path / "c"))
+    assert result.returncode != 0
+    assert "unreachable" in result.stderr and "nothing is cached" in result.stderr
+    assert not os.path.ismount(mnt)
