@@ -119,6 +119,8 @@ class Item:
             if offset == self._hashed_upto:
                 self._hasher.update(data)
                 self._hashed_upto = end
+            elif offset < self._hashed_upto:          # bytes already hashed changed: start over later
+                self._hasher, self._hashed_upto = hashlib.sha256(), 0
             grown = self.ranges.total() - before
         self.cache.account(grown)
         return len(data)
@@ -131,7 +133,7 @@ class Item:
             if length > self.size:
                 self.ranges.add(self.size, length)      # the new tail reads as zeros
             self.size = length
-            if length < self._hashed_upto or length > self._hashed_upto:
+            if length < self._hashed_upto:
                 self._hasher, self._hashed_upto = hashlib.sha256(), 0
             self._mark_dirty_locked()
             grown = self.ranges.total() - before

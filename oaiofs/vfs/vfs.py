@@ -183,12 +183,12 @@ class Vfs:
         before = self.cache.peek(key)
         if entry.local and (before is None or not before["dirty"]):
             return self._open_from_journal(key, entry.size), False
-        if before is None and 0 < entry.size <= self.options.small_file_bytes:
-            self._fetch_small(node)
-            before = self.cache.peek(key)
-        item = self.cache.open(key, version=entry.version, sha256=entry.sha256, size=entry.size)
+        # the kernel may keep its pages only if these exact bytes were cached before this open
         keep = before is not None and (before["dirty"] or (before["version"] == entry.version
                                                            and before["sha256"] == entry.sha256))
+        if before is None and 0 < entry.size <= self.options.small_file_bytes:
+            self._fetch_small(node)
+        item = self.cache.open(key, version=entry.version, sha256=entry.sha256, size=entry.size)
         return item, keep
 
     def _open_from_journal(self, key: ItemKey, size: int) -> Item:
