@@ -395,7 +395,7 @@ class OaioClient:
             obj = self.state.get(oaio_id)
             if user_name == self._username and obj is not None:
                 report = SyncReport()
-                self._sync._vanish(obj, report)     # noqa: SLF001 - same package; keeps un-pushed edits
+                self._sync.forget(obj, report)      # keeps un-pushed edits as a conflict copy
                 self.sync_report = report
             return True
         self._call("unsubscribe", call, False)

@@ -34,6 +34,7 @@ import datetime as _dt
 import logging
 import os
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,25 @@ class SyncReport:
     downloaded: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     cursor: int = 0
+
+
+def stat_key(path: Path) -> list[int]:
+    """``[size, mtime_ns]`` of a local file: unchanged key, unchanged content (as rsync and git assume)."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def local_sha256(path: Path, known: dict[str, Any] | None) -> str | None:
+    """sha256 of a local file (None if it is not a regular file), reusing ``known`` while its key matches."""
+    try:
+        st = path.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if known and known.get("sha256") and known.get("local") == [st.st_size, st.st_mtime_ns]:
+        return str(known["sha256"])
+    return file_sha256(path)
 
 
 def next_stamp(after: str = "") -> str:
@@ -119,7 +139,7 @@ class Synchronizer:
                 self._guard(report, oaio_id, self._pull, doc, obj, report)
         for oaio_id, obj in list(self.state.objects.items()):
             if oaio_id not in listed and obj.server_version > 0 and not obj.pending_delete:
-                self._guard(report, oaio_id, self._vanish, obj, report)
+                self._guard(report, oaio_id, self.forget, obj, report)
         self._push_all(report, only_new=True)     # conflict copies made while pulling
         self.state.write_state(cursor=cursor)
         return report
@@ -253,8 +273,8 @@ class Synchronizer:
             if not local.is_file():
                 report.errors.append(f"{obj.oaio_id}: attached file {path!r} is missing in {root}")
                 continue
-            sha = file_sha256(local)
             known = obj.files.get(path)
+            sha = local_sha256(local, known)
             if known and known.get("sha256") == sha:
                 continue
             base = int(known["version"]) if known else 0
@@ -264,12 +284,13 @@ class Synchronizer:
                 copy = self._upload_conflict_copy(obj, path, local, sha)
                 added_conflicts.append(copy)
                 # the local bytes are safe in the copy: let the pull replace them with the server's
-                obj.files[path] = {**(known or {}), "kind": "file", "sha256": sha}
+                obj.files[path] = {**(known or {}), "kind": "file", "sha256": sha, "local": stat_key(local)}
                 report.conflicts.append(f"{obj.oaio_id}: file {path!r} was changed on the server too; "
                                         f"the local version is kept as {copy!r}")
                 continue
             obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
-                               "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime}
+                               "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime,
+                               "local": stat_key(local)}
             report.uploaded.append(f"{obj.oaio_id}/{path}")
         for path in dropped:
             try:
@@ -292,12 +313,18 @@ class Synchronizer:
             url = pending.get("url")
 
         def remember(new_url: str) -> None:
-            obj.uploads[path] = {"url": new_url, "sha256": sha, "size": size, "base_version": base}
+            obj.uploads[path] = {"url": new_url, "sha256": sha, "size": size, "base_version": base, "offset": 0}
             self.state.save(obj)
+
+        def progress(offset: int, _total: int) -> None:
+            entry = obj.uploads.get(path)
+            if entry is not None and entry.get("offset") != offset:
+                entry["offset"] = offset
+                self.state.save(obj)
 
         try:
             result = self.uploader.upload_file(local, obj.oaio_id, path, url=url, sha256=sha, base_version=base,
-                                               mtime=local.stat().st_mtime, on_url=remember)
+                                               mtime=local.stat().st_mtime, on_url=remember, on_progress=progress)
         except VersionConflict:
             obj.uploads.pop(path, None)       # that upload can never commit
             self.state.save(obj)
@@ -318,7 +345,8 @@ class Synchronizer:
             target = safe_join(self.files_root(obj), copy)
             shutil.copy2(local, target)
             obj.files[copy] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
-                               "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime}
+                               "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime,
+                               "local": stat_key(target)}
             return copy
         raise VersionConflict(f"no free conflict name for {path!r}")
 
@@ -346,6 +374,12 @@ class Synchronizer:
         copy = self.make_conflict_copy(obj)
         obj.client_values, obj.client_stamp = dict(obj.server_values), obj.server_stamp
         obj.uploads.clear()
+        root = self.files_root(obj)
+        for path, known in obj.files.items():      # the copy holds the local bytes: the pull may replace them
+            with contextlib.suppress(InvalidValue, OSError):
+                local = safe_join(root, path)
+                if known.get("kind") == "file" and local.is_file():
+                    known.update(sha256=file_sha256(local), local=stat_key(local))
         if obj.server_version == 0:
             self.state.remove(obj.oaio_id)
         else:
@@ -365,7 +399,10 @@ class Synchronizer:
                          client_stamp=stamp, client_values=values, username=self.username,
                          device_id=self.device_id, app_id=self.app_id, csh_access_right="C")
         src_root, dst_root = self.files_root(obj), self.files_root(copy)
-        for raw in values.get("_file_paths", []) or []:
+        listed = values.get("_file_paths") if isinstance(values.get("_file_paths"), list) else []
+        candidates = dict.fromkeys([*listed, *(p for p, f in obj.files.items() if f.get("kind") == "file")])
+        copied = []
+        for raw in candidates:
             try:
                 src, dst = safe_join(src_root, raw), safe_join(dst_root, raw)
             except InvalidValue:
@@ -373,6 +410,9 @@ class Synchronizer:
             if src.is_file():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
+                copied.append(raw)
+        if copied or "_file_paths" in values:
+            values["_file_paths"] = copied
         self.state.save(copy)
         log.warning("kept local edits of %s as conflict copy %s", obj.oaio_id, copy.oaio_id)
         return copy
@@ -410,10 +450,11 @@ class Synchronizer:
             if fd.get("kind") == "dir":
                 target.mkdir(parents=True, exist_ok=True)
                 continue
-            local_sha = file_sha256(target) if target.is_file() else None
+            known = obj.files.get(path)
+            local_sha = local_sha256(target, known)
             if local_sha == fd.get("sha256"):
                 continue
-            base_sha = obj.files.get(path, {}).get("sha256")
+            base_sha = (known or {}).get("sha256")
             if local_sha is not None and local_sha != base_sha:   # edited here without update_file
                 keep = conflict_path(path, self.origin, _dt.datetime.now(_dt.timezone.utc))
                 os.replace(target, safe_join(root, keep))
@@ -425,9 +466,13 @@ class Synchronizer:
                 continue                      # never delete inside a user-chosen folder
             with contextlib.suppress(InvalidValue, OSError):
                 target = safe_join(root, path)
-                if target.is_file() and file_sha256(target) == known.get("sha256"):
+                if local_sha256(target, known) == known.get("sha256"):
                     target.unlink()
         obj.files = {p: self._file_entry(fd) for p, fd in server_files.items()}
+        for path, entry in obj.files.items():    # every file here now has the server's content
+            with contextlib.suppress(OSError):
+                if entry.get("kind") == "file":
+                    entry["local"] = stat_key(root / path)
         obj.client_values = dict(doc.get("values", {}))
         obj.server_values = dict(doc.get("values", {}))
         obj.server_version = int(doc["version"])
@@ -458,7 +503,7 @@ class Synchronizer:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _vanish(self, obj: OaiObject, report: SyncReport) -> None:
+    def forget(self, obj: OaiObject, report: SyncReport) -> None:
         """``obj`` is no longer on the server for this user: remove it, keeping un-pushed edits."""
         if obj.dirty:
             copy = self.make_conflict_copy(obj)

@@ -337,3 +337,56 @@ def test_corrupt_local_record_is_quarantined_and_sync_goes_on(pair) -> None:
     assert fresh.client_objectz[obj.oaio_id].client_values == {"k": 1}
     assert fresh.client_objectz[other.oaio_id].client_values == {"k": 2}
     assert len(list((a1.client_root / "quarantine").iterdir())) == 1
+
+
+def _upload_then_die(port: int, user: str, root: str, content_file: str) -> None:
+    """Register a file, and die (like a crash) right after its second tus chunk reached the server."""
+    from oaiofs.client import uploads
+    from oaiofs.protocol import CHUNK_UNIT
+
+    real_send = uploads.TusUploader.send_chunk
+    sent = []
+
+    def send_then_die(self, url, offset, data):  # type: ignore[no-untyped-def]
+        result = real_send(self, url, offset, data)
+        sent.append(len(data))
+        if len(sent) == 2:
+            os._exit(17)
+        return result
+
+    uploads.TusUploader.send_chunk = send_then_die  # type: ignore[method-assign]
+    api = ApiClient(f"http://127.0.0.1:{port}", user, PASSWORD)
+    client = OaioClient(f"127.0.0.1:{port}", {"username": user, "password": PASSWORD}, device_id="crashy",
+                        client_root=root, api=api, uploader=uploads.TusUploader(api, chunk_size=CHUNK_UNIT))
+    client.register_file("big.bin", Path(content_file).read_bytes())
+    raise SystemExit("the upload finished although it should have been cut")
+
+
+def test_interrupted_upload_resumes_in_a_new_process(pair, live_server: ServerProcess, tmp_path: Path) -> None:
+    from oaiofs.client.uploads import TusUploader
+    from oaiofs.protocol import CHUNK_UNIT
+
+    a1, _a2, b1 = pair
+    content = tmp_path / "big.bin"
+    content.write_bytes(os.urandom(4 * CHUNK_UNIT + 999))
+    root = tmp_path / "crash-root"
+    proc = mp.get_context("spawn").Process(target=_upload_then_die,
+                                           args=(live_server.port, a1.user_name, str(root), str(content)))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 17
+    api = ApiClient(live_server.url, a1.user_name, PASSWORD)
+    uploader = TusUploader(api, chunk_size=CHUNK_UNIT)
+    again = OaioClient(live_server.url, {"username": a1.user_name, "password": PASSWORD}, device_id="crashy",
+                       client_root=str(root), api=api, uploader=uploader)
+    (obj,) = again.client_objectz.values()
+    pending = obj.uploads["big.bin"]
+    # URL and progress were on disk; the crash came before the 2nd chunk's progress was saved
+    assert pending["url"] and pending["offset"] == CHUNK_UNIT
+    assert again.synchronize_with_server_if_online(), again.error_message
+    # the server's offset (2 chunks) wins over the saved lower bound: only the rest is sent
+    assert uploader.bytes_sent == content.stat().st_size - 2 * CHUNK_UNIT
+    assert again.client_objectz[obj.oaio_id].uploads == {}
+    assert again.upsert_subscription(obj.oaio_id, b1.user_name, "r") > 0
+    assert b1.synchronize_with_server_if_online(), b1.error_message
+    assert sha(b1.files_root(obj.oaio_id) / "big.bin") == sha(content)
