@@ -86,7 +86,8 @@ def run_suite(args: argparse.Namespace, config: BenchConfig, work_dir: Path,
                 log.info("workload %s ...", name)
                 rows.extend(WORKLOADS[name](run))
                 log.info("workload %s done in %.1f s", name, time.monotonic() - started)
-        facts = {"populate_s": round(run.dataset.seconds, 2), "profiles": run.profiles}
+        facts = {"populate_s": round(run.dataset.seconds, 2),
+                 "setup_server_errors_retried": run.dataset.server_errors_retried, "profiles": run.profiles}
     return rows, facts
 
 

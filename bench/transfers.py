@@ -1,0 +1,134 @@
+"""Transfer benchmark: TusUploader and CartDownloader against plain HTTP PUT/GET of the same bytes.
+
+Starts one ``oaiofs serve`` on 127.0.0.1, then for each repetition uploads a fresh
+payload (distinct bytes, so the content-addressed store cannot dedupe) once with
+``TusUploader`` and once with a plain ``PUT``, and downloads a stored file once with
+``CartDownloader`` (create, long-poll, stream, verify, delete) and once with a plain
+``GET``; both sides write to / read from local files. Prints a table with speed
+ratios and writes JSON. Not a test: nothing here asserts speed.
+
+    python bench/transfers.py [--size-mib 256] [--reps 3] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):                  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.measure import RssSampler, Stopwatch, mib_per_s  # noqa: E402
+from bench.payload import Payload  # noqa: E402
+from bench.processes import ServerHandle  # noqa: E402
+from bench.report import Row, Target, markdown_table, write_json  # noqa: E402
+from oaiofs import protocol  # noqa: E402
+from oaiofs.client.api import ApiClient, quote_id, quote_path  # noqa: E402
+from oaiofs.client.carts import CartDownloader, cart_entry  # noqa: E402
+from oaiofs.client.uploads import TusUploader  # noqa: E402
+
+log = logging.getLogger("bench.transfers")
+
+USER, PASSWORD = "bench", "bench-password"
+OBJECT = "bench-transfers"
+MIB = 1 << 20
+PIECE = 1 << 20
+TARGET = Target("min_ratio", 0.7, "≥ 0.7×")   # informative goal: within 30 % of plain HTTP
+
+
+def write_payload(path: Path, payload: Payload) -> None:
+    with open(path, "wb") as out:
+        for chunk in payload.chunks():
+            out.write(chunk)
+
+
+def plain_put(api: ApiClient, src: Path, name: str) -> None:
+    with open(src, "rb") as body:
+        api.request("PUT", protocol.PATH_FILE.format(oaio_id=quote_id(OBJECT), path=quote_path(name)),
+                    data=body, headers={"Content-Type": "application/octet-stream",
+                                        "Content-Length": str(src.stat().st_size)}).close()
+
+
+def plain_get(api: ApiClient, name: str, dest: Path) -> None:
+    path = protocol.PATH_FILE.format(oaio_id=quote_id(OBJECT), path=quote_path(name))
+    with api.request("GET", path, stream=True) as resp, open(dest, "wb") as out:
+        for piece in resp.iter_content(PIECE):
+            out.write(piece)
+
+
+def run(size: int, reps: int, work: Path) -> tuple[list[Row], dict[str, object]]:
+    """Measure both directions ``reps`` times; returns the rows and extra facts."""
+    server = ServerHandle(work / "server", work)
+    server.start()
+    try:
+        server.add_user(USER, PASSWORD)
+        api = ApiClient(server.url, USER, PASSWORD, timeout=(5, 300))
+        api.create_object({"_name": "transfer benchmark"}, OBJECT)
+        up = Row("upload", f"upload {size / MIB:g} MiB (TusUploader)", "plain PUT", "MiB/s", True, TARGET)
+        down = Row("download", f"download {size / MIB:g} MiB (CartDownloader)", "plain GET", "MiB/s", True, TARGET)
+        src = work / "src.bin"
+        peak_rss = 0.0
+        for rep in range(reps):
+            write_payload(src, Payload(size, f"tus-{rep}"))
+            with RssSampler(server.proc.pid) as rss, Stopwatch() as clock:
+                TusUploader(api).upload_file(src, OBJECT, f"tus-{rep}.bin")
+            up.samples.append(mib_per_s(size, clock.seconds))
+            peak_rss = max(peak_rss, rss.peak_tree_rss_mib)
+            write_payload(src, Payload(size, f"put-{rep}"))
+            with Stopwatch() as clock:
+                plain_put(api, src, f"put-{rep}.bin")
+            up.baseline_samples.append(mib_per_s(size, clock.seconds))
+
+            stored = api.get_object(OBJECT)
+            sha = next(f["sha256"] for f in stored["files"] if f["path"] == f"tus-{rep}.bin")
+            out = work / f"cart-{rep}"
+            with RssSampler(server.proc.pid) as rss, Stopwatch() as clock:
+                CartDownloader(api).fetch([cart_entry(OBJECT, f"tus-{rep}.bin", sha)], out)
+            down.samples.append(mib_per_s(size, clock.seconds))
+            peak_rss = max(peak_rss, rss.peak_tree_rss_mib)
+            shutil.rmtree(out)
+            with Stopwatch() as clock:
+                plain_get(api, f"tus-{rep}.bin", work / "get.bin")
+            down.baseline_samples.append(mib_per_s(size, clock.seconds))
+            (work / "get.bin").unlink()
+            log.info("rep %d: upload %.0f vs %.0f MiB/s, download %.0f vs %.0f MiB/s", rep, up.samples[-1],
+                     up.baseline_samples[-1], down.samples[-1], down.baseline_samples[-1])
+        api.close()
+        return [up, down], {"server_peak_rss_mib": round(peak_rss, 1)}
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=float, default=256.0, help="file size in MiB (default 256)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per row (median is reported)")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the JSON results")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    size = int(args.size_mib * MIB)
+    work = Path(args.work or tempfile.mkdtemp(prefix="oaiofs-bench-transfers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        rows, facts = run(size, args.reps, work)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(markdown_table(rows))
+    print(f"\nserver peak RSS while transferring: {facts['server_peak_rss_mib']} MiB")
+    json_path = args.json or Path(__file__).resolve().parent / "results" / "transfers.json"
+    write_json(json_path, rows, {"benchmark": "transfers", "size_bytes": size, "reps": args.reps,
+                                 "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                 "machine": platform.platform(), **facts})
+    print(f"JSON written to {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
