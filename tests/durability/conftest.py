@@ -74,3 +74,7 @@ def own_harness(server_factory: Callable[..., ServerProcess], tmp_path: Path) ->
     h = Harness(server_factory(), tmp_path)
     yield h
     h.close()
+
+
+# the drive engineer's real-mount fixture (tests/drive/conftest.py), reused by the end-to-end tests
+from tests.drive.conftest import mounted_drive  # noqa: E402,F401  (pytest fixture)

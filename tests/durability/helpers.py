@@ -38,3 +38,25 @@ def write_random(path: Path, size: int, block: int = 1 << 20) -> str:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def server_uploads(server: Any, oaio_id: str, path: str) -> list[dict[str, Any]]:
+    """The tus uploads the server recorded for one file (read from its database): what it received."""
+    from sqlalchemy import create_engine, select
+    from oaiofs.server.models import Upload
+
+    url = f"sqlite:///{server.data_dir / 'oaiofs.db'}"
+    args = list(server.extra_args)
+    for i, arg in enumerate(args):
+        if arg == "--db" and i + 1 < len(args):
+            url = args[i + 1]
+        elif arg.startswith("--db="):
+            url = arg.split("=", 1)[1]
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(Upload.id, Upload.offset, Upload.segments, Upload.completed)
+                                .where(Upload.oaio_id == oaio_id, Upload.path == path)).all()
+    finally:
+        engine.dispose()
+    return [{"id": r[0], "offset": r[1], "segments": r[2], "completed": r[3] is not None} for r in rows]

@@ -15,7 +15,7 @@ from oaiofs.client.uploads import TusUploader
 from oaiofs.vfs.journal import read_status
 from tests.conftest import PASSWORD, wait_until
 from tests.durability.conftest import SMALL_CHUNK, Harness
-from tests.durability.helpers import write_random
+from tests.durability.helpers import server_uploads, write_random
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 100 * 1024 * 1024
@@ -66,6 +66,9 @@ def test_kill9_mid_upload_resumes_from_server_offset(harness: Harness) -> None:
     assert sent_after_restart == SIZE - server_offset
     total = sent_before_kill + sent_after_restart
     assert total <= SIZE + 2 * SMALL_CHUNK, f"server received {total} bytes for a {SIZE}-byte file"
+
+    upload, = server_uploads(h.server, oid, "big.bin")                 # one upload, resumed: no second copy
+    assert upload["completed"] and upload["offset"] == SIZE
 
     entry = h.file_doc(oid, "big.bin")
     assert entry is not None and entry["size"] == SIZE and entry["sha256"] == digest
