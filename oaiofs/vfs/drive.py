@@ -79,6 +79,7 @@ class Drive:
         when the server is unreachable and nothing is cached.
         """
         self.online = self.feed.initial_listing()
+        self.vfs.recover()
         self.journal.start()
         self.feed.start()
         return self.online

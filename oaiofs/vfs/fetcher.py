@@ -12,7 +12,6 @@ never while reading from the network or writing the file.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import threading
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ContextManager, Iterator, Protocol
 
+from ..client.uploads import file_sha256
 from ..errors import OaioError, Unavailable
 from .cache import Cache, Item, ItemKey
 from .errors import NotCached
@@ -212,7 +212,7 @@ class Fetcher:
                 path = got.get(cand.key)
                 if path is None or not path.exists():
                     continue
-                if cand.sha256 and _sha256_file(path) != cand.sha256:
+                if cand.sha256 and file_sha256(path) != cand.sha256:
                     log.debug("%s/%s changed on the server since the listing; not cached", *cand.key)
                     continue
                 self.cache.install(cand.key, path, version=cand.version, sha256=cand.sha256, size=cand.size)
@@ -225,13 +225,4 @@ def _as_read_error(error: Exception, item: Item) -> OaioError:
     if isinstance(error, OaioError):
         return error
     return Unavailable(f"{item.key[1]}: download failed ({type(error).__name__})")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Protocol
 from .. import protocol
 from ..errors import (AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge,
                       Unavailable, error_from_response)
+from ..client.uploads import file_sha256
 from .cache import Cache, Item, ItemKey
 from .errors import (BadHandle, CrossDevice, IsADirectory, NoAttribute, NotADirectory, NotPermitted, NotSupported)
 from .fetcher import Candidate, Fetcher
@@ -402,6 +403,39 @@ class Vfs:
         self.ns.local_changed(op.oaio_id)
         return op
 
+    def recover(self) -> int:
+        """Start-up: hand the journal local bytes it never got (the mount died with the file open).
+
+        Bytes the server already has are just marked clean. Returns how many files were submitted.
+        """
+        queued = {(op.oaio_id, op.path) for op in self.journal.pending(None) if op.kind == "put_file"}
+        submitted = 0
+        for key, rec in self.cache.dirty_records():
+            if key in queued:
+                continue
+            data = self.cache.data_dir / rec["token"]
+            if not data.exists():
+                continue
+            sha = file_sha256(data)
+            view = self.ns.view(key[0])
+            entry = view.entries.get(key[1]) if view is not None else None
+            if entry is not None and entry.sha256 == sha:
+                self.cache.mark_clean_key(key, entry.version, sha, rec.get("write_gen", 0))
+                continue
+            if view is None or not view.writable:
+                log.warning("%s/%s: unsaved local bytes kept in %s (object gone or read-only)", *key, data)
+                continue
+            op = Op("put_file", key[0], key[1], size=data.stat().st_size, sha256=sha, mtime=time.time(),
+                    base_version=rec.get("version") or None)
+            with self._submit_lock:
+                op = self.journal.submit(op, data)
+                self._submitted[op.id] = (key, rec.get("write_gen", 0))
+            log.warning("%s/%s: local changes from an interrupted mount queued for upload", *key)
+            submitted += 1
+        if submitted:
+            self.ns.local_changed(None)
+        return submitted
+
     # ------------------------------------------------------------------ namespace changes
     def mkdir(self, path: str, mode: int = 0o755) -> None:
         parent, name = self._parent_of(path)
@@ -648,6 +682,9 @@ class Vfs:
             if submitted is not None and version is not None:
                 key, gen = submitted
                 self.cache.mark_clean_key(key, version, op.sha256, gen)
+        with self._submit_lock:
+            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
+                del self._last_op[key]                  # fsync after this has nothing to wait for
         self.ns.local_changed(op.oaio_id)
 
     def _mark_applied(self, op: Op) -> None:

@@ -1,0 +1,44 @@
+"""End-to-end: nothing written through the mount is lost when the mount process dies."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.drive.helpers import server_has
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_open_file_of_a_killed_mount_is_uploaded_after_remount(live_server, make_user, api_for,
+                                                                 mounted_drive, tmp_path):
+    user = make_user("crash")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Crash"})["oaio_id"]
+    cache = tmp_path / "crashcache"
+    drive = mounted_drive(live_server, user, cache_dir=cache)
+    fd = os.open(drive.path("Crash", "unsaved.txt"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"work in progress")
+    drive.kill()                                                  # kill -9 with the file still open
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    again = mounted_drive(live_server, user, cache_dir=cache)
+    wait_until(lambda: server_has(api, oid, "unsaved.txt", b"work in progress"), message="recovered upload")
+    assert again.path("Crash", "unsaved.txt").read_bytes() == b"work in progress"
+
+
+def test_closed_file_survives_kill_and_fusermount(live_server, make_user, api_for, mounted_drive, tmp_path):
+    user = make_user("closed")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Closed"})["oaio_id"]
+    cache = tmp_path / "closedcache"
+    drive = mounted_drive(live_server, user, cache_dir=cache)
+    payload = os.urandom(6 << 20)
+    drive.path("Closed", "done.bin").write_bytes(payload)
+    drive.stop()                                                  # fusermount -u right after close
+    if not server_has(api, oid, "done.bin", payload):
+        mounted_drive(live_server, user, cache_dir=cache)         # the journal finishes it on the next mount
+        wait_until(lambda: server_has(api, oid, "done.bin", payload), message="upload after remount")
