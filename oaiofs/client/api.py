@@ -26,14 +26,17 @@ SUCCESS = (200, 201, 204, 206)
 
 
 def quote_id(oaio_id: str) -> str:
-    """An oaio id as one URL path segment."""
-    return quote(oaio_id, safe="")
+    """A valid oaio id as one URL path segment (``InvalidValue`` for a hostile id)."""
+    return quote(protocol.validate_oaio_id(oaio_id), safe="")
 
 
 def quote_path(path: str) -> str:
-    """A file path as URL path segments (keeps '/'; '.'/'..' escaped so no one normalises them away)."""
-    return "/".join(quote(p, safe="") if p not in (".", "..") else p.replace(".", "%2E")
-                    for p in path.split("/"))
+    """A valid file path as URL path segments, keeping its '/' (``InvalidValue`` for a hostile path).
+
+    Checked here because HTTP libraries silently resolve '.'/'..' segments,
+    which would address a different file.
+    """
+    return "/".join(quote(part, safe="") for part in protocol.normalize_file_path(path).split("/"))
 
 
 class ApiClient:

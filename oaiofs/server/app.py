@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_S = 300.0
 JSON_BODY_LIMIT = protocol.MAX_VALUES_BYTES + 64 * 1024     # values plus the JSON envelope
+DRAIN_LIMIT = 16 * 1024 * 1024     # oversized bodies up to this size are read before the 413
 _HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 410: "gone", 412: "precondition_failed",
                413: "too_large", 415: "unsupported_media_type", 422: "invalid_value"}
@@ -118,7 +119,7 @@ class JsonBodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._too_large(scope, receive, send)
+            await self._too_large(scope, receive, send, int(length) <= DRAIN_LIMIT)
             return
         chunks, total, more = [], 0, True
         while more:
@@ -127,11 +128,11 @@ class JsonBodyLimit:
                 return
             chunk = message.get("body", b"")
             total += len(chunk)
+            more = message.get("more_body", False)
             if total > self.limit:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, more)
                 return
             chunks.append(chunk)
-            more = message.get("more_body", False)
         body = b"".join(chunks)
         sent = False
 
@@ -144,7 +145,15 @@ class JsonBodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def _too_large(self, scope: dict, receive: Callable, send: Callable, more: bool = True) -> None:
+        # read (and drop) a moderately oversized body first so the client sees the 413, not a broken pipe
+        drained = 0
+        while more and drained <= DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
         body = {"error": "too_large", "message": f"request body is larger than {self.limit} bytes",
                 "detail": {"limit": self.limit}}
         await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)

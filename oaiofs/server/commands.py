@@ -71,7 +71,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     """``oaiofs user add NAME``: exits 1 if the user exists."""
     from sqlalchemy import select
     from . import security
-    from .db import make_engine, make_sessionmaker, run_migrations
+    from .db import has_schema, make_engine, make_sessionmaker, run_migrations
     from .models import User
 
     settings = _settings(args)
@@ -79,7 +79,6 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     if not name or len(name) > 150 or any(ord(c) < 32 for c in name) or ":" in name or "/" in name:
         print(f"invalid user name {args.name!r}", file=sys.stderr)
         return 2
-    run_migrations(settings.database_url)
     password = os.environ.get("OAIOFS_PASSWORD")
     if password is None:
         password = getpass.getpass(f"password for {name}: ")
@@ -91,6 +90,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         return 2
     engine = make_engine(settings.database_url)
     try:
+        if not has_schema(engine):
+            run_migrations(settings.database_url)
         with make_sessionmaker(engine).begin() as db:
             if db.scalar(select(User.id).where(User.username == name)) is not None:
                 print(f"user {name!r} already exists", file=sys.stderr)

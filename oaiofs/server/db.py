@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command as alembic_command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,9 @@ event.listen(Session, "before_flush", _lock_before_flush)
 event.listen(Session, "do_orm_execute", _lock_before_orm_write)
 
 
-def alembic_config(db_url: str) -> AlembicConfig:
+def alembic_config(db_url: str) -> "AlembicConfig":
     """A programmatic Alembic configuration (no alembic.ini needed)."""
+    from alembic.config import Config as AlembicConfig
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", normalize_url(db_url).replace("%", "%%"))
@@ -130,5 +132,11 @@ def run_migrations(db_url: str) -> None:
         database = make_url(db_url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+    from alembic import command as alembic_command
     log.info("upgrading database schema")
     alembic_command.upgrade(alembic_config(db_url), "head")
+
+
+def has_schema(engine: Engine) -> bool:
+    """True if the database was migrated before (cheap check, no Alembic import)."""
+    return inspect(engine).has_table("alembic_version")
