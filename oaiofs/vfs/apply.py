@@ -92,6 +92,8 @@ class OpApplier:
         except FileNotFoundError as err:
             return Outcome("failed", error=OaioError(f"journal snapshot missing: {err.filename}"))
         except Exception as err:  # noqa: BLE001 - a bug must not drop the op: log and retry later
+            if self._stopping.is_set():
+                return Outcome("retry")      # shutting down under the op's feet (store or session closed)
             log.exception("%s %s: unexpected error while applying op %d", op.oaio_id, op.path, op.id)
             return Outcome("retry", error=OaioError(f"unexpected error: {err!r}"))
 

@@ -19,10 +19,12 @@ does only local disk I/O; no lock is held during network I/O or user callbacks.
 from __future__ import annotations
 
 import dataclasses
+import errno as errno_mod
 import fcntl
 import logging
 import os
 import random
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -46,6 +48,8 @@ ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in
 
 class JournalBusy(OaioError):
     """Another process already runs a journal on this root."""
+
+    code, errno = "journal_busy", errno_mod.EBUSY
 
 
 def backoff_delay(attempts: int, initial_s: float = BACKOFF_INITIAL_S, cap_s: float = BACKOFF_CAP_S) -> float:
@@ -77,6 +81,7 @@ class Journal:
         self._busy: set[str] = set()              # oaio_ids with an op being applied
         self._retry_at: dict[str, float] = {}     # oaio_id -> monotonic time of the next attempt
         self._stopping = threading.Event()
+        self._closed = False
         self._threads: list[threading.Thread] = []
         self._online = bool(self._store.get_meta("online", True))
         if upload_limit_bps is None:
@@ -198,6 +203,7 @@ class Journal:
     def close(self) -> None:
         """Stop and release the store and the root lock."""
         self.stop()
+        self._closed = True
         self._store.close()
         os.close(self._lock_fd)
 
@@ -225,8 +231,12 @@ class Journal:
                     return
                 op.state = "running"
                 self._busy.add(op.oaio_id)
-            outcome = self._applier.apply(op)
-            self._finish(op, outcome)
+            try:
+                self._finish(op, self._applier.apply(op))
+            except sqlite3.ProgrammingError:
+                if self._closed:
+                    return            # close() gave up waiting for this worker; the op stays queued on disk
+                raise
 
     def _next_runnable_locked(self) -> Op | None:
         """The oldest op whose object is idle, not backing off, and has no older op waiting."""

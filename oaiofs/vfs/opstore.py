@@ -117,6 +117,8 @@ class OpStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        for folder in (self.root.parent, self.root, self.data_dir):   # new folders and files survive a power cut
+            _fsync_dir(folder)
 
     def close(self) -> None:
         with self._lock:
