@@ -9,6 +9,8 @@ SQLite restarts the (so far read-only) transaction as ``BEGIN IMMEDIATE``
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _LOCKED = "oaiofs_sqlite_write_locked"
+MIGRATION_LOCK_KEY = 0x0A10F6
 
 
 def is_sqlite(url_or_engine: str | Engine) -> bool:
@@ -127,14 +130,39 @@ def alembic_config(db_url: str) -> "AlembicConfig":
 
 
 def run_migrations(db_url: str) -> None:
-    """Upgrade the database at ``db_url`` to the newest schema."""
-    if is_sqlite(normalize_url(db_url)):
-        database = make_url(db_url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    """Upgrade the database at ``db_url`` to the newest schema.
+
+    Concurrent callers (several server processes, ``user add`` during ``serve``)
+    are serialised: a lock file next to a SQLite database, a session advisory
+    lock on PostgreSQL.
+    """
     from alembic import command as alembic_command
-    log.info("upgrading database schema")
-    alembic_command.upgrade(alembic_config(db_url), "head")
+    from sqlalchemy import pool, text
+
+    url = normalize_url(db_url)
+    cfg = alembic_config(url)
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with contextlib.ExitStack() as stack:
+            if is_sqlite(url):
+                database = make_url(url).database
+                if database and database != ":memory:":
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+                    lock_file = stack.enter_context(open(f"{database}.migrate.lock", "a"))
+                    fcntl.flock(lock_file, fcntl.LOCK_EX)
+            conn = stack.enter_context(engine.connect())
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+            log.info("upgrading database schema")
+            cfg.attributes["connection"] = conn
+            alembic_command.upgrade(cfg, "head")
+            conn.commit()
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def has_schema(engine: Engine) -> bool:
