@@ -131,7 +131,7 @@ def test_two_mounts_edit_the_same_file_and_key_both_survive(own_harness: Harness
                message="the conflict copy to show up in the mount")
 
 
-def test_mount_starts_offline_and_serves_cached_and_pinned(own_harness: Harness,
+def test_mount_starts_offline_serves_cached_and_pinned_and_unmount_keeps_queue(own_harness: Harness,
                                                           mounted_drive: Callable[..., Any]) -> None:
     h = own_harness
     oid = h.new_object({"_name": "Trip"})
@@ -153,7 +153,11 @@ def test_mount_starts_offline_and_serves_cached_and_pinned(own_harness: Harness,
     assert json.loads(offline.path("Trip", "values.json").read_text())["_name"] == "Trip"
     offline.path("Trip", "written-offline.txt").write_bytes(b"queued")   # and writes queue
     assert mount_status(offline.mountpoint)["online"] is False
+    offline.stop()                                                       # clean unmount: the queue stays
+    queued = read_status(drive.cache_dir / "journal")["ops"]
+    assert [(o["kind"], o["path"]) for o in queued] == [("put_file", "written-offline.txt")]
     h.server.start()
+    mounted_drive(h.server, h.user, cache_dir=drive.cache_dir)
     wait_until(lambda: "written-offline.txt" in server_files(h, oid), timeout=120, interval=0.5,
-               message="the offline write to arrive")
+               message="the offline write to arrive after the remount")
     assert h.api.get_file(oid, "written-offline.txt") == b"queued"
