@@ -105,16 +105,12 @@ class LocalState:
     def locked(self) -> Iterator["LocalState"]:
         """Hold the state lock (re-entrant); the outermost entry reloads changed records."""
         with self._thread_lock:
-            if self._depth == 0:
-                self._lock_fh = open(self.root / LOCK_FILE, "a+b")
-                fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_EX)
-                try:
-                    self._reload()
-                except BaseException:
-                    self._release()
-                    raise
             self._depth += 1
             try:
+                if self._depth == 1:
+                    self._lock_fh = open(self.root / LOCK_FILE, "a+b")
+                    fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_EX)
+                    self._reload()
                 yield self
             finally:
                 self._depth -= 1
@@ -180,6 +176,7 @@ class LocalState:
         problem = f"corrupt local record {path.name!r} moved to {target}: {exc}"
         log.error("%s", problem)
         self._problems.append(problem)
+        self.write_state(cursor=None)      # the next sync must list everything to restore the object
 
     def take_problems(self) -> list[str]:
         """The corrupt-record reports collected since the last call (then cleared)."""

@@ -82,10 +82,14 @@ class OaioClient:
     def __init__(self, host: str, credentials: dict[str, str], app_id: str = "", device_id: str = "",
                  csh_default_id: str = "oaiofs", client_root: str = "{usr}/oaio_root/", *,
                  api: Any = None, uploader: Any = None, downloader: Any = None) -> None:
-        """``api``/``uploader``/``downloader`` replace the ``ApiClient``/``TusUploader``/``CartDownloader``
-        built from ``host`` and ``credentials`` (for tests of this layer)."""
+        """Open (or create) the local state under ``client_root``; nothing is sent yet.
+
+        ``csh_default_id`` is only recorded on objects (oaiofs stores files on its own
+        server). ``api``/``uploader``/``downloader`` replace the ``ApiClient``/
+        ``TusUploader``/``CartDownloader`` built from ``host`` and ``credentials``.
+        """
         self._username = str(credentials.get("username") or getpass.getuser())
-        self._password = credentials.get("password")       # a copy of the reference; never modified
+        self._password = credentials.get("password")    # read once; the caller's dict is never touched
         self.app_id = app_id or default_app_id()
         self.device_id = device_id or defuse(socket.gethostname())
         self.csh_default_id = csh_default_id
@@ -101,7 +105,8 @@ class OaioClient:
         self._collect_state_problems()
 
     def __repr__(self) -> str:
-        return f"OaioClient({getattr(self.api, 'base_url', '')!r}, user={self._username!r}, client_root={str(self.client_root)!r})"
+        return (f"OaioClient({getattr(self.api, 'base_url', '')!r}, user={self._username!r}, "
+                f"client_root={str(self.client_root)!r})")
 
     def close(self) -> None:
         """Log out and close the connection pool."""

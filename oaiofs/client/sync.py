@@ -10,7 +10,9 @@ One :meth:`Synchronizer.sync` run (the caller holds the state lock):
    the local bytes are uploaded as a conflict copy ``name (conflict …).ext``).
    A local edit the server refuses (403) is kept as a new object of this user
    (a conflict copy) and the record falls back to the server's version.
-2. **Pull** the full listing (``list_objects``): objects that are new, have
+2. **Pull** the full listing (``list_objects``) unless nothing was pushed and
+   the change feed has no event after the cursor of the last listing (then the
+   run ends here, after one small request). Objects that are new, have
    another version, or were just pushed are refreshed (values; files whose
    content differs are fetched through one ``CartDownloader`` cart per object
    into ``staging/``, checked against their sha256, then moved into place).
@@ -123,6 +125,9 @@ class Synchronizer:
         """One full push + pull; raises ``Unavailable``/``Unauthorized`` when the server cannot be used."""
         report = SyncReport()
         pushed = self._push_all(report)
+        if not pushed and not report.errors and self._nothing_new():
+            report.cursor = self.state.read_state()["cursor"]
+            return report
         docs, cursor = self.api.list_objects()
         report.cursor = cursor
         listed: dict[str, dict[str, Any]] = {}
@@ -143,6 +148,23 @@ class Synchronizer:
         self._push_all(report, only_new=True)     # conflict copies made while pulling
         self.state.write_state(cursor=cursor)
         return report
+
+    def _nothing_new(self) -> bool:
+        """True if the change feed has no event since the last listing and nothing local is pending.
+
+        One small ``changes`` request replaces the full listing when nothing happened.
+        """
+        cursor = self.state.read_state().get("cursor")
+        if not isinstance(cursor, int) or any(o.dirty or o.incomplete for o in self.state.objects.values()):
+            return False
+        try:
+            events, _next = self.api.changes(cursor, wait=0, limit=1)
+        except (Unavailable, Unauthorized):
+            raise
+        except OaioError as exc:                 # e.g. a cursor the server does not know: list everything
+            log.info("change feed unusable (%s); listing all objects", exc.message)
+            return False
+        return not events
 
     def _guard(self, report: SyncReport, oaio_id: str, func: Callable[..., Any], *args: Any) -> Any:
         """Run one object's step; record its error unless the whole sync must stop."""

@@ -20,6 +20,12 @@ class FakeServer:
         self.objects: dict[str, dict[str, Any]] = {}
         self.online = True
         self.users: list[str] = []
+        self.events: list[tuple[str, set[str]]] = []     # (oaio_id, recipients); index + 1 = cursor
+        self.listings = 0
+
+    def emit(self, oaio_id: str, extra: str | None = None) -> None:
+        recipients = set(self.objects[oaio_id]["subs"]) | ({extra} if extra else set())
+        self.events.append((oaio_id, recipients))
 
     def check(self) -> None:
         if not self.online:
@@ -56,12 +62,20 @@ class FakeApi:
     def _bump(self, obj: dict[str, Any]) -> int:
         obj["version"] += 1
         obj["stamp"] = now_stamp()
+        self.server.emit(next(i for i, o in self.server.objects.items() if o is obj))
         return obj["version"]
 
     def list_objects(self) -> tuple[list[dict[str, Any]], int]:
         self.server.check()
+        self.server.listings += 1
         ids = [i for i, o in self.server.objects.items() if self.username in o["subs"] and not o["deleted"]]
-        return [self._doc(i) for i in ids], 7
+        return [self._doc(i) for i in ids], len(self.server.events)
+
+    def changes(self, cursor: int = 0, wait: float = 0.0, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
+        self.server.check()
+        mine = [{"id": str(n + 1), "subject": oid} for n, (oid, users) in enumerate(self.server.events)
+                if n >= cursor and self.username in users][:limit]
+        return mine, int(mine[-1]["id"]) if mine else len(self.server.events)
 
     def get_object(self, oaio_id: str) -> dict[str, Any]:
         self._load(oaio_id)
@@ -74,6 +88,7 @@ class FakeApi:
         self.server.objects[oaio_id] = {"owner": self.username, "values": dict(values), "version": 1,
                                         "stamp": now_stamp(), "deleted": False, "files": {},
                                         "subs": {self.username: "C"}}
+        self.server.emit(oaio_id)
         return self._doc(oaio_id)
 
     def update_values(self, oaio_id: str, values: dict[str, Any], *, mode: str = "merge",
@@ -118,8 +133,10 @@ class FakeApi:
         obj = self._load(oaio_id, "delete")
         if access_right == "x":
             obj["subs"].pop(username, None)
+            self.server.emit(oaio_id, extra=username)
             return 0
         obj["subs"][username] = access_right
+        self.server.emit(oaio_id)
         return 1
 
     def subscriptions(self, oaio_id: str) -> list[dict[str, str]]:

@@ -226,3 +226,18 @@ def test_userz_access_sorted_like_seed(server: FakeServer, tmp_path: Path) -> No
         {"username": "alice", "access_right": "C"}, {"username": "zed", "access_right": "U"},
         {"username": "carl", "access_right": "r"}, {"username": "bob", "access_right": "x"}]
     assert all(e["access_right"] == "x" for e in alice.userz_access(""))
+
+
+def test_quiet_sync_asks_the_change_feed_instead_of_listing(server: FakeServer, tmp_path: Path) -> None:
+    alice = make_client(server, "alice", tmp_path / "a")
+    bob = make_client(server, "bob", tmp_path / "b")
+    alice.register_object({"k": 1}, oaio_id="o")
+    assert bob.synchronize_with_server_if_online()
+    listings = server.listings
+    assert bob.synchronize_with_server_if_online()            # nothing happened: no listing
+    assert server.listings == listings
+    alice.upsert_subscription("o", "bob", "r")                # an event for bob: the next sync lists
+    assert bob.synchronize_with_server_if_online() and "o" in bob.client_objectz
+    assert server.listings == listings + 1
+    alice.upsert_subscription("o", "bob", "x")
+    assert bob.synchronize_with_server_if_online() and "o" not in bob.client_objectz
