@@ -66,6 +66,9 @@ EOF
 start_postgres() {
     local pg="$STATE/pg"
     rm -rf "$pg"; mkdir -p "$pg/sock"
+    if [[ $(id -u) -eq 0 ]] && ! runuser -u "$PG_USER_OS" -- test -x "$STATE"; then
+        die "user $PG_USER_OS cannot enter $STATE (a parent folder is private); choose another OAIOFS_SERVICES_DIR"
+    fi
     PG_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
     echo "$PG_PASSWORD" > "$pg/pwfile"
     chown -R "$PG_USER_OS" "$pg" 2>/dev/null || true

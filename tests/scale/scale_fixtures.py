@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -38,14 +39,16 @@ def _parse_exports(text: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def services() -> Iterator[dict[str, str]]:
     """The ``OAIOFS_TEST_*`` values of a running PostgreSQL + SeaweedFS S3 pair."""
     if os.environ.get(SKIP_ENV) == "1":
         pytest.skip(f"{SKIP_ENV}=1: PostgreSQL + S3 tests skipped on request")
     if all(os.environ.get(v) for v in SERVICE_VARS):
         yield {v: os.environ[v] for v in SERVICE_VARS}
         return
-    state_dir = tmp_path_factory.mktemp("services")
+    # not under pytest's tmp folder: its parents are private to root, and PostgreSQL runs as "postgres"
+    state_dir = Path(tempfile.mkdtemp(prefix="oaiofs-services-"))
+    state_dir.chmod(0o755)
     env = dict(os.environ, OAIOFS_SERVICES_DIR=str(state_dir))
     started = subprocess.run([str(SERVICES_SCRIPT), "start"], env=env, capture_output=True, text=True)
     found = _parse_exports(started.stdout)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from oaiofs.errors import InvalidValue, NotFound, OffsetMismatch, Unavailable
+from oaiofs.errors import Gone, InvalidValue, NotFound, OffsetMismatch, Unavailable
 from oaiofs.server.blobs import BlobStore, blob_key
 from oaiofs.server.blobs.s3 import MIN_PART_SIZE, S3BlobStore, open_s3_store
 from scale_fixtures import (MiB, list_keys, open_multipart_uploads, pg_database, s3_client,  # noqa: F401
@@ -125,6 +125,26 @@ def test_a_write_that_loses_a_race_cannot_damage_the_winner(store: S3BlobStore, 
     won = store.staging_write("race", MiB, mine, dict(base))
     other_process_store(store, services).staging_write("race", MiB, theirs, dict(base))
     assert b"".join(store.staging_read("race", won)) == start + mine
+
+
+def test_a_part_replaced_by_a_racing_write_never_yields_wrong_bytes(store: S3BlobStore,
+                                                                     services: dict[str, str]) -> None:
+    """A losing write with other chunking re-uploads part 2 of the same multipart upload.
+
+    Completion names every part by its ETag: SeaweedFS keeps both uploads of the part and
+    assembles the winner's; AWS S3 keeps the last one and refuses the ETag, which the store
+    reports as 410 Gone (the client starts the upload again). Never the loser's bytes.
+    """
+    start, mine, theirs = os.urandom(7 * MiB), os.urandom(4 * MiB), os.urandom(5 * MiB)
+    base = write_in_chunks(store, "parts", start, chunk=MiB)                              # part 1 + 2 MiB tail
+    assert base["mpu"] and base["tail"] == 2 * MiB
+    won = store.staging_write("parts", 7 * MiB, mine, dict(base))                         # part 2: 6 MiB
+    other_process_store(store, services).staging_write("parts", 7 * MiB, theirs, dict(base))   # part 2: 7 MiB
+    try:
+        staged = b"".join(store.staging_read("parts", won))
+    except Gone:
+        return
+    assert staged == start + mine
 
 
 def test_rewind_inside_the_tail_and_at_a_part_boundary(store: S3BlobStore) -> None:

@@ -10,7 +10,7 @@ import os
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -19,7 +19,7 @@ from oaiofs.client.api import ApiClient
 from oaiofs.client.carts import CartDownloader, cart_entry
 from oaiofs.client.uploads import TusUploader
 from oaiofs.errors import VersionConflict
-from conftest import PASSWORD, ServerProcess, wait_until
+from conftest import PASSWORD, ServerProcess
 from scale_fixtures import (MiB, list_keys, open_multipart_uploads, pg_database, s3_client, s3_prefix,  # noqa: F401
                             services, shared_backend, two_servers)
 
@@ -30,10 +30,15 @@ def new_id() -> str:
     return f"scale-{uuid.uuid4().hex[:12]}"
 
 
-def clients(a: ServerProcess, b: ServerProcess) -> tuple[ApiClient, ApiClient]:
-    """One user, one client per server process."""
+@pytest.fixture
+def clients(two_servers: tuple[ServerProcess, ServerProcess]) -> Iterator[tuple[ApiClient, ApiClient]]:
+    """One user, one client per server process (closed afterwards, so servers stop promptly)."""
+    a, b = two_servers
     user = a.add_user(f"u-{uuid.uuid4().hex[:8]}")
-    return ApiClient(a.url, user, PASSWORD), ApiClient(b.url, user, PASSWORD)
+    pair = ApiClient(a.url, user, PASSWORD), ApiClient(b.url, user, PASSWORD)
+    yield pair
+    for api in pair:
+        api.close()
 
 
 def run_together(*calls: Callable[[], Any]) -> list[Any]:
@@ -56,10 +61,10 @@ def run_together(*calls: Callable[[], Any]) -> list[Any]:
     return results
 
 
-def test_upload_started_on_one_process_is_finished_on_the_other(two_servers, services, s3_prefix,
+def test_upload_started_on_one_process_is_finished_on_the_other(two_servers, clients, services, s3_prefix,
                                                                   tmp_path: Path) -> None:
     a, b = two_servers
-    api_a, api_b = clients(a, b)
+    api_a, api_b = clients
     oaio_id = new_id()
     api_a.create_object({"kind": "scale"}, oaio_id)
     data = os.urandom(22 * MiB + 12345)
@@ -93,9 +98,8 @@ def test_upload_started_on_one_process_is_finished_on_the_other(two_servers, ser
                    for server in (a, b) for p in server.data_dir.rglob("*"))   # nothing big on local disks
 
 
-def test_cart_created_on_one_process_is_downloaded_from_the_other(two_servers, tmp_path: Path) -> None:
-    a, b = two_servers
-    api_a, api_b = clients(a, b)
+def test_cart_created_on_one_process_is_downloaded_from_the_other(clients, tmp_path: Path) -> None:
+    api_a, api_b = clients
     oaio_id = new_id()
     api_a.create_object({}, oaio_id)
     files = {"small.txt": b"hello from process A\n", "sub/blob.bin": os.urandom(7 * MiB + 3)}
@@ -114,9 +118,8 @@ def test_cart_created_on_one_process_is_downloaded_from_the_other(two_servers, t
     carts_a.delete(uid)
 
 
-def test_change_made_on_one_process_wakes_a_long_poll_on_the_other(two_servers) -> None:
-    a, b = two_servers
-    api_a, api_b = clients(a, b)
+def test_change_made_on_one_process_wakes_a_long_poll_on_the_other(clients) -> None:
+    api_a, api_b = clients
     _events, cursor = api_b.changes(0)
     quiet, cursor = api_b.changes(cursor, wait=1)              # nothing happens: the poll waits, then ends
     assert quiet == []
@@ -132,9 +135,8 @@ def test_change_made_on_one_process_wakes_a_long_poll_on_the_other(two_servers) 
     assert [e for e in events if oaio_id in str(e)], f"the long-poll on B missed the change on A: {events}"
 
 
-def test_concurrent_updates_with_one_base_version_on_two_processes(two_servers) -> None:
-    a, b = two_servers
-    api_a, api_b = clients(a, b)
+def test_concurrent_updates_with_one_base_version_on_two_processes(clients) -> None:
+    api_a, api_b = clients
     oaio_id = new_id()
     version = api_a.create_object({"n": 0}, oaio_id)["version"]
     for round_ in range(8):
@@ -151,10 +153,9 @@ def test_concurrent_updates_with_one_base_version_on_two_processes(two_servers) 
         version = doc["version"]
 
 
-def test_concurrent_merges_on_two_processes_lose_nothing(two_servers) -> None:
+def test_concurrent_merges_on_two_processes_lose_nothing(clients) -> None:
     """Read-modify-write of the values happens under a row lock, not a process-local lock."""
-    a, b = two_servers
-    api_a, api_b = clients(a, b)
+    api_a, api_b = clients
     oaio_id = new_id()
     start = api_a.create_object({}, oaio_id)["version"]
     calls = [(lambda api=api, i=i: api.update_values(oaio_id, {f"k{i}": i}))
@@ -173,9 +174,13 @@ def test_serve_with_several_workers_on_postgres_and_s3(server_factory, shared_ba
     apis = [ApiClient(server.url, user, PASSWORD, pool_size=1) for _ in range(4)]
     oaio_id = new_id()
     apis[0].create_object({}, oaio_id)
-    results = run_together(*[(lambda api=api, i=i: api.put_file(oaio_id, f"f{i}.txt", f"file {i}".encode()))
-                             for i, api in enumerate(apis)])
-    assert all(isinstance(r, dict) for r in results), results
-    doc = wait_until(lambda: apis[3].get_object(oaio_id), message="object")
-    assert sorted(f["path"] for f in doc["files"]) == [f"f{i}.txt" for i in range(4)]
-    assert doc["version"] == 5
+    try:
+        results = run_together(*[(lambda api=api, i=i: api.put_file(oaio_id, f"f{i}.txt", f"file {i}".encode()))
+                                 for i, api in enumerate(apis)])
+        assert all(isinstance(r, dict) for r in results), results
+        doc = apis[3].get_object(oaio_id)
+        assert sorted(f["path"] for f in doc["files"]) == [f"f{i}.txt" for i in range(4)]
+        assert doc["version"] == 5
+    finally:
+        for api in apis:
+            api.close()

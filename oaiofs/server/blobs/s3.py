@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import re
 import secrets
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
 import boto3
@@ -48,7 +49,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...errors import InvalidValue, NotFound, OffsetMismatch, TooLarge, Unavailable
+from ...errors import Gone, InvalidValue, NotFound, OffsetMismatch, TooLarge, Unavailable
 from . import READ_CHUNK, check_key, check_upload_id
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,26 @@ MAX_PARTS = 10_000                   # S3: parts per multipart upload
 DEFAULT_PART_SIZE = 8 * MiB          # 10 000 parts x 8 MiB = 78 GiB per upload
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _NO_UPLOAD = {"NoSuchUpload", "404"}
+_DAMAGED = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
 _TAIL_NAME_RE = re.compile(r"^tail-[0-9]{8}-[0-9a-f]{8}$")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def s3_errors(method: F) -> F:
+    """Turn S3 failures that escape a store method into ``Unavailable`` (503: clients retry later)."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ClientError as exc:
+            raise Unavailable(f"blob storage error {_code(exc) or 'unknown'}", {"s3_error": _code(exc)}) from exc
+        except BotoCoreError as exc:
+            raise Unavailable(f"blob storage unreachable: {exc}") from exc
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclasses.dataclass
@@ -142,19 +158,23 @@ class S3BlobStore:
                 return None
             raise
 
+    @s3_errors
     def exists(self, key: str) -> bool:
         return self._head(self._blob(key)) is not None
 
+    @s3_errors
     def size(self, key: str) -> int:
         head = self._head(self._blob(key))
         if head is None:
             raise NotFound("blob is missing", {"key": key})
         return int(head["ContentLength"])
 
+    @s3_errors
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes ``[start, end)`` through one ranged GET (a missing blob raises at once)."""
         return self._get_range(self._blob(key), start, end, what={"key": key})
 
+    @s3_errors
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._blob(key))
 
@@ -184,6 +204,7 @@ class S3BlobStore:
         check_upload_id(upload_id)
         return StagingState().to_dict()
 
+    @s3_errors
     def staging_write(self, upload_id: str, offset: int, data: bytes, state: dict[str, Any]) -> dict[str, Any]:
         st = StagingState.from_dict(state)
         if offset > st.size or offset < 0:
@@ -278,6 +299,9 @@ class S3BlobStore:
             self.client.complete_multipart_upload(Bucket=self.bucket, Key=data_key, UploadId=st.mpu,
                                                   MultipartUpload={"Parts": parts})
         except ClientError as exc:
+            if _code(exc) in _DAMAGED:            # e.g. a part replaced by a racing write with other chunking
+                raise Gone("the upload's staged parts do not fit together; start the upload again",
+                           dict(what, s3_error=_code(exc))) from exc
             if _code(exc) not in _NO_UPLOAD:
                 raise
             # completed before (an earlier staging_read/commit): the data object must be whole
@@ -288,6 +312,7 @@ class S3BlobStore:
             raise NotFound("upload staging area is missing or incomplete", dict(what, staged=st.size))
         return data_key
 
+    @s3_errors
     def staging_read(self, upload_id: str, state: dict[str, Any]) -> Iterator[bytes]:
         """All staged bytes; completes the multipart upload (call it only when the upload is complete)."""
         st = StagingState.from_dict(state)
@@ -296,6 +321,7 @@ class S3BlobStore:
             return iter(())
         return self._get_range(source, 0, None, {"upload_id": upload_id})
 
+    @s3_errors
     def staging_commit(self, upload_id: str, key: str, state: dict[str, Any]) -> None:
         final = self._blob(key)
         if self._head(final) is not None:           # same bytes already stored (or committed before)
@@ -310,6 +336,7 @@ class S3BlobStore:
         log.debug("committed upload %s -> %s (%d bytes)", upload_id, key, st.size)
         self.staging_delete(upload_id, state)
 
+    @s3_errors
     def staging_delete(self, upload_id: str, state: dict[str, Any]) -> None:
         """Abort the multipart upload(s) and delete every staging object of ``upload_id``."""
         prefix = self._staging_prefix(upload_id)
@@ -320,6 +347,7 @@ class S3BlobStore:
             self._abort(s3_key, upload)
         self._delete_keys(self._list_keys(prefix))
 
+    @s3_errors
     def staging_ids(self) -> list[str]:
         """Upload ids with staging objects or an open multipart upload."""
         root = f"{self.prefix}staging/"
@@ -328,6 +356,7 @@ class S3BlobStore:
         ids.update(u["Key"][len(root):].split("/", 1)[0] for u in self._multipart_uploads(root))
         return sorted(i for i in ids if i)
 
+    @s3_errors
     def abort_stale_multipart_uploads(self, older_than_s: float) -> int:
         """Abort multipart uploads under the prefix started more than ``older_than_s`` ago; returns how many."""
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=older_than_s)
