@@ -13,6 +13,9 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import os
+import signal
+import threading
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
@@ -48,6 +51,25 @@ class AppState:
     sessionmaker: sessionmaker[Session]
     blobs: Any
     notifier: Notifier
+    closing: bool = False     # set on SIGTERM/SIGINT: open long-polls answer at once
+
+
+def _end_long_polls_on_signals(state: AppState) -> None:
+    """Chain onto the server's SIGTERM/SIGINT handlers so open long-polls return before shutdown."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            state.closing = True
+            state.notifier.notify()
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.default_int_handler(signum, frame) if signum == signal.SIGINT else os._exit(128 + signum)
+
+        signal.signal(sig, handler)
 
 
 def open_blobs(settings: ServerSettings) -> Any:
@@ -193,6 +215,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _end_long_polls_on_signals(state)
         task = asyncio.create_task(_purge_loop(state))
         try:
             yield

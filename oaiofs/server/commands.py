@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import protocol
 
 log = logging.getLogger(__name__)
+GRACEFUL_SHUTDOWN_S = 5   # open long-polls are cut after this on SIGTERM
 
 
 def _add_storage_args(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +82,13 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         return 2
     password = os.environ.get("OAIOFS_PASSWORD")
     if password is None:
-        password = getpass.getpass(f"password for {name}: ")
-        if password != getpass.getpass("repeat the password: "):
+        try:
+            password = getpass.getpass(f"password for {name}: ")
+            repeated = getpass.getpass("repeat the password: ")
+        except EOFError:
+            print("no password given: type it at the prompt or set OAIOFS_PASSWORD", file=sys.stderr)
+            return 2
+        if password != repeated:
             print("the passwords differ", file=sys.stderr)
             return 2
     if not password:
@@ -115,9 +121,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.workers > 1:
         os.environ.update(settings.to_env())
         uvicorn.run("oaiofs.server.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_level=log_level, access_log=False)
+                    workers=settings.workers, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     else:
         from .app import create_app
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                    access_log=False)
+                    access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     return 0

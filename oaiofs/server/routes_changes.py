@@ -36,7 +36,7 @@ async def get_changes(request: Request, cursor: int = Query(0, ge=0),
         with state.notifier.listen() as woken:
             events, next_cursor = await run_in_threadpool(fetch)
             remaining = deadline - time.monotonic()
-            if events or remaining <= 0 or await request.is_disconnected():
+            if events or remaining <= 0 or state.closing or await request.is_disconnected():
                 return {"cursor": next_cursor, "events": events}
             try:
                 await asyncio.wait_for(woken.wait(), timeout=min(changes.POLL_INTERVAL_S, remaining))
