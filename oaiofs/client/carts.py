@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import requests
 import urllib3
@@ -28,13 +28,13 @@ import urllib3
 from .. import protocol
 from ..errors import ChecksumMismatch, InvalidValue, Unavailable, error_from_response
 from .api import ApiClient, quote_id, quote_path
+from .tarstream import TarStream
 
 log = logging.getLogger(__name__)
 
 TOP = "data"                              # the tar's top folder (cartd names it after ?filename)
 PAX_SHA256 = "OAIO.sha256"
 COPY_PIECE = 1 << 20
-TAR_PIECE = 64 << 10                      # small reads from the tar stream: a cut loses at most this much
 _TRANSPORT_ERRORS = (Unavailable, requests.RequestException, urllib3.exceptions.HTTPError, tarfile.ReadError,
                      ConnectionError, TimeoutError)
 
@@ -83,6 +83,9 @@ class CartDownloader:
         self.backoff_base_s = backoff_base_s
         self.bytes_received = 0            # body bytes read by this downloader (for tests/stats)
         self._expected: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def _count(self, size: int) -> None:
+        self.bytes_received += size
 
     def _cart_path(self, uid: str) -> str:
         return protocol.PATH_CART.format(uid=quote_id(uid))
@@ -181,36 +184,40 @@ class CartDownloader:
                 return False
             if base and resp.status_code == 200:
                 raise InvalidValue("the server ignored the Range request of a cart download")
-            with tarfile.open(mode="r|", fileobj=_CountingReader(resp.raw, self)) as tar:
-                for member in tar:
-                    rel = member_path(member.name)
-                    if not member.isreg():
-                        raise InvalidValue(f"tar member {member.name!r} is not a regular file")
-                    padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-                    info = _Partial(rel, member.size, float(member.mtime), member.pax_headers.get(PAX_SHA256),
-                                    base + member.offset_data + padded)
-                    try:
-                        written.append(self._write_member(uid, dest, info, tar.extractfile(member), verify))
-                    except _TRANSPORT_ERRORS:
-                        progress.partial = info
-                        raise
-                    progress.pos = info.next_pos
-                    if on_progress is not None:
-                        on_progress(len(written))
+            stream = TarStream(resp.raw, on_bytes=self._count)
+            for member, _header_at in stream:
+                rel = member_path(member.name)
+                if not member.isreg():
+                    raise InvalidValue(f"tar member {member.name!r} is not a regular file")
+                padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                info = _Partial(rel, member.size, float(member.mtime), member.pax_headers.get(PAX_SHA256),
+                                base + member.offset_data + padded)
+                try:
+                    written.append(self._write_member(uid, dest, info, stream, verify))
+                except _TRANSPORT_ERRORS:
+                    progress.partial = info
+                    raise
+                progress.pos = info.next_pos
+                if on_progress is not None:
+                    on_progress(len(written))
         return True
 
-    def _write_member(self, uid: str, dest: Path, info: _Partial, source: BinaryIO | None,
+    def _write_member(self, uid: str, dest: Path, info: _Partial, source: TarStream,
                       verify: bool) -> Path:
+        """Copy one member from the tar stream to ``<name>.part``, hashing on the way."""
         target = dest / info.rel
         part = target.with_name(target.name + ".part")
         target.parent.mkdir(parents=True, exist_ok=True)
+        hashers = self._hashers(uid, info) if verify else {}
         with open(part, "wb") as out:
-            while source is not None:
-                piece = source.read(TAR_PIECE)
+            while True:
+                piece = source.read(COPY_PIECE)
                 if not piece:
                     break
                 out.write(piece)
-        return self._finalize(uid, target, part, info, verify)
+                for hasher in hashers.values():
+                    hasher.update(piece)
+        return self._finalize(uid, target, part, info, hashers if verify else None)
 
     def _finish_partial(self, uid: str, dest: Path, info: _Partial, verify: bool) -> Path:
         """Continue a member cut mid-way with a Range request for its missing tail."""
@@ -228,47 +235,35 @@ class CartDownloader:
                     self.bytes_received += len(piece)
                     out.write(piece)
             log.info("cart %s: resumed %s at byte %d", uid, info.rel, have)
-        return self._finalize(uid, target, part, info, verify)
+        hashers = None
+        if verify:                          # the bytes came in two parts: hash the whole file once
+            hashers = self._hashers(uid, info)
+            with open(part, "rb") as handle:
+                for piece in iter(lambda: handle.read(COPY_PIECE), b""):
+                    for hasher in hashers.values():
+                        hasher.update(piece)
+        return self._finalize(uid, target, part, info, hashers)
 
-    def _finalize(self, uid: str, target: Path, part: Path, info: _Partial, verify: bool) -> Path:
+    def _hashers(self, uid: str, info: _Partial) -> dict[str, Any]:
+        """Hashers for the checksums known for a member: the server's sha256, the hashsum asked for."""
+        names = {"sha256"} if info.sha256 else set()
+        hashtype, _hashsum = self._expected.get(uid, {}).get(info.rel, ("", ""))
+        if hashtype in hashlib.algorithms_available:
+            names.add(hashtype)
+        return {name: hashlib.new(name) for name in names}
+
+    def _finalize(self, uid: str, target: Path, part: Path, info: _Partial,
+                  hashers: dict[str, Any] | None) -> Path:
         """Check size and checksums of a ``.part`` file, then move it into place."""
         size = part.stat().st_size
         if size != info.size:
             raise tarfile.ReadError(f"{info.rel}: got {size} of {info.size} bytes")
-        if verify:
-            self._verify(uid, part, info)
+        for name, hasher in (hashers or {}).items():
+            wanted = info.sha256 if name == "sha256" and info.sha256 else self._expected[uid][info.rel][1]
+            if hasher.hexdigest() != wanted:
+                part.unlink(missing_ok=True)
+                raise ChecksumMismatch(f"{info.rel}: {name} is {hasher.hexdigest()}, expected {wanted}",
+                                       {"path": info.rel, "hashtype": name})
         os.replace(part, target)
         os.utime(target, (info.mtime, info.mtime))
         return target
-
-    def _verify(self, uid: str, part: Path, info: _Partial) -> None:
-        wanted: dict[str, str] = {}
-        if info.sha256:
-            wanted["sha256"] = info.sha256
-        hashtype, hashsum = self._expected.get(uid, {}).get(info.rel, ("", ""))
-        if hashtype in hashlib.algorithms_available:
-            wanted.setdefault(hashtype, hashsum)
-        if not wanted:
-            return
-        hashers = {name: hashlib.new(name) for name in wanted}
-        with open(part, "rb") as handle:
-            for piece in iter(lambda: handle.read(COPY_PIECE), b""):
-                for hasher in hashers.values():
-                    hasher.update(piece)
-        for name, hasher in hashers.items():
-            if hasher.hexdigest() != wanted[name]:
-                part.unlink(missing_ok=True)
-                raise ChecksumMismatch(f"{info.rel}: {name} is {hasher.hexdigest()}, expected {wanted[name]}",
-                                       {"path": info.rel, "hashtype": name})
-
-
-class _CountingReader:
-    """A file-like wrapper of a raw response that counts the bytes read."""
-
-    def __init__(self, raw: Any, owner: CartDownloader) -> None:
-        self.raw, self.owner = raw, owner
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.owner.bytes_received += len(data)
-        return data
