@@ -10,7 +10,7 @@ from conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.client import ApiClient
 
-from helpers import client, unique_id
+from server_helpers import client, unique_id
 
 LONG_WAIT = 30.0
 

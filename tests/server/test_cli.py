@@ -12,7 +12,7 @@ from oaiofs.client import ApiClient
 from oaiofs.server import db as dbmod, security
 from oaiofs.server.models import User
 
-from helpers import unique_id
+from server_helpers import unique_id
 
 
 def _oaiofs(*args: str, password: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

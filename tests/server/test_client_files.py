@@ -10,7 +10,7 @@ from conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.errors import AlreadyExists, Forbidden, InvalidValue, NotFound, VersionConflict
 
-from helpers import client, unique_id
+from server_helpers import client, unique_id
 
 
 def test_put_get_move_delete_with_versions(live_server, make_user):

@@ -14,7 +14,7 @@ from oaiofs import protocol
 from oaiofs.client.api import quote_id
 from oaiofs.errors import InvalidValue
 
-from helpers import client, unique_id
+from server_helpers import client, unique_id
 
 
 def raw_request(server, method: str, target: str, username: str, body: bytes | None = None,

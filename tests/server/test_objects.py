@@ -11,7 +11,7 @@ from oaiofs import protocol
 from oaiofs.client.api import quote_id
 from oaiofs.errors import AlreadyExists, Gone, NotFound, TooLarge, VersionConflict
 
-from helpers import client, unique_id
+from server_helpers import client, unique_id
 
 
 def test_register_get_update_on_two_devices(live_server, make_user):

@@ -9,7 +9,7 @@ from oaiofs import protocol
 from oaiofs.client.api import quote_id
 from oaiofs.errors import Forbidden, InvalidValue, NotFound
 
-from helpers import client, unique_id
+from server_helpers import client, unique_id
 
 
 @pytest.fixture(scope="module")
