@@ -45,6 +45,7 @@ STAGING_DIR = "staging"
 STATE_FILE = "state.json"
 RECORD_SUFFIX = ".json"
 GENERATION_FILE = ".generation"
+TEMP_MARK = ".tmp-"
 
 
 def fsync_dir(folder: Path) -> None:
@@ -58,7 +59,7 @@ def fsync_dir(folder: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically: temp file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -150,7 +151,10 @@ class LocalState:
             return
         records: dict[str, OaiObject] = {}
         for entry in os.scandir(self.objects_dir):
-            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            if entry.name == GENERATION_FILE or not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.name.startswith(".") and TEMP_MARK in entry.name and not entry.name.endswith(RECORD_SUFFIX):
+                os.unlink(entry.path)        # left by a writer that died: writes happen only under the lock
                 continue
             try:
                 if not entry.name.endswith(RECORD_SUFFIX):

@@ -48,7 +48,7 @@ from ..protocol import (make_oaio_id, normalize_file_path, now_stamp, stamp_to_d
                         validate_oaio_id, is_stamp)
 from .conflicts import conflict_path, merge_with_conflict_copies
 from .carts import cart_entry
-from .local_paths import is_inside, safe_join
+from .local_paths import is_inside, list_files, safe_join
 from .local_state import LocalState
 from .oaio_object import OaiObject
 from .uploads import file_sha256
@@ -422,7 +422,9 @@ class Synchronizer:
                          device_id=self.device_id, app_id=self.app_id, csh_access_right="C")
         src_root, dst_root = self.files_root(obj), self.files_root(copy)
         listed = values.get("_file_paths") if isinstance(values.get("_file_paths"), list) else []
-        candidates = dict.fromkeys([*listed, *(p for p, f in obj.files.items() if f.get("kind") == "file")])
+        present = list_files(src_root) if not obj.root_path and src_root.is_dir() else []
+        candidates = dict.fromkeys([*listed, *(p for p, f in obj.files.items() if f.get("kind") == "file"),
+                                    *present])
         copied = []
         for raw in candidates:
             try:
@@ -525,9 +527,20 @@ class Synchronizer:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _has_unsynced_files(self, obj: OaiObject) -> bool:
+        """True if ``client_root/filez/<id>/`` holds a file that differs from (or is unknown to) the last sync."""
+        root = self.files_root(obj)
+        if obj.root_path or not root.is_dir():
+            return False
+        for path in list_files(root):
+            known = obj.files.get(path)
+            if known is None or local_sha256(root / path, known) != known.get("sha256"):
+                return True
+        return False
+
     def forget(self, obj: OaiObject, report: SyncReport) -> None:
         """``obj`` is no longer on the server for this user: remove it, keeping un-pushed edits."""
-        if obj.dirty:
+        if obj.dirty or self._has_unsynced_files(obj):
             copy = self.make_conflict_copy(obj)
             report.conflicts.append(f"{obj.oaio_id} was deleted or unshared on the server; the local changes "
                                     f"are kept as the new object {copy.oaio_id!r}")

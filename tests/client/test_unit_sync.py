@@ -241,3 +241,35 @@ def test_quiet_sync_asks_the_change_feed_instead_of_listing(server: FakeServer, 
     assert server.listings == listings + 1
     alice.upsert_subscription("o", "bob", "x")
     assert bob.synchronize_with_server_if_online() and "o" not in bob.client_objectz
+
+
+def test_unregistered_local_file_edit_survives_remote_deletion(server: FakeServer, tmp_path: Path) -> None:
+    alice = make_client(server, "alice", tmp_path / "a")
+    bob = make_client(server, "bob", tmp_path / "b", "bd")
+    obj = alice.register_file("f.txt", b"v1")
+    alice.upsert_subscription(obj.oaio_id, "bob", "U")
+    assert bob.synchronize_with_server_if_online()
+    (bob.files_root(obj.oaio_id) / "f.txt").write_bytes(b"bob edited the file, never registered")
+    (bob.files_root(obj.oaio_id) / "extra.txt").write_bytes(b"bob's new file")
+    assert alice.unregister_object(obj.oaio_id) == ""
+    assert bob.synchronize_with_server_if_online(), bob.error_message
+    (copy,) = bob.client_objectz.values()
+    root = bob.files_root(copy.oaio_id)
+    assert (root / "f.txt").read_bytes() == b"bob edited the file, never registered"
+    assert (root / "extra.txt").read_bytes() == b"bob's new file"
+    assert sorted(copy.client_values["_file_paths"]) == ["extra.txt", "f.txt"]
+    assert server.objects[copy.oaio_id]["files"]["extra.txt"]["data"] == b"bob's new file"
+
+
+def test_leftover_temp_files_are_cleaned_and_dot_ids_kept(tmp_path: Path) -> None:
+    from oaiofs.client.local_state import LocalState
+    from oaiofs.client.oaio_object import OaiObject
+
+    state = LocalState(tmp_path)
+    with state.locked():
+        state.save(OaiObject(".dotted"))
+    (tmp_path / "objz" / ".x.json.tmp-123-456").write_text("half")
+    fresh = LocalState(tmp_path)
+    with fresh.locked():
+        assert set(fresh.objects) == {".dotted"}
+    assert not (tmp_path / "objz" / ".x.json.tmp-123-456").exists()
