@@ -146,7 +146,7 @@ def test_listing_needs_a_fixed_number_of_queries(session_factory, alice):
         event.remove(engine, "before_cursor_execute", listener)
     assert len(docs) == 60 and all(len(d["files"]) == 2 for d in docs)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) <= 4, selects
+    assert len(selects) <= 2, selects
 
 
 def test_change_rows_are_one_per_recipient(session_factory, alice):
