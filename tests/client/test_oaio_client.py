@@ -347,8 +347,8 @@ def _upload_then_die(port: int, user: str, root: str, content_file: str) -> None
     real_send = uploads.TusUploader.send_chunk
     sent = []
 
-    def send_then_die(self, url, offset, data):  # type: ignore[no-untyped-def]
-        result = real_send(self, url, offset, data)
+    def send_then_die(self, url, offset, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_send(self, url, offset, data, *args, **kwargs)
         sent.append(len(data))
         if len(sent) == 2:
             os._exit(17)
