@@ -307,6 +307,17 @@ class Cache:
                 rec.update(dirty=False, version=version)
                 self.index.set(_record_key(key), rec)
 
+    def repair_record(self, key: ItemKey, size: int, sha256: str) -> None:
+        """After a crash: the data file is the truth; make the record describe all of it."""
+        with self._lock:
+            rec = self.index.get(_record_key(key))
+            if rec is None or key in self._items:
+                return
+            before = sum(e - s for s, e in rec["ranges"])
+            rec.update(size=size, sha256=sha256, ranges=[[0, size]] if size else [])
+            self.index.set(_record_key(key), rec)
+            self._used += size - before
+
     def drop_if_unchanged(self, key: ItemKey, write_gen: int) -> None:
         """Forget local bytes that ended up as a conflict copy (unless written again since)."""
         with self._lock:

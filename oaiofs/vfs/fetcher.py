@@ -130,15 +130,19 @@ class Fetcher:
         self._inflight: dict[ItemKey, threading.Event] = {}
 
     # --- reads of one item ---
-    def read(self, item: Item, state: ReadState, offset: int, size: int) -> bytes:
-        """Bytes ``[offset, offset+size)`` of ``item``, waiting only for that range."""
+    def wait_for_read(self, item: Item, state: ReadState, offset: int, size: int) -> None:
+        """Block until ``[offset, offset+size)`` of ``item`` is present, streaming ahead of it."""
         end = min(offset + size, item.size)
         if offset >= end:
-            return b""
+            return
         window = state.observe(offset, end)
         if not item.dirty:
             self.wait_range(item, offset, end, ahead=min(item.size, end + window))
-        return item.read(offset, end - offset)
+
+    def read(self, item: Item, state: ReadState, offset: int, size: int) -> bytes:
+        """Bytes ``[offset, offset+size)`` of ``item``, waiting only for that range."""
+        self.wait_for_read(item, state, offset, size)
+        return item.read(offset, max(0, min(size, item.size - offset)))
 
     def wait_range(self, item: Item, start: int, end: int, ahead: int | None = None) -> None:
         """Block until ``[start, end)`` is present; keep streams going up to ``ahead``."""

@@ -240,14 +240,24 @@ class Vfs:
 
     # ------------------------------------------------------------------ read / write
     def read(self, fh: int, offset: int, size: int) -> bytes:
+        buf = bytearray(size)
+        n = self.read_into(fh, offset, memoryview(buf))
+        return bytes(buf[:n])
+
+    def read_into(self, fh: int, offset: int, buf: memoryview) -> int:
+        """Read into ``buf`` (the kernel's buffer in the mount: no extra copy); returns the byte count."""
         handle = self.handles.get(fh)
+        size = len(buf)
         if isinstance(handle, ValuesHandle):
             with handle.lock:
-                return bytes(handle.buffer[offset:offset + size])
+                data = handle.buffer[offset:offset + size]
+            buf[:len(data)] = data
+            return len(data)
         item = handle.item
-        if item.dirty or item.complete:
-            return item.read(offset, min(size, max(item.size - offset, 0)))
-        return self.fetcher.read(item, handle.read_state, offset, size)
+        if not (item.dirty or item.complete):
+            self.fetcher.wait_for_read(item, handle.read_state, offset, size)
+        n = min(size, item.size - offset)
+        return os.preadv(item.fd, [buf[:n]], offset) if n > 0 else 0
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
         handle = self.handles.get(fh)
@@ -417,6 +427,7 @@ class Vfs:
             if not data.exists():
                 continue
             sha = file_sha256(data)
+            self.cache.repair_record(key, data.stat().st_size, sha)
             view = self.ns.view(key[0])
             entry = view.entries.get(key[1]) if view is not None else None
             if entry is not None and entry.sha256 == sha:
