@@ -138,12 +138,13 @@ def test_listing_needs_a_fixed_number_of_queries(session_factory, alice):
     statements = []
     engine = session_factory.kw["bind"]
     listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        with session_factory() as db:
-            docs = objects.list_visible(db, db.get(User, alice.id))
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
+    with session_factory() as db:
+        user = db.get(User, alice.id)
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            docs = objects.list_visible(db, user)
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
     assert len(docs) == 60 and all(len(d["files"]) == 2 for d in docs)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) <= 2, selects
