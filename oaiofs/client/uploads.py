@@ -16,8 +16,9 @@ import logging
 import os
 import random
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from .. import protocol
@@ -108,9 +109,10 @@ class TusUploader:
         except (NotFound, Gone):
             pass
 
-    def send_chunk(self, url: str, offset: int, data: bytes) -> tuple[int, dict[str, Any] | None]:
+    def send_chunk(self, url: str, offset: int, data: bytes,
+                   digest: str | None = None) -> tuple[int, dict[str, Any] | None]:
         """PATCH ``data`` at ``offset``; returns (new offset, result if this completed the upload)."""
-        digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        digest = digest or _b64_sha256(data)
         headers = dict(_TUS, **{"Upload-Offset": str(offset), "Content-Type": protocol.TUS_CONTENT_TYPE,
                                 "Upload-Checksum": f"sha256 {digest}"})
         self.bytes_sent += len(data)
@@ -150,19 +152,19 @@ class TusUploader:
             url = self.create(oaio_id, path, size, sha256=sha256, base_version=base_version, mtime=mtime)
             if on_url is not None:
                 on_url(url)
-        with open(local_path, "rb") as handle:
-            return self._send_from(handle, url, offset, size, on_progress)
+        with open(local_path, "rb") as handle, ThreadPoolExecutor(1, thread_name_prefix="tus-read") as reader:
+            return self._send_from(_ChunkSource(handle.fileno(), size, self.chunk_size, reader), url, offset,
+                                   size, on_progress)
 
-    def _send_from(self, handle: BinaryIO, url: str, offset: int, size: int,
+    def _send_from(self, source: "_ChunkSource", url: str, offset: int, size: int,
                    on_progress: ProgressCallback | None) -> dict[str, Any]:
         failures = 0
         if on_progress is not None:
             on_progress(offset, size)
         while True:
             try:
-                handle.seek(offset)
-                data = handle.read(min(self.chunk_size, size - offset))
-                new_offset, result = self.send_chunk(url, offset, data)
+                data, digest = source.chunk_at(offset)
+                new_offset, result = self.send_chunk(url, offset, data, digest)
             except (VersionConflict, ChecksumMismatch) as exc:
                 if isinstance(exc, ChecksumMismatch) and self._still_open(url):
                     failures = self._backoff(failures, exc)   # a chunk was damaged in transit: resend
@@ -215,6 +217,32 @@ class TusUploader:
         log.info("upload attempt failed (%s); retrying in %.2fs", exc, delay)
         time.sleep(delay)
         return failures
+
+
+def _b64_sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+class _ChunkSource:
+    """Reads and checksums chunks of a file, the next one in the background while one is sent."""
+
+    def __init__(self, fd: int, size: int, chunk_size: int, pool: ThreadPoolExecutor) -> None:
+        self.fd, self.size, self.chunk_size, self.pool = fd, size, chunk_size, pool
+        self._next: tuple[int, Future[tuple[bytes, str]]] | None = None
+
+    def _read(self, offset: int) -> tuple[bytes, str]:
+        data = os.pread(self.fd, min(self.chunk_size, self.size - offset), offset)
+        return data, _b64_sha256(data)
+
+    def chunk_at(self, offset: int) -> tuple[bytes, str]:
+        """The chunk starting at ``offset`` and its base64 sha256; starts reading the one after it."""
+        if self._next is not None and self._next[0] == offset:
+            data, digest = self._next[1].result()
+        else:
+            data, digest = self._read(offset)
+        following = offset + len(data)
+        self._next = (following, self.pool.submit(self._read, following)) if following < self.size else None
+        return data, digest
 
 
 def _result(headers: Any) -> dict[str, Any] | None:

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from .. import protocol
-from ..errors import (ChecksumMismatch, Forbidden, Gone, InvalidInput, InvalidValue, NotFound, OaioError,
+from ..errors import (ChecksumMismatch, Conflict, Gone, InvalidInput, InvalidValue, NotFound, OaioError,
                       OffsetMismatch, PreconditionFailed, TooLarge, UnsupportedMediaType,
                       VersionConflict)
 from . import access, deps, objects
@@ -228,21 +228,29 @@ class ChunkWriter:
         self.buffer += piece
         return len(self.buffer) >= WRITE_BUFFER
 
-    def flush(self) -> None:
-        """Write the buffered bytes (blocking; run in a worker thread)."""
+    def take(self) -> bytes:
+        """Detach the buffered bytes (to be written with :meth:`write`)."""
         data = bytes(self.buffer)
         self.buffer.clear()
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Checksum ``data`` and stage its new part (blocking; run in a worker thread, one at a time)."""
         if self.chunk_hasher is not None:
             self.chunk_hasher.update(data)
         skip = max(0, self.written_to - self.position)
         self.position += len(data)
-        fresh = data[skip:]
+        fresh = data[skip:] if skip else data
         if not fresh:
             return
         self.staging = self.blobs.staging_write(self.upload.id, self.written_to, fresh, self.staging)
         if self.file_hasher is not None:
             self.file_hasher.update(fresh)
         self.written_to += len(fresh)
+
+    def flush(self) -> None:
+        """Write whatever is buffered (blocking)."""
+        self.write(self.take())
 
     def verify(self) -> None:
         """Raise ``ChecksumMismatch`` (460) if the chunk's checksum header does not match."""
@@ -300,10 +308,10 @@ class UploadService:
                 raise VersionConflict(f"{target.path!r} does not exist yet",
                                       {"current_version": 0, "path": target.path}) from None
             return None
-        if target.base_version is not None:
-            entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id,
-                                                      FileEntry.path == target.path))
-            objects._check_file_base(obj, target.path, entry, target.base_version)
+        entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == target.path))
+        if entry is not None and entry.kind != "file":
+            raise Conflict(f"{target.path!r} is a folder", {"oaio_id": target.oaio_id, "path": target.path})
+        objects._check_file_base(obj, target.path, entry, target.base_version)
         return obj
 
     # lookup
@@ -365,7 +373,7 @@ class UploadService:
         self.blobs.staging_commit(upload.id, key, upload.staging)
         try:
             result = self._commit_file(user_id, upload.id, target, key, sha256, upload.length)
-        except (VersionConflict, Forbidden, NotFound, Gone):
+        except OaioError:                  # stale base, rights revoked, path taken by a folder, ...
             self.discard(upload.id)
             raise
         logger.info("upload %s committed: %s/%s version %s", upload.id, target.oaio_id, target.path,
@@ -469,11 +477,17 @@ async def receive_chunk(service: UploadService, request: Request, upload: Upload
     if declared and declared.isdigit() and start + int(declared) > upload.length:
         raise TooLarge("the chunk goes past Upload-Length", {"upload_length": upload.length})
     writer = ChunkWriter(service.blobs, upload, start, checksum)
+    writing: asyncio.Future[None] | None = None       # receiving the next piece overlaps this write
     try:
         async for piece in request.stream():
             if piece and writer.feed(piece):
-                await run_in_threadpool(writer.flush)
+                data = writer.take()
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(run_in_threadpool(writer.write, data))
     except ClientDisconnect:
+        if writing is not None:
+            await writing
         if checksum is not None:
             logger.info("upload %s: connection cut, chunk with checksum dropped", upload.id)
             return upload
@@ -483,6 +497,12 @@ async def receive_chunk(service: UploadService, request: Request, upload: Upload
         view = await run_in_threadpool(service.save_progress, writer)
         logger.info("upload %s: connection cut, kept %d bytes", upload.id, view.offset)
         return view
+    except BaseException:
+        if writing is not None:
+            await asyncio.wait([writing])         # never leave a write running behind an error
+        raise
+    if writing is not None:
+        await writing
     await run_in_threadpool(writer.flush)
     writer.verify()
     if writer.written_to == upload.offset:

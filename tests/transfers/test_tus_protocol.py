@@ -117,6 +117,8 @@ def test_stale_base_version_refused_at_creation_and_at_commit(live_server, make_
     # base_version=0 means "must not exist yet"
     assert tus_create(session, base, oaio_id, "doc.txt", 2, base_version="0").status_code == 409
     assert tus_create(session, base, oaio_id, "new.txt", 2, base_version="0").status_code == 201
+    api.make_dir(oaio_id, "folder")
+    assert tus_create(session, base, oaio_id, "folder", 2).status_code == 409
 
 
 def test_protocol_errors_are_precise(live_server, make_user):
