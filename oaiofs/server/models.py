@@ -10,10 +10,11 @@ belong to the object service; uploads and carts to the transfer service.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
                         Text, UniqueConstraint)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 
 def utcnow() -> dt.datetime:
@@ -69,10 +70,12 @@ class OaiObject(Base):
 class FileEntry(Base):
     """An attached file or an explicit folder of an object (current version only)."""
     __tablename__ = "files"
-    __table_args__ = (UniqueConstraint("object_id", "path", name="uq_files_object_path"),)
+    # unique on a hash of the path: PostgreSQL cannot index paths over ~2.7 KB (protocol allows 4 KB)
+    __table_args__ = (UniqueConstraint("object_id", "path_hash", name="uq_files_object_path"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(String(4096))
+    path_hash: Mapped[str] = mapped_column(String(64))             # sha256(path), kept by _set_path_hash
     kind: Mapped[str] = mapped_column(String(8), default="file")   # "file" | "dir"
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -82,6 +85,11 @@ class FileEntry(Base):
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
 
     object: Mapped[OaiObject] = relationship(back_populates="files")
+
+    @validates("path")
+    def _set_path_hash(self, _key: str, path: str) -> str:
+        self.path_hash = hashlib.sha256(path.encode("utf-8")).hexdigest()
+        return path
 
 
 class Subscription(Base):

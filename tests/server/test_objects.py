@@ -167,3 +167,16 @@ def test_raw_wire_format(live_server, make_user):
     assert resp.status_code == 409
     assert resp.json()["error"] == "version_conflict" and resp.json()["detail"]["current_version"] == 1
     assert resp.json()["message"]
+
+
+def test_longest_allowed_paths_work(live_server, make_user):
+    import secrets
+    api = client(live_server, make_user("alice"))
+    oaio_id = api.create_object({}, unique_id())["oaio_id"]
+    names = [secrets.token_hex(127) for _ in range(16)]            # 254-byte random names
+    path = "/".join(names)[: protocol.MAX_PATH_BYTES].rstrip("/")
+    assert len(path.encode()) > 4000
+    doc = api.make_dir(oaio_id, path)
+    assert path in [f["path"] for f in doc["files"]]
+    moved = path.rsplit("/", 1)[0] + "/" + "m" * 10
+    assert moved in [f["path"] for f in api.move(oaio_id, path, moved)["files"]]

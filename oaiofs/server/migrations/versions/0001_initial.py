@@ -136,6 +136,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('object_id', sa.Integer(), nullable=False),
     sa.Column('path', sa.String(length=4096), nullable=False),
+    sa.Column('path_hash', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=True),
@@ -145,7 +146,7 @@ def upgrade() -> None:
     sa.Column('mtime', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['object_id'], ['objects.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('object_id', 'path', name='uq_files_object_path')
+    sa.UniqueConstraint('object_id', 'path_hash', name='uq_files_object_path')
     )
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_files_object_id'), ['object_id'], unique=False)
