@@ -196,12 +196,13 @@ class Synchronizer:
         if obj.pending_delete:
             self._push_delete(obj, report)
             return False
+        local_paths = obj.client_values.get("_file_paths")   # before a merge adds other devices' files
         try:
             if obj.server_version == 0:
                 self._push_create(obj)
             else:
                 self._push_values(obj, report)
-            self._push_files(obj, report)
+            self._push_files(obj, local_paths if isinstance(local_paths, list) else [], report)
         except Forbidden as exc:
             self._keep_refused_edit(obj, report, exc)
             return True
@@ -280,10 +281,11 @@ class Synchronizer:
             return doc
         raise AssertionError("unreachable")
 
-    def _push_files(self, obj: OaiObject, report: SyncReport) -> None:
+    def _push_files(self, obj: OaiObject, local_paths: list[Any], report: SyncReport) -> None:
+        """Upload the changed files of ``local_paths`` (this device's ``_file_paths``); delete dropped ones."""
         root = self.files_root(obj)
         wanted: list[str] = []
-        for raw in obj.client_values.get("_file_paths", []) or []:
+        for raw in local_paths:
             try:
                 wanted.append(self._clean(raw))
             except InvalidValue as exc:

@@ -273,3 +273,22 @@ def test_leftover_temp_files_are_cleaned_and_dot_ids_kept(tmp_path: Path) -> Non
     with fresh.locked():
         assert set(fresh.objects) == {".dotted"}
     assert not (tmp_path / "objz" / ".x.json.tmp-123-456").exists()
+
+
+def test_folder_rescans_on_two_devices_merge_without_errors(server: FakeServer, tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    d1 = make_client(server, "alice", tmp_path / "d1", "d1")
+    d2 = make_client(server, "alice", tmp_path / "d2", "d2")
+    obj = d1.register_folder(str(folder))
+    assert d2.synchronize_with_server_if_online()
+    (d2.files_root(obj.oaio_id) / "from-d2.txt").write_text("2")
+    assert d2.update_folder(obj.oaio_id) is not None, d2.error_message
+    (folder / "from-d1.txt").write_text("1")
+    d1.error_message = ""
+    assert d1.update_folder(obj.oaio_id) is not None
+    assert d1.error_message == "", d1.error_message       # a merge, not a conflict or a "missing file"
+    assert sorted(server.objects[obj.oaio_id]["values"]["_file_paths"]) == ["a.txt", "from-d1.txt", "from-d2.txt"]
+    assert (folder / "from-d2.txt").read_text() == "2"
+    assert d2.synchronize_with_server_if_online() and (d2.files_root(obj.oaio_id) / "from-d1.txt").read_text() == "1"
