@@ -30,10 +30,11 @@ _LOCKED = "oaiofs_sqlite_write_locked"
 MIGRATION_LOCK_KEY = 0x0A10F6
 
 
-def is_sqlite(url_or_engine: str | Engine) -> bool:
-    """True if the URL or engine talks to SQLite."""
-    url = url_or_engine.url if isinstance(url_or_engine, Engine) else make_url(url_or_engine)
-    return url.get_backend_name() == "sqlite"
+def is_sqlite(url_or_bind: Any) -> bool:
+    """True if the URL, engine or connection talks to SQLite."""
+    if isinstance(url_or_bind, str):
+        return make_url(url_or_bind).get_backend_name() == "sqlite"
+    return url_or_bind.dialect.name == "sqlite"
 
 
 def normalize_url(url: str) -> str:
