@@ -66,8 +66,9 @@ def _end_long_polls_on_signals(state: AppState) -> None:
             state.notifier.notify()
             if callable(previous):
                 previous(signum, frame)
-            elif previous == signal.SIG_DFL:
-                signal.default_int_handler(signum, frame) if signum == signal.SIGINT else os._exit(128 + signum)
+            elif previous == signal.SIG_DFL:          # behave as before: restore and re-deliver
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
 
         signal.signal(sig, handler)
 
