@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, func, select, update
@@ -45,6 +46,9 @@ CART_FILE_ROUTE = protocol.PATH_CART_FILE.replace("{path}", "{path:path}")
 HEADER_ERROR_CODE = "X-OAIO-Error"        # the error code of a failed cart (next to X-Pacifica-Message)
 MAX_CART_FILES = 100_000
 STALE_STAGING_S = 600                     # a preparation silent this long is restarted by the purge
+TOUCH_EVERY_S = 30                        # a cart's last use is recorded at most this often
+_LAYOUTS: LRUCache[tuple[int, float, str], TarLayout] = LRUCache(32)
+_LAYOUT_LOCK = threading.Lock()
 _UID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 _HASH_RE = re.compile(r"^[0-9a-fA-F]{8,256}$")
 _FILE_KEYS = ("id", "path", "hashtype", "hashsum")
@@ -222,26 +226,49 @@ class CartService:
             db.execute(update(Cart).where(Cart.id == cart_id).values(status=status, message=message))
 
     # reading
-    def get(self, user_id: int, uid: str, *, touch: bool = False, with_files: bool = False) -> Cart:
-        """The caller's cart, with its files if asked (404 for unknown uids and other users' carts)."""
+    def get(self, user_id: int, uid: str, *, touch: bool = False) -> Cart:
+        """The caller's cart without its members (404 for unknown uids and other users' carts).
+
+        ``touch`` marks it used (for LRU eviction and expiry), at most once per ``TOUCH_EVERY_S``
+        so that ranged reads of a cart do not each write to the database.
+        """
         with transaction(self.state) as db:
             cart = db.scalar(select(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
             if cart is None:
                 raise NotFound(f"no cart {uid!r}", {"uid": uid})
-            if touch:
-                now = utcnow()
+            now = utcnow()
+            if touch and _aware(cart.accessed) < now - dt.timedelta(seconds=TOUCH_EVERY_S):
                 cart.accessed = now
                 cart.expires = now + dt.timedelta(seconds=self.settings.cart_ttl_s)
-            if with_files:
-                cart.files  # noqa: B018 - load the members before the session closes
             return cart
 
     def ready_cart(self, user_id: int, uid: str) -> Cart:
-        """The caller's cart if it is ready (202-style ``Conflict`` subclasses otherwise)."""
-        cart = self.get(user_id, uid, touch=True, with_files=True)
+        """The caller's cart, touched; a failed cart raises ``Conflict`` naming the failure."""
+        cart = self.get(user_id, uid, touch=True)
         if cart.status == protocol.CART_ERROR:
             raise Conflict(f"cart {uid!r} failed: {cart.message}", {"uid": uid, "message": cart.message})
         return cart
+
+    def member(self, cart: Cart, path: str) -> CartFile:
+        """One member of ``cart`` by its bundle path (one indexed lookup, not the whole cart)."""
+        with transaction(self.state) as db:
+            member = db.scalar(select(CartFile).where(CartFile.cart_id == cart.id, CartFile.bundle_path == path))
+        if member is None:
+            raise NotFound(f"no member {path!r} in cart {cart.uid!r}", {"uid": cart.uid, "path": path})
+        return member
+
+    def layout(self, cart: Cart, top: str) -> TarLayout:
+        """The cart's tar layout under ``top`` (cached: ranged reads of one cart reuse it)."""
+        key = (cart.id, _aware(cart.created).timestamp(), top)
+        with _LAYOUT_LOCK:
+            cached = _LAYOUTS.get(key)
+        if cached is None:
+            with transaction(self.state) as db:
+                files = list(db.scalars(select(CartFile).where(CartFile.cart_id == cart.id).order_by(CartFile.id)))
+            cached = tar_layout(files, top)
+            with _LAYOUT_LOCK:
+                _LAYOUTS[key] = cached
+        return cached
 
     def delete(self, user_id: int, uid: str) -> None:
         with transaction(self.state) as db:
@@ -289,10 +316,10 @@ def purge_expired(state: Any) -> int:
     return CartService(state).purge_expired()
 
 
-def tar_layout(cart: Cart, top: str) -> TarLayout:
-    """The deterministic tar of a cart's members under the folder ``top``."""
+def tar_layout(files: list[CartFile], top: str) -> TarLayout:
+    """The deterministic tar of cart members under the folder ``top``."""
     return TarLayout([TarMember(name=f"{top}/{f.bundle_path}", size=f.size, mtime=f.mtime,
-                                blob_key=f.blob_key or "", sha256=f.sha256) for f in cart.files])
+                                blob_key=f.blob_key or "", sha256=f.sha256) for f in files])
 
 
 def _status_headers(cart: Cart) -> dict[str, str]:
@@ -354,7 +381,7 @@ async def download_cart(uid: str, request: Request, filename: str | None = None)
     if "/" in name or not name.strip(".") or any(ord(c) < 32 for c in name):
         raise InvalidValue("filename must be a plain file name", {"filename": name[:100]})
     top = name[:-4] if name.endswith(".tar") and len(name) > 4 else name
-    layout = await run_in_threadpool(tar_layout, cart, top)
+    layout = await run_in_threadpool(service.layout, cart, top)
     blobs = service.blobs
     headers = {"Content-Disposition": f'attachment; filename="{name}"',
                "ETag": f'"cart-{cart.id}-{top}-{layout.size}"', **_status_headers(cart)}
@@ -372,9 +399,7 @@ async def download_cart_file(uid: str, path: str, request: Request) -> Response:
     if cart.status != protocol.CART_READY:
         return JSONResponse({"message": "The cart is not ready for download."}, status_code=202,
                             headers=_status_headers(cart))
-    member = next((f for f in cart.files if f.bundle_path == path), None)
-    if member is None:
-        raise NotFound(f"no member {path!r} in cart {uid!r}", {"uid": uid, "path": path})
+    member = await run_in_threadpool(service.member, cart, path)
     info = {"blob_key": member.blob_key, "size": member.size, "sha256": member.sha256,
             "version": member.version, "mtime": member.mtime}
     return blob_response(request, service.blobs, info)
