@@ -24,6 +24,7 @@ from .vfs.vfs import Vfs
 
 log = logging.getLogger(__name__)
 
+XATTR_PREFIX = "user.oaio."
 MAX_IO_BYTES = 128 * 1024          # libfuse2 caps requests at 128 KiB
 READAHEAD_KERNEL_BYTES = 1 << 20   # lets the kernel keep several reads in flight
 
@@ -157,6 +158,8 @@ class OaioFuseOps(Operations):
 
     # --- extended attributes ---
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        if not name.startswith(XATTR_PREFIX):       # security.selinux etc. on every `ls -l`: answer fast
+            raise FuseOSError(errno.ENODATA)
         return self.vfs.getxattr(path, name)
 
     def listxattr(self, path: str) -> list[str]:

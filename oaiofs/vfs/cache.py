@@ -286,6 +286,10 @@ class Cache:
             self.index.set(_record_key(key), rec)
             self._used += size
 
+    def bulk(self) -> Any:
+        """A context in which many index updates share one transaction (batch installs)."""
+        return self.index.transact()
+
     def mark_clean(self, item: Item, version: int, sha256: str | None, write_gen: int) -> bool:
         """The server committed ``item``'s bytes as ``version`` (unless it changed since)."""
         with self._lock, item.cond:

@@ -212,14 +212,16 @@ class Fetcher:
             except OaioError as exc:
                 log.info("batch fetch of %d files failed: %s", len(batch), exc)
                 return
-            for cand in batch:
-                path = got.get(cand.key)
-                if path is None or not path.exists():
-                    continue
-                if cand.sha256 and file_sha256(path) != cand.sha256:
-                    log.debug("%s/%s changed on the server since the listing; not cached", *cand.key)
-                    continue
-                self.cache.install(cand.key, path, version=cand.version, sha256=cand.sha256, size=cand.size)
+            with self.cache.bulk():
+                for cand in batch:
+                    path = got.get(cand.key)
+                    if path is None or not path.exists():
+                        continue
+                    if cand.sha256 and file_sha256(path) != cand.sha256:
+                        log.debug("%s/%s changed on the server since the listing; not cached", *cand.key)
+                        continue
+                    self.cache.install(cand.key, path, version=cand.version, sha256=cand.sha256,
+                                       size=cand.size)
         self.cache.enforce_quota()
 
 
