@@ -164,3 +164,28 @@ def test_read_only_subscriber_gets_eacces(live_server, make_user, api_for, mount
     assert [f["path"] for f in doc["files"]] == ["f.txt"] and api.get_file(oid, "f.txt") == b"original"
     assert doc["values"] == {"_name": "Shared"}
     assert sha256(b"original") == doc["files"][0]["sha256"]
+
+
+def test_values_editor_save_and_object_rename(live_server, alice, mounted_drive):
+    user, api = alice
+    oid = api.create_object({"_name": "Cfg", "x": 1})["oaio_id"]
+    drive = mounted_drive(live_server, user)
+    tmp = drive.path("Cfg", ".values.json.tmp")
+    tmp.write_text(json.dumps({"_name": "Cfg", "x": 2}))
+    os.replace(tmp, drive.path("Cfg", "values.json"))
+    assert json.loads(drive.path("Cfg", "values.json").read_text())["x"] == 2
+    assert not tmp.exists()
+    wait_until(lambda: api.get_object(oid)["values"] == {"_name": "Cfg", "x": 2}
+               and not api.get_object(oid)["files"], message="values saved by rename")
+    bad = drive.path("Cfg", "bad.tmp")
+    bad.write_text("[]")
+    with pytest.raises(OSError) as exc:
+        os.replace(bad, drive.path("Cfg", "values.json"))
+    assert exc.value.errno == errno.EINVAL
+
+    os.rename(drive.path("Cfg"), drive.path("Settings"))              # renaming the folder = _name
+    assert drive.path("Settings", "values.json").exists() and not drive.path("Cfg").exists()
+    wait_until(lambda: api.get_object(oid)["values"]["_name"] == "Settings", message="_name changed")
+    with pytest.raises(OSError) as exc:
+        os.rename(drive.path("Settings", "bad.tmp"), drive.path("Elsewhere.tmp"))
+    assert exc.value.errno == errno.EPERM
