@@ -1,13 +1,16 @@
-"""Local path helpers of the client: seed placeholders, safe joins and folder listing."""
+"""Local path helpers of the client: seed placeholders, safe joins, folder listing, cached hashing."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from ..errors import InvalidValue
 from ..protocol import normalize_file_path
+from .uploads import file_sha256
 
 
 def placeholders() -> dict[str, str]:
@@ -63,3 +66,22 @@ def list_files(root: Path) -> list[str]:
             if os.path.isfile(full) and not os.path.islink(full):
                 found.append(Path(full).relative_to(root).as_posix())
     return sorted(found)
+
+
+def stat_key(path: Path) -> list[int]:
+    """``[size, mtime_ns]`` of a local file: unchanged key, unchanged content (as rsync and git assume)."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def local_sha256(path: Path, known: dict[str, Any] | None) -> str | None:
+    """sha256 of a local file (None if it is not a regular file), reusing ``known`` while its key matches."""
+    try:
+        st = path.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if known and known.get("sha256") and known.get("local") == [st.st_size, st.st_mtime_ns]:
+        return str(known["sha256"])
+    return file_sha256(path)

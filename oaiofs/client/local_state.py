@@ -204,6 +204,18 @@ class LocalState:
         self._records[obj.oaio_id] = obj
         self._bump_generation()
 
+    def discard_changes(self, oaio_id: str) -> None:
+        """Forget unsaved in-memory changes of ``oaio_id``: re-read its record (lock required)."""
+        self._require_lock()
+        path = self._record_path(oaio_id)
+        try:
+            self._records[oaio_id] = OaiObject.from_json(json.loads(path.read_text("utf-8")))
+        except FileNotFoundError:
+            self._records.pop(oaio_id, None)
+        except (ValueError, OSError, InvalidValue) as exc:
+            self._records.pop(oaio_id, None)
+            self._quarantine(path, exc)
+
     def remove(self, oaio_id: str) -> None:
         """Forget ``oaio_id``'s record (lock required); attached files are not touched."""
         self._require_lock()

@@ -35,6 +35,7 @@ unregister). ``unregister_object(wipe_files=True)`` deletes only
 """
 from __future__ import annotations
 
+import copy
 import getpass
 import logging
 import socket
@@ -175,10 +176,10 @@ class OaioClient:
 
     @property
     def client_objectz(self) -> dict[str, OaiObject]:
-        """All objects on this device (a fresh mapping; objects pending deletion are left out)."""
+        """Copies of all objects on this device (objects pending deletion are left out)."""
         with self.state.locked():
             self._collect_state_problems()
-            return {i: o for i, o in self.state.objects.items() if not o.pending_delete}
+            return {i: copy.deepcopy(o) for i, o in self.state.objects.items() if not o.pending_delete}
 
     def files_root(self, oaio_id: str) -> Path | None:
         """The folder holding ``oaio_id``'s attached files on this device (None if unknown)."""
@@ -208,7 +209,7 @@ class OaioClient:
         if obj is not None:
             self.synchronize_with_server_if_online()
             with self.state.locked():
-                obj = self.state.get(obj.oaio_id) or obj
+                obj = copy.deepcopy(self.state.get(obj.oaio_id) or obj)
         return obj
 
     # --- registering ---
@@ -281,13 +282,14 @@ class OaioClient:
 
     # --- updating ---
     def _editable(self, oaio_id: str) -> OaiObject:
+        """A copy of ``oaio_id``'s record to change (saved only if the whole change succeeds)."""
         obj = self.state.get(oaio_id)
         if obj is None or obj.pending_delete:
             raise NotFound(f"object {oaio_id!r} is not registered on this device", {"oaio_id": oaio_id})
         if not can_update(obj.csh_access_right):
             raise Forbidden(f"access right {obj.csh_access_right!r} does not allow to update {oaio_id!r}",
                             {"oaio_id": oaio_id, "access_right": obj.csh_access_right})
-        return obj
+        return copy.deepcopy(obj)
 
     def update_object(self, oaio_id: str, values: dict[str, Any], stamp: str = "",
                       reset: bool = False) -> OaiObject | None:
@@ -311,7 +313,7 @@ class OaioClient:
             name = normalize_file_path(file_name or (current[0] if current else ""))
             if root_path:
                 obj.root_path = str(resolve_placeholders(root_path))
-                obj.client_values["_root_path"] = root_path
+                obj.client_values = {**obj.client_values, "_root_path": root_path}
             self._place_file(obj, name, file_content)
             obj.client_values = {**obj.client_values, "_file_paths": [name]}
             obj.client_stamp = self._stamp(stamp, obj.client_stamp)
@@ -343,7 +345,7 @@ class OaioClient:
         user chose (``root_path``) are never deleted.
         """
         def change() -> bool:
-            obj = self.state.get(oaio_id)
+            obj = copy.deepcopy(self.state.get(oaio_id))
             if obj is None or obj.pending_delete:
                 raise NotFound(f"object {oaio_id!r} is not registered on this device", {"oaio_id": oaio_id})
             if obj.server_version and not can_delete(obj.csh_access_right):
@@ -372,24 +374,24 @@ class OaioClient:
         if queued:
             self.sync_report = SyncReport()
             self.synchronize_with_server_if_online()
-            return "\n\n".join(e for e in self.sync_report.errors if e.startswith(oaio_id))
+            return "\n\n".join(e for e in self.sync_report.errors if e.startswith(oaio_id + ":"))
         return ""
 
     def _new_errors(self, before: str) -> str:
         return self.error_message[len(before):].strip()
 
     # --- sharing (online only) ---
-    def _push_first(self, oaio_id: str) -> None:
-        obj = self.state.get(oaio_id)
-        if obj is not None and obj.server_version == 0:
-            self._sync.sync()
-
     def upsert_subscription(self, oaio_id: str, user_name: str, access_right: str = "r") -> int:
-        """Grant ``user_name`` a right (``"x"`` removes it); returns the subscription id, 0 on error."""
-        def call() -> int:
-            self._push_first(oaio_id)
-            return self.api.set_subscription(oaio_id, user_name, access_right)
-        return self._call("upsert_subscription", call, 0)
+        """Grant ``user_name`` a right (``"x"`` removes it); returns the subscription id, 0 on error.
+
+        An object registered offline is uploaded first.
+        """
+        with self.state.locked():
+            unsent = (obj := self.state.get(oaio_id)) is not None and obj.server_version == 0
+        if unsent:
+            self.synchronize_with_server_if_online()
+        return self._call("upsert_subscription", lambda: self.api.set_subscription(oaio_id, user_name, access_right),
+                          0)
 
     def unsubscribe(self, oaio_id: str, user_name: str) -> str:
         """Remove ``user_name``'s subscription; for oneself the object also leaves this device."""

@@ -36,7 +36,6 @@ import datetime as _dt
 import logging
 import os
 import shutil
-import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from ..protocol import (make_oaio_id, normalize_file_path, now_stamp, stamp_to_d
                         validate_oaio_id, is_stamp)
 from .conflicts import conflict_path, merge_with_conflict_copies
 from .carts import cart_entry
-from .local_paths import is_inside, list_files, safe_join
+from .local_paths import is_inside, list_files, local_sha256, safe_join, stat_key
 from .local_state import LocalState
 from .oaio_object import OaiObject
 from .uploads import file_sha256
@@ -69,25 +68,6 @@ class SyncReport:
     downloaded: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     cursor: int = 0
-
-
-def stat_key(path: Path) -> list[int]:
-    """``[size, mtime_ns]`` of a local file: unchanged key, unchanged content (as rsync and git assume)."""
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
-def local_sha256(path: Path, known: dict[str, Any] | None) -> str | None:
-    """sha256 of a local file (None if it is not a regular file), reusing ``known`` while its key matches."""
-    try:
-        st = path.stat(follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    if known and known.get("sha256") and known.get("local") == [st.st_size, st.st_mtime_ns]:
-        return str(known["sha256"])
-    return file_sha256(path)
 
 
 def next_stamp(after: str = "") -> str:
@@ -167,17 +147,21 @@ class Synchronizer:
         return not events
 
     def _guard(self, report: SyncReport, oaio_id: str, func: Callable[..., Any], *args: Any) -> Any:
-        """Run one object's step; record its error unless the whole sync must stop."""
+        """Run one object's step; record its error unless the whole sync must stop.
+
+        A failed step may have changed the in-memory record half-way: it is re-read from
+        disk (every step saves what the server has confirmed as soon as it is confirmed).
+        """
         try:
             return func(*args)
         except (Unavailable, Unauthorized):
+            self.state.discard_changes(oaio_id)
             raise
-        except OaioError as exc:
-            report.errors.append(f"{oaio_id}: {exc.message}")
-            log.warning("sync of %s failed: %s", oaio_id, exc.message)
-        except OSError as exc:
-            report.errors.append(f"{oaio_id}: local file error: {exc}")
-            log.warning("sync of %s failed locally: %s", oaio_id, exc)
+        except (OaioError, OSError) as exc:
+            self.state.discard_changes(oaio_id)
+            text = exc.message if isinstance(exc, OaioError) else f"local file error: {exc}"
+            report.errors.append(f"{oaio_id}: {text}")
+            log.warning("sync of %s failed: %s", oaio_id, text)
         return None
 
     # --- push ---
@@ -244,6 +228,7 @@ class Synchronizer:
         obj.server_version = doc["version"]
         obj.server_values = doc["values"]
         obj.csh_access_right = doc.get("access_right", obj.csh_access_right)
+        self.state.save(obj)
 
     def _adopt_doc(self, obj: OaiObject, doc: dict[str, Any]) -> None:
         obj.server_version = doc["version"]
@@ -262,6 +247,7 @@ class Synchronizer:
         obj.server_version = doc["version"]
         obj.client_values = dict(doc["values"])
         obj.server_values = doc["values"]
+        self.state.save(obj)
 
     def _merge_values(self, obj: OaiObject, report: SyncReport | None) -> dict[str, Any]:
         """Three-way merge after a 409; clashing local values are kept as conflict entries."""
@@ -315,6 +301,7 @@ class Synchronizer:
             obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
                                "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime,
                                "local": stat_key(local)}
+            self.state.save(obj)               # confirmed by the server: keep it even if a later step fails
             report.uploaded.append(f"{obj.oaio_id}/{path}")
         for path in dropped:
             try:
@@ -325,6 +312,7 @@ class Synchronizer:
                 report.conflicts.append(f"{obj.oaio_id}: file {path!r} was removed here but changed on the "
                                         "server; the server's version is kept")
             del obj.files[path]
+            self.state.save(obj)
         if added_conflicts:
             self._add_file_paths(obj, added_conflicts)
 

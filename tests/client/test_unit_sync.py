@@ -292,3 +292,31 @@ def test_folder_rescans_on_two_devices_merge_without_errors(server: FakeServer, 
     assert sorted(server.objects[obj.oaio_id]["values"]["_file_paths"]) == ["a.txt", "from-d1.txt", "from-d2.txt"]
     assert (folder / "from-d2.txt").read_text() == "2"
     assert d2.synchronize_with_server_if_online() and (d2.files_root(obj.oaio_id) / "from-d1.txt").read_text() == "1"
+
+
+def test_failed_push_keeps_what_the_server_confirmed(server: FakeServer, tmp_path: Path) -> None:
+    from oaiofs.errors import TooLarge
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    (folder / "b.txt").write_text("b")
+    alice = make_client(server, "alice", tmp_path / "a")
+
+    class RefusesB(FakeUploader):
+        def upload_file(self, local_path, oaio_id, path, **kw):  # type: ignore[override]
+            if path == "b.txt" and not getattr(self, "healed", False):
+                raise TooLarge("b.txt is too large today")
+            return super().upload_file(local_path, oaio_id, path, **kw)
+
+    uploader = RefusesB(alice.api)
+    alice._sync.uploader = uploader
+    obj = alice.register_folder(str(folder))
+    assert "too large today" in alice.error_message
+    assert set(server.objects[obj.oaio_id]["files"]) == {"a.txt"}
+    uploader.healed = True
+    alice.error_message = ""
+    assert alice.synchronize_with_server_if_online(), alice.error_message
+    assert set(server.objects[obj.oaio_id]["files"]) == {"a.txt", "b.txt"}
+    assert [c[1] for c in uploader.calls] == ["a.txt", "b.txt"]          # a.txt was not sent twice
+    assert "conflict" not in alice.error_message
