@@ -320,6 +320,8 @@ CART_STATUS_HEADER = "X-Pacifica-Status"
 CART_MESSAGE_HEADER = "X-Pacifica-Message"
 CART_WAITING, CART_STAGING, CART_READY, CART_ERROR = "waiting", "staging", "ready", "error"
 CART_WAIT_PARAM = "wait"             # HEAD /carts/{uid}?wait=S long-polls until ready/error
+CART_ERROR_CODE_HEADER = "X-OAIO-Error"  # on a failed cart: the error code (e.g. checksum_mismatch)
+# X-Pacifica-Message is printable ASCII: other characters are percent-encoded (UTF-8)
 MAX_CART_WAIT_S = 60.0
 
 

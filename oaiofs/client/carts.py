@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from urllib.parse import unquote
 
 import requests
 import urllib3
@@ -100,24 +101,31 @@ class CartDownloader:
                                for e in entries}
         return uid
 
-    def status(self, uid: str, wait: float = 0.0) -> tuple[str, str]:
-        """``(status, message)`` of a cart; ``wait`` long-polls until it is ready or failed."""
+    def _head(self, uid: str, wait: float = 0.0) -> requests.Response:
         params = {protocol.CART_WAIT_PARAM: wait} if wait else None
         timeout = (5, wait + 30) if wait else None
         resp = self.api.request("HEAD", self._cart_path(uid), params=params, timeout=timeout, expect=(204, 500))
         resp.close()
-        return resp.headers.get(protocol.CART_STATUS_HEADER, ""), resp.headers.get(protocol.CART_MESSAGE_HEADER, "")
+        return resp
+
+    def status(self, uid: str, wait: float = 0.0) -> tuple[str, str]:
+        """``(status, message)`` of a cart; ``wait`` long-polls until it is ready or failed."""
+        resp = self._head(uid, wait)
+        return (resp.headers.get(protocol.CART_STATUS_HEADER, ""),
+                unquote(resp.headers.get(protocol.CART_MESSAGE_HEADER, "")))
 
     def wait(self, uid: str, timeout: float = 300.0) -> str:
         """Block until the cart is ready (returns ``"ready"``); a failed cart raises its error."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            status, message = self.status(uid, wait=max(0.0, min(remaining, protocol.MAX_CART_WAIT_S)))
+            resp = self._head(uid, wait=max(0.0, min(remaining, protocol.MAX_CART_WAIT_S)))
+            status = resp.headers.get(protocol.CART_STATUS_HEADER, "")
             if status == protocol.CART_READY:
                 return status
             if status == protocol.CART_ERROR:
-                code = "checksum_mismatch" if "checksum" in message else "internal"
+                message = unquote(resp.headers.get(protocol.CART_MESSAGE_HEADER, ""))
+                code = resp.headers.get(protocol.CART_ERROR_CODE_HEADER, "internal")
                 raise error_from_response(500, {"error": code, "message": f"cart {uid} failed: {message}",
                                                 "detail": {"uid": uid}})
             if time.monotonic() >= deadline:

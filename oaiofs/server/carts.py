@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from cachetools import LRUCache
 from fastapi import APIRouter, Request, Response
@@ -43,12 +44,13 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["carts"])
 CART_FILE_ROUTE = protocol.PATH_CART_FILE.replace("{path}", "{path:path}")
-HEADER_ERROR_CODE = "X-OAIO-Error"        # the error code of a failed cart (next to X-Pacifica-Message)
 MAX_CART_FILES = 100_000
 STALE_STAGING_S = 600                     # a preparation silent this long is restarted by the purge
 TOUCH_EVERY_S = 30                        # a cart's last use is recorded at most this often
 _LAYOUTS: LRUCache[tuple[int, float, str], TarLayout] = LRUCache(32)
 _LAYOUT_LOCK = threading.Lock()
+CHECKSUM_FAILED = "checksum mismatch for "   # how the message of a cart failed by a checksum starts
+_HEADER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
 _UID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 _HASH_RE = re.compile(r"^[0-9a-fA-F]{8,256}$")
 _FILE_KEYS = ("id", "path", "hashtype", "hashsum")
@@ -185,7 +187,7 @@ class CartService:
                 continue
             if f.hashsum != f.sha256:
                 f.status, f.message = protocol.CART_ERROR, "sha256 does not match the stored file"
-                return protocol.CART_ERROR, f"checksum mismatch for {f.file_id}: sha256 is {f.sha256}"
+                return protocol.CART_ERROR, f"{CHECKSUM_FAILED}{f.file_id}: sha256 is {f.sha256}"
             f.status = protocol.CART_READY
         return (protocol.CART_STAGING, "") if pending else (protocol.CART_READY, "")
 
@@ -213,7 +215,7 @@ class CartService:
                     if not ok:
                         db.execute(update(Cart).where(Cart.id == cart_id).values(
                             status=protocol.CART_ERROR,
-                            message=f"checksum mismatch for {file_id}: {hashtype} is {hasher.hexdigest()}"))
+                            message=f"{CHECKSUM_FAILED}{file_id}: {hashtype} is {hasher.hexdigest()}"))
                 if not ok:
                     return
             self._set_status(cart_id, protocol.CART_READY, "")
@@ -322,11 +324,16 @@ def tar_layout(files: list[CartFile], top: str) -> TarLayout:
                                 blob_key=f.blob_key or "", sha256=f.sha256) for f in files])
 
 
+def header_text(text: str) -> str:
+    """``text`` as a header value: printable ASCII kept, everything else percent-encoded (UTF-8)."""
+    return quote(text, safe=_HEADER_SAFE)
+
+
 def _status_headers(cart: Cart) -> dict[str, str]:
-    headers = {protocol.CART_STATUS_HEADER: cart.status,
-               protocol.CART_MESSAGE_HEADER: cart.message.replace("\r", " ").replace("\n", " ")}
+    headers = {protocol.CART_STATUS_HEADER: cart.status, protocol.CART_MESSAGE_HEADER: header_text(cart.message)}
     if cart.status == protocol.CART_ERROR:
-        headers[HEADER_ERROR_CODE] = "checksum_mismatch" if "checksum" in cart.message else "internal"
+        failed_checksum = cart.message.startswith(CHECKSUM_FAILED)
+        headers[protocol.CART_ERROR_CODE_HEADER] = "checksum_mismatch" if failed_checksum else "internal"
     return headers
 
 
@@ -383,8 +390,9 @@ async def download_cart(uid: str, request: Request, filename: str | None = None)
     top = name[:-4] if name.endswith(".tar") and len(name) > 4 else name
     layout = await run_in_threadpool(service.layout, cart, top)
     blobs = service.blobs
-    headers = {"Content-Disposition": f'attachment; filename="{name}"',
-               "ETag": f'"cart-{cart.id}-{top}-{layout.size}"', **_status_headers(cart)}
+    tag = hashlib.sha256(f"{cart.id}/{cart.created}/{top}".encode()).hexdigest()[:32]
+    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+               "ETag": f'"cart-{tag}-{layout.size}"', **_status_headers(cart)}
     return ranged_response(request, layout.size,
                            lambda start, end: layout.iter_range(blobs.open_range, start, end), headers,
                            media_type="application/x-tar")
