@@ -4,15 +4,18 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import logging
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+import cachetools
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import OaioError, Unauthorized, Unavailable
 from . import security
@@ -116,11 +119,26 @@ def user_from_token(db: Session, token: str) -> User | None:
     return db.get(User, row.user_id)
 
 
+# Basic auth sends the password with every request; scrypt costs ~50 ms of CPU, so a
+# successful check is remembered for a few minutes (keyed by the stored hash, so a
+# changed password is never served from the cache; the password itself is not kept).
+_verified: cachetools.TTLCache[str, bool] = cachetools.TTLCache(maxsize=1024, ttl=300)
+_verified_lock = threading.Lock()
+
+
 def user_from_password(db: Session, username: str, password: str) -> User | None:
     """The user if ``password`` is right."""
     user = db.scalar(select(User).where(User.username == username))
-    if user is None or not security.verify_password(password, user.password_hash):
+    if user is None:
         return None
+    key = hashlib.sha256(f"{user.password_hash}\0{password}".encode("utf-8")).hexdigest()
+    with _verified_lock:
+        if key in _verified:
+            return user
+    if not security.verify_password(password, user.password_hash):
+        return None
+    with _verified_lock:
+        _verified[key] = True
     return user
 
 
