@@ -25,7 +25,7 @@ class FileHandle:
     oaio_id: str
     item: Item
     writable: bool
-    base_version: int            # the server version the opened bytes belong to (0 = new file)
+    base_version: int            # the server version the opened bytes belong to (0 = a new file)
     read_state: ReadState = field(default_factory=ReadState)
     wrote: bool = False
 

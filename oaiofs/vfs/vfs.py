@@ -373,8 +373,9 @@ class Vfs:
             return None
         oaio_id, path = item.key
         sha256 = item.finish_hash()
+        # base 0 = "must not exist yet" for new files; the journal rebases chained ops
         op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=time.time(),
-                base_version=handle.base_version if handle.base_version else (item.version or None))
+                base_version=handle.base_version)
         with self._submit_lock:
             op = self.journal.submit(op, item.data_path)
             item.linked = True              # the journal holds a hard link: copy before the next write
@@ -532,12 +533,26 @@ class Vfs:
                 raise NotADirectory(f"{new} is not a folder")
             if target.is_dir and self.ns.list_dir(target):
                 raise NotEmpty(f"{new} is not empty")
-        self._submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
+        if self._only_here(view.oaio_id, src):
+            # a new file still open for writing: nothing to move on the server yet
+            if target is not None and not target.is_dir:
+                self._submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
+        else:
+            self._submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
         self.cache.rename(view.oaio_id, src.path, dst_inner)
         self.ns.move_open_files(view.oaio_id, src.path, dst_inner)
         with self._submit_lock:
             for key in [k for k in self._last_op if k[0] == view.oaio_id and k[1] == src.path]:
                 self._last_op[(key[0], dst_inner)] = self._last_op.pop(key)
+
+    def _only_here(self, oaio_id: str, node: Node) -> bool:
+        """A file that exists only on this mount (created, not yet handed to the journal)."""
+        if node.kind != "file":
+            return False
+        doc = self.ns.doc(oaio_id) or {}
+        if any(f["path"] == node.path for f in doc.get("files", [])):
+            return False
+        return not any(node.path in (op.path, op.dst) for op in self.pending_ops(oaio_id))
 
     def _rename_object(self, src: Node, dst_parent: Node, dst_name: str, new: str) -> None:
         if dst_parent.kind != "root":
@@ -600,14 +615,17 @@ class Vfs:
             return (entry.sha256 or self._local_sha256((view.oaio_id, entry.path)) or "").encode()
         if name == XATTR_VERSION:
             return str(entry.version).encode()
-        return self.file_status(view.oaio_id, entry.path, entry.version).encode()
+        return self.file_status(view.oaio_id, entry.path, entry.version, entry.mtime).encode()
 
     def _local_sha256(self, key: ItemKey) -> str | None:
         rec = self.cache.peek(key)
         return rec.get("sha256") if rec else None
 
-    def file_status(self, oaio_id: str, path: str, version: int) -> str:
-        """cached | remote | dirty | uploading | conflict | error."""
+    def file_status(self, oaio_id: str, path: str, version: int, mtime: float = 0.0) -> str:
+        """cached | remote | dirty | uploading | conflict | error.
+
+        "conflict": this file's local change became a conflict copy and the file was not
+        written again since (a newer server mtime ends it)."""
         ops = [op for op in self.journal.pending(oaio_id) if path in (op.path, op.dst)]
         states = {op.state for op in ops}
         rec = self.cache.peek((oaio_id, path))
@@ -615,15 +633,20 @@ class Vfs:
             return "dirty"
         if "failed" in states:
             return "error"
-        if "conflict" in states:
-            return "conflict"
         if states & {"pending", "running"}:
             return "uploading"
         if rec and rec["dirty"]:
             return "dirty"
+        if self._in_conflict(oaio_id, path, mtime):
+            return "conflict"
         if rec and rec["version"] == version and sum(e - s for s, e in rec["ranges"]) >= rec["size"]:
             return "cached"
         return "remote"
+
+    def _in_conflict(self, oaio_id: str, path: str, mtime: float) -> bool:
+        conflicts = self.journal.status().get("conflicts", [])
+        return any(c.get("oaio_id") == oaio_id and path in (c.get("path"), c.get("conflict_path"))
+                   and float(c.get("time") or 0) >= mtime for c in conflicts)
 
     def setxattr(self, path: str, name: str, value: bytes) -> None:
         if name != XATTR_PIN:

@@ -236,3 +236,16 @@ def test_vfs_mkdir_rename_and_delete_become_ops(vfs_env):
     vfs.rename("/Two", "/Deux")                                      # renaming an object = its _name
     assert [o.kind for o in journal.ops] == ["create_object", "mkdir", "move", "delete_path", "put_values"]
     assert journal.ops[-1].values["_name"] == "Deux" and "Deux" in dict(vfs.readdir("/"))
+
+
+def test_vfs_rename_of_a_file_still_being_written_moves_nothing_on_the_server(vfs_env):
+    vfs, journal, _ = vfs_env
+    fh = vfs.create("/One/draft.txt")
+    vfs.write(fh, 0, b"text")
+    vfs.rename("/One/draft.txt", "/One/final.txt")
+    vfs.release(fh)
+    assert [(o.kind, o.path) for o in journal.ops] == [("put_file", "final.txt")]
+    fh = vfs.create("/One/tmp.txt")
+    vfs.rename("/One/tmp.txt", "/One/a.txt")                          # over a server file
+    vfs.release(fh)
+    assert [(o.kind, o.path) for o in journal.ops[1:]] == [("delete_path", "a.txt"), ("put_file", "a.txt")]
