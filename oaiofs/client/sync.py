@@ -92,6 +92,11 @@ class Synchronizer:
         self.app_id = app_id
 
     @property
+    def server_id(self) -> str:
+        """Which server the saved change-feed cursor belongs to."""
+        return str(getattr(self.api, "base_url", ""))
+
+    @property
     def origin(self) -> str:
         """Who made a conflict copy: ``user@device``."""
         return f"{self.username}@{self.device_id}" if self.device_id else self.username
@@ -126,7 +131,7 @@ class Synchronizer:
             if oaio_id not in listed and obj.server_version > 0 and not obj.pending_delete:
                 self._guard(report, oaio_id, self.forget, obj, report)
         self._push_all(report, only_new=True)     # conflict copies made while pulling
-        self.state.write_state(cursor=cursor)
+        self.state.write_state(cursor=cursor, server=self.server_id)
         return report
 
     def _nothing_new(self) -> bool:
@@ -134,8 +139,10 @@ class Synchronizer:
 
         One small ``changes`` request replaces the full listing when nothing happened.
         """
-        cursor = self.state.read_state().get("cursor")
-        if not isinstance(cursor, int) or any(o.dirty or o.incomplete for o in self.state.objects.values()):
+        saved = self.state.read_state()
+        cursor = saved.get("cursor")
+        if (not isinstance(cursor, int) or saved.get("server") != self.server_id
+                or any(o.dirty or o.incomplete for o in self.state.objects.values())):
             return False
         try:
             events, _next = self.api.changes(cursor, wait=0, limit=1)
