@@ -70,7 +70,11 @@ def test_sharing_rights_seen_through_return_values(pair, right: str) -> None:
     assert b1.synchronize_with_server_if_online(), b1.error_message
     mine = b1.client_objectz[obj.oaio_id]
     assert mine.csh_access_right == right and mine.client_values == {"k": "alice"}
-    assert {"username": b1.user_name, "access_right": right} in a1.userz_access(obj.oaio_id)
+    everyone = a1.userz_access(obj.oaio_id)
+    assert everyone[0] == {"username": a1.user_name, "access_right": "C"}
+    assert {"username": b1.user_name, "access_right": right} in everyone
+    assert everyone == sorted(everyone, key=lambda e: e["access_right"] + e["username"])
+    assert {"username": b1.user_name, "access_right": "x"} in a1.userz_access("")   # seed: all users, no right
 
     # nobody but the creator manages other users' subscriptions
     assert b1.upsert_subscription(obj.oaio_id, a1.user_name, "r") == 0

@@ -320,3 +320,20 @@ def test_failed_push_keeps_what_the_server_confirmed(server: FakeServer, tmp_pat
     assert set(server.objects[obj.oaio_id]["files"]) == {"a.txt", "b.txt"}
     assert [c[1] for c in uploader.calls] == ["a.txt", "b.txt"]          # a.txt was not sent twice
     assert "conflict" not in alice.error_message
+
+
+def test_bad_arguments_answer_none_with_a_reason(server: FakeServer, tmp_path: Path) -> None:
+    alice = make_client(server, "alice", tmp_path / "a")
+    obj = alice.register_object({"k": 1}, stamp="20300101000000000000")
+    assert obj is not None and obj.oaio_id.endswith("20300101000000000000")
+    assert alice.update_object(obj.oaio_id, {"k": 2}, stamp="20240101000000000000") is None
+    assert "newer than the object's current stamp" in alice.error_message
+    alice.error_message = ""
+    assert alice.register_object({"k": 1}, oaio_id=obj.oaio_id) is None and "already registered" in alice.error_message
+    assert alice.register_object("not a dict") is None                             # type: ignore[arg-type]
+    assert alice.register_file("../escape.txt", b"x") is None and "'..'" in alice.error_message
+    assert alice.register_file("missing.txt") is None and "does not exist" in alice.error_message
+    assert alice.update_object("no-such-id", {}) is None and "not registered" in alice.error_message
+    assert alice.unregister_object("no-such-id") != ""
+    assert not (tmp_path / "escape.txt").exists()
+    assert list(server.objects) == [obj.oaio_id]
