@@ -111,7 +111,8 @@ def _check_object_base(obj: OaiObject, base_version: int | None) -> None:
                               {"oaio_id": obj.oaio_id, "current_version": obj.version, "base_version": base_version})
 
 
-def _check_file_base(obj: OaiObject, path: str, entry: FileEntry | None, base_version: int | None) -> None:
+def check_file_base(obj: OaiObject, path: str, entry: FileEntry | None, base_version: int | None) -> None:
+    """Raise ``VersionConflict`` unless ``base_version`` is None or the version of ``entry`` (0: missing)."""
     if base_version is None:
         return
     current = entry.version if entry is not None else 0
@@ -119,6 +120,9 @@ def _check_file_base(obj: OaiObject, path: str, entry: FileEntry | None, base_ve
         raise VersionConflict(f"{path!r} of {obj.oaio_id!r} is at version {current}, not {base_version}",
                               {"oaio_id": obj.oaio_id, "path": path, "current_version": current,
                                "base_version": base_version})
+
+
+_check_file_base = check_file_base    # earlier private name, still used by callers
 
 
 def _bump(obj: OaiObject) -> None:
@@ -233,7 +237,7 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
     entry = entries.get(path)
     if entry is not None and entry.kind == DIR:
         raise Conflict(f"{path!r} is a folder", {"oaio_id": obj.oaio_id, "path": path})
-    _check_file_base(obj, path, entry, base_version)
+    check_file_base(obj, path, entry, base_version)
     _bump(obj)
     created = _ensure_parents(obj, entries, path)
     if entry is None:
@@ -275,7 +279,7 @@ def delete_path(db: Session, user: User, obj: OaiObject, path: str, base_version
     path = protocol.normalize_file_path(path)
     entries = _entries(obj)
     entry = _get_entry(obj, entries, path)
-    _check_file_base(obj, path, entry, base_version)
+    check_file_base(obj, path, entry, base_version)
     doomed = _subtree(entries, path)
     for item in doomed:
         obj.files.remove(item)
@@ -297,7 +301,7 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
     src, dst = protocol.normalize_file_path(src), protocol.normalize_file_path(dst)
     entries = _entries(obj)
     entry = _get_entry(obj, entries, src)
-    _check_file_base(obj, src, entry, base_version)
+    check_file_base(obj, src, entry, base_version)
     if src == dst:
         raise InvalidValue("source and destination are the same", {"path": src})
     if dst.startswith(src + "/"):
