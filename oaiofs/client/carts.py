@@ -18,6 +18,7 @@ import random
 import tarfile
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -84,6 +85,7 @@ class CartDownloader:
         self.backoff_base_s = backoff_base_s
         self.bytes_received = 0            # body bytes read by this downloader (for tests/stats)
         self._expected: dict[str, dict[str, tuple[str, str]]] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cart-write")
 
     def _count(self, size: int) -> None:
         self.bytes_received += size
@@ -217,14 +219,22 @@ class CartDownloader:
         part = target.with_name(target.name + ".part")
         target.parent.mkdir(parents=True, exist_ok=True)
         hashers = self._hashers(uid, info) if verify else {}
+
+        def consume(piece: bytes) -> None:
+            out.write(piece)
+            for hasher in hashers.values():
+                hasher.update(piece)
+
         with open(part, "wb") as out:
-            while True:
-                piece = source.read(COPY_PIECE)
-                if not piece:
-                    break
-                out.write(piece)
-                for hasher in hashers.values():
-                    hasher.update(piece)
+            pending: Future[None] | None = None      # writing+hashing one piece overlaps receiving the next
+            try:
+                while piece := source.read(COPY_PIECE):
+                    if pending is not None:
+                        pending.result()
+                    pending = self._pool.submit(consume, piece)
+            finally:
+                if pending is not None:
+                    pending.result()
         return self._finalize(uid, target, part, info, hashers if verify else None)
 
     def _finish_partial(self, uid: str, dest: Path, info: _Partial, verify: bool) -> Path:
