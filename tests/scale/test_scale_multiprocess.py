@@ -19,7 +19,7 @@ from oaiofs.client.api import ApiClient
 from oaiofs.client.carts import CartDownloader, cart_entry
 from oaiofs.client.uploads import TusUploader
 from oaiofs.errors import VersionConflict
-from conftest import PASSWORD, ServerProcess
+from conftest import PASSWORD, ServerProcess, wait_until
 from scale_fixtures import (MiB, list_keys, open_multipart_uploads, pg_database, s3_client, s3_prefix,  # noqa: F401
                             services, shared_backend, two_servers)
 
@@ -170,6 +170,8 @@ def test_concurrent_merges_on_two_processes_lose_nothing(clients) -> None:
 
 def test_serve_with_several_workers_on_postgres_and_s3(server_factory, shared_backend, tmp_path: Path) -> None:
     server = server_factory(tmp_path / "workers", env=shared_backend, extra_args=["--workers", "2"])
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+    wait_until(lambda: len(children.read_text().split()) >= 2, message="two uvicorn worker processes")
     user = server.add_user(f"u-{uuid.uuid4().hex[:8]}")
     apis = [ApiClient(server.url, user, PASSWORD, pool_size=1) for _ in range(4)]
     oaio_id = new_id()
