@@ -60,6 +60,7 @@ class Item:
         self.streams: list[Any] = []      # fetcher streams filling this item
         self.write_gen = 0                # bumps on every local change
         self.linked = False               # the journal may hold a hard link to the data file
+        self.closed = False
         self._old_fds: list[int] = []
         self._hasher: Any = hashlib.sha256()
         self._hashed_upto = 0             # bytes [0, n) fed to the hasher in order
@@ -78,15 +79,19 @@ class Item:
         return self.ranges.total()
 
     # --- filling from the network (fetcher) ---
-    def store(self, offset: int, data: bytes) -> None:
-        """Write fetched bytes at ``offset`` and wake readers."""
-        os.pwrite(self.fd, data, offset)
+    def store(self, offset: int, data: bytes) -> bool:
+        """Write fetched bytes at ``offset`` and wake readers; False once the item is closed."""
         with self.cond:
+            if self.closed:
+                return False
+            os.pwrite(self.fd, data, offset)
             before = self.ranges.total()
             self.ranges.add(offset, offset + len(data))
             grown = self.ranges.total() - before
             self.cond.notify_all()
-        self.cache.account(grown)
+        if not self.detached:                 # a retired item's bytes no longer count
+            self.cache.account(grown)
+        return True
 
     def fail(self, error: Exception) -> None:
         with self.cond:
@@ -122,7 +127,8 @@ class Item:
             elif offset < self._hashed_upto:          # bytes already hashed changed: start over later
                 self._hasher, self._hashed_upto = hashlib.sha256(), 0
             grown = self.ranges.total() - before
-        self.cache.account(grown)
+        if not self.detached:                 # a retired item's bytes no longer count
+            self.cache.account(grown)
         return len(data)
 
     def truncate(self, length: int) -> None:
@@ -137,7 +143,8 @@ class Item:
                 self._hasher, self._hashed_upto = hashlib.sha256(), 0
             self._mark_dirty_locked()
             grown = self.ranges.total() - before
-        self.cache.account(grown)
+        if not self.detached:                 # a retired item's bytes no longer count
+            self.cache.account(grown)
 
     def _mark_dirty_locked(self) -> None:
         self.dirty = True
@@ -168,6 +175,12 @@ class Item:
         os.fsync(self.fd)
 
     def close_fds(self) -> None:
+        """Stop the streams and close the files (a stream never writes to a closed fd)."""
+        with self.cond:
+            self.closed = True
+            for stream in list(self.streams):
+                stream.cancel()
+            self.cond.notify_all()
         for fd in [self.fd, *self._old_fds]:
             try:
                 os.close(fd)
@@ -461,10 +474,9 @@ class Cache:
         self._used -= item.present()
         with item.cond:
             item.cond.notify_all()
-        for stream in list(item.streams):
-            stream.cancel()
         if item.open_count == 0:
             self._delete_files_locked(item)
+        # open readers keep their version (close-to-open): its streams go on (carts pin the blob)
 
     def _delete_files_locked(self, item: Item) -> None:
         item.close_fds()

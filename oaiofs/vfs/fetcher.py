@@ -91,9 +91,8 @@ class Stream:
             with self.fetcher.source.open_range(oaio_id, path, item.version, item.sha256,
                                                          self.start, item.size) as chunks:
                 for chunk in chunks:
-                    if self.cancelled or item.detached:
+                    if self.cancelled or not item.store(self.pos, chunk):
                         return
-                    item.store(self.pos, chunk)
                     self.pos += len(chunk)
                     if not self._may_continue():
                         return
@@ -151,8 +150,6 @@ class Fetcher:
             if item.ranges.contains(start, ahead):
                 return
             while not item.ranges.contains(start, end):
-                if item.detached:
-                    raise Unavailable(f"{item.key[1]}: the file changed while it was being read")
                 if item.error is not None and not item.streams:
                     error, item.error = item.error, None
                     raise _as_read_error(error, item)

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
-from .opstore import ACTIVE_STATES, OP_KINDS, TERMINAL_STATES, Op, OpStore
+from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
 
 __all__ = ["Journal", "Op", "JournalBusy", "read_status"]
 
@@ -42,6 +42,7 @@ BACKOFF_INITIAL_S = 0.5
 BACKOFF_CAP_S = 30.0
 DEFAULT_WORKERS = 3
 PROGRESS_INTERVAL_S = 0.5
+FINISHED_KEPT = 1000          # finished ops remembered for wait() on a copy
 _OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
 ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
 
@@ -78,6 +79,7 @@ class Journal:
         self._cond = threading.Condition()
         self._active: dict[int, Op] = {}          # pending/running, by id (= submit order)
         self._failed: dict[int, Op] = {}
+        self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
         self._busy: set[str] = set()              # oaio_ids with an op being applied
         self._retry_at: dict[str, float] = {}     # oaio_id -> monotonic time of the next attempt
         self._stopping = threading.Event()
@@ -114,11 +116,22 @@ class Journal:
         return op
 
     def wait(self, op: Op, timeout: float | None = None) -> Op:
-        """Block until ``op`` is done, failed or resolved by a conflict copy."""
+        """Block until ``op`` (the one ``submit`` returned, or a copy) is done, failed or resolved
+        by a conflict copy; returns the op in its final state."""
         with self._cond:
-            if not self._cond.wait_for(lambda: op.state in TERMINAL_STATES, timeout):
+            if not self._cond.wait_for(lambda: self._final_locked(op) is not None, timeout):
                 raise TimeoutError(f"op {op.id} ({op.kind} {op.oaio_id}/{op.path}) still {op.state}")
-        return op
+            final = self._final_locked(op)
+        assert final is not None
+        return final
+
+    def _final_locked(self, op: Op) -> Op | None:
+        """``op`` in its final state, or None while it is still queued."""
+        if op.id in self._active:
+            return None
+        if op.id in self._failed:
+            return self._failed[op.id]
+        return self._finished.get(op.id) or dataclasses.replace(op, state="done")   # finished long ago
 
     def wait_idle(self, timeout: float | None = None,
                   on_progress: Callable[[dict[str, Any]], None] | None = None) -> bool:
@@ -284,6 +297,10 @@ class Journal:
             op.state = outcome.state
             if op.state == "failed":
                 self._failed[op.id] = op
+            else:
+                self._finished[op.id] = op
+                if len(self._finished) > FINISHED_KEPT:
+                    self._finished.pop(next(iter(self._finished)))
             self._busy.discard(op.oaio_id)
             self._retry_at.pop(op.oaio_id, None)
             self._cond.notify_all()

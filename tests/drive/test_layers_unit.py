@@ -249,3 +249,20 @@ def test_vfs_rename_of_a_file_still_being_written_moves_nothing_on_the_server(vf
     vfs.rename("/One/tmp.txt", "/One/a.txt")                          # over a server file
     vfs.release(fh)
     assert [(o.kind, o.path) for o in journal.ops[1:]] == [("delete_path", "a.txt"), ("put_file", "a.txt")]
+
+
+def test_reader_keeps_streaming_its_version_after_a_new_one_arrives(tmp_path):
+    old = os.urandom(4 * MiB)
+    source = FakeSource({("o", "f"): old})
+    source.gate = threading.Event()
+    cache = Cache(tmp_path, quota_bytes=64 * MiB)
+    fetcher = Fetcher(source, cache)
+    reader = cache.open(("o", "f"), version=1, sha256="v1", size=len(old))
+    assert fetcher.read(reader, ReadState(), 0, 1000) == old[:1000]
+    newer = cache.open(("o", "f"), version=2, sha256="v2", size=10)   # the new version replaces it
+    assert reader.detached and newer is not reader
+    source.gate.set()
+    assert fetcher.read(reader, ReadState(), 3 * MiB, MiB) == old[3 * MiB:]   # close-to-open
+    cache.close(reader)
+    assert not reader.data_path.exists() and cache.used == 0
+    cache.close(newer)

@@ -1,6 +1,7 @@
 """End-to-end: changes made elsewhere show up in a mount through the change feed."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -69,3 +70,26 @@ def test_open_file_keeps_its_version(live_server, make_user, api_for, mounted_dr
         assert held.read() == old[10:]
     assert path.read_bytes() == b"B" * 200_000
     assert server_has(api, oid, "f.bin", b"B" * 200_000)
+
+
+def test_concurrent_edit_keeps_both_versions(live_server, make_user, api_for, mounted_drive):
+    user = make_user("conf")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Conf"})["oaio_id"]
+    api.put_file(oid, "doc.txt", b"base")
+    drive = mounted_drive(live_server, user)
+    path = drive.path("Conf", "doc.txt")
+    with open(path, "r+b") as fh:                      # opened at the server's version
+        api.put_file(oid, "doc.txt", b"theirs")        # someone else saves meanwhile
+        fh.write(b"mine")
+    wait_until(lambda: len([f for f in api.get_object(oid)["files"] if f["kind"] == "file"]) == 2,
+               message="conflict copy uploaded")
+    files = {f["path"]: f for f in api.get_object(oid)["files"]}
+    copy = next(p for p in files if p != "doc.txt")
+    assert "conflict" in copy and api.get_file(oid, "doc.txt") == b"theirs"
+    assert api.get_file(oid, copy) == b"mine"
+    wait_until(lambda: path.read_bytes() == b"theirs" and drive.path("Conf", copy).read_bytes() == b"mine",
+               message="mount shows both")
+    assert os.getxattr(path, "user.oaio.status") == b"conflict"
+    status = json.loads(os.getxattr(drive.mountpoint, "user.oaio.mount_status"))
+    assert any(c["conflict_path"] == copy for c in status["conflicts"])
