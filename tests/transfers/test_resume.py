@@ -170,3 +170,27 @@ def test_uploader_reports_conflicts_and_rights(live_server, make_user, api_for, 
     empty.write_bytes(b"")
     assert TusUploader(api).upload_file(empty, oaio_id, "empty")["size"] == 0
     assert api.get_file(oaio_id, "empty") == b""
+
+
+def test_upload_continues_on_another_server_process(server_factory, tmp_path: Path):
+    first = server_factory(tmp_path / "shared-data")
+    second = server_factory(tmp_path / "shared-data")            # same database and blobs, other process
+    user = first.add_user("roamer")
+    src = tmp_path / "roam.bin"
+    data = write_random(src, 3 * UNIT + 5)
+    oaio_id, urls = new_id(), []
+
+    def stop_after_one(done: int, _total: int) -> None:
+        if done >= UNIT:
+            raise StopUpload()
+
+    with pytest.raises(StopUpload):
+        TusUploader(ApiClient(first.url, user, PASSWORD), chunk_size=UNIT).upload_file(
+            src, oaio_id, "roam.bin", on_url=urls.append, on_progress=stop_after_one)
+    api = ApiClient(second.url, user, PASSWORD)
+    uploader = TusUploader(api, chunk_size=UNIT)
+    result = uploader.upload_file(src, oaio_id, "roam.bin", url=urls[0])   # first's URL, second's API
+    assert uploader.bytes_sent == len(data) - UNIT
+    assert result["sha256"] == sha256(data)             # hashed from the staged bytes: no running hash here
+    assert ApiClient(first.url, user, PASSWORD).get_file(oaio_id, "roam.bin") == data
+    api.close()
