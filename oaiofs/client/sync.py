@@ -10,15 +10,17 @@ One :meth:`Synchronizer.sync` run (the caller holds the state lock):
    the local bytes are uploaded as a conflict copy ``name (conflict …).ext``).
    A local edit the server refuses (403) is kept as a new object of this user
    (a conflict copy) and the record falls back to the server's version.
-2. **Pull** the full listing (``list_objects``) unless nothing was pushed and
-   the change feed has no event after the cursor of the last listing (then the
-   run ends here, after one small request). Objects that are new, have
-   another version, or were just pushed are refreshed (values; files whose
-   content differs are fetched through one ``CartDownloader`` cart per object
-   into ``staging/``, checked against their sha256, then moved into place).
-3. **Vanish**: synced records missing from the listing (deleted, or the user
-   was unsubscribed) are removed locally; un-pushed local edits of them are
-   kept first as a conflict copy object.
+2. **Pull** what changed: the ids the change feed names after the saved cursor
+   (plus the objects just pushed) are fetched one by one; the first sync, a lost
+   or foreign cursor, or a flood of changes use the full listing
+   (``list_objects``) instead. Objects whose version differs are refreshed
+   (values; files whose content differs are fetched through one
+   ``CartDownloader`` cart per object into ``staging/``, checked against their
+   sha256, then moved into place).
+3. **Vanish**: synced records the server no longer shows this user (deleted,
+   or the user was unsubscribed: 404/410, or missing from the listing) are
+   removed locally; un-pushed local edits of them are kept first as a conflict
+   copy object.
 
 A failure of one object is recorded in the :class:`SyncReport` and does not stop
 the others; ``Unavailable`` (offline) and ``Unauthorized`` abort the run.
@@ -56,6 +58,9 @@ log = logging.getLogger(__name__)
 
 CART_WAIT_S = 60.0
 MAX_MERGE_ATTEMPTS = 3
+FEED_PAGE = 500              # change events per request
+MAX_FEED_PAGES = 4           # more events than this: one full listing is cheaper
+MAX_FEED_OBJECTS = 200       # more changed objects than this: one full listing is cheaper
 
 
 @dataclass
@@ -107,14 +112,61 @@ class Synchronizer:
 
     # --- the run ---
     def sync(self) -> SyncReport:
-        """One full push + pull; raises ``Unavailable``/``Unauthorized`` when the server cannot be used."""
+        """One push + pull; raises ``Unavailable``/``Unauthorized`` when the server cannot be used."""
         report = SyncReport()
         pushed = self._push_all(report)
-        if not pushed and not report.errors and self._nothing_new():
-            report.cursor = self.state.read_state()["cursor"]
-            return report
-        docs, cursor = self.api.list_objects()
-        report.cursor = cursor
+        feed = self._changes_since_cursor()
+        if feed is None:
+            self._pull_listing(report, pushed)
+        else:
+            changed, report.cursor = feed
+            incomplete = {i for i, o in self.state.objects.items() if o.incomplete}
+            for oaio_id in sorted(changed | pushed | incomplete):
+                self._guard(report, oaio_id, self._pull_by_id, oaio_id, oaio_id in pushed, report)
+        self._push_all(report, only_new=True)     # conflict copies made while pulling
+        self.state.write_state(cursor=report.cursor, server=self.server_id)
+        return report
+
+    def _changes_since_cursor(self) -> tuple[set[str], int] | None:
+        """Ids named by the change feed since the saved cursor, and the new cursor.
+
+        None when a full listing is needed: no cursor yet (or one of another server),
+        a feed the server cannot answer, or more changes than a listing costs.
+        """
+        saved = self.state.read_state()
+        cursor = saved.get("cursor")
+        if not isinstance(cursor, int) or saved.get("server") != self.server_id:
+            return None
+        changed: set[str] = set()
+        for _page in range(MAX_FEED_PAGES):
+            try:
+                events, cursor = self.api.changes(cursor, wait=0, limit=FEED_PAGE)
+            except (Unavailable, Unauthorized):
+                raise
+            except OaioError as exc:
+                log.info("change feed unusable (%s); listing all objects", exc.message)
+                return None
+            for event in events:
+                with contextlib.suppress(InvalidValue):
+                    changed.add(validate_oaio_id(event.get("subject")))
+            if len(events) < FEED_PAGE:
+                return (changed, cursor) if len(changed) <= MAX_FEED_OBJECTS else None
+        return None
+
+    def _pull_by_id(self, oaio_id: str, force: bool, report: SyncReport) -> None:
+        """Refresh one object the change feed named (or forget it if it is gone for us)."""
+        obj = self.state.get(oaio_id)
+        try:
+            doc = self.api.get_object(oaio_id)
+        except (NotFound, Gone):
+            if obj is not None and obj.server_version > 0 and not obj.pending_delete:
+                self.forget(obj, report)
+            return
+        self._refresh(doc, obj, force, report)
+
+    def _pull_listing(self, report: SyncReport, pushed: set[str]) -> None:
+        """Compare every visible object with the local records (first sync, or when the feed cannot tell)."""
+        docs, report.cursor = self.api.list_objects()
         listed: dict[str, dict[str, Any]] = {}
         for doc in docs:
             try:
@@ -122,36 +174,20 @@ class Synchronizer:
             except InvalidValue as exc:
                 report.errors.append(f"refused an object with a bad id from the server: {exc.message}")
         for oaio_id, doc in listed.items():
-            obj = self.state.get(oaio_id)
-            if obj is not None and obj.dirty:
-                continue                      # its push failed; retried next time
-            if obj is None or doc.get("version") != obj.server_version or oaio_id in pushed or obj.incomplete:
-                self._guard(report, oaio_id, self._pull, doc, obj, report)
+            self._guard(report, oaio_id, self._refresh, doc, self.state.get(oaio_id), oaio_id in pushed, report)
         for oaio_id, obj in list(self.state.objects.items()):
             if oaio_id not in listed and obj.server_version > 0 and not obj.pending_delete:
                 self._guard(report, oaio_id, self.forget, obj, report)
-        self._push_all(report, only_new=True)     # conflict copies made while pulling
-        self.state.write_state(cursor=cursor, server=self.server_id)
-        return report
 
-    def _nothing_new(self) -> bool:
-        """True if the change feed has no event since the last listing and nothing local is pending.
-
-        One small ``changes`` request replaces the full listing when nothing happened.
-        """
-        saved = self.state.read_state()
-        cursor = saved.get("cursor")
-        if (not isinstance(cursor, int) or saved.get("server") != self.server_id
-                or any(o.dirty or o.incomplete for o in self.state.objects.values())):
-            return False
-        try:
-            events, _next = self.api.changes(cursor, wait=0, limit=1)
-        except (Unavailable, Unauthorized):
-            raise
-        except OaioError as exc:                 # e.g. a cursor the server does not know: list everything
-            log.info("change feed unusable (%s); listing all objects", exc.message)
-            return False
-        return not events
+    def _refresh(self, doc: dict[str, Any], obj: OaiObject | None, force: bool, report: SyncReport) -> None:
+        """Pull ``doc`` if it differs from the local record (a record with unpushed edits waits)."""
+        if obj is not None and obj.dirty:
+            return                            # its push failed; retried next time
+        if obj is None or doc.get("version") != obj.server_version or force or obj.incomplete:
+            self._pull(doc, obj, report)
+        elif doc.get("access_right", obj.csh_access_right) != obj.csh_access_right:
+            obj.csh_access_right = doc["access_right"]
+            self.state.save(obj)
 
     def _guard(self, report: SyncReport, oaio_id: str, func: Callable[..., Any], *args: Any) -> Any:
         """Run one object's step; record its error unless the whole sync must stop.

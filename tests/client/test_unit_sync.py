@@ -228,19 +228,24 @@ def test_userz_access_sorted_like_seed(server: FakeServer, tmp_path: Path) -> No
     assert all(e["access_right"] == "x" for e in alice.userz_access(""))
 
 
-def test_quiet_sync_asks_the_change_feed_instead_of_listing(server: FakeServer, tmp_path: Path) -> None:
+def test_later_syncs_follow_the_change_feed_instead_of_listing(server: FakeServer, tmp_path: Path) -> None:
     alice = make_client(server, "alice", tmp_path / "a")
     bob = make_client(server, "bob", tmp_path / "b")
     alice.register_object({"k": 1}, oaio_id="o")
-    assert bob.synchronize_with_server_if_online()
+    alice.register_object({"k": 1}, oaio_id="other")
+    assert bob.synchronize_with_server_if_online()             # first sync: one full listing
     listings = server.listings
-    assert bob.synchronize_with_server_if_online()            # nothing happened: no listing
-    assert server.listings == listings
-    alice.upsert_subscription("o", "bob", "r")                # an event for bob: the next sync lists
-    assert bob.synchronize_with_server_if_online() and "o" in bob.client_objectz
-    assert server.listings == listings + 1
+    assert bob.synchronize_with_server_if_online()             # nothing happened
+    alice.upsert_subscription("o", "bob", "U")                 # shared: bob gets an event
+    assert bob.synchronize_with_server_if_online() and bob.client_objectz["o"].csh_access_right == "U"
+    alice.upsert_subscription("o", "bob", "r")                 # right lowered, version unchanged
+    assert bob.synchronize_with_server_if_online() and bob.client_objectz["o"].csh_access_right == "r"
+    alice.update_object("o", {"k": 2})
+    assert bob.synchronize_with_server_if_online() and bob.client_objectz["o"].client_values == {"k": 2}
     alice.upsert_subscription("o", "bob", "x")
     assert bob.synchronize_with_server_if_online() and "o" not in bob.client_objectz
+    assert server.listings == listings                         # all of it without listing again
+    assert "other" not in bob.client_objectz
 
 
 def test_unregistered_local_file_edit_survives_remote_deletion(server: FakeServer, tmp_path: Path) -> None:
