@@ -46,6 +46,7 @@ XATTR_PIN = "user.oaio.pin"
 XATTR_MOUNT_STATUS = "user.oaio.mount_status"
 FILE_XATTRS = (XATTR_STATUS, XATTR_SHA256, XATTR_VERSION, XATTR_PIN)
 FSYNC_TIMEOUT_S = 600.0
+MOVE_WAIT_S = 30.0
 
 
 class JournalLike(Protocol):
@@ -183,7 +184,12 @@ class Vfs:
         key = (view.oaio_id, entry.path)
         before = self.cache.peek(key)
         if entry.local and (before is None or not before["dirty"]):
-            return self._open_from_journal(key, entry.size), False
+            ops = self.pending_ops(view.oaio_id)
+            put = next((o for o in reversed(ops) if o.kind == "put_file" and o.path == entry.path), None)
+            if put is not None and put.data_file and (before is None or before["sha256"] != put.sha256):
+                return self._open_from_journal(key, put), False
+            if before is None:
+                self._wait_for_move(entry.path, ops)
         # the kernel may keep its pages only if these exact bytes were cached before this open
         keep = before is not None and (before["dirty"] or (before["version"] == entry.version
                                                            and before["sha256"] == entry.sha256))
@@ -192,18 +198,28 @@ class Vfs:
         item = self.cache.open(key, version=entry.version, sha256=entry.sha256, size=entry.size)
         return item, keep
 
-    def _open_from_journal(self, key: ItemKey, size: int) -> Item:
+    def _open_from_journal(self, key: ItemKey, op: Op) -> Item:
         """A file written on this mount whose bytes live only in the journal (e.g. after a restart)."""
-        op = next((o for o in reversed(self.journal.pending(key[0]))
-                   if o.kind == "put_file" and o.path == key[1] and o.data_file), None)
         item = self.cache.create_local(key)
-        if op is not None:
-            with open(op.data_file, "rb") as src, open(item.data_path, "r+b") as dst:  # type: ignore[arg-type]
-                shutil.copyfileobj(src, dst, 1 << 20)
-            item.size = size
-            item.ranges.add(0, size)
-            self.cache.account(size)
+        with open(op.data_file, "rb") as src, open(item.data_path, "r+b") as dst:  # type: ignore[arg-type]
+            shutil.copyfileobj(src, dst, 1 << 20)
+        item.size = op.size
+        item.sha256 = op.sha256
+        item.ranges.add(0, op.size)
+        self.cache.account(op.size)
+        with self._submit_lock:
+            self._submitted[op.id] = (key, item.write_gen)       # clean once the journal applies it
         return item
+
+    def _wait_for_move(self, path: str, ops: list[Op]) -> None:
+        """An uncached file renamed here: the server has it under its new name once the move is applied."""
+        move = next((o for o in reversed(ops) if o.kind == "move"
+                     and (o.dst == path or path.startswith(o.dst + "/"))), None)
+        if move is not None:
+            try:
+                self.journal.wait(move, timeout=MOVE_WAIT_S)
+            except TimeoutError:
+                raise Unavailable(f"{path}: renamed here, not yet on the server, and not cached") from None
 
     def _fetch_small(self, node: Node) -> None:
         """Fetch a small file together with other small uncached files (same object first)."""

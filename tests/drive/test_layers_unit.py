@@ -266,3 +266,25 @@ def test_reader_keeps_streaming_its_version_after_a_new_one_arrives(tmp_path):
     cache.close(reader)
     assert not reader.data_path.exists() and cache.used == 0
     cache.close(newer)
+
+
+def test_vfs_renamed_cached_file_keeps_its_bytes_before_the_move_is_applied(vfs_env):
+    vfs, journal, _ = vfs_env
+    fh, _ = vfs.open("/One/a.txt", os.O_RDONLY)
+    assert vfs.read(fh, 0, 10) == b"alpha"
+    vfs.release(fh)
+    vfs.rename("/One/a.txt", "/One/renamed.txt")
+    fh, keep = vfs.open("/One/renamed.txt", os.O_RDONLY)
+    assert vfs.read(fh, 0, 10) == b"alpha" and journal.ops[-1].kind == "move"
+    vfs.release(fh)
+
+
+def test_vfs_file_only_in_the_journal_opens_from_its_snapshot(vfs_env, tmp_path):
+    vfs, journal, _ = vfs_env
+    fh = vfs.create("/Two/new.bin")
+    vfs.write(fh, 0, b"snapshot bytes")
+    vfs.release(fh)
+    vfs.cache.remove("o2", "new.bin")                                  # e.g. a wiped cache
+    fh, _ = vfs.open("/Two/new.bin", os.O_RDONLY)
+    assert vfs.read(fh, 0, 100) == b"snapshot bytes"
+    vfs.release(fh)
