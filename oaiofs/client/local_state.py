@@ -262,5 +262,7 @@ class LocalState:
         """Update keys of ``state.json`` atomically (lock required)."""
         self._require_lock()
         data = self.read_state()
+        if (self.root / STATE_FILE).exists() and all(data.get(k) == v for k, v in changes.items()):
+            return                          # unchanged: spare the fsyncs
         data.update(changes)
         atomic_write_json(self.root / STATE_FILE, data)
