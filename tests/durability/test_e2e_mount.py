@@ -27,6 +27,16 @@ BIG = 100 * 1024 * 1024
 SLOW_UPLOAD_BPS = 16 * 1024 * 1024      # so the test can kill the mount while the upload runs
 
 
+def wait_explained(predicate: Callable[[], object], message: str, h: Harness, *drives: Any,
+                   timeout: float = 120) -> None:
+    """``wait_until`` that shows the server's and the mounts' log tails when it times out."""
+    try:
+        wait_until(predicate, timeout=timeout, interval=0.5, message=message)
+    except AssertionError as exc:
+        logs = "\n".join(f"--- mount {d.mountpoint}:\n{d.log()[-3000:]}" for d in drives)
+        raise AssertionError(f"{exc}\n--- server:\n{h.server.log_tail(60)}\n{logs}") from None
+
+
 def server_files(h: Harness, oid: str) -> dict[str, dict[str, Any]]:
     return {f["path"]: f for f in h.api.get_object(oid)["files"] if f["kind"] == "file"}
 
@@ -90,7 +100,7 @@ def test_outage_50_files_written_offline_all_arrive(own_harness: Harness,
     def all_arrived() -> bool:
         files = server_files(h, oid)
         return all(files.get(n, {}).get("sha256") == sha256(d) for n, d in payloads.items())
-    wait_until(all_arrived, timeout=120, interval=0.5, message="all 50 files on the server")
+    wait_explained(all_arrived, "all 50 files on the server", h, drive)
     for name in ("note-00.txt", "note-49.txt"):
         assert h.api.get_file(oid, name) == payloads[name]
     wait_until(lambda: mount_status(drive.mountpoint)["online"] is True, timeout=60, message="back online")
@@ -119,7 +129,7 @@ def test_two_mounts_edit_the_same_file_and_key_both_survive(own_harness: Harness
         value_copies = [p for p in files if p.startswith("values (conflict ") and p.endswith(").json")]
         values = h.api.get_object(oid)["values"]
         return bool(copies and value_copies and values.get("a") == 1 and values.get("b") == 2)
-    wait_until(settled, timeout=180, interval=0.5, message="both edits on the server")
+    wait_explained(settled, "both edits on the server", h, one, two, timeout=180)
     files = server_files(h, oid)
     copy_path, = [p for p in files if p.startswith("shared (conflict ")]
     assert {h.api.get_file(oid, "shared.txt"), h.api.get_file(oid, copy_path)} == {b"from one\n", b"from two\n"}
@@ -157,7 +167,7 @@ def test_mount_starts_offline_serves_cached_and_pinned_and_unmount_keeps_queue(o
     queued = read_status(drive.cache_dir / "journal")["ops"]
     assert [(o["kind"], o["path"]) for o in queued] == [("put_file", "written-offline.txt")]
     h.server.start()
-    mounted_drive(h.server, h.user, cache_dir=drive.cache_dir)
-    wait_until(lambda: "written-offline.txt" in server_files(h, oid), timeout=120, interval=0.5,
-               message="the offline write to arrive after the remount")
+    remounted = mounted_drive(h.server, h.user, cache_dir=drive.cache_dir)
+    wait_explained(lambda: "written-offline.txt" in server_files(h, oid),
+                   "the offline write to arrive after the remount", h, remounted)
     assert h.api.get_file(oid, "written-offline.txt") == b"queued"

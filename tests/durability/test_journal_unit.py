@@ -236,3 +236,16 @@ def test_orphan_snapshots_are_removed_on_start(tmp_path: Path, server: FakeServe
     (root / "data" / "deadbeef").write_bytes(b"left by a crash between link and commit")
     make_journal(root, server, Recorder()).close()
     assert not list((root / "data").iterdir())
+
+
+def test_wait_on_a_reloaded_copy(tmp_path: Path, server: FakeServer) -> None:
+    FakeApi(server).create_object({}, OID)
+    first = make_journal(tmp_path / "j", server, Recorder())
+    first.submit(Op("mkdir", OID, "d"))
+    first.close()
+    second = make_journal(tmp_path / "j", server, Recorder())
+    copy, = second.pending(OID)                                        # what the drive sees after a restart
+    second.start()
+    assert second.wait(copy, timeout=10).state == "done"
+    assert second.wait(copy, timeout=0).state == "done"               # already finished: returns at once
+    second.close()
