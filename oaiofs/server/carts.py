@@ -38,7 +38,7 @@ from .byteranges import ranged_response
 from .files_routes import blob_response
 from .models import Cart, CartFile, FileEntry, User, utcnow
 from .tarlayout import TarLayout, TarMember
-from .uploads import authenticate, transaction, upload_service
+from .upload_service import authenticate, aware, transaction, transfer_state
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ _HEADER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
 _UID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 _HASH_RE = re.compile(r"^[0-9a-fA-F]{8,256}$")
 _FILE_KEYS = ("id", "path", "hashtype", "hashsum")
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def check_uid(uid: str) -> str:
@@ -239,7 +235,7 @@ class CartService:
             if cart is None:
                 raise NotFound(f"no cart {uid!r}", {"uid": uid})
             now = utcnow()
-            if touch and _aware(cart.accessed) < now - dt.timedelta(seconds=TOUCH_EVERY_S):
+            if touch and aware(cart.accessed) < now - dt.timedelta(seconds=TOUCH_EVERY_S):
                 cart.accessed = now
                 cart.expires = now + dt.timedelta(seconds=self.settings.cart_ttl_s)
             return cart
@@ -261,7 +257,7 @@ class CartService:
 
     def layout(self, cart: Cart, top: str) -> TarLayout:
         """The cart's tar layout under ``top`` (cached: ranged reads of one cart reuse it)."""
-        key = (cart.id, _aware(cart.created).timestamp(), top)
+        key = (cart.id, aware(cart.created).timestamp(), top)
         with _LAYOUT_LOCK:
             cached = _LAYOUTS.get(key)
         if cached is None:
@@ -338,7 +334,7 @@ def _status_headers(cart: Cart) -> dict[str, str]:
 
 
 def _cart_service(request: Request) -> CartService:
-    return CartService(upload_service(request).state)
+    return CartService(transfer_state(request))
 
 
 # --- HTTP layer ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..errors import InvalidInput, InvalidValue, NotFound
 from . import access, objects
 from .byteranges import file_response, ranged_response
 from .models import FileEntry, User
-from .uploads import append_chunk, upload_service, authenticate, transaction, upload_lock
+from .upload_service import append_chunk, authenticate, transaction, upload_lock, upload_service
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,491 @@
+"""The upload service: upload records, staging writes, whole-file verification and the atomic commit.
+
+Shared by the tus endpoint (:mod:`oaiofs.server.uploads`) and the plain ``PUT`` of
+:mod:`oaiofs.server.files_routes`. Upload state (target, offset, segments, expiry)
+lives in the ``uploads`` table and the bytes in the blob store's staging area, so
+any server process can continue an upload after a client crash, a cut connection
+or a server restart. Bodies are streamed to the staging area in bounded buffers
+(receiving the next one overlaps writing the last), never held whole in memory.
+
+A chunk is idempotent by offset: bytes before the upload's offset (a re-send) are
+only checksummed, the rest is appended. Without a chunk checksum the bytes that
+arrived before a cut connection are kept; with one, a chunk is kept only if it
+matches. On the last byte :meth:`UploadService.complete` checks the whole-file
+sha256, moves the bytes to their content-addressed blob and commits the file as a
+new version of the object (a mismatch or a lost conflict commits nothing).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Iterator
+
+from cachetools import LRUCache
+from fastapi import Request
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from .. import protocol
+from ..errors import (ChecksumMismatch, Conflict, Gone, InvalidInput, InvalidValue, NotFound, OaioError,
+                      OffsetMismatch, TooLarge, VersionConflict)
+from . import access, deps, objects
+from . import db as dbmod
+from .blobs import blob_key
+from .models import FileEntry, OaiObject, Upload, User, utcnow
+
+logger = logging.getLogger(__name__)
+
+WRITE_BUFFER = 4 << 20                # bytes gathered before one staging write
+CHUNK_HASHERS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}   # tus checksum algorithms
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+@contextlib.contextmanager
+def transaction(state: Any) -> Iterator[Session]:
+    """A short session: committed on success, rolled back on error, always closed."""
+    db = state.sessionmaker()
+    try:
+        yield db
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    finally:
+        db.close()
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """``value`` with UTC attached if the database returned it naive (SQLite)."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass
+class Target:
+    """Where an upload goes and what it promises (from ``Upload-Metadata``)."""
+
+    oaio_id: str
+    path: str
+    base_version: int | None = None
+    sha256: str | None = None
+    mtime: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def parse_target(meta: dict[str, str]) -> Target:
+    """Validate the Upload-Metadata keys ``oaio_id``, ``path``, ``base_version``, ``sha256``, ``mtime``."""
+    if protocol.META_OAIO_ID not in meta or protocol.META_PATH not in meta:
+        raise InvalidInput("Upload-Metadata must name oaio_id and path")
+    target = Target(oaio_id=protocol.validate_oaio_id(meta[protocol.META_OAIO_ID]),
+                    path=protocol.normalize_file_path(meta[protocol.META_PATH]), extra=dict(meta))
+    raw = meta.get(protocol.META_BASE_VERSION)
+    if raw not in (None, ""):
+        if not raw.isdigit():
+            raise InvalidValue("base_version must be a non-negative integer")
+        target.base_version = int(raw)
+    raw = meta.get(protocol.META_SHA256)
+    if raw not in (None, ""):
+        raw = raw.lower()
+        if len(raw) != 64 or not set(raw) <= _SHA256_HEX:
+            raise InvalidValue("sha256 must be 64 hex digits")
+        target.sha256 = raw
+    raw = meta.get(protocol.META_MTIME)
+    if raw not in (None, ""):
+        try:
+            target.mtime = float(raw)
+        except ValueError:
+            raise InvalidValue("mtime must be a number (seconds since the epoch)") from None
+    return target
+
+
+# --- running whole-file hashes (an optimisation: a restart just re-reads the staged bytes) ---
+
+class _RunningHashes:
+    """sha256 of the bytes staged so far, per upload, for uploads this process has seen."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._lock = threading.Lock()
+        self._cache: LRUCache[str, tuple[int, Any]] = LRUCache(size)
+
+    def take(self, upload_id: str, offset: int) -> Any | None:
+        """A hasher covering exactly ``[0, offset)``, or None (removed from the cache)."""
+        with self._lock:
+            entry = self._cache.pop(upload_id, None)
+        if entry is not None and entry[0] == offset:
+            return entry[1]
+        return hashlib.sha256() if offset == 0 else None
+
+    def put(self, upload_id: str, offset: int, hasher: Any | None) -> None:
+        if hasher is not None:
+            with self._lock:
+                self._cache[upload_id] = (offset, hasher)
+
+    def drop(self, upload_id: str) -> None:
+        with self._lock:
+            self._cache.pop(upload_id, None)
+
+
+RUNNING_HASHES = _RunningHashes()
+
+
+@dataclass
+class UploadView:
+    """A detached snapshot of an ``Upload`` row."""
+
+    id: str
+    offset: int
+    length: int
+    segments: int
+    expires: dt.datetime
+    completed: bool
+    metadata: dict[str, str]
+    staging: dict[str, Any]
+    result: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, row: Upload) -> "UploadView":
+        return cls(id=row.id, offset=row.offset, length=row.length or 0, segments=row.segments,
+                   expires=aware(row.expires), completed=row.completed is not None,
+                   metadata=json.loads(row.metadata_json or "{}"),
+                   staging=json.loads(row.staging_json or "{}"),
+                   result=json.loads(row.result_json) if row.result_json else None)
+
+
+class ChunkWriter:
+    """Streams one PATCH body into the staging area in bounded buffers.
+
+    Bytes before the upload's current offset (a re-sent range) are only checksummed;
+    the rest is written at its offset. Nothing here touches the database.
+    """
+
+    def __init__(self, blobs: Any, upload: UploadView, start: int,
+                 checksum: tuple[str, bytes] | None) -> None:
+        self.blobs, self.upload = blobs, upload
+        self.position = start                 # offset of the next body byte
+        self.written_to = upload.offset       # staged bytes end here
+        self.staging = upload.staging
+        self.checksum = checksum
+        self.chunk_hasher = CHUNK_HASHERS[checksum[0]]() if checksum else None
+        self.file_hasher = RUNNING_HASHES.take(upload.id, upload.offset)
+        self.buffer = bytearray()
+
+    def feed(self, piece: bytes) -> bool:
+        """Add body bytes; True when a flush is due."""
+        if self.position + len(self.buffer) + len(piece) > self.upload.length:
+            raise TooLarge("the chunk goes past Upload-Length",
+                           {"upload_length": self.upload.length, "offset": self.position})
+        self.buffer += piece
+        return len(self.buffer) >= WRITE_BUFFER
+
+    def take(self) -> bytes:
+        """Detach the buffered bytes (to be written with :meth:`write`)."""
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Checksum ``data`` and stage its new part (blocking; run in a worker thread, one at a time)."""
+        if self.chunk_hasher is not None:
+            self.chunk_hasher.update(data)
+        skip = max(0, self.written_to - self.position)
+        self.position += len(data)
+        fresh = data[skip:] if skip else data
+        if not fresh:
+            return
+        self.staging = self.blobs.staging_write(self.upload.id, self.written_to, fresh, self.staging)
+        if self.file_hasher is not None:
+            self.file_hasher.update(fresh)
+        self.written_to += len(fresh)
+
+    def flush(self) -> None:
+        """Write whatever is buffered (blocking)."""
+        self.write(self.take())
+
+    def verify(self) -> None:
+        """Raise ``ChecksumMismatch`` (460) if the chunk's checksum header does not match."""
+        if self.checksum and self.chunk_hasher is not None and self.chunk_hasher.digest() != self.checksum[1]:
+            raise ChecksumMismatch(f"{self.checksum[0]} of the chunk does not match Upload-Checksum",
+                                   {"offset": self.upload.offset})
+
+    def keep_hash(self) -> None:
+        """Remember the running whole-file hash for the next chunk."""
+        RUNNING_HASHES.put(self.upload.id, self.written_to, self.file_hasher)
+
+
+class UploadService:
+    """Create, append to, complete, cancel and purge uploads (blocking; call from threads)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.blobs = state.blobs
+        self.settings = state.settings
+
+    # creation
+    def create(self, user_id: int, length: int, metadata: dict[str, str]) -> UploadView:
+        """Check the target (rights, stale base version) and open an empty upload."""
+        if length > self.settings.max_upload_bytes:
+            raise TooLarge(f"Upload-Length exceeds the maximum of {self.settings.max_upload_bytes} bytes",
+                           {"max_size": self.settings.max_upload_bytes})
+        target = parse_target(metadata)
+        upload_id = secrets.token_urlsafe(24)
+        with transaction(self.state) as db:
+            user = db.get(User, user_id)
+            self.check_target(db, user, target)
+            now = utcnow()
+            row = Upload(id=upload_id, user_id=user_id, oaio_id=target.oaio_id, path=target.path,
+                         length=length, offset=0, segments=0, base_version=target.base_version,
+                         sha256=target.sha256, mtime=target.mtime,
+                         metadata_json=json.dumps(metadata, ensure_ascii=False), staging_json="{}",
+                         created=now, expires=now + dt.timedelta(seconds=self.settings.upload_expiry_s))
+            db.add(row)
+        staging = self.blobs.staging_create(upload_id)      # after the row: no orphan staging areas
+        with transaction(self.state) as db:
+            db.execute(update(Upload).where(Upload.id == upload_id).values(staging_json=json.dumps(staging)))
+            view = UploadView.of(db.get(Upload, upload_id))
+        logger.info("upload %s created: %s/%s (%d bytes)", upload_id, target.oaio_id, target.path, length)
+        return view
+
+    @staticmethod
+    def check_target(db: Session, user: User, target: Target, *, for_update: bool = False) -> OaiObject | None:
+        """The object the upload writes to (None: it will be created), after checking rights and version."""
+        try:
+            obj, _right = access.load_object(db, user, target.oaio_id, "update", for_update=for_update)
+        except NotFound:
+            if db.scalar(select(OaiObject.id).where(OaiObject.oaio_id == target.oaio_id)) is not None:
+                raise
+            if target.base_version not in (None, 0):
+                raise VersionConflict(f"{target.path!r} does not exist yet",
+                                      {"current_version": 0, "path": target.path}) from None
+            return None
+        entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == target.path))
+        if entry is not None and entry.kind != "file":
+            raise Conflict(f"{target.path!r} is a folder", {"oaio_id": target.oaio_id, "path": target.path})
+        objects._check_file_base(obj, target.path, entry, target.base_version)
+        return obj
+
+    # lookup
+    def get(self, user_id: int, upload_id: str) -> UploadView:
+        """The caller's upload (others' and unknown ids: 404; expired ones: 410)."""
+        with transaction(self.state) as db:
+            row = db.get(Upload, upload_id)
+            if row is None or row.user_id != user_id:
+                raise NotFound("no such upload", {"upload_id": upload_id[:80]})
+            view = UploadView.of(row)
+        if view.expires <= utcnow() and not view.completed:
+            self.discard(upload_id)
+            raise Gone("the upload has expired", {"upload_id": upload_id})
+        return view
+
+    # appending
+    def save_progress(self, writer: ChunkWriter) -> UploadView:
+        """Record the bytes ``writer`` staged (only if nobody else advanced the upload meanwhile)."""
+        upload = writer.upload
+        expires = utcnow() + dt.timedelta(seconds=self.settings.upload_expiry_s)
+        with transaction(self.state) as db:
+            dbmod.lock_for_write(db)
+            result = db.execute(update(Upload)
+                                .where(Upload.id == upload.id, Upload.offset == upload.offset)
+                                .values(offset=writer.written_to, segments=Upload.segments + 1,
+                                        staging_json=json.dumps(writer.staging), expires=expires))
+            if result.rowcount != 1:
+                RUNNING_HASHES.drop(upload.id)
+                current = db.scalar(select(Upload.offset).where(Upload.id == upload.id))
+                raise OffsetMismatch("the upload was changed by another request",
+                                     {"offset": current})
+            view = UploadView.of(db.get(Upload, upload.id))
+        writer.keep_hash()
+        return view
+
+    # completion
+    def complete(self, user_id: int, upload: UploadView) -> dict[str, Any]:
+        """Verify size and sha256, move the bytes to their blob and commit the file version.
+
+        Idempotent: a completion cut short (e.g. by a crash) can simply be retried.
+        A wrong sha256 or a lost conflict discards the upload and commits nothing.
+        """
+        if upload.completed and upload.result:
+            return upload.result
+        target = parse_target(upload.metadata)
+        result = upload.result or {}
+        sha256 = result.get("sha256")
+        if sha256 is None:
+            sha256 = self._whole_file_sha256(upload)
+            if target.sha256 and target.sha256 != sha256:
+                self.discard(upload.id)
+                raise ChecksumMismatch("sha256 of the uploaded file does not match the announced one; "
+                                       "nothing was committed",
+                                       {"expected": target.sha256, "actual": sha256, "path": target.path})
+            with transaction(self.state) as db:
+                db.execute(update(Upload).where(Upload.id == upload.id)
+                           .values(result_json=json.dumps({"sha256": sha256, "size": upload.length})))
+        key = blob_key(sha256)
+        self.blobs.staging_commit(upload.id, key, upload.staging)
+        try:
+            result = self._commit_file(user_id, upload.id, target, key, sha256, upload.length)
+        except OaioError:                  # stale base, rights revoked, path taken by a folder, ...
+            self.discard(upload.id)
+            raise
+        logger.info("upload %s committed: %s/%s version %s", upload.id, target.oaio_id, target.path,
+                    result["version"])
+        return result
+
+    def _whole_file_sha256(self, upload: UploadView) -> str:
+        hasher = RUNNING_HASHES.take(upload.id, upload.length)
+        if hasher is None:                  # another process or a restart: hash what is staged
+            hasher = hashlib.sha256()
+            for piece in self.blobs.staging_read(upload.id, upload.staging):
+                hasher.update(piece)
+        return hasher.hexdigest()
+
+    def _commit_file(self, user_id: int, upload_id: str, target: Target, key: str, sha256: str,
+                     size: int) -> dict[str, Any]:
+        with transaction(self.state) as db:
+            dbmod.lock_for_write(db)
+            row = db.get(Upload, upload_id, populate_existing=True)
+            if row is None:
+                raise NotFound("no such upload", {"upload_id": upload_id})
+            if row.completed is not None and row.result_json:
+                return json.loads(row.result_json)
+            user = db.get(User, user_id)
+            obj = self.check_target(db, user, target, for_update=True)
+            if obj is None:
+                obj = objects.create_object(db, user, {}, oaio_id=target.oaio_id)
+            entry = objects.commit_file(db, user, obj, target.path, blob_key=key, size=size, sha256=sha256,
+                                        mtime=target.mtime, base_version=target.base_version)
+            result = {"version": entry.version, "sha256": sha256, "size": size,
+                      "oaio_id": target.oaio_id, "path": target.path}
+            row.offset = size
+            row.completed = utcnow()
+            row.result_json = json.dumps(result)
+        return result
+
+    # termination and expiry
+    def discard(self, upload_id: str) -> None:
+        """Drop an upload's row and staged bytes (committed files are not touched)."""
+        RUNNING_HASHES.drop(upload_id)
+        with transaction(self.state) as db:
+            row = db.get(Upload, upload_id)
+            staging = json.loads(row.staging_json or "{}") if row is not None else {}
+            if row is not None:
+                db.delete(row)
+        self.blobs.staging_delete(upload_id, staging)
+
+    def purge_expired(self, now: dt.datetime | None = None) -> int:
+        """Drop expired uploads (live ones are kept) and staging areas that belong to no upload."""
+        now = now or utcnow()
+        with transaction(self.state) as db:
+            expired = list(db.scalars(select(Upload.id).where(Upload.expires < now)))
+        for upload_id in expired:
+            self.discard(upload_id)
+        staged = self.blobs.staging_ids()
+        orphans: list[str] = []
+        if staged:
+            with transaction(self.state) as db:
+                known = set(db.scalars(select(Upload.id).where(Upload.id.in_(staged))))
+            orphans = [s for s in staged if s not in known]
+            for upload_id in orphans:
+                self.blobs.staging_delete(upload_id, {})
+        if expired or orphans:
+            logger.info("purged %d expired uploads and %d orphaned staging areas", len(expired), len(orphans))
+        return len(expired) + len(orphans)
+
+
+# --- streaming a body into an upload (shared by tus PATCH, creation-with-upload and plain PUT) ---
+
+_LOCKS: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
+
+
+@contextlib.asynccontextmanager
+async def upload_lock(upload_id: str) -> AsyncIterator[None]:
+    """One request at a time per upload in this process (the database guards across processes)."""
+    lock = _LOCKS.get(upload_id)
+    if lock is None:
+        lock = _LOCKS[upload_id] = asyncio.Lock()
+    async with lock:
+        yield
+
+
+async def receive_chunk(service: UploadService, request: Request, upload: UploadView, start: int,
+                        checksum: tuple[str, bytes] | None) -> UploadView:
+    """Stream the request body into ``upload`` from offset ``start``; returns the updated upload.
+
+    A cut connection keeps what arrived when there is no checksum to verify (the
+    caller then answers a client that is no longer listening).
+    """
+    if start > upload.offset:
+        raise OffsetMismatch(f"Upload-Offset {start} is past the received offset {upload.offset}",
+                             {"offset": upload.offset})
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and start + int(declared) > upload.length:
+        raise TooLarge("the chunk goes past Upload-Length", {"upload_length": upload.length})
+    writer = ChunkWriter(service.blobs, upload, start, checksum)
+    writing: asyncio.Future[None] | None = None       # receiving the next piece overlaps this write
+    try:
+        async for piece in request.stream():
+            if piece and writer.feed(piece):
+                data = writer.take()
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(run_in_threadpool(writer.write, data))
+    except ClientDisconnect:
+        if writing is not None:
+            await writing
+        if checksum is not None:
+            logger.info("upload %s: connection cut, chunk with checksum dropped", upload.id)
+            return upload
+        await run_in_threadpool(writer.flush)
+        if writer.written_to == upload.offset:
+            return upload
+        view = await run_in_threadpool(service.save_progress, writer)
+        logger.info("upload %s: connection cut, kept %d bytes", upload.id, view.offset)
+        return view
+    except BaseException:
+        if writing is not None:
+            await asyncio.wait([writing])         # never leave a write running behind an error
+        raise
+    if writing is not None:
+        await writing
+    await run_in_threadpool(writer.flush)
+    writer.verify()
+    if writer.written_to == upload.offset:
+        return upload                        # nothing new (a re-sent range or an empty body)
+    return await run_in_threadpool(service.save_progress, writer)
+
+
+def transfer_state(request: Request) -> Any:
+    """The app state, if a blob store is configured (503 otherwise)."""
+    state = deps.get_state(request)
+    if state.blobs is None:
+        raise OaioError("file storage is not configured", http_status=503, code="unavailable")
+    return state
+
+
+def upload_service(request: Request) -> UploadService:
+    """The upload service of this request's app."""
+    return UploadService(transfer_state(request))
+
+
+def authenticate(request: Request) -> int:
+    """The caller's user id (Bearer or Basic), checked in a short session of its own."""
+    with transaction(deps.get_state(request)) as db:
+        return deps.get_current_user(request, db).id
+
+
+async def append_chunk(service: UploadService, request: Request, user_id: int, upload: UploadView,
+                  start: int, checksum: tuple[str, bytes] | None) -> tuple[UploadView, dict[str, Any] | None]:
+    """Receive a chunk and complete the upload when its last byte is in."""
+    upload = await receive_chunk(service, request, upload, start, checksum)
+    result = None
+    if upload.offset == upload.length:
+        result = await run_in_threadpool(service.complete, user_id, upload)
+        upload.completed, upload.result = True, result
+    return upload, result
