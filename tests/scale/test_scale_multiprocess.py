@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -19,7 +21,7 @@ from oaiofs.client.api import ApiClient
 from oaiofs.client.carts import CartDownloader, cart_entry
 from oaiofs.client.uploads import TusUploader
 from oaiofs.errors import VersionConflict
-from conftest import PASSWORD, ServerProcess, wait_until
+from conftest import PASSWORD, ServerProcess, free_port, wait_until
 from scale_fixtures import (MiB, list_keys, open_multipart_uploads, pg_database, s3_client, s3_prefix,  # noqa: F401
                             services, shared_backend, two_servers)
 
@@ -186,3 +188,11 @@ def test_serve_with_several_workers_on_postgres_and_s3(server_factory, shared_ba
     finally:
         for api in apis:
             api.close()
+
+
+def test_server_with_a_missing_bucket_refuses_to_start(shared_backend, tmp_path: Path) -> None:
+    env = {**os.environ, **shared_backend, "OAIOFS_BLOBS_URL": "s3://no-such-oaiofs-bucket/x"}
+    done = subprocess.run([sys.executable, "-m", "oaiofs", "serve", "--data", str(tmp_path / "nobucket"),
+                           "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "S3 bucket 'no-such-oaiofs-bucket' is not usable" in done.stderr
