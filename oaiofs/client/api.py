@@ -266,6 +266,7 @@ class ApiClient:
 
     def changes(self, cursor: int = 0, wait: float = 0.0, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
         """Change events after ``cursor`` (long-polls up to ``wait`` seconds) and the next cursor."""
+        wait = max(0.0, min(float(wait), protocol.MAX_CHANGES_WAIT_S))
         connect = self.timeout[0] if isinstance(self.timeout, tuple) else self.timeout
         read = self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
         body = self._json("GET", protocol.PATH_CHANGES, params={"cursor": cursor, "wait": wait, "limit": limit},

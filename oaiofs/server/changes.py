@@ -140,5 +140,7 @@ def fetch(db: Session, user_id: int, cursor: int, limit: int) -> tuple[list[dict
     """Events for ``user_id`` after ``cursor`` (oldest first) and the cursor to continue from."""
     rows = list(db.scalars(select(Change).where(Change.user_id == user_id, Change.id > cursor)
                            .order_by(Change.id).limit(limit)))
-    events = [cloud_event(row) for row in rows]
-    return events, (rows[-1].id if rows else cursor)
+    if rows:
+        return [cloud_event(row) for row in rows], rows[-1].id
+    # a cursor beyond every change comes from another (e.g. re-created) database: continue from here
+    return [], min(cursor, current_cursor(db))
