@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -193,4 +194,26 @@ def test_upload_continues_on_another_server_process(server_factory, tmp_path: Pa
     assert uploader.bytes_sent == len(data) - UNIT
     assert result["sha256"] == sha256(data)             # hashed from the staged bytes: no running hash here
     assert ApiClient(first.url, user, PASSWORD).get_file(oaio_id, "roam.bin") == data
+    api.close()
+
+
+def test_uploader_retries_through_a_server_outage(server_factory, tmp_path: Path):
+    server = server_factory()
+    user = server.add_user("outage")
+    src = tmp_path / "o.bin"
+    data = write_random(src, 5 * UNIT + 17)
+    restarter: list[threading.Thread] = []
+
+    def kill_after_two(done: int, _total: int) -> None:
+        if done >= 2 * UNIT and not restarter:
+            server.stop(kill=True)                      # the server dies between two chunks ...
+            restarter.append(threading.Thread(target=server.start))
+            restarter[0].start()                        # ... and comes back a few seconds later
+
+    api = ApiClient(server.url, user, PASSWORD)
+    uploader = TusUploader(api, chunk_size=UNIT, max_attempts=10, backoff_cap_s=2)
+    result = uploader.upload_file(src, new_id(), "o.bin", on_progress=kill_after_two)
+    restarter[0].join()
+    assert result["sha256"] == sha256(data)
+    assert uploader.bytes_sent <= len(data) + UNIT        # at most the chunk in flight was sent twice
     api.close()
