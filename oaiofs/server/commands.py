@@ -60,10 +60,28 @@ def _settings(args: argparse.Namespace) -> "ServerSettings":
     return settings
 
 
+def _database_error(exc: BaseException) -> None:
+    """Print one clear line for a database failure (no traceback; URLs are not echoed)."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    print(f"cannot use the database: {reason}", file=sys.stderr)
+
+
+def _migrate(database_url: str) -> bool:
+    """Upgrade the schema; on failure explain why and return False."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from .db import run_migrations
+    try:
+        run_migrations(database_url)
+    except (SQLAlchemyError, OSError) as exc:
+        _database_error(exc)
+        return False
+    return True
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """``oaiofs db upgrade``."""
-    from .db import run_migrations
-    run_migrations(_settings(args).database_url)
+    if not _migrate(_settings(args).database_url):
+        return 1
     print("database schema is up to date")
     return 0
 
@@ -71,8 +89,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_user_add(args: argparse.Namespace) -> int:
     """``oaiofs user add NAME``: exits 1 if the user exists."""
     from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
     from . import security
-    from .db import has_schema, make_engine, make_sessionmaker, run_migrations
+    from .db import has_schema, make_engine, make_sessionmaker
     from .models import User
 
     settings = _settings(args)
@@ -96,13 +115,16 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         return 2
     engine = make_engine(settings.database_url)
     try:
-        if not has_schema(engine):
-            run_migrations(settings.database_url)
+        if not has_schema(engine) and not _migrate(settings.database_url):
+            return 1
         with make_sessionmaker(engine).begin() as db:
             if db.scalar(select(User.id).where(User.username == name)) is not None:
                 print(f"user {name!r} already exists", file=sys.stderr)
                 return 1
             db.add(User(username=name, password_hash=security.hash_password(password), is_admin=args.admin))
+    except SQLAlchemyError as exc:
+        _database_error(exc)
+        return 1
     finally:
         engine.dispose()
     print(f"user {name!r} created")
@@ -112,12 +134,14 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """``oaiofs serve``: migrate, then run uvicorn (one process, or ``--workers N``)."""
     import uvicorn
-    from .db import run_migrations
 
     settings = _settings(args)
-    run_migrations(settings.database_url)
+    if not _migrate(settings.database_url):
+        return 1
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    log.info("serving %s on http://%s:%d", settings.data_dir, settings.host, settings.port)
+    where = settings.db_url.split("@")[-1] if settings.db_url else settings.data_dir   # never print a DB password
+    print(f"oaiofs server on http://{settings.host}:{settings.port} (data: {where}, "
+          f"{settings.workers} worker{'s' if settings.workers > 1 else ''}); Ctrl+C stops it", file=sys.stderr)
     if settings.workers > 1:
         os.environ.update(settings.to_env())
         uvicorn.run("oaiofs.server.app:app_from_env", factory=True, host=settings.host, port=settings.port,

@@ -96,3 +96,13 @@ def _children(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+def test_unreachable_database_is_one_clear_line(tmp_path):
+    from conftest import free_port
+    url = f"postgresql://someone:db-secret-pw@127.0.0.1:{free_port()}/nothing"
+    for args in (("user", "add", "bob"), ("db", "upgrade"), ("serve", "--port", str(free_port()))):
+        done = _oaiofs(*args, "--data", str(tmp_path / "d"), "--db", url, password="pw")
+        assert done.returncode == 1, args
+        assert "cannot use the database" in done.stderr and "Traceback" not in done.stderr
+        assert "db-secret-pw" not in done.stdout + done.stderr
