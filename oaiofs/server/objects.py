@@ -145,18 +145,24 @@ def _subtree(entries: dict[str, FileEntry], path: str) -> list[FileEntry]:
     return [e for p, e in entries.items() if p == path or p.startswith(prefix)]
 
 
-def _ensure_parents(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> list[str]:
-    """Create missing parent folders of ``path``; a file in the way is a conflict."""
-    created = []
+def _check_parents(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> None:
+    """Raise ``Conflict`` if a file stands where a parent folder of ``path`` must be."""
     for parent in protocol.parent_dirs(path):
         entry = entries.get(parent)
-        if entry is None:
+        if entry is not None and entry.kind != DIR:
+            raise Conflict(f"{parent!r} is a file, not a folder", {"oaio_id": obj.oaio_id, "path": parent})
+
+
+def _ensure_parents(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> list[str]:
+    """Create the missing parent folders of ``path`` (checked with :func:`_check_parents` first)."""
+    _check_parents(obj, entries, path)
+    created = []
+    for parent in protocol.parent_dirs(path):
+        if parent not in entries:
             entry = FileEntry(path=parent, kind=DIR, size=0, version=obj.version, stamp=obj.stamp, mtime=time.time())
             obj.files.append(entry)
             entries[parent] = entry
             created.append(parent)
-        elif entry.kind != DIR:
-            raise Conflict(f"{parent!r} is a file, not a folder", {"oaio_id": obj.oaio_id, "path": parent})
     return created
 
 
@@ -238,6 +244,7 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
     if entry is not None and entry.kind == DIR:
         raise Conflict(f"{path!r} is a folder", {"oaio_id": obj.oaio_id, "path": path})
     check_file_base(obj, path, entry, base_version)
+    _check_parents(obj, entries, path)
     _bump(obj)
     created = _ensure_parents(obj, entries, path)
     if entry is None:
@@ -258,6 +265,7 @@ def make_dir(db: Session, user: User, obj: OaiObject, path: str) -> FileEntry:
     if path in entries:
         raise AlreadyExists(f"{path!r} already exists", {"oaio_id": obj.oaio_id, "path": path,
                                                          "kind": entries[path].kind})
+    _check_parents(obj, entries, path)
     _bump(obj)
     created = _ensure_parents(obj, entries, path)
     entry = FileEntry(path=path, kind=DIR, size=0, version=obj.version, stamp=obj.stamp, mtime=time.time())
@@ -306,6 +314,7 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
         raise InvalidValue("source and destination are the same", {"path": src})
     if dst.startswith(src + "/"):
         raise InvalidValue("cannot move a folder into itself", {"src": src, "dst": dst})
+    _check_parents(obj, entries, dst)          # every refusal comes before the first change
     target = entries.get(dst)
     if target is not None:
         if not overwrite:

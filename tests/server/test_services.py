@@ -157,3 +157,22 @@ def test_change_rows_are_one_per_recipient(session_factory, alice):
     assert len(rows) == 1 and json.loads(rows[0].data_json)["actor"] == "alice"
     with session_factory() as db:
         assert db.scalar(select(FileEntry.id)) is None
+
+
+def test_refusals_leave_the_session_unchanged(session_factory, alice):
+    """Every refusal is raised before the first change, even inside one open transaction."""
+    _new_object(session_factory, alice)
+    _commit(session_factory, alice, "file.txt")
+    _commit(session_factory, alice, "other.txt")
+    with session_factory() as db:
+        obj, _ = load_object(db, db.get(User, alice.id), "obj1", "update", for_update=True)
+        before = (obj.version, sorted(f.path for f in obj.files))
+        for refused in (lambda: objects.move(db, alice, obj, "other.txt", "file.txt/inside"),
+                        lambda: objects.move(db, alice, obj, "other.txt", "file.txt", overwrite=False),
+                        lambda: objects.make_dir(db, alice, obj, "file.txt/sub"),
+                        lambda: objects.commit_file(db, alice, obj, "file.txt/x", blob_key=KEY, size=1, sha256=SHA,
+                                                    mtime=None, base_version=None)):
+            with pytest.raises(Conflict):
+                refused()
+            assert not db.new and not db.deleted and (obj.version, sorted(f.path for f in obj.files)) == before
+        db.rollback()
