@@ -115,6 +115,7 @@ class Synchronizer:
         """One push + pull; raises ``Unavailable``/``Unauthorized`` when the server cannot be used."""
         report = SyncReport()
         pushed = self._push_all(report)
+        push_errors = len(report.errors)
         feed = self._changes_since_cursor()
         if feed is None:
             self._pull_listing(report, pushed)
@@ -123,8 +124,9 @@ class Synchronizer:
             incomplete = {i for i, o in self.state.objects.items() if o.incomplete}
             for oaio_id in sorted(changed | pushed | incomplete):
                 self._guard(report, oaio_id, self._pull_by_id, oaio_id, oaio_id in pushed, report)
+        if len(report.errors) == push_errors:     # a failed pull is retried: keep the old cursor
+            self.state.write_state(cursor=report.cursor, server=self.server_id)
         self._push_all(report, only_new=True)     # conflict copies made while pulling
-        self.state.write_state(cursor=report.cursor, server=self.server_id)
         return report
 
     def _changes_since_cursor(self) -> tuple[set[str], int] | None:

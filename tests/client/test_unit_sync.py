@@ -342,3 +342,17 @@ def test_bad_arguments_answer_none_with_a_reason(server: FakeServer, tmp_path: P
     assert alice.unregister_object("no-such-id") != ""
     assert not (tmp_path / "escape.txt").exists()
     assert list(server.objects) == [obj.oaio_id]
+
+
+def test_a_failed_download_is_retried_by_the_next_sync(server: FakeServer, tmp_path: Path) -> None:
+    alice = make_client(server, "alice", tmp_path / "a")
+    api = FakeApi(server, "bob")
+    downloader = FakeDownloader(api, corrupt=True)
+    bob = make_client(server, "bob", tmp_path / "b", downloader=downloader)
+    assert bob.synchronize_with_server_if_online()             # saves a feed cursor
+    obj = alice.register_file("f.txt", b"content")
+    alice.upsert_subscription(obj.oaio_id, "bob", "r")
+    assert not bob.synchronize_with_server_if_online() and "sha256" in bob.error_message
+    downloader.corrupt = False
+    assert bob.synchronize_with_server_if_online(), bob.error_message
+    assert (bob.files_root(obj.oaio_id) / "f.txt").read_bytes() == b"content"
