@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import concurrent.futures
 
-import pytest
 import requests
 
 from conftest import PASSWORD
