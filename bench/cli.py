@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-size", default=None, help="passed to oaiofs mount --cache-size")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for oaiofs serve (repeatable), e.g. --server-arg=--db=postgresql://...")
+    parser.add_argument("--mount-arg", action="append", default=[],
+                        help="extra argument for oaiofs mount (repeatable), e.g. --mount-arg=--attr-timeout=30")
     parser.add_argument("--baselines-only", action="store_true",
                         help="measure only the baselines (no drive is mounted)")
     parser.add_argument("--profile", action="store_true",
@@ -64,8 +66,9 @@ def check_environment(mounts: bool) -> None:
 
 
 def machine_info() -> dict[str, object]:
+    """What the numbers depend on; a high load average means other work shared the CPUs."""
     return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 def run_suite(args: argparse.Namespace, config: BenchConfig, work_dir: Path,
@@ -77,8 +80,9 @@ def run_suite(args: argparse.Namespace, config: BenchConfig, work_dir: Path,
         raise BenchError(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
     rows: list[Row] = []
     with contextlib.ExitStack() as stack:
-        run = BenchRun(config, work_dir, stack, server_args=args.server_arg, profile_dir=profile_dir,
-                       profile_idle=args.profile_idle, mounts_enabled=not args.baselines_only)
+        run = BenchRun(config, work_dir, stack, server_args=args.server_arg, mount_args=args.mount_arg,
+                       profile_dir=profile_dir, profile_idle=args.profile_idle,
+                       mounts_enabled=not args.baselines_only)
         run.start()
         for name in WORKLOADS:
             if name in selected:
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     profile_dir = json_path.with_suffix("").with_name(json_path.stem + "-profiles") if args.profile else None
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="oaiofs-bench-"))
     started = time.monotonic()
+    machine_at_start = machine_info()
     try:
         check_environment(not args.baselines_only)
         rows, facts = run_suite(args, config, work_dir, profile_dir)
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
     meta = {"started": stamp, "quick": args.quick, "duration_s": round(time.monotonic() - started, 1),
-            "machine": machine_info(), "config": {k: v for k, v in vars(config).items()}, **facts}
+            "machine": machine_at_start, "loadavg_at_end": machine_info()["loadavg_1_5_15"], "config": {k: v for k, v in vars(config).items()}, **facts}
     write_json(json_path, rows, meta)
     print(markdown_table(rows))
     print(f"\n{sum(r.passed for r in rows)}/{len(rows)} rows meet their target; "

@@ -17,7 +17,7 @@ class BenchConfig:
     stream_size: int = 1024 * MIB
     reps: int = 3
     warm_reps: int = 5
-    row_budget_s: float = 120.0       # stop repeating a row after this much time
+    row_budget_s: float = 60.0        # stop repeating a row after this much time
     row_timeout_s: float = 300.0      # kill a drive stuck in one workload this long
     commit_timeout_s: float = 180.0   # wait this long for a closed file to reach the server
     commit_poll_s: float = 0.01

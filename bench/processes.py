@@ -119,7 +119,7 @@ class MountHandle:
     """One ``oaiofs mount --foreground`` process; its pid is the drive's pid."""
 
     def __init__(self, mountpoint: Path, server_url: str, user: str, password: str, cache_dir: Path,
-                 log_path: Path, cache_size: str | None = None) -> None:
+                 log_path: Path, cache_size: str | None = None, extra_args: list[str] | None = None) -> None:
         self.mountpoint = mountpoint
         self.server_url = server_url
         self.user = user
@@ -127,6 +127,7 @@ class MountHandle:
         self.cache_dir = cache_dir
         self.cache_size = cache_size
         self.log_path = log_path
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_by_watchdog = False
 
@@ -143,6 +144,7 @@ class MountHandle:
                 "--cache", str(self.cache_dir), "--foreground"]
         if self.cache_size:
             args += ["--cache-size", self.cache_size]
+        args += self.extra_args
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(_oaiofs(*args), env=dict(os.environ, OAIOFS_PASSWORD=self.password),
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -35,16 +35,16 @@ class PySpyRecorder:
         self._sampling = threading.Event()
 
     def _drain(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        for line in self._proc.stderr:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:          # py-spy reports on stdout, errors on stderr (merged)
             self._stderr.append(line)
             if "Sampling process" in line:
                 self._sampling.set()
 
     def __enter__(self) -> "PySpyRecorder":
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        self._proc = subprocess.Popen(self._cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(self._cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._drain, daemon=True).start()
         deadline = time.monotonic() + 10
         while not self._sampling.wait(0.05):

@@ -29,12 +29,13 @@ class BenchRun:
     """The environment the workloads measure in (see :mod:`bench.workloads`)."""
 
     def __init__(self, config: BenchConfig, work_dir: Path, stack: contextlib.ExitStack, *,
-                 server_args: list[str] | None = None, profile_dir: Path | None = None,
-                 profile_idle: bool = False, mounts_enabled: bool = True) -> None:
+                 server_args: list[str] | None = None, mount_args: list[str] | None = None,
+                 profile_dir: Path | None = None, profile_idle: bool = False, mounts_enabled: bool = True) -> None:
         self.config = config
         self.work_dir = work_dir
         self.stack = stack
         self.server_args = server_args or []
+        self.mount_args = mount_args or []
         self.profile_dir = profile_dir
         self.profile_idle = profile_idle
         self.mounts_enabled = mounts_enabled
@@ -74,7 +75,7 @@ class BenchRun:
         n = next(self._mount_ids)
         mount = MountHandle(self.work_dir / f"mnt-{n}", self.server.url, user, self.password,
                             self.work_dir / f"cache-{n}", self.work_dir / f"drive-{n}.log",
-                            cache_size=self.config.cache_size)
+                            cache_size=self.config.cache_size, extra_args=self.mount_args)
         with contextlib.ExitStack() as local:
             local.callback(mount.stop)
             self.stack.callback(mount.stop)     # also on Ctrl-C while the row is running
