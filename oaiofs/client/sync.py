@@ -75,6 +75,12 @@ class SyncReport:
     cursor: int = 0
 
 
+def path_list(values: dict[str, Any]) -> list[Any]:
+    """The ``_file_paths`` list of a values dict ([] if missing or malformed)."""
+    paths = values.get("_file_paths")
+    return list(paths) if isinstance(paths, list) else []
+
+
 def next_stamp(after: str = "") -> str:
     """``now_stamp()``, or one microsecond after ``after`` if the clock is not ahead of it."""
     stamp = now_stamp()
@@ -225,13 +231,14 @@ class Synchronizer:
         if obj.pending_delete:
             self._push_delete(obj, report)
             return False
-        local_paths = obj.client_values.get("_file_paths")   # before a merge adds other devices' files
+        local_paths = path_list(obj.client_values)    # before a merge adds other devices' files
+        base_paths = path_list(obj.server_values)
         try:
             if obj.server_version == 0:
                 self._push_create(obj)
             else:
                 self._push_values(obj, report)
-            self._push_files(obj, local_paths if isinstance(local_paths, list) else [], report)
+            self._push_files(obj, local_paths, base_paths, report)
         except Forbidden as exc:
             self._keep_refused_edit(obj, report, exc)
             return True
@@ -312,8 +319,14 @@ class Synchronizer:
             return doc
         raise AssertionError("unreachable")
 
-    def _push_files(self, obj: OaiObject, local_paths: list[Any], report: SyncReport) -> None:
-        """Upload the changed files of ``local_paths`` (this device's ``_file_paths``); delete dropped ones."""
+    def _push_files(self, obj: OaiObject, local_paths: list[Any], base_paths: list[Any],
+                    report: SyncReport) -> None:
+        """Upload the changed files of ``local_paths`` (this device's ``_file_paths``).
+
+        Only files this device dropped from ``_file_paths`` (listed in the base, not any
+        more locally) are deleted on the server; files attached by other means (the
+        drive, other clients) that were never listed are left alone.
+        """
         root = self.files_root(obj)
         wanted: list[str] = []
         for raw in local_paths:
@@ -322,7 +335,7 @@ class Synchronizer:
             except InvalidValue as exc:
                 report.errors.append(f"{obj.oaio_id}: attached file path refused: {exc.message}")
         added_conflicts: list[str] = []
-        dropped = [p for p, f in obj.files.items() if p not in wanted and f.get("kind") == "file"]
+        dropped = [p for p in base_paths if p not in wanted and obj.files.get(p, {}).get("kind") == "file"]
         for path in wanted:
             local = safe_join(root, path)
             if not local.is_file():

@@ -356,3 +356,14 @@ def test_a_failed_download_is_retried_by_the_next_sync(server: FakeServer, tmp_p
     downloader.corrupt = False
     assert bob.synchronize_with_server_if_online(), bob.error_message
     assert (bob.files_root(obj.oaio_id) / "f.txt").read_bytes() == b"content"
+
+
+def test_files_never_listed_in_file_paths_are_not_deleted(server: FakeServer, tmp_path: Path) -> None:
+    alice = make_client(server, "alice", tmp_path / "a")
+    obj = alice.register_file("listed.txt", b"l")
+    alice.api.put(obj.oaio_id, "from-the-drive.txt", b"d", 0)          # attached without _file_paths
+    assert alice.synchronize_with_server_if_online()
+    assert alice.update_object(obj.oaio_id, {"note": "values edit"}) is not None
+    assert alice.update_file(obj.oaio_id, "renamed.txt", b"r") is not None  # listed.txt dropped: deleted
+    files = server.objects[obj.oaio_id]["files"]
+    assert set(files) == {"from-the-drive.txt", "renamed.txt"}, alice.error_message
