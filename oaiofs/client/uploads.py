@@ -55,7 +55,7 @@ class UploadState(dict):
 
 
 class TusUploader:
-    """Uploads files in chunks through one :class:`ApiClient` (thread-safe per upload)."""
+    """Uploads files in chunks through one :class:`ApiClient` (several threads may share one)."""
 
     def __init__(self, api: ApiClient, chunk_size: int = protocol.DEFAULT_CHUNK_SIZE, max_attempts: int = 8,
                  backoff_cap_s: float = 30.0, backoff_base_s: float = 0.25) -> None:
@@ -87,8 +87,8 @@ class TusUploader:
                                 "Upload-Metadata": protocol.encode_upload_metadata(meta)})
         resp = self.api.request("POST", protocol.PATH_UPLOADS, headers=headers, expect=(201,))
         resp.close()
-        return self.api.url(resp.headers["Location"]) if resp.headers["Location"].startswith("/") \
-            else resp.headers["Location"]
+        location = resp.headers["Location"]
+        return self.api.url(location) if location.startswith("/") else location
 
     def status(self, url: str) -> UploadState:
         """The server's view of an upload (``NotFound``/``Gone`` once it was purged or finished long ago)."""
@@ -145,9 +145,14 @@ class TusUploader:
                 log.info("upload %s is gone on the server; starting over", url)
                 url = None
             else:
-                if "version" in state:
-                    return _summary(state, size)
-                offset = state["offset"]
+                if "version" in state and state["sha256"] == sha256:
+                    return _summary(state, size)        # it completed; only the answer was lost
+                if "version" in state or state["length"] != size:
+                    log.info("upload %s was for other bytes than %s has now; starting over", url, local_path)
+                    self.cancel(url)
+                    url = None
+                else:
+                    offset = state["offset"]
         if url is None:
             url = self.create(oaio_id, path, size, sha256=sha256, base_version=base_version, mtime=mtime)
             if on_url is not None:

@@ -217,3 +217,26 @@ def test_uploader_retries_through_a_server_outage(server_factory, tmp_path: Path
     assert result["sha256"] == sha256(data)
     assert uploader.bytes_sent <= len(data) + UNIT        # at most the chunk in flight was sent twice
     api.close()
+
+
+def test_resume_url_of_other_bytes_starts_over(live_server, make_user, api_for, tmp_path: Path):
+    api = api_for(make_user("changed"))
+    src = tmp_path / "c.bin"
+    write_random(src, UNIT + 10)
+    oaio_id, urls = new_id(), []
+
+    def stop(done: int, _total: int) -> None:
+        if done >= UNIT:
+            raise StopUpload()
+
+    with pytest.raises(StopUpload):
+        TusUploader(api, chunk_size=UNIT).upload_file(src, oaio_id, "c.bin", on_url=urls.append, on_progress=stop)
+    data = write_random(src, UNIT + 20)                 # the file changed size before the resume
+    uploader = TusUploader(api, chunk_size=UNIT)
+    result = uploader.upload_file(src, oaio_id, "c.bin", url=urls[0], on_url=urls.append)
+    assert len(urls) == 2 and uploader.bytes_sent == len(data)
+    assert result["sha256"] == sha256(data) and api.get_file(oaio_id, "c.bin") == data
+    # a completed upload answers for its own bytes only
+    again = TusUploader(api, chunk_size=UNIT)
+    assert again.upload_file(src, oaio_id, "c.bin", url=urls[1])["version"] == result["version"]
+    assert again.bytes_sent == 0
