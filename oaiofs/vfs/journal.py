@@ -18,6 +18,7 @@ does only local disk I/O; no lock is held during network I/O or user callbacks.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import errno as errno_mod
 import fcntl
@@ -77,7 +78,8 @@ class Journal:
         self._lock_fd = _lock_root(self.root)
         self._store = OpStore(self.root)
         self._cond = threading.Condition()
-        self._active: dict[int, Op] = {}          # pending/running, by id (= submit order)
+        self._active: dict[int, Op] = {}          # pending/running, by id
+        self._queues: dict[str, list[Op]] = {}    # oaio_id -> its pending/running ops in submit (id) order
         self._failed: dict[int, Op] = {}
         self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
         self._busy: set[str] = set()              # oaio_ids with an op being applied
@@ -110,7 +112,7 @@ class Journal:
             op.size = os.stat(op.data_file).st_size
         with self._cond:
             self._store.insert(op)
-            self._active[op.id] = op
+            self._enqueue_locked(op)
             self._cond.notify_all()
         log.debug("%s %s: queued %s op %d", op.oaio_id, op.path, op.kind, op.id)
         return op
@@ -172,7 +174,7 @@ class Journal:
                 if op is not None:
                     op.state, op.error, op.attempts = "pending", "", 0
                     self._store.update(op)
-                    self._active[op.id] = op
+                    self._enqueue_locked(op)
                     count += 1
             self._retry_at.clear()
             self._cond.notify_all()
@@ -225,7 +227,7 @@ class Journal:
         for op in self._store.load():
             if op.state in ACTIVE_STATES:
                 op.state = "pending"
-                self._active[op.id] = op
+                self._enqueue_locked(op)
             elif op.state == "failed":
                 self._failed[op.id] = op
         orphans = self._store.remove_orphans()
@@ -254,15 +256,29 @@ class Journal:
     def _next_runnable_locked(self) -> Op | None:
         """The oldest op whose object is idle, not backing off, and has no older op waiting."""
         now = time.monotonic()
-        seen: set[str] = set()
-        for op_id in sorted(self._active):
-            op = self._active[op_id]
-            if op.oaio_id in seen:
+        best: Op | None = None
+        for oaio_id, queue in self._queues.items():
+            if oaio_id in self._busy or self._retry_at.get(oaio_id, 0.0) > now:
                 continue
-            seen.add(op.oaio_id)
-            if op.oaio_id not in self._busy and self._retry_at.get(op.oaio_id, 0.0) <= now:
-                return op
-        return None
+            if best is None or queue[0].id < best.id:
+                best = queue[0]
+        return best
+
+    def _enqueue_locked(self, op: Op) -> None:
+        self._active[op.id] = op
+        queue = self._queues.setdefault(op.oaio_id, [])
+        if queue and queue[-1].id > op.id:        # a failed op queued again: back to its place
+            bisect.insort(queue, op, key=lambda o: o.id)
+        else:
+            queue.append(op)
+
+    def _dequeue_locked(self, op: Op) -> None:
+        self._active.pop(op.id, None)
+        queue = [o for o in self._queues.get(op.oaio_id, []) if o.id != op.id]
+        if queue:
+            self._queues[op.oaio_id] = queue
+        else:
+            self._queues.pop(op.oaio_id, None)
 
     def _seconds_to_next_retry_locked(self) -> float | None:
         waiting = [t for oid, t in self._retry_at.items() if oid not in self._busy]
@@ -293,7 +309,7 @@ class Journal:
             self._notify(self._on_applied, final, outcome.doc)
             self._store.remove_data(op.data_file)
         with self._cond:                 # only now may wait() return: the drive has been told
-            self._active.pop(op.id, None)
+            self._dequeue_locked(op)
             op.state = outcome.state
             if op.state == "failed":
                 self._failed[op.id] = op
@@ -338,8 +354,8 @@ class Journal:
             moved = next((f for f in (outcome.doc or {}).get("files", []) if f.get("path") == applied.dst), None)
             if moved is not None:
                 file_versions[applied.dst] = int(moved["version"])
-        for later in self._active.values():
-            if later.id <= applied.id or later.oaio_id != applied.oaio_id or later.base_version is None:
+        for later in self._queues.get(applied.oaio_id, []):
+            if later.id <= applied.id or later.base_version is None:
                 continue
             new_base = None
             if later.kind in _OBJECT_LEVEL:

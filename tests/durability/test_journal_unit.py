@@ -249,3 +249,19 @@ def test_wait_on_a_reloaded_copy(tmp_path: Path, server: FakeServer) -> None:
     assert second.wait(copy, timeout=10).state == "done"
     assert second.wait(copy, timeout=0).state == "done"               # already finished: returns at once
     second.close()
+
+
+def test_objects_run_in_parallel_but_each_in_order(tmp_path: Path, server: FakeServer) -> None:
+    api = FakeApi(server)
+    oids = [f"{OID}-{n}" for n in range(3)]
+    for oid in oids:
+        api.create_object({}, oid)
+    journal = make_journal(tmp_path / "j", server, Recorder())
+    for i in range(30):                                                # interleaved submits
+        journal.submit(Op("mkdir", oids[i % 3], f"d{i:02d}"))
+    journal.start()
+    assert journal.wait_idle(timeout=20)
+    journal.close()
+    for oid in oids:
+        made = [path for (name, o, path) in server.calls if name == "make_dir" and o == oid]
+        assert made == sorted(made) and len(made) == 10
