@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -114,8 +116,6 @@ def test_pin_keeps_files_and_unpin_releases_them(live_server, user_api, mounted_
         api.put_file(other, f"o{i}.bin", os.urandom(2 * MiB))
     cache_dir = tmp_path / "pincache"
     drive = mounted_drive(live_server, user, cache_dir=cache_dir, cache_size="6M")
-    import subprocess
-    import sys
     out = subprocess.run([sys.executable, "-m", "oaiofs", "pin", str(drive.path("Keep"))],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -93,3 +95,24 @@ def test_concurrent_edit_keeps_both_versions(live_server, make_user, api_for, mo
     assert os.getxattr(path, "user.oaio.status") == b"conflict"
     status = json.loads(os.getxattr(drive.mountpoint, "user.oaio.mount_status"))
     assert any(c["conflict_path"] == copy for c in status["conflicts"])
+
+
+def test_upload_refused_after_rights_revoked_keeps_local_bytes(live_server, make_user, api_for, mounted_drive):
+    owner, writer = make_user("own"), make_user("wri")
+    api = api_for(owner)
+    oid = api.create_object({"_name": "Revoke"})["oaio_id"]
+    api.put_file(oid, "f.txt", b"server")
+    api.set_subscription(oid, writer, "U")
+    drive = mounted_drive(live_server, writer)
+    path = drive.path("Revoke", "f.txt")
+    with open(path, "r+b") as fh:
+        api.set_subscription(oid, writer, "r")                 # downgraded while the file is open
+        fh.write(b"LOCAL!")
+    wait_until(lambda: os.getxattr(path, "user.oaio.status") == b"error", message="upload refused")
+    assert path.read_bytes() == b"LOCAL!"                      # the local bytes are kept and shown
+    status = json.loads(os.getxattr(drive.mountpoint, "user.oaio.mount_status"))
+    assert [f["path"] for f in status["failed"]] == ["f.txt"]
+    assert api.get_file(oid, "f.txt") == b"server"
+    shown = subprocess.run([sys.executable, "-m", "oaiofs", "status", str(drive.mountpoint)],
+                           capture_output=True, text=True)
+    assert "FAILED" in shown.stdout and "f.txt" in shown.stdout
