@@ -46,6 +46,7 @@ XATTR_PIN = "user.oaio.pin"
 XATTR_MOUNT_STATUS = "user.oaio.mount_status"
 FILE_XATTRS = (XATTR_STATUS, XATTR_SHA256, XATTR_VERSION, XATTR_PIN)
 FSYNC_TIMEOUT_S = 600.0
+OFFLINE_FSYNC_WAIT_S = 5.0       # offline, fsync reports EIO soon (the change stays queued)
 MOVE_WAIT_S = 30.0
 
 
@@ -372,7 +373,12 @@ class Vfs:
         op = op or self._last_op.get(key)
         if op is None:
             return
-        done = self.journal.wait(op, timeout=FSYNC_TIMEOUT_S)
+        online = getattr(self.journal, "online", True)
+        try:
+            done = self.journal.wait(op, timeout=FSYNC_TIMEOUT_S if online else OFFLINE_FSYNC_WAIT_S)
+        except TimeoutError:
+            raise Unavailable(f"{key[1]}: saved locally and queued, but the server "
+                              f"{'is unreachable' if not online else 'did not confirm it in time'}") from None
         if done.state == "failed":
             code, _, message = done.error.partition(": ")
             raise error_from_response(0, {"error": code, "message": f"{key[1]}: not saved on the server: "
