@@ -187,6 +187,9 @@ class OpApplier:
             try:
                 result = self._upload(op, op.path, op.base_version)
                 return Outcome("done", self._doc_or_none(op.oaio_id), int(result["version"]))
+            except ChecksumMismatch:
+                self._check_snapshot_unchanged(op)
+                raise
             except VersionConflict:
                 current = self._server_file(op.oaio_id, op.path)
                 if current is not None and current.get("sha256") == op.sha256:
@@ -199,6 +202,17 @@ class OpApplier:
         return Outcome("conflict", self._doc_or_none(op.oaio_id), version, path)
 
     # --- helpers -----------------------------------------------------------------------
+    def _check_snapshot_unchanged(self, op: Op) -> None:
+        """After a whole-file checksum failure: if the snapshot's bytes changed (someone wrote
+        into the hard link), upload what is there now, from the start."""
+        actual = file_sha256(Path(op.data_file or ""))
+        if actual != op.sha256:
+            log.warning("%s/%s: the journal's snapshot changed after it was queued; uploading its "
+                        "current bytes", op.oaio_id, op.path)
+            op.sha256, op.upload_url, op.offset = actual, None, 0
+            op.size = Path(op.data_file or "").stat().st_size
+            self._save(op)
+
     def _upload(self, op: Op, target: str, base_version: int | None, conflict: bool = False) -> dict[str, Any]:
         """Upload ``op``'s snapshot to ``target``, resuming the persisted tus URL when there is one."""
         if conflict and op.conflict_path != target:

@@ -387,6 +387,8 @@ class Journal:
 
 def read_status(root: Path) -> dict[str, Any]:
     """The queue as last persisted in ``root`` (for ``oaiofs status`` from another process)."""
+    if not (Path(root) / "journal.db").exists():
+        return {"online": True, "ops": [], "conflicts": [], "failed": []}
     store = OpStore(Path(root))
     try:
         ops = store.load()

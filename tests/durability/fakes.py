@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from oaiofs.errors import (AlreadyExists, Forbidden, Gone, NotFound, OaioError, VersionConflict)
+from oaiofs.errors import (AlreadyExists, ChecksumMismatch, Forbidden, Gone, NotFound, OaioError, VersionConflict)
 
 
 class FakeServer:
@@ -185,6 +185,9 @@ class FakeUploader:
             self.sent_bytes += len(chunk)
             if on_progress:
                 on_progress(upload["offset"], len(data))
+        if sha256 and hashlib.sha256(upload["buf"]).hexdigest() != sha256:
+            del self.s.uploads[url]
+            raise ChecksumMismatch("whole-file sha256 does not match")
         entry = self.s.commit(oaio_id, path, upload["buf"], base_version)
         upload["result"] = {"version": entry["version"], "sha256": entry["sha256"], "size": entry["size"]}
         return upload["result"]

@@ -265,3 +265,20 @@ def test_objects_run_in_parallel_but_each_in_order(tmp_path: Path, server: FakeS
     for oid in oids:
         made = [path for (name, o, path) in server.calls if name == "make_dir" and o == oid]
         assert made == sorted(made) and len(made) == 10
+
+
+def test_snapshot_changed_after_queueing_is_uploaded_as_it_is_now(tmp_path: Path, server: FakeServer) -> None:
+    """Defence against a drive bug (writing into a hard-linked snapshot): no endless checksum retries."""
+    FakeApi(server).create_object({}, OID)
+    server.fail_next(Unavailable("down"))
+    first = make_journal(tmp_path / "j", server, Recorder(), backoff_s=60)
+    op = first.submit(Op("put_file", OID, "a.txt", base_version=0), write(tmp_path / "a", b"old bytes"))
+    first.start()
+    wait_until(lambda: op.attempts >= 1, timeout=10, message="first attempt (sha256 recorded)")
+    first.close()
+    Path(op.data_file).write_bytes(b"new bytes, same inode")
+    second = make_journal(tmp_path / "j", server, Recorder())
+    second.start()
+    assert second.wait_idle(timeout=10)
+    second.close()
+    assert server.blobs[(OID, "a.txt")] == b"new bytes, same inode"
