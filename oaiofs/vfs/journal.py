@@ -164,6 +164,12 @@ class Journal:
             failed = [o.summary() for o in sorted(self._failed.values(), key=lambda o: o.id)]
         return {"online": self._online, "ops": ops, "conflicts": self._store.conflicts(), "failed": failed}
 
+    def wake(self) -> None:
+        """Retry every op waiting out a backoff now (e.g. the drive saw the server come back)."""
+        with self._cond:
+            self._retry_at.clear()
+            self._cond.notify_all()
+
     def retry(self, op_id: int | None = None) -> int:
         """Queue failed ops again (all, or one) and retry waiting ones now; returns how many were re-queued."""
         with self._cond:
@@ -216,7 +222,9 @@ class Journal:
         self._threads = []
 
     def close(self) -> None:
-        """Stop and release the store and the root lock."""
+        """Stop and release the store and the root lock (idempotent)."""
+        if self._closed:
+            return
         self.stop()
         self._closed = True
         self._store.close()
@@ -322,6 +330,8 @@ class Journal:
             self._cond.notify_all()
 
     def _reschedule(self, op: Op, outcome: Outcome) -> None:
+        if isinstance(outcome.error, Unavailable):
+            self._set_online(False)
         with self._cond:
             op.state = "pending"
             self._busy.discard(op.oaio_id)
@@ -334,8 +344,6 @@ class Journal:
                          op.kind, op.id, op.attempts, op.error, delay)
             self._cond.notify_all()
         self._store.update(op)
-        if isinstance(outcome.error, Unavailable):
-            self._set_online(False)
 
     def _chain_locked(self, applied: Op, outcome: Outcome) -> None:
         """Rebase later ops of the same object on the versions this op produced (see module doc)."""
@@ -374,9 +382,7 @@ class Journal:
         self._store.set_meta("online", online)
         log.warning("server is %s", "reachable again" if online else "unreachable; changes stay queued")
         if online:
-            with self._cond:   # the server is back: retry everything that was waiting for it now
-                self._retry_at.clear()
-                self._cond.notify_all()
+            self.wake()        # the server is back: retry everything that was waiting for it now
 
     def _notify(self, callback: Callable[..., None], *args: Any) -> None:
         try:

@@ -282,3 +282,17 @@ def test_snapshot_changed_after_queueing_is_uploaded_as_it_is_now(tmp_path: Path
     assert second.wait_idle(timeout=10)
     second.close()
     assert server.blobs[(OID, "a.txt")] == b"new bytes, same inode"
+
+
+def test_wake_retries_a_backing_off_op_at_once(tmp_path: Path, server: FakeServer) -> None:
+    FakeApi(server).create_object({}, OID)
+    server.fail_next(Unavailable("down"))
+    journal = make_journal(tmp_path / "j", server, Recorder(), backoff_s=600)   # would wait 10 minutes
+    op = journal.submit(Op("mkdir", OID, "d"))
+    journal.start()
+    wait_until(lambda: op.attempts == 1, timeout=10, message="the first attempt to fail")
+    assert not journal.online and op.state == "pending"
+    journal.wake()                                                     # e.g. the change feed is back
+    assert journal.wait(op, timeout=10).state == "done" and journal.online
+    journal.close()
+    journal.close()                                                    # idempotent
