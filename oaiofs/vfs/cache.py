@@ -15,7 +15,6 @@ the network. Methods ending in ``_locked`` need ``Item.cond`` held.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ from typing import Any
 
 import diskcache
 
+from .hashing import IncrementalHash
 from .ranges import RangeSet
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class Item:
         self.linked = False               # the journal may hold a hard link to the data file
         self.closed = False
         self._old_fds: list[int] = []
-        self._hasher: Any = hashlib.sha256()
-        self._hashed_upto = 0             # bytes [0, n) fed to the hasher in order
+        self._hash = IncrementalHash()
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
 
     @property
@@ -121,11 +120,7 @@ class Item:
             self.ranges.add(offset, end)
             self.size = max(self.size, end)
             self._mark_dirty_locked()
-            if offset == self._hashed_upto:
-                self._hasher.update(data)
-                self._hashed_upto = end
-            elif offset < self._hashed_upto:          # bytes already hashed changed: start over later
-                self._hasher, self._hashed_upto = hashlib.sha256(), 0
+            self._hash.feed(offset, data)
             grown = self.ranges.total() - before
         if not self.detached:                 # a retired item's bytes no longer count
             self.cache.account(grown)
@@ -139,8 +134,7 @@ class Item:
             if length > self.size:
                 self.ranges.add(self.size, length)      # the new tail reads as zeros
             self.size = length
-            if length < self._hashed_upto:
-                self._hasher, self._hashed_upto = hashlib.sha256(), 0
+            self._hash.truncated(length)
             self._mark_dirty_locked()
             grown = self.ranges.total() - before
         if not self.detached:                 # a retired item's bytes no longer count
@@ -152,21 +146,10 @@ class Item:
         self.sha256 = None
 
     def finish_hash(self) -> str:
-        """The sha256 of the whole content (incremental while writes were sequential)."""
+        """The sha256 of the whole content (computed while sequential writes arrived)."""
         with self.cond:
-            if self._hashed_upto > self.size:
-                self._hasher, self._hashed_upto = hashlib.sha256(), 0
-            pos = self._hashed_upto
-            while pos < self.size:
-                chunk = os.pread(self.fd, min(1 << 20, self.size - pos), pos)
-                if not chunk:
-                    break
-                self._hasher.update(chunk)
-                pos += len(chunk)
-            self._hashed_upto = pos
-            digest = self._hasher.copy().hexdigest()
-            self.sha256 = digest
-            return digest
+            self.sha256 = self._hash.finish(self.read, self.size)
+            return self.sha256
 
     def read(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)

@@ -288,3 +288,30 @@ def test_vfs_file_only_in_the_journal_opens_from_its_snapshot(vfs_env, tmp_path)
     fh, _ = vfs.open("/Two/new.bin", os.O_RDONLY)
     assert vfs.read(fh, 0, 100) == b"snapshot bytes"
     vfs.release(fh)
+
+
+def test_incremental_hash_matches_for_sequential_gapped_and_overwritten_writes(tmp_path):
+    import hashlib
+
+    from oaiofs.vfs.hashing import IncrementalHash
+    data = bytearray(os.urandom(3 * MiB + 17))
+    path = tmp_path / "f"
+    path.write_bytes(bytes(data))
+
+    def read_at(offset, n):
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(n)
+
+    h = IncrementalHash()
+    for off in range(0, len(data), 128 * 1024):
+        h.feed(off, bytes(data[off:off + 128 * 1024]))
+    assert h.finish(read_at, len(data)) == hashlib.sha256(data).hexdigest()
+    h.feed(len(data) + 10, b"after a gap")                  # gap: hashed from the file at finish
+    data += b"\0" * 10 + b"after a gap"
+    path.write_bytes(bytes(data))
+    assert h.finish(read_at, len(data)) == hashlib.sha256(data).hexdigest()
+    data[5:8] = b"XYZ"                                       # overwrite of hashed bytes
+    path.write_bytes(bytes(data))
+    h.feed(5, b"XYZ")
+    assert h.finish(read_at, len(data)) == hashlib.sha256(data).hexdigest()
