@@ -57,20 +57,26 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file in the same folder, fsync, rename."""
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically: temp file in the same folder, fsync, rename.
+
+    ``durable=False`` skips both fsyncs (the caller flushes later, see :meth:`LocalState.flush`).
+    """
     tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
+def atomic_write_json(path: Path, data: Any, durable: bool = True) -> None:
     """Write ``data`` as indented UTF-8 JSON with :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"))
+    atomic_write_bytes(path, json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"),
+                       durable)
 
 
 class LocalState:
@@ -96,6 +102,8 @@ class LocalState:
         self._loaded = False
         self._generation = ""
         self._counter = 0
+        self._changed = False        # records changed under the current lock: write the marker on release
+        self._unflushed = False      # non-durable writes not yet flushed
         self._problems: list[str] = []
         with self.locked():
             if not (self.root / LAST_SYNC_STAMP_FILE).exists():
@@ -119,6 +127,14 @@ class LocalState:
                     self._release()
 
     def _release(self) -> None:
+        try:
+            self.flush()
+            if self._changed:
+                self._write_generation()
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
         fh, self._lock_fh = self._lock_fh, None
         if fh is not None:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
@@ -138,8 +154,9 @@ class LocalState:
         except (OSError, UnicodeDecodeError):
             return ""
 
-    def _bump_generation(self) -> None:
+    def _write_generation(self) -> None:
         """Tell other processes that records changed (a counter plus our pid, written under the lock)."""
+        self._changed = False
         self._counter += 1
         self._generation = f"{os.getpid()}-{id(self)}-{self._counter}"
         (self.objects_dir / GENERATION_FILE).write_text(self._generation, "ascii")
@@ -196,13 +213,18 @@ class LocalState:
         """The record of ``oaio_id`` or None."""
         return self._records.get(oaio_id)
 
-    def save(self, obj: OaiObject) -> None:
-        """Write ``obj``'s record atomically (lock required)."""
+    def save(self, obj: OaiObject, durable: bool = True) -> None:
+        """Write ``obj``'s record atomically (lock required).
+
+        ``durable=False`` (for copies of server data, which can be fetched again) leaves
+        the fsync to :meth:`flush`, which runs before the lock is released.
+        """
         self._require_lock()
         path = self._record_path(obj.oaio_id)
-        atomic_write_json(path, obj.to_json())
+        atomic_write_json(path, obj.to_json(), durable)
+        self._unflushed = self._unflushed or not durable
         self._records[obj.oaio_id] = obj
-        self._bump_generation()
+        self._changed = True
 
     def discard_changes(self, oaio_id: str) -> None:
         """Forget unsaved in-memory changes of ``oaio_id``: re-read its record (lock required)."""
@@ -224,7 +246,7 @@ class LocalState:
             path.unlink()
             fsync_dir(self.objects_dir)
         self._records.pop(oaio_id, None)
-        self._bump_generation()
+        self._changed = True
 
     def object_files_dir(self, oaio_id: str) -> Path:
         """``client_root/filez/<oaio_id>``: the home of files of objects without a local root."""
@@ -258,9 +280,16 @@ class LocalState:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def flush(self) -> None:
+        """Make every non-durable write durable (one ``os.sync`` instead of two fsyncs per record)."""
+        if self._unflushed:
+            os.sync()
+            self._unflushed = False
+
     def write_state(self, **changes: Any) -> None:
-        """Update keys of ``state.json`` atomically (lock required)."""
+        """Update keys of ``state.json`` atomically (lock required); earlier record writes are flushed first."""
         self._require_lock()
+        self.flush()
         data = self.read_state()
         if (self.root / STATE_FILE).exists() and all(data.get(k) == v for k, v in changes.items()):
             return                          # unchanged: spare the fsyncs

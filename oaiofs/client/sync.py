@@ -551,7 +551,7 @@ class Synchronizer:
         obj.csh_access_right = doc.get("access_right", obj.csh_access_right)
         obj.username = doc.get("owner", obj.username)
         obj.client_stamp = obj.server_stamp = doc.get("stamp", "")
-        self.state.save(obj)
+        self.state.save(obj, durable=False)    # a copy of server data: flushed once before the cursor moves
 
     def _download(self, oaio_id: str, fetch: dict[str, dict[str, Any]], root: Path, report: SyncReport) -> None:
         """Fetch ``fetch`` (path -> FileDoc) through one cart into ``staging/``, then move into ``root``.
