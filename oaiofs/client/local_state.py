@@ -11,10 +11,12 @@ Layout::
     state.json             sync bookkeeping (the change-feed cursor)
     last_sync_stamp.txt    stamp of the last error-free sync
 
-Every write is temp file + fsync + rename (+ fsync of the folder). Each change
-also rewrites ``objz/.generation``; the outermost lock acquisition re-reads all
-records when that marker differs from the one this instance wrote last, so a
-second process's changes are seen. A record that cannot be parsed is moved to
+Every write is temp file + fsync + rename (+ fsync of the folder); records that
+only copy server data may skip the fsyncs and are flushed together (one
+``os.sync``) before the lock is released or the sync cursor moves. A lock hold
+that changed records rewrites ``objz/.generation`` before unlocking; the
+outermost lock acquisition re-reads all records when that marker differs from
+the one this instance wrote last, so a second process's changes are seen. A record that cannot be parsed is moved to
 ``quarantine/`` and reported through :meth:`LocalState.take_problems` instead of
 breaking sync.
 """
