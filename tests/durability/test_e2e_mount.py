@@ -16,7 +16,7 @@ import pytest
 
 from oaiofs.client.uploads import TusUploader
 from oaiofs.vfs.journal import ENV_UPLOAD_LIMIT, read_status
-from tests.conftest import ServerProcess, wait_until
+from tests.conftest import wait_until
 from tests.drive.helpers import mount_status
 from tests.durability.conftest import Harness
 from tests.durability.helpers import server_uploads, sha256, write_random
