@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(WORKLOADS),
                         help=f"comma-separated workloads to run (default: all of {','.join(WORKLOADS)})")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (median)")
+    parser.add_argument("--objects", type=int, default=None, dest="small_count",
+                        help="number of small objects (default 2000; 20 with --quick)")
     parser.add_argument("--cache-size", default=None, help="passed to oaiofs mount --cache-size")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for oaiofs serve (repeatable), e.g. --server-arg=--db=postgresql://...")
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _sigterm)
-    overrides = {k: v for k, v in (("reps", args.reps), ("cache_size", args.cache_size)) if v is not None}
+    overrides = {k: v for k, v in (("reps", args.reps), ("cache_size", args.cache_size),
+                                   ("small_count", args.small_count)) if v is not None}
     config = BenchConfig.quick(**overrides) if args.quick else BenchConfig(**overrides)  # type: ignore[arg-type]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     json_path = args.json or RESULTS_DIR / f"{stamp}.json"

@@ -41,10 +41,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
+    """The last line of a log first (usually the error), then its last ``lines`` lines."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
         return ""
+    return "\n".join(tail[-1:] + ["--- log tail:"] + tail) if tail else ""
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:

@@ -79,6 +79,13 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
+def _cell(text: str, limit: int = 160) -> str:
+    """One table cell: a single line, no pipe characters, at most ``limit`` characters."""
+    line = " ".join(text.split())
+    line = line if len(line) <= limit else line[:limit - 1] + "…"
+    return line.replace("|", "\\|")
+
+
 def markdown_table(rows: list[Row]) -> str:
     """The result table: workload, mount value, baseline, speed ratio, target, pass/fail."""
     lines = ["| workload | oaiofs mount | baseline (same run) | ratio | target | result |",
@@ -86,7 +93,7 @@ def markdown_table(rows: list[Row]) -> str:
     for row in rows:
         baseline = f"{_number(row.baseline, row.unit)} ({row.baseline_label})" if row.baseline_label else "—"
         ratio = f"{row.ratio:.2f}×" if row.ratio is not None else "—"
-        result = "PASS" if row.passed else ("ERROR: " + row.error if row.error else "FAIL")
+        result = "PASS" if row.passed else ("ERROR: " + _cell(row.error) if row.error else "FAIL")
         lines.append(f"| {row.workload} | {_number(row.value, row.unit)} | {baseline} | {ratio} "
                      f"| {row.target.text} | {result} |")
     return "\n".join(lines)

@@ -72,7 +72,7 @@ def run_rows(run: BenchRun, rows: list[Row], body: Callable[[], None]) -> None:
         log.exception("workload %s failed", "/".join(r.key for r in rows))
         for row in rows:
             if not row.samples or (row.baseline_label and not row.baseline_samples):
-                row.error = f"{type(exc).__name__}: {exc}"[:300]
+                row.error = f"{type(exc).__name__}: {exc}"[:3000]
     if not run.mounts_enabled:
         for row in rows:
             row.error = row.error or "drive not measured (--baselines-only)"
