@@ -160,16 +160,16 @@ class OaioFuseOps(Operations):
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
         if not name.startswith(XATTR_PREFIX):       # security.selinux etc. on every `ls -l`: answer fast
             raise FuseOSError(errno.ENODATA)
-        return self.vfs.getxattr(path, name)
+        return self.vfs.xattrs.getxattr(path, name)
 
     def listxattr(self, path: str) -> list[str]:
-        return self.vfs.listxattr(path)
+        return self.vfs.xattrs.listxattr(path)
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
-        self.vfs.setxattr(path, name, value)
+        self.vfs.xattrs.setxattr(path, name, value)
 
     def removexattr(self, path: str, name: str) -> None:
-        self.vfs.removexattr(path, name)
+        self.vfs.xattrs.removexattr(path, name)
 
 
 class _DirectReadFUSE(FUSE):

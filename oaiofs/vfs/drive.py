@@ -64,12 +64,12 @@ class Drive:
         # the journal reports to the Vfs, which submits to the journal: late-bound callbacks
         self.journal = Journal(root / "journal", self.api, TusUploader(self.api),
                                origin=f"{config.user}@{config.device_id}",
-                               on_applied=lambda op, doc: self.vfs.on_applied(op, doc),
-                               on_conflict=lambda op, copy: self.vfs.on_conflict(op, copy),
-                               on_failed=lambda op, err: self.vfs.on_failed(op, err))
+                               on_applied=lambda op, doc: self.vfs.writeback.on_applied(op, doc),
+                               on_conflict=lambda op, copy: self.vfs.writeback.on_conflict(op, copy),
+                               on_failed=lambda op, err: self.vfs.writeback.on_failed(op, err))
         self.vfs = Vfs(self.namespace, self.cache, self.fetcher, self.journal,
                        VfsOptions(device_id=config.device_id), extra_status=self._status_extras)
-        self.namespace.set_pending_source(self.vfs.pending_ops)
+        self.namespace.set_pending_source(self.vfs.writeback.pending_ops)
         self.online = False
 
     def start(self) -> bool:
@@ -79,7 +79,7 @@ class Drive:
         when the server is unreachable and nothing is cached.
         """
         self.online = self.feed.initial_listing()
-        self.vfs.recover()
+        self.vfs.writeback.recover()
         self.journal.start()
         self.feed.start()
         return self.online

@@ -5,14 +5,14 @@ drive a ``Vfs`` directly. Paths are mount paths (``/`` = the root holding one
 folder per object). Errors are ``OaioError`` subclasses whose ``errno`` is what
 the caller should see.
 
-Collaborators (all injected): :class:`Namespace` (metadata), :class:`Cache`
-(bytes on disk), :class:`Fetcher` (filling the cache), a journal (durable queue
-of changes for the server) and a status callback.
+Collaborators (injected): :class:`Namespace` (metadata), :class:`Cache` (bytes on
+disk), :class:`Fetcher` (filling the cache) and a journal (durable queue of changes
+for the server), reached through :class:`WriteBack`; :class:`Xattrs` answers the
+extended attributes.
 
 Lock ordering (outermost first): ``Namespace._lock`` → ``Cache._lock`` →
-``Item.cond``. The Vfs itself holds no lock of its own except ``_submit_lock``
-around journal submission bookkeeping; nothing holds a lock across network I/O
-except the journal's own submit (a local fsync).
+``Item.cond``; ``WriteBack._lock`` and ``Vfs._held_lock`` are leaves. No lock is
+held across network I/O (``journal.submit`` is a local fsync).
 """
 from __future__ import annotations
 
@@ -23,40 +23,23 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from .. import protocol
-from ..errors import (AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge,
-                      Unavailable, error_from_response)
-from ..client.uploads import file_sha256
+from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
-from .errors import (BadHandle, CrossDevice, IsADirectory, NoAttribute, NotADirectory, NotPermitted, NotSupported)
+from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted
 from .fetcher import Candidate, Fetcher
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
 from .namespace import Namespace
 from .nodes import Attr, Node, node_attr, safe_name
 from .opstore import Op
+from .writeback import JournalLike, WriteBack
+from .xattrs import Xattrs
 
 log = logging.getLogger(__name__)
 
-XATTR_STATUS = "user.oaio.status"
-XATTR_SHA256 = "user.oaio.sha256"
-XATTR_VERSION = "user.oaio.version"
-XATTR_PIN = "user.oaio.pin"
-XATTR_MOUNT_STATUS = "user.oaio.mount_status"
-FILE_XATTRS = (XATTR_STATUS, XATTR_SHA256, XATTR_VERSION, XATTR_PIN)
-FSYNC_TIMEOUT_S = 600.0
-OFFLINE_FSYNC_WAIT_S = 5.0       # offline, fsync reports EIO soon (the change stays queued)
 MOVE_WAIT_S = 30.0
-
-
-class JournalLike(Protocol):
-    """What the Vfs needs from ``vfs.journal.Journal``."""
-
-    def submit(self, op: Op, data_source: Any = None) -> Op: ...
-    def wait(self, op: Op, timeout: float | None = None) -> Op: ...
-    def pending(self, oaio_id: str | None = None) -> list[Op]: ...
-    def status(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -84,17 +67,11 @@ class Vfs:
         self.handles = HandleTable()
         self.extra_status = extra_status or (lambda: {})
         self.uid, self.gid = os.getuid(), os.getgid()
-        self._submit_lock = threading.Lock()
-        self._submitted: dict[int, tuple[ItemKey, int]] = {}      # put_file op id -> (item key, write_gen)
-        self._last_op: dict[ItemKey, Op] = {}                     # newest op per (oaio_id, path), for fsync
-        self._applied: set[int] = set()      # ops reported applied but maybe still listed as pending
+        self.writeback = WriteBack(journal, namespace, cache)
+        self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
+                             lambda: self.journal.status(), self.status)
+        self._held_lock = threading.Lock()
         self._held: dict[ItemKey, list[Item]] = {}   # clean items open for reading (close-to-open sizes)
-
-    def pending_ops(self, oaio_id: str | None) -> list[Op]:
-        """The journal's not-yet-applied ops (the namespace's overlay source)."""
-        ops = self.journal.pending(oaio_id)
-        applied = self._applied
-        return [op for op in ops if op.id not in applied] if applied else ops
 
     # ------------------------------------------------------------------ metadata
     def getattr(self, path: str) -> Attr:
@@ -148,7 +125,7 @@ class Vfs:
         assert node.entry is not None
         fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version))
         if not writing:
-            with self._submit_lock:
+            with self._held_lock:
                 self._held.setdefault(item.key, []).append(item)
         return fh, keep_cache and not writing
 
@@ -185,7 +162,7 @@ class Vfs:
         key = (view.oaio_id, entry.path)
         before = self.cache.peek(key)
         if entry.local and (before is None or not before["dirty"]):
-            ops = self.pending_ops(view.oaio_id)
+            ops = self.writeback.pending_ops(view.oaio_id)
             put = next((o for o in reversed(ops) if o.kind == "put_file" and o.path == entry.path), None)
             if put is not None and put.data_file and (before is None or before["sha256"] != put.sha256):
                 return self._open_from_journal(key, put), False
@@ -208,8 +185,7 @@ class Vfs:
         item.sha256 = op.sha256
         item.ranges.add(0, op.size)
         self.cache.account(op.size)
-        with self._submit_lock:
-            self._submitted[op.id] = (key, item.write_gen)       # clean once the journal applies it
+        self.writeback.track(op, item)                           # clean once the journal applies it
         return item
 
     def _wait_for_move(self, path: str, ops: list[Op]) -> None:
@@ -348,12 +324,12 @@ class Vfs:
             if handle.writable:
                 item.writers -= 1
                 if item.writers == 0:
-                    self._submit_file(handle)
+                    self.writeback.submit_file(handle.item, handle.base_version)
         finally:
             self.cache.close(item)
 
     def _unhold(self, item: Item) -> None:
-        with self._submit_lock:
+        with self._held_lock:
             for key, items in list(self._held.items()):
                 if item in items:
                     items.remove(item)
@@ -369,44 +345,9 @@ class Vfs:
             key = (handle.oaio_id, protocol.VALUES_FILE)
         else:
             key = handle.item.key
-            op = self._submit_file(handle) if handle.item.dirty and handle.writable else None
-        op = op or self._last_op.get(key)
-        if op is None:
-            return
-        online = getattr(self.journal, "online", True)
-        try:
-            done = self.journal.wait(op, timeout=FSYNC_TIMEOUT_S if online else OFFLINE_FSYNC_WAIT_S)
-        except TimeoutError:
-            raise Unavailable(f"{key[1]}: saved locally and queued, but the server "
-                              f"{'is unreachable' if not online else 'did not confirm it in time'}") from None
-        if done.state == "failed":
-            code, _, message = done.error.partition(": ")
-            raise error_from_response(0, {"error": code, "message": f"{key[1]}: not saved on the server: "
-                                                                    f"{message or done.error}"})
-        if done.state == "conflict":
-            raise Unavailable(f"{key[1]}: changed elsewhere; your bytes were saved as a conflict copy")
-
-    def _submit_file(self, handle: FileHandle) -> Op | None:
-        item = handle.item
-        if not item.dirty or item.detached:
-            if item.detached:
-                log.debug("%s/%s was removed while open; not uploaded", *item.key)
-                self.ns.clear_open_file(*item.key)
-            return None
-        oaio_id, path = item.key
-        sha256 = item.finish_hash()
-        # base 0 = "must not exist yet" for new files; the journal rebases chained ops
-        op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=time.time(),
-                base_version=handle.base_version)
-        with self._submit_lock:
-            op = self.journal.submit(op, item.data_path)
-            item.linked = True              # the journal holds a hard link: copy before the next write
-            self._submitted[op.id] = (item.key, item.write_gen)
-            self._last_op[item.key] = op
-            self.cache.persist(item)
-        self.ns.clear_open_file(oaio_id, path)
-        self.ns.local_changed(oaio_id)
-        return op
+            dirty = handle.item.dirty and handle.writable
+            op = self.writeback.submit_file(handle.item, handle.base_version) if dirty else None
+        self.writeback.wait(key, op)
 
     def _submit_values(self, handle: ValuesHandle) -> Op | None:
         with handle.lock:
@@ -427,48 +368,7 @@ class Vfs:
                            base_version: int | None) -> Op:
         op = Op("put_values", oaio_id, values=values, base_values=base_values,
                 base_version=base_version or None, mtime=time.time())
-        return self._submit(op, key=(oaio_id, protocol.VALUES_FILE))
-
-    def _submit(self, op: Op, key: ItemKey | None = None) -> Op:
-        with self._submit_lock:
-            op = self.journal.submit(op)
-            self._last_op[key or (op.oaio_id, op.path)] = op
-        self.ns.local_changed(op.oaio_id)
-        return op
-
-    def recover(self) -> int:
-        """Start-up: hand the journal local bytes it never got (the mount died with the file open).
-
-        Bytes the server already has are just marked clean. Returns how many files were submitted.
-        """
-        queued = {(op.oaio_id, op.path) for op in self.journal.pending(None) if op.kind == "put_file"}
-        submitted = 0
-        for key, rec in self.cache.dirty_records():
-            if key in queued:
-                continue
-            data = self.cache.data_dir / rec["token"]
-            if not data.exists():
-                continue
-            sha = file_sha256(data)
-            self.cache.repair_record(key, data.stat().st_size, sha)
-            view = self.ns.view(key[0])
-            entry = view.entries.get(key[1]) if view is not None else None
-            if entry is not None and entry.sha256 == sha:
-                self.cache.mark_clean_key(key, entry.version, sha, rec.get("write_gen", 0))
-                continue
-            if view is None or not view.writable:
-                log.warning("%s/%s: unsaved local bytes kept in %s (object gone or read-only)", *key, data)
-                continue
-            op = Op("put_file", key[0], key[1], size=data.stat().st_size, sha256=sha, mtime=time.time(),
-                    base_version=rec.get("version") or None)
-            with self._submit_lock:
-                op = self.journal.submit(op, data)
-                self._submitted[op.id] = (key, rec.get("write_gen", 0))
-            log.warning("%s/%s: local changes from an interrupted mount queued for upload", *key)
-            submitted += 1
-        if submitted:
-            self.ns.local_changed(None)
-        return submitted
+        return self.writeback.submit(op, key=(oaio_id, protocol.VALUES_FILE))
 
     # ------------------------------------------------------------------ namespace changes
     def mkdir(self, path: str, mode: int = 0o755) -> None:
@@ -478,10 +378,10 @@ class Vfs:
             values = {"_name": name}
             oaio_id = protocol.make_oaio_id(self.options.app_id, self.ns.me, self.options.device_id,
                                             values, protocol.now_stamp())
-            self._submit(Op("create_object", oaio_id, values=values, mtime=time.time()))
+            self.writeback.submit(Op("create_object", oaio_id, values=values, mtime=time.time()))
             return
         self._need_update(parent, path)
-        self._submit(Op("mkdir", parent.oaio_id, self._inner_path(parent, name), mtime=time.time()))
+        self.writeback.submit(Op("mkdir", parent.oaio_id, self._inner_path(parent, name), mtime=time.time()))
 
     def rmdir(self, path: str) -> None:
         node = self.ns.resolve(path)
@@ -498,10 +398,10 @@ class Vfs:
         if any(name != protocol.VALUES_FILE for name, _ in self.ns.list_dir(node)):
             raise NotEmpty(f"{path} is not empty")
         if node.kind == "object":
-            self._submit(Op("delete_object", view.oaio_id, mtime=time.time()))
+            self.writeback.submit(Op("delete_object", view.oaio_id, mtime=time.time()))
             self.cache.remove(view.oaio_id)
             return
-        self._submit(Op("delete_path", view.oaio_id, node.path, mtime=time.time()))
+        self.writeback.submit(Op("delete_path", view.oaio_id, node.path, mtime=time.time()))
 
     def unlink(self, path: str) -> None:
         node = self.ns.resolve(path)
@@ -517,7 +417,7 @@ class Vfs:
         self._need_update(node, path)
         assert node.entry is not None
         base = node.entry.version if node.entry.version and not node.entry.local else None
-        self._submit(Op("delete_path", view.oaio_id, node.path, base_version=base, mtime=time.time()))
+        self.writeback.submit(Op("delete_path", view.oaio_id, node.path, base_version=base, mtime=time.time()))
         self.cache.remove(view.oaio_id, node.path)
         self.ns.clear_open_file(view.oaio_id, node.path)
 
@@ -558,14 +458,12 @@ class Vfs:
         if self._only_here(view.oaio_id, src):
             # a new file still open for writing: nothing to move on the server yet
             if target is not None and not target.is_dir:
-                self._submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
+                self.writeback.submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
         else:
-            self._submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
+            self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
         self.cache.rename(view.oaio_id, src.path, dst_inner)
         self.ns.move_open_files(view.oaio_id, src.path, dst_inner)
-        with self._submit_lock:
-            for key in [k for k in self._last_op if k[0] == view.oaio_id and k[1] == src.path]:
-                self._last_op[(key[0], dst_inner)] = self._last_op.pop(key)
+        self.writeback.moved(view.oaio_id, src.path, dst_inner)
 
     def _only_here(self, oaio_id: str, node: Node) -> bool:
         """A file that exists only on this mount (created, not yet handed to the journal)."""
@@ -574,7 +472,7 @@ class Vfs:
         doc = self.ns.doc(oaio_id) or {}
         if any(f["path"] == node.path for f in doc.get("files", [])):
             return False
-        return not any(node.path in (op.path, op.dst) for op in self.pending_ops(oaio_id))
+        return not any(node.path in (op.path, op.dst) for op in self.writeback.pending_ops(oaio_id))
 
     def _rename_object(self, src: Node, dst_parent: Node, dst_name: str, new: str) -> None:
         if dst_parent.kind != "root":
@@ -607,104 +505,6 @@ class Vfs:
         self._submit_new_values(oaio_id, values, dict(view.values), view.version)
         self.unlink(self._mount_path(src))
 
-    # ------------------------------------------------------------------ xattrs
-    def listxattr(self, path: str) -> list[str]:
-        node = self.ns.resolve(path)
-        if node.kind == "root":
-            return [XATTR_MOUNT_STATUS]
-        if node.kind in ("file",):
-            return list(FILE_XATTRS)
-        if node.kind in ("object", "dir"):
-            return [XATTR_PIN]
-        return [XATTR_VERSION]
-
-    def getxattr(self, path: str, name: str) -> bytes:
-        node = self.ns.resolve(path)
-        if node.kind == "root" and name == XATTR_MOUNT_STATUS:
-            return json.dumps(self.status(), indent=2, default=str).encode("utf-8")
-        view = node.view
-        if view is None:
-            raise NoAttribute(f"{path}: no attribute {name}")
-        if name == XATTR_PIN and node.kind in ("object", "dir", "file"):
-            return b"1" if self.cache.is_pinned((view.oaio_id, node.path)) else b"0"
-        if node.kind == "values" and name == XATTR_VERSION:
-            return str(view.version).encode()
-        if node.kind != "file" or name not in FILE_XATTRS:
-            raise NoAttribute(f"{path}: no attribute {name}")
-        entry = node.entry
-        assert entry is not None
-        if name == XATTR_SHA256:
-            return (entry.sha256 or self._local_sha256((view.oaio_id, entry.path)) or "").encode()
-        if name == XATTR_VERSION:
-            return str(entry.version).encode()
-        return self.file_status(view.oaio_id, entry.path, entry.version, entry.mtime).encode()
-
-    def _local_sha256(self, key: ItemKey) -> str | None:
-        rec = self.cache.peek(key)
-        return rec.get("sha256") if rec else None
-
-    def file_status(self, oaio_id: str, path: str, version: int, mtime: float = 0.0) -> str:
-        """cached | remote | dirty | uploading | conflict | error.
-
-        "conflict": this file's local change became a conflict copy and the file was not
-        written again since (a newer server mtime ends it)."""
-        ops = [op for op in self.journal.pending(oaio_id) if path in (op.path, op.dst)]
-        states = {op.state for op in ops}
-        rec = self.cache.peek((oaio_id, path))
-        if rec and rec["writers"]:
-            return "dirty"
-        if "failed" in states:
-            return "error"
-        if states & {"pending", "running"}:
-            return "uploading"
-        if rec and rec["dirty"]:
-            return "dirty"
-        if self._in_conflict(oaio_id, path, mtime):
-            return "conflict"
-        if rec and rec["version"] == version and sum(e - s for s, e in rec["ranges"]) >= rec["size"]:
-            return "cached"
-        return "remote"
-
-    def _in_conflict(self, oaio_id: str, path: str, mtime: float) -> bool:
-        conflicts = self.journal.status().get("conflicts", [])
-        return any(c.get("oaio_id") == oaio_id and path in (c.get("path"), c.get("conflict_path"))
-                   and float(c.get("time") or 0) >= mtime for c in conflicts)
-
-    def setxattr(self, path: str, name: str, value: bytes) -> None:
-        if name != XATTR_PIN:
-            raise NotSupported(f"{name} cannot be set (only {XATTR_PIN})")
-        node = self.ns.resolve(path)
-        if node.kind in ("root", "values"):
-            raise NotPermitted(f"{path} cannot be pinned (pin an object, folder or file)")
-        if value.strip() in (b"0", b"", b"false", b"no"):
-            self.cache.unpin(node.oaio_id, node.path)
-            return
-        self.cache.pin(node.oaio_id, node.path)
-        self.fetch_tree(node)
-
-    def removexattr(self, path: str, name: str) -> None:
-        if name != XATTR_PIN:
-            raise NoAttribute(f"{path}: no attribute {name}")
-        node = self.ns.resolve(path)
-        if node.view is not None:
-            self.cache.unpin(node.oaio_id, node.path)
-
-    def fetch_tree(self, node: Node) -> None:
-        """Bring every file at or under ``node`` into the cache (for pins)."""
-        view = node.view
-        assert view is not None
-        prefix = node.path
-        files = [e for p, e in view.entries.items() if e.kind == "file" and not e.local
-                 and (not prefix or p == prefix or p.startswith(prefix + "/"))]
-        for entry in files:
-            item = self.cache.open((view.oaio_id, entry.path), version=entry.version, sha256=entry.sha256,
-                                   size=entry.size)
-            try:
-                if not item.dirty:
-                    self.fetcher.fill(item)
-            finally:
-                self.cache.close(item)
-
     def utimens(self, path: str, times: tuple[float, float] | None) -> None:
         """Accepted and ignored: mtimes are the server's (set when a file is committed)."""
         self.ns.resolve(path)
@@ -721,49 +521,6 @@ class Vfs:
         doc.update(self.extra_status())
         doc["online"] = bool(doc.get("online", True)) and bool(doc.get("feed_online", True))
         return doc
-
-    def on_applied(self, op: Op, doc: dict[str, Any] | None) -> None:
-        """Journal callback: ``op`` is on the server; ``doc`` is the object after it."""
-        self._mark_applied(op)
-        if doc is not None:
-            self.ns.put_doc(doc)
-        elif op.kind == "delete_object":
-            self.ns.drop(op.oaio_id)
-        if op.kind == "put_file":
-            with self._submit_lock:
-                submitted = self._submitted.pop(op.id, None)
-            version = op.result_version
-            if version is None and doc is not None:
-                version = next((f["version"] for f in doc.get("files", []) if f["path"] == op.path), None)
-            if submitted is not None and version is not None:
-                key, gen = submitted
-                self.cache.mark_clean_key(key, version, op.sha256, gen)
-        with self._submit_lock:
-            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
-                del self._last_op[key]                  # fsync after this has nothing to wait for
-        self.ns.local_changed(op.oaio_id)
-
-    def _mark_applied(self, op: Op) -> None:
-        with self._submit_lock:
-            if len(self._applied) > 10_000:
-                still = {o.id for o in self.journal.pending(None)}
-                self._applied = {i for i in self._applied if i in still}
-            self._applied = self._applied | {op.id}      # replaced, never mutated: readers need no lock
-
-    def on_conflict(self, op: Op, conflict_copy: str) -> None:
-        log.warning("%s/%s changed elsewhere too; the local version was saved as %s",
-                    op.oaio_id, op.path or protocol.VALUES_FILE, conflict_copy)
-        if op.kind == "put_file":
-            with self._submit_lock:
-                submitted = self._submitted.pop(op.id, None)
-            if submitted is not None:
-                self.cache.drop_if_unchanged(*submitted)
-        self.ns.local_changed(op.oaio_id)
-
-    def on_failed(self, op: Op, err: OaioError) -> None:
-        log.warning("%s of %s/%s failed permanently (%s); local bytes kept", op.kind, op.oaio_id,
-                    op.path, err.message)
-        self.ns.local_changed(op.oaio_id)
 
     # ------------------------------------------------------------------ helpers
     def _parent_of(self, path: str) -> tuple[Node, str]:

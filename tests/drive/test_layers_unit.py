@@ -156,7 +156,7 @@ def vfs_env(tmp_path):
     journal = FakeJournal(tmp_path / "cache" / "journal")
     ns = Namespace("me")
     vfs = Vfs(ns, cache, Fetcher(source, cache), journal, VfsOptions())
-    ns.set_pending_source(vfs.pending_ops)
+    ns.set_pending_source(vfs.writeback.pending_ops)
     ns.load([object_doc("o1", "One", {"a.txt": b"alpha", "d/b.txt": b"beta"}),
              object_doc("o2", "Two", {"c.txt": b"gamma"}), object_doc("ro", "RO", {"r.txt": b"read only"}, "r")])
     return vfs, journal, source
