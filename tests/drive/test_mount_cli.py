@@ -121,3 +121,31 @@ def test_nothing_cached_and_no_server_fails_clearly(tmp_path):
     assert result.returncode != 0
     assert "unreachable" in result.stderr and "nothing is cached" in result.stderr
     assert not os.path.ismount(mnt)
+
+
+def test_umount_force_leaves_the_queue_for_the_next_mount(server_factory, tmp_path, mounted_drive):
+    from oaiofs.client.api import ApiClient
+
+    server = server_factory()
+    user = server.add_user("force-user")
+    api = ApiClient(server.url, user, PASSWORD)
+    oid = api.create_object({"_name": "Queue"})["oaio_id"]
+    cache = tmp_path / "qcache"
+    mnt = tmp_path / "qmnt"
+    mnt.mkdir()
+    assert oaiofs("mount", str(mnt), "--server", server.url, "--user", user, "--cache", str(cache)).returncode == 0
+    try:
+        server.stop()
+        (mnt / "Queue" / "later.txt").write_bytes(b"upload me later")
+        wait_until(lambda: mount_status(mnt)["ops"], message="write queued")
+        waited = oaiofs("umount", str(mnt), "--timeout", "1")          # cannot finish while offline
+        assert waited.returncode != 0 and "pending" in waited.stderr and os.path.ismount(mnt)
+        forced = oaiofs("umount", "--force", str(mnt))
+        assert forced.returncode == 0 and not os.path.ismount(mnt)
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount", "-uz", str(mnt)])
+    server.start()
+    mounted_drive(server, user, cache_dir=cache)                      # the journal resumes
+    wait_until(lambda: server_has(api, oid, "later.txt", b"upload me later"), timeout=60,
+               message="queued upload applied after remount")
