@@ -138,8 +138,9 @@ class Synchronizer:
     def _changes_since_cursor(self) -> tuple[set[str], int] | None:
         """Ids named by the change feed since the saved cursor, and the new cursor.
 
-        None when a full listing is needed: no cursor yet (or one of another server),
-        a feed the server cannot answer, or more changes than a listing costs.
+        None when a full listing is needed: no cursor yet (or one of another server, or
+        ahead of the server's feed), a feed the server cannot answer, or more changes
+        than a listing costs.
         """
         saved = self.state.read_state()
         cursor = saved.get("cursor")
@@ -148,12 +149,16 @@ class Synchronizer:
         changed: set[str] = set()
         for _page in range(MAX_FEED_PAGES):
             try:
-                events, cursor = self.api.changes(cursor, wait=0, limit=FEED_PAGE)
+                events, next_cursor = self.api.changes(cursor, wait=0, limit=FEED_PAGE)
             except (Unavailable, Unauthorized):
                 raise
             except OaioError as exc:
                 log.info("change feed unusable (%s); listing all objects", exc.message)
                 return None
+            if next_cursor < cursor:              # the server's feed went back: a new database
+                log.info("change feed cursor went back from %d to %d; listing all objects", cursor, next_cursor)
+                return None
+            cursor = next_cursor
             for event in events:
                 with contextlib.suppress(InvalidValue):
                     changed.add(validate_oaio_id(event.get("subject")))

@@ -394,3 +394,23 @@ def test_interrupted_upload_resumes_in_a_new_process(pair, live_server: ServerPr
     assert again.upsert_subscription(obj.oaio_id, b1.user_name, "r") > 0
     assert b1.synchronize_with_server_if_online(), b1.error_message
     assert sha(b1.files_root(obj.oaio_id) / "big.bin") == sha(content)
+
+
+def test_a_server_with_a_new_database_is_listed_again(server_factory, tmp_path: Path) -> None:
+    first = server_factory()
+    alice = first.add_user("alice")
+    client = connect(first, alice, tmp_path / "dev", "d1")
+    old = client.register_object({"on": "the old database"})
+    for i in range(3):
+        client.update_object(old.oaio_id, {"i": i})               # moves the feed cursor along
+    first.stop()
+    fresh = server_factory(port=first.port)                       # same URL, empty database
+    fresh.add_user(alice)
+    with ApiClient(fresh.url, alice, PASSWORD) as raw:
+        new_doc = raw.create_object({"on": "the new database"})
+    client.error_message = ""
+    # the saved cursor is ahead of the new feed: the client notices and lists everything
+    assert client.synchronize_with_server_if_online(), client.error_message
+    objz = client.client_objectz
+    assert new_doc["oaio_id"] in objz
+    assert old.oaio_id not in objz          # synced, unchanged and unknown to the server: it vanished
