@@ -59,20 +59,20 @@ def test_kill9_mount_mid_upload_then_remount_resumes(harness: Harness, mounted_d
     shutil.copyfile(source, drive.path("Big", "big.bin"))             # close() -> snapshot + queued upload
     journal_root = drive.cache_dir / "journal"
 
-    wait_until(lambda: upload_progress(journal_root, h.api) >= 20 * 1024 * 1024, timeout=120,
-               message="the mount to upload 20 MiB")
+    wait_explained(lambda: upload_progress(journal_root, h.api) >= 20 * 1024 * 1024,
+                   "the mount to upload 20 MiB", h, drive)
     drive.kill()                                                        # kill -9 mid-upload
     at_kill = upload_progress(journal_root, h.api)
     assert 0 < at_kill < BIG, "the upload must be cut in the middle"
 
     monkeypatch.delenv(ENV_UPLOAD_LIMIT)
     again = mounted_drive(h.server, h.user, cache_dir=drive.cache_dir)
-    wait_until(lambda: server_files(h, oid).get("big.bin", {}).get("sha256") == digest, timeout=180,
-               message="the upload to complete after the remount")
+    wait_explained(lambda: server_files(h, oid).get("big.bin", {}).get("sha256") == digest,
+                   "the upload to complete after the remount", h, again, timeout=180)
     upload, = server_uploads(h.server, oid, "big.bin")                 # resumed: no second upload
     assert upload["completed"] and upload["offset"] == BIG
     resumed_at = [int(m) for m in re.findall(r"the server has (\d+) of %d bytes" % BIG, again.log())]
-    assert resumed_at and resumed_at[-1] >= at_kill
+    assert resumed_at and resumed_at[-1] >= at_kill, again.log()[-3000:]
     received = at_kill + (BIG - resumed_at[-1])          # recorded before the kill + sent after the remount
     assert received < 1.1 * BIG, f"server received {received} bytes"   # far less than 200 MiB
     assert os.stat(again.path("Big", "big.bin")).st_size == BIG
