@@ -305,8 +305,6 @@ class S3BlobStore:
             if _code(exc) not in _NO_UPLOAD:
                 raise
             # completed before (an earlier staging_read/commit): the data object must be whole
-        except NotFound:
-            pass                                  # tail dropped by an earlier completion
         head = self._head(data_key)
         if head is None or int(head["ContentLength"]) != st.size:
             raise NotFound("upload staging area is missing or incomplete", dict(what, staged=st.size))
