@@ -218,6 +218,10 @@ class Synchronizer:
             text = exc.message if isinstance(exc, OaioError) else f"local file error: {exc}"
             report.errors.append(f"{oaio_id}: {text}")
             log.warning("sync of %s failed: %s", oaio_id, text)
+        except (KeyError, TypeError, ValueError) as exc:     # a malformed document: skip it, keep going
+            self.state.discard_changes(oaio_id)
+            report.errors.append(f"{oaio_id}: unexpected data ({type(exc).__name__}: {exc})")
+            log.exception("sync of %s failed on unexpected data", oaio_id)
         return None
 
     # --- push ---
@@ -350,7 +354,7 @@ class Synchronizer:
             sha = local_sha256(local, known)
             if known and known.get("sha256") == sha:
                 continue
-            base = int(known["version"]) if known else 0
+            base = int((known or {}).get("version") or 0)
             try:
                 result = self._upload(obj, path, local, sha, base)
             except VersionConflict:

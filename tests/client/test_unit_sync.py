@@ -367,3 +367,27 @@ def test_files_never_listed_in_file_paths_are_not_deleted(server: FakeServer, tm
     assert alice.update_file(obj.oaio_id, "renamed.txt", b"r") is not None  # listed.txt dropped: deleted
     files = server.objects[obj.oaio_id]["files"]
     assert set(files) == {"from-the-drive.txt", "renamed.txt"}, alice.error_message
+
+
+def test_a_malformed_server_document_does_not_stop_the_others(server: FakeServer, tmp_path: Path) -> None:
+    alice = make_client(server, "alice", tmp_path / "a")
+    bob = make_client(server, "bob", tmp_path / "b")
+    for oid in ("bad", "good"):
+        alice.register_object({"k": oid}, oaio_id=oid)
+        alice.upsert_subscription(oid, "bob", "r")
+    real_doc = FakeApi._doc
+
+    def broken_doc(self, oaio_id):  # type: ignore[no-untyped-def]
+        doc = real_doc(self, oaio_id)
+        if oaio_id == "bad":
+            del doc["version"]
+        return doc
+
+    FakeApi._doc = broken_doc  # type: ignore[method-assign]
+    try:
+        assert not bob.synchronize_with_server_if_online()
+    finally:
+        FakeApi._doc = real_doc  # type: ignore[method-assign]
+    assert "bad: unexpected data" in bob.error_message
+    assert bob.client_objectz["good"].client_values == {"k": "good"} and "bad" not in bob.client_objectz
+    assert bob.synchronize_with_server_if_online() and "bad" in bob.client_objectz
