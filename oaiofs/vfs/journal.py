@@ -101,13 +101,10 @@ class Journal:
 
     def submit(self, op: Op, data_source: Path | None = None) -> Op:
         """Record ``op`` durably (snapshotting ``data_source`` for ``put_file``) and queue it."""
-        if op.kind not in OP_KINDS:
-            raise ValueError(f"unknown op kind {op.kind!r}")
+        _check_op(op, data_source)
         op = dataclasses.replace(op, id=0, state="pending", offset=0, attempts=0, error="",
                                  upload_url=None, result_version=None, conflict_path="")
         if op.kind == "put_file":
-            if data_source is None:
-                raise ValueError("put_file needs data_source")
             op.data_file = str(self._store.snapshot(Path(data_source)))
             op.size = os.stat(op.data_file).st_size
         with self._cond:
@@ -389,6 +386,22 @@ class Journal:
             callback(*args)
         except Exception:  # noqa: BLE001 - a drive bug must not stall the queue
             log.exception("journal callback %r failed", callback)
+
+
+def _check_op(op: Op, data_source: Path | None) -> None:
+    """Refuse an op that could not be applied (a caller bug), before anything is recorded."""
+    if op.kind not in OP_KINDS:
+        raise ValueError(f"unknown op kind {op.kind!r}")
+    if not op.oaio_id:
+        raise ValueError(f"{op.kind} needs an oaio_id")
+    if op.kind == "put_file" and data_source is None:
+        raise ValueError("put_file needs data_source (the bytes to snapshot)")
+    if op.kind == "put_values" and not isinstance(op.values, dict):
+        raise ValueError("put_values needs the full new values (a dict)")
+    if op.kind in ("put_file", "mkdir", "delete_path", "move") and not op.path:
+        raise ValueError(f"{op.kind} needs a path")
+    if op.kind == "move" and not op.dst:
+        raise ValueError("move needs dst")
 
 
 def read_status(root: Path) -> dict[str, Any]:

@@ -295,3 +295,13 @@ def test_wake_retries_a_backing_off_op_at_once(tmp_path: Path, server: FakeServe
     assert journal.wait(op, timeout=10).state == "done" and journal.online
     journal.close()
     journal.close()                                                    # idempotent
+
+
+@pytest.mark.parametrize("op", [Op("rename", OID, "a"), Op("put_values", OID), Op("move", OID, "a"),
+                                Op("mkdir", OID), Op("put_file", OID, "a"), Op("mkdir", "", "a")])
+def test_malformed_ops_are_refused_before_anything_is_recorded(tmp_path: Path, server: FakeServer, op: Op) -> None:
+    journal = make_journal(tmp_path / "j", server, Recorder())
+    with pytest.raises(ValueError):
+        journal.submit(op)
+    assert journal.pending() == [] and read_status(tmp_path / "j")["ops"] == []
+    journal.close()
