@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import protocol
 from ..errors import Conflict, InvalidValue, MalformedJson, NotFound, OaioError
 from . import access
+from . import db as dbmod
 from .byteranges import ranged_response
 from .files_routes import blob_response
 from .models import Cart, CartFile, FileEntry, User, utcnow
@@ -128,6 +129,7 @@ class CartService:
         """Make the cart (replacing an older one with the same uid); returns its status."""
         now = utcnow()
         with transaction(self.state) as db:
+            dbmod.lock_for_write(db)
             user = db.get(User, user_id)
             pinned = self._pin(db, user, files)
             db.execute(delete(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
@@ -236,6 +238,7 @@ class CartService:
                 raise NotFound(f"no cart {uid!r}", {"uid": uid})
             now = utcnow()
             if touch and aware(cart.accessed) < now - dt.timedelta(seconds=TOUCH_EVERY_S):
+                dbmod.lock_for_write(db)
                 cart.accessed = now
                 cart.expires = now + dt.timedelta(seconds=self.settings.cart_ttl_s)
             return cart
@@ -278,6 +281,7 @@ class CartService:
         """Delete least-recently-used carts while all carts together pin more than the quota."""
         evicted = 0
         with transaction(self.state) as db:
+            dbmod.lock_for_write(db)
             total = db.scalar(select(func.coalesce(func.sum(Cart.size), 0))) or 0
             if total <= self.settings.cart_quota_bytes:
                 return 0

@@ -238,6 +238,7 @@ class UploadService:
         target = parse_target(metadata)
         upload_id = secrets.token_urlsafe(24)
         with transaction(self.state) as db:
+            dbmod.lock_for_write(db)
             user = db.get(User, user_id)
             self.check_target(db, user, target)
             now = utcnow()
@@ -373,6 +374,7 @@ class UploadService:
         """Drop an upload's row and staged bytes (committed files are not touched)."""
         RUNNING_HASHES.drop(upload_id)
         with transaction(self.state) as db:
+            dbmod.lock_for_write(db)
             row = db.get(Upload, upload_id)
             staging = json.loads(row.staging_json or "{}") if row is not None else {}
             if row is not None:
