@@ -17,6 +17,7 @@ from conftest import PASSWORD, wait_until
 from oaiofs import protocol
 from oaiofs.client.api import ApiClient
 from oaiofs.client.uploads import TusUploader
+from oaiofs.errors import InvalidValue
 
 from .helpers import basic_session, new_id, sha256, tus_create, write_random
 
@@ -144,7 +145,7 @@ def test_upload_resumes_after_server_restart(server_factory, tmp_path: Path):
 def test_chunk_size_must_be_a_multiple_of_1280_kib(live_server, make_user, api_for):
     api = api_for(make_user("cs"))
     for bad in (0, 1 << 20, UNIT + 1, -UNIT):
-        with pytest.raises(Exception, match="multiple of 1310720"):
+        with pytest.raises(InvalidValue, match="multiple of 1310720"):
             TusUploader(api, chunk_size=bad)
     assert TusUploader(api, chunk_size=2 * UNIT).chunk_size == 2 * UNIT
 
