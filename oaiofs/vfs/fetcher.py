@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 READAHEAD_MIN_BYTES = 1 << 20
 READAHEAD_MAX_BYTES = 64 << 20
+SEQUENTIAL_SLACK_BYTES = 2 << 20   # reads this far behind the furthest one are still "sequential"
 REUSE_GAP_BYTES = 4 << 20          # a read this close ahead of a stream waits for it instead of seeking
 MAX_STREAMS_PER_ITEM = 3
 STREAM_IDLE_S = 30.0               # a paused stream nobody reads from gives its connection back
@@ -51,12 +52,19 @@ class ReadState:
     window: int = READAHEAD_MIN_BYTES
 
     def observe(self, offset: int, end: int) -> int:
-        """Record a read; return the read-ahead window to keep filled after it."""
-        if offset == self.last_end or (self.last_end >= 0 and 0 <= self.last_end - offset < 128 * 1024):
+        """Record a read; return the read-ahead window to keep filled after it.
+
+        The kernel's own read-ahead sends several reads at once, so they arrive slightly out
+        of order: a read a little behind or within the window ahead still counts as sequential.
+        """
+        if self.last_end < 0:
+            self.last_end = end
+        elif self.last_end - SEQUENTIAL_SLACK_BYTES <= offset <= self.last_end + self.window:
             self.window = min(self.window * 2, READAHEAD_MAX_BYTES)
-        elif self.last_end >= 0:
+            self.last_end = max(self.last_end, end)
+        else:
             self.window = READAHEAD_MIN_BYTES
-        self.last_end = end
+            self.last_end = end
         return self.window
 
 
@@ -175,6 +183,7 @@ class Fetcher:
         if len(item.streams) >= MAX_STREAMS_PER_ITEM:
             item.streams[0].cancel()
             item.streams.pop(0)
+        log.debug("%s: new stream at %d (target %d)", item.key[1], first_missing, target)
         stream = Stream(self, item, first_missing, target)
         item.streams.append(stream)
         stream.thread.start()

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cachetools
 
@@ -23,7 +23,7 @@ from .fetcher import Candidate
 
 log = logging.getLogger(__name__)
 
-STREAM_PIECE_BYTES = 256 * 1024
+STREAM_PIECE_BYTES = 1 << 20
 CART_MEMO_SIZE = 512
 CART_MEMO_TTL_S = 600.0          # well under the server's cart TTL
 MEMBER = "f"                     # bundle path of the single member of a one-file cart
@@ -59,7 +59,7 @@ class CartSource:
             uid = self._cart_for(oaio_id, path, version, sha256 or "", fresh=True)
             resp = self.carts.open_member(uid, MEMBER, start, end)
         try:
-            yield resp.iter_content(STREAM_PIECE_BYTES)
+            yield _pieces(resp.raw, STREAM_PIECE_BYTES)
         finally:
             resp.close()
 
@@ -80,3 +80,21 @@ class CartSource:
             if key is not None:
                 out[key] = file
         return out
+
+
+def _pieces(raw: Any, size: int) -> Iterator[memoryview]:
+    """Read the body into one reused buffer (no allocation per piece); each piece is valid until the next."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    while True:
+        filled = 0
+        while filled < size:
+            n = raw.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        if not filled:
+            return
+        yield view[:filled]
+        if filled < size:
+            return
