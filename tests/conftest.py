@@ -56,7 +56,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval:
 # OAIOFS_TEST_BACKEND=postgres-s3) every ServerProcess gets its own fresh PostgreSQL database
 # and S3 prefix, named after its data folder (a restart on the same folder finds its data).
 # OAIOFS_TEST_BACKEND=sqlite forces the default even when the services are there.
-_MATRIX_RUN = uuid.uuid4().hex[:8]
+_MATRIX_RUN = os.environ.setdefault("OAIOFS_TEST_MATRIX_RUN", uuid.uuid4().hex[:8])   # same in every copy
 
 
 def matrix_backend() -> str:

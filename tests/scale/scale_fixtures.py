@@ -5,8 +5,8 @@ environment). Without them this module starts a private pair for the session and
 stops it afterwards; if that fails the tests fail loudly. Only ``OAIOFS_SKIP_SCALE=1``
 skips them (a quick local run), never silently.
 
-Imported by the test modules (``from scale_fixtures import ...``), not a conftest, so
-that ``from conftest import ...`` elsewhere keeps meaning ``tests/conftest.py``.
+Imported by the test modules (``from tests.scale.scale_fixtures import ...``) rather
+than being a conftest, so no second module named ``conftest`` appears.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from conftest import ServerProcess, create_test_database, s3_env
+from tests.conftest import ServerProcess, create_test_database, s3_env
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES_SCRIPT = REPO / "scripts" / "services.sh"

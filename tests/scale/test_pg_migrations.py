@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scale_fixtures import pg_database, services  # noqa: F401
+from tests.scale.scale_fixtures import pg_database, services  # noqa: F401
 
 pytestmark = pytest.mark.scale
 

@@ -11,8 +11,8 @@ import pytest
 from oaiofs.errors import Gone, InvalidValue, NotFound, OffsetMismatch, Unavailable
 from oaiofs.server.blobs import BlobStore, blob_key
 from oaiofs.server.blobs.s3 import MIN_PART_SIZE, S3BlobStore, open_s3_store
-from scale_fixtures import (MiB, list_keys, open_multipart_uploads, pg_database, s3_client,  # noqa: F401
-                            s3_prefix, services)
+from tests.scale.scale_fixtures import (MiB, list_keys, open_multipart_uploads,  # noqa: F401
+                                        pg_database, s3_client, s3_prefix, services)
 
 pytestmark = pytest.mark.scale
 

@@ -21,9 +21,10 @@ from oaiofs.client.api import ApiClient
 from oaiofs.client.carts import CartDownloader, cart_entry
 from oaiofs.client.uploads import TusUploader
 from oaiofs.errors import VersionConflict
-from conftest import PASSWORD, ServerProcess, free_port, wait_until
-from scale_fixtures import (MiB, list_keys, open_multipart_uploads, pg_database, s3_client, s3_prefix,  # noqa: F401
-                            services, shared_backend, two_servers)
+from tests.conftest import PASSWORD, ServerProcess, free_port, wait_until
+from tests.scale.scale_fixtures import (MiB, list_keys, open_multipart_uploads,  # noqa: F401
+                                        pg_database, s3_client, s3_prefix, services, shared_backend,
+                                        two_servers)
 
 pytestmark = pytest.mark.scale
 
