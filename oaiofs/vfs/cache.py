@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ItemKey = tuple[str, str]          # (oaio_id, path)
 _PINS_KEY = "pins"
+EVICT_TO_FRACTION = 0.9            # evict down to 90% of the quota once it is exceeded
 
 
 def _record_key(key: ItemKey) -> str:
@@ -390,10 +391,14 @@ class Cache:
         return self._used
 
     def enforce_quota(self, reserve: int = 0) -> None:
-        """Evict least recently used items (not open, dirty or pinned) until ``reserve`` more bytes fit."""
+        """Evict least recently used items (not open, dirty or pinned) until ``reserve`` more bytes fit.
+
+        Once over the quota it evicts down to a low-water mark, so the index is scanned rarely.
+        """
         with self._lock:
             if self._used + reserve <= self.quota:
                 return
+            target = int(self.quota * EVICT_TO_FRACTION)
             candidates = []
             for rkey in self.index.iterkeys():
                 if not (isinstance(rkey, str) and rkey.startswith("item\0")):
@@ -406,7 +411,7 @@ class Cache:
                 candidates.append((rec.get("atime", 0), key, rec))
             candidates.sort()
             for _, key, rec in candidates:
-                if self._used + reserve <= self.quota:
+                if self._used + reserve <= target:
                     break
                 log.debug("evicting %s/%s from the cache", *key)
                 self._forget_record_locked(key, rec)
