@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import subprocess
 import time
-from pathlib import Path
 from typing import Callable
 
-from oaiofs import protocol
-from oaiofs.client.api import ApiClient, quote_id, quote_path
-
-from .dataset import WRITES_OBJECT, StoredFile
-from .measure import (BenchError, RssSampler, Stopwatch, drop_caches, mib_per_s, read_file, repeat)
+from .actions import http_get_to_null, ls_l, sha256_of, size_text, wait_committed, write_into
+from .dataset import WRITES_OBJECT
+from .measure import BenchError, RssSampler, Stopwatch, drop_caches, mib_per_s, read_file, repeat
 from .payload import Payload
 from .processes import MountHandle
 from .report import Row, Target
@@ -27,39 +23,9 @@ from .runner import FILES_USER, MANY_USER, BenchRun
 
 log = logging.getLogger(__name__)
 
-LS_ENV = dict(os.environ, LC_ALL="C")
-
-
-def size_text(size: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor} {unit}"
-    return f"{size} B"
-
-
-def file_url_path(stored: StoredFile | tuple[str, str]) -> str:
-    oaio_id, path = (stored.oaio_id, stored.path) if isinstance(stored, StoredFile) else stored
-    return protocol.PATH_FILE.format(oaio_id=quote_id(oaio_id), path=quote_path(path))
-
-
-def http_get_to_null(api: ApiClient, stored: StoredFile, block_size: int) -> int:
-    """Stream one file over the client's keep-alive session, discarding it; return the byte count."""
-    total = 0
-    with api.request("GET", file_url_path(stored), stream=True) as resp:
-        for chunk in resp.iter_content(block_size):
-            total += len(chunk)
-    return total
-
-
-def sha256_of(path: Path, block_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def expect(condition: bool, message: str) -> None:
+    """Fail the workload with ``message`` unless ``condition`` holds (a wrong answer is not a result)."""
     if not condition:
         raise BenchError(message)
 
@@ -76,27 +42,6 @@ def run_rows(run: BenchRun, rows: list[Row], body: Callable[[], None]) -> None:
     if not run.mounts_enabled:
         for row in rows:
             row.error = row.error or "drive not measured (--baselines-only)"
-
-
-def wait_committed(api: ApiClient, oaio_id: str, path: str, sha256: str, timeout: float, interval: float) -> float:
-    """Poll the object until ``path`` shows ``sha256``; return the ``perf_counter`` time it was seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = api.get_object(oaio_id)
-        if any(f["path"] == path and f.get("sha256") == sha256 for f in doc.get("files", [])):
-            return time.perf_counter()
-        if time.monotonic() > deadline:
-            raise BenchError(f"{path} did not reach the server within {timeout:.0f} s")
-        time.sleep(interval)
-
-
-def write_into(path: Path, payload: Payload, block_size: int) -> None:
-    """Write ``payload`` to ``path`` in ``block_size`` writes and close it."""
-    with open(path, "wb", buffering=0) as f:
-        for chunk in payload.chunks():
-            view = memoryview(chunk)
-            for start in range(0, len(view), block_size):
-                f.write(view[start:start + block_size])
 
 
 # --- rows 1 and 2: cold and warm sequential read of the big file ---------------------------------
@@ -191,22 +136,12 @@ def small_files_cat(run: BenchRun) -> list[Row]:
 
 
 # --- rows 4 and 5: cold and warm `ls -l` of a root with many objects ----------------------------
-def ls_l(folder: Path) -> tuple[float, int]:
-    """Time one ``ls -l`` of ``folder``; return (seconds, entries listed)."""
-    with Stopwatch() as t:
-        result = subprocess.run(["ls", "-l", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env=LS_ENV)
-    if result.returncode != 0:
-        raise BenchError(f"ls -l {folder} failed: {result.stderr.decode(errors='replace')[:300]}")
-    return t.seconds, len(result.stdout.splitlines()) - 1     # minus the "total" line
-
-
 def root_listing(run: BenchRun) -> list[Row]:
     cfg, count = run.config, len(run.dataset.small)
     cold = Row("ls_cold", f"cold `ls -l` of a root with {count} objects",
                "one GET /api/v1/objects (ApiClient.list_objects)", "s", False,
                Target("min_ratio", 1 / 3, "≤ 3× the call's time"))
-    warm = Row("ls_warm", f"warm `ls -l` of the same root", f"`ls -l` of a local {count}-entry folder", "s",
+    warm = Row("ls_warm", "warm `ls -l` of the same root", f"`ls -l` of a local {count}-entry folder", "s",
                False, Target("min_ratio", 1 / 3, "≤ 3× local `ls -l`"))
     api = run.api(MANY_USER)
 
