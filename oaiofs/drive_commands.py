@@ -319,9 +319,12 @@ def format_status(mountpoint: Path, status: dict[str, Any]) -> str:
     ops = status.get("ops", [])
     lines.append(f"  pending: {len(ops)}" + ("" if ops else " (all changes are on the server)"))
     for op in ops:
-        progress = f" {_human(op.get('offset', 0))}/{_human(op.get('size', 0))}" if op.get("kind") == "put_file" else ""
+        progress = ""
+        if op.get("kind") == "put_file":
+            progress = f" {_human(op.get('offset', 0))}/{_human(op.get('size', 0))}"
         err = f" — last error: {op['error']}" if op.get("error") else ""
-        lines.append(f"    [{op.get('state')}] {op.get('kind')} {op.get('oaio_id')}/{op.get('path')}{progress}{err}")
+        target = f"{op.get('oaio_id')}/{op.get('path')}"
+        lines.append(f"    [{op.get('state')}] {op.get('kind')} {target}{progress}{err}")
     for op in status.get("failed", []):
         lines.append(f"  FAILED: {op.get('kind')} {op.get('oaio_id')}/{op.get('path')}: {op.get('error')} "
                      "(local bytes kept)")

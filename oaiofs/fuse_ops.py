@@ -188,9 +188,10 @@ def mount(vfs: Vfs, mountpoint: str, options: FuseOptions | None = None,
     extra: dict[str, Any] = {}
     if options.allow_other:
         extra["allow_other"] = True
-    _DirectReadFUSE(OaioFuseOps(vfs, on_destroy), mountpoint, raw_fi=True, foreground=True, nothreads=False,
-         debug=options.debug, fsname=options.fsname, subtype="oaiofs", big_writes=True,
-         max_read=MAX_IO_BYTES, max_write=MAX_IO_BYTES, max_readahead=READAHEAD_KERNEL_BYTES, attr_timeout=options.attr_timeout,
-         entry_timeout=options.entry_timeout, negative_timeout=0, default_permissions=True,
-         **extra)
+    _DirectReadFUSE(OaioFuseOps(vfs, on_destroy), mountpoint, raw_fi=True, foreground=True,
+                    nothreads=False, debug=options.debug, fsname=options.fsname, subtype="oaiofs",
+                    big_writes=True, max_read=MAX_IO_BYTES, max_write=MAX_IO_BYTES,
+                    max_readahead=READAHEAD_KERNEL_BYTES, attr_timeout=options.attr_timeout,
+                    entry_timeout=options.entry_timeout, negative_timeout=0, default_permissions=True,
+                    **extra)
     log.info("%s unmounted", os.fspath(mountpoint))

@@ -332,11 +332,11 @@ class Cache:
                 self._forget_record_locked(key, rec)
 
     # --- namespace changes ---
-    def rename(self, oaio_id: str, src: str, dst: str) -> None:
+    def rename(self, oaio_id: str, src: str, dst: str, tree: bool = True) -> None:
         """Move the items of a file or folder to the new path."""
         with self._lock:
-            self.remove(oaio_id, dst)
-            for key in self._keys_under_locked(oaio_id, src):
+            self.remove(oaio_id, dst, tree)
+            for key in self._keys_under_locked(oaio_id, src, tree):
                 new_key = (oaio_id, dst + key[1][len(src):])
                 item = self._items.pop(key, None)
                 rec = self.index.pop(_record_key(key), None)
@@ -347,10 +347,10 @@ class Cache:
                 elif rec is not None:
                     self.index.set(_record_key(new_key), rec)
 
-    def remove(self, oaio_id: str, path: str | None = None) -> None:
+    def remove(self, oaio_id: str, path: str | None = None, tree: bool = True) -> None:
         """Drop the items of a file, a folder (``path`` prefix) or a whole object (``None``)."""
         with self._lock:
-            for key in self._keys_under_locked(oaio_id, path):
+            for key in self._keys_under_locked(oaio_id, path, tree):
                 item = self._items.get(key)
                 if item is not None:
                     self._retire_locked(item)
@@ -481,7 +481,11 @@ class Cache:
         except FileNotFoundError:
             pass
 
-    def _keys_under_locked(self, oaio_id: str, path: str | None) -> list[ItemKey]:
+    def _keys_under_locked(self, oaio_id: str, path: str | None, tree: bool = True) -> list[ItemKey]:
+        """The cached keys of a file (``tree=False``: no index scan), a folder or a whole object."""
+        if path is not None and not tree:
+            key = (oaio_id, path)
+            return [key] if key in self._items or _record_key(key) in self.index else []
         keys: set[ItemKey] = set()
         prefix = "item\0" + oaio_id + "\0"
         for rkey in self.index.iterkeys():

@@ -418,7 +418,7 @@ class Vfs:
         assert node.entry is not None
         base = node.entry.version if node.entry.version and not node.entry.local else None
         self.writeback.submit(Op("delete_path", view.oaio_id, node.path, base_version=base, mtime=time.time()))
-        self.cache.remove(view.oaio_id, node.path)
+        self.cache.remove(view.oaio_id, node.path, tree=False)
         self.ns.clear_open_file(view.oaio_id, node.path)
 
     def rename(self, old: str, new: str) -> None:
@@ -461,7 +461,8 @@ class Vfs:
                 self.writeback.submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
         else:
             self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
-        self.cache.rename(view.oaio_id, src.path, dst_inner)
+        folders = src.is_dir or (target is not None and target.is_dir)
+        self.cache.rename(view.oaio_id, src.path, dst_inner, tree=folders)
         self.ns.move_open_files(view.oaio_id, src.path, dst_inner)
         self.writeback.moved(view.oaio_id, src.path, dst_inner)
 
