@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from conftest import PASSWORD, ServerProcess  # noqa: E402
+from tests.conftest import PASSWORD, ServerProcess  # noqa: E402
 
 from oaiofs.client.api import ApiClient  # noqa: E402
 from oaiofs.client.oaio_client import OaioClient  # noqa: E402

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs.client import ApiClient
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import requests
 import pytest
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.client import ApiClient
 from oaiofs.errors import Unauthorized, Unavailable
@@ -73,7 +73,7 @@ def test_credentials_never_in_repr(live_server, make_user):
 
 
 def test_unreachable_server_is_unavailable(tmp_path):
-    from conftest import free_port
+    from tests.conftest import free_port
     api = ApiClient(f"http://127.0.0.1:{free_port()}", "someone", "secret-pw", timeout=(1, 1))
     with pytest.raises(Unavailable) as info:
         api.whoami()

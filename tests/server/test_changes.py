@@ -5,11 +5,11 @@ import concurrent.futures
 
 import requests
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.client import ApiClient
 
-from server_helpers import client, unique_id
+from tests.server.server_helpers import client, unique_id
 
 LONG_WAIT = 30.0
 

@@ -7,12 +7,12 @@ import sys
 
 from sqlalchemy import select
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs.client import ApiClient
 from oaiofs.server import db as dbmod, security
 from oaiofs.server.models import User
 
-from server_helpers import unique_id
+from tests.server.server_helpers import unique_id
 
 
 def _oaiofs(*args: str, password: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -99,7 +99,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_unreachable_database_is_one_clear_line(tmp_path):
-    from conftest import free_port
+    from tests.conftest import free_port
     url = f"postgresql://someone:db-secret-pw@127.0.0.1:{free_port()}/nothing"
     for args in (("user", "add", "bob"), ("db", "upgrade"), ("serve", "--port", str(free_port()))):
         done = _oaiofs(*args, "--data", str(tmp_path / "d"), "--db", url, password="pw")

@@ -6,11 +6,11 @@ import io
 import pytest
 import requests
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.errors import AlreadyExists, Forbidden, InvalidValue, NotFound, VersionConflict
 
-from server_helpers import client, unique_id
+from tests.server.server_helpers import client, unique_id
 
 
 def test_put_get_move_delete_with_versions(live_server, make_user):

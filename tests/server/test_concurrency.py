@@ -5,11 +5,11 @@ import concurrent.futures
 
 import pytest
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs.client import ApiClient
 from oaiofs.errors import AlreadyExists, VersionConflict
 
-from server_helpers import unique_id
+from tests.server.server_helpers import unique_id
 
 
 @pytest.fixture

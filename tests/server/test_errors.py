@@ -9,12 +9,12 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.client.api import quote_id
 from oaiofs.errors import InvalidValue
 
-from server_helpers import client, unique_id
+from tests.server.server_helpers import client, unique_id
 
 
 def raw_request(server, method: str, target: str, username: str, body: bytes | None = None,

@@ -17,7 +17,7 @@ from oaiofs.server.models import Base
 def _database_urls(tmp_path) -> list[str]:
     urls = [f"sqlite:///{tmp_path / 'migrated.db'}"]
     if os.environ.get("OAIOFS_TEST_PG_URL"):
-        from conftest import create_test_database
+        from tests.conftest import create_test_database
         urls.append(create_test_database(f"t_migrations_{uuid.uuid4().hex[:12]}"))
     return urls
 

@@ -6,12 +6,12 @@ import concurrent.futures
 import pytest
 import requests
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.client.api import quote_id
 from oaiofs.errors import AlreadyExists, Gone, NotFound, TooLarge, VersionConflict
 
-from server_helpers import client, unique_id
+from tests.server.server_helpers import client, unique_id
 
 
 def test_register_get_update_on_two_devices(live_server, make_user):

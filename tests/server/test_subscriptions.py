@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.client.api import quote_id
 from oaiofs.errors import Forbidden, InvalidValue, NotFound
 
-from server_helpers import client, unique_id
+from tests.server.server_helpers import client, unique_id
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 import pytest
-from conftest import PASSWORD, ServerProcess
+from tests.conftest import PASSWORD, ServerProcess
 
 from oaiofs.client.api import ApiClient
 

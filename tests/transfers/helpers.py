@@ -10,7 +10,7 @@ import requests
 
 from oaiofs import protocol
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 
 TUS = {"Tus-Resumable": protocol.TUS_VERSION}
 

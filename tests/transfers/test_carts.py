@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import urllib3
-from conftest import PASSWORD, wait_until
+from tests.conftest import PASSWORD, wait_until
 
 from oaiofs import protocol
 from oaiofs.client import carts as client_carts

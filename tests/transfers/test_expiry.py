@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import wait_until
+from tests.conftest import wait_until
 from sqlalchemy import create_engine, update
 
 from oaiofs.server.db import normalize_url

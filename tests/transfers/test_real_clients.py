@@ -5,7 +5,7 @@ import base64
 import hashlib
 from pathlib import Path
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 from pacifica.downloader import Downloader
 from tusclient.client import TusClient
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, wait_until
+from tests.conftest import PASSWORD, wait_until
 
 from oaiofs import protocol
 from oaiofs.client.api import ApiClient
