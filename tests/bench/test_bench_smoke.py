@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from bench.payload import Payload
+from bench.report import Row, Target, markdown_table
+from tests.conftest import wait_until
 
-from bench.payload import Payload  # noqa: E402
-from bench.report import Row, Target, markdown_table  # noqa: E402
-from tests.conftest import wait_until  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 BENCH = ROOT / "scripts" / "bench"
 ROW_KEYS = ["cold_read", "warm_read", "cat_small", "ls_cold", "ls_warm", "write_commit", "peak_rss"]
