@@ -137,9 +137,13 @@ def iso_to_epoch(text: str | None) -> float:
     return moment.timestamp()
 
 
+_UNSAFE_NAME_CHARS = {"/": "⁄", **{chr(i): chr(0x2400 + i) for i in range(32)}, "\x7f": "␡"}
+
+
 def safe_name(text: str) -> str:
-    """A single path component that shows ``text`` (look-alikes for '/', control chars...)."""
-    name = protocol.defuse(text).strip()
+    """A single path component that shows ``text`` as it is, with look-alikes only where
+    Linux cannot: '/' becomes '⁄', control characters their U+24xx symbols."""
+    name = "".join(_UNSAFE_NAME_CHARS.get(ch, ch) for ch in text)
     if name in ("", ".", ".."):
         name = name.replace(".", "․") or "_"
     while len(name.encode("utf-8")) > MAX_NAME_BYTES - 12:   # room for a collision suffix

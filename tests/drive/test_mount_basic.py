@@ -102,19 +102,22 @@ def test_editor_save_pattern(live_server, alice, mounted_drive):
 def test_objects_from_mkdir_and_rmdir(live_server, alice, mounted_drive):
     user, api = alice
     drive = mounted_drive(live_server, user)
-    os.mkdir(drive.path("Fresh"))
-    (drive.path("Fresh") / "f.txt").write_bytes(b"x")
+    name = "My Docs (2026) & more"        # what people type: spaces and punctuation stay as they are
+    os.mkdir(drive.path(name))
+    assert name in os.listdir(drive.mountpoint)
+    (drive.path(name) / "f.txt").write_bytes(b"x")
     with pytest.raises(OSError) as exc:
         drive.path("not-allowed.txt").write_bytes(b"x")
     assert exc.value.errno == errno.EPERM
 
     def fresh():
-        return next((d for d in api.list_objects()[0] if d["values"].get("_name") == "Fresh"), None)
+        return next((d for d in api.list_objects()[0] if d["values"].get("_name") == name), None)
 
     wait_until(lambda: fresh() and [f["path"] for f in fresh()["files"]] == ["f.txt"], message="object created")
     oid = fresh()["oaio_id"]
-    subprocess.run(["rm", "-r", str(drive.path("Fresh"))], check=True)
-    assert not drive.path("Fresh").exists()
+    assert name in os.listdir(drive.mountpoint)   # still the same folder once the server answered
+    subprocess.run(["rm", "-r", str(drive.path(name))], check=True)
+    assert not drive.path(name).exists()
     wait_until(lambda: fresh() is None, message="object deleted")
     with pytest.raises((NotFound, Gone)):
         api.get_object(oid)
