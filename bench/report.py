@@ -86,9 +86,9 @@ def _cell(text: str, limit: int = 160) -> str:
     return line.replace("|", "\\|")
 
 
-def markdown_table(rows: list[Row]) -> str:
-    """The result table: workload, mount value, baseline, speed ratio, target, pass/fail."""
-    lines = ["| workload | oaiofs mount | baseline (same run) | ratio | target | result |",
+def markdown_table(rows: list[Row], value_header: str = "oaiofs mount") -> str:
+    """The result table: workload, measured value, baseline, speed ratio, target, pass/fail."""
+    lines = [f"| workload | {value_header} | baseline (same run) | ratio | target | result |",
              "|---|---|---|---|---|---|"]
     for row in rows:
         baseline = f"{_number(row.baseline, row.unit)} ({row.baseline_label})" if row.baseline_label else "—"
