@@ -131,7 +131,6 @@ class MountHandle:
         self.log_path = log_path
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
-        self.killed_by_watchdog = False
 
     @property
     def pid(self) -> int:
@@ -185,20 +184,24 @@ class MountHandle:
     def kill(self) -> None:
         """End the drive at once (a hung request then fails with ENOTCONN instead of blocking forever)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.killed_by_watchdog = True
             self.proc.kill()
 
 
 class Watchdog:
-    """Kill a drive that takes longer than ``seconds`` for one workload (``with Watchdog(mount, 300):``)."""
+    """Kill a drive that takes longer than ``seconds`` for one workload (``with Watchdog(mount, 300):``).
+
+    Whatever the killed drive made fail (ENOTCONN, a short read) is reported as the timeout it was.
+    """
 
     def __init__(self, mount: MountHandle, seconds: float) -> None:
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._mount = mount
         self.seconds = seconds
+        self.fired = False
 
     def _fire(self) -> None:
+        self.fired = True
         log.error("workload exceeded %.0f s; killing drive %s", self.seconds, self._mount.pid)
         self._mount.kill()
 
@@ -206,5 +209,7 @@ class Watchdog:
         self._timer.start()
         return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
         self._timer.cancel()
+        if self.fired:
+            raise BenchError(f"the workload took over {self.seconds:.0f} s; the drive was killed") from exc

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.measure import BenchError
 from bench.payload import Payload
+from bench.processes import Watchdog
 from bench.report import Row, Target, markdown_table
 from tests.conftest import wait_until
 
@@ -78,6 +80,28 @@ def test_payload_reader_streams_exactly_the_payload() -> None:
         pieces.append(piece)
     assert b"".join(pieces) == payload.to_bytes()
     assert Payload(1 << 20, "a").to_bytes() != Payload(1 << 20, "b").to_bytes()
+
+
+class _FakeDrive:
+    """Stands in for a MountHandle: records that the watchdog killed it."""
+
+    pid = -1
+    killed = False
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+def test_watchdog_kills_a_stuck_drive_and_reports_a_timeout() -> None:
+    drive = _FakeDrive()
+    with pytest.raises(BenchError, match="the drive was killed"):
+        with Watchdog(drive, 0.01) as watchdog:   # type: ignore[arg-type]
+            wait_until(lambda: watchdog.fired, timeout=10, message="the watchdog")
+    assert drive.killed
+    calm = _FakeDrive()
+    with Watchdog(calm, 60):                      # type: ignore[arg-type]
+        pass
+    assert not calm.killed
 
 
 # --- the real thing, at tiny sizes --------------------------------------------------------------
