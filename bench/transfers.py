@@ -61,7 +61,7 @@ def plain_get(api: ApiClient, name: str, dest: Path) -> None:
             out.write(piece)
 
 
-def run(size: int, reps: int, work: Path) -> tuple[list[Row], dict[str, object]]:
+def run(size: int, reps: int, work: Path, chunk_size: int | None = None) -> tuple[list[Row], dict[str, object]]:
     """Measure both directions ``reps`` times; returns the rows and extra facts."""
     server = ServerHandle(work / "server", work)
     server.start()
@@ -76,7 +76,8 @@ def run(size: int, reps: int, work: Path) -> tuple[list[Row], dict[str, object]]
         for rep in range(reps):
             write_payload(src, Payload(size, f"tus-{rep}"))
             with RssSampler(server.proc.pid) as rss, Stopwatch() as clock:
-                TusUploader(api).upload_file(src, OBJECT, f"tus-{rep}.bin")
+                uploader = TusUploader(api) if chunk_size is None else TusUploader(api, chunk_size=chunk_size)
+                uploader.upload_file(src, OBJECT, f"tus-{rep}.bin")
             up.samples.append(mib_per_s(size, clock.seconds))
             peak_rss = max(peak_rss, rss.peak_tree_rss_mib)
             write_payload(src, Payload(size, f"put-{rep}"))
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=float, default=256.0, help="file size in MiB (default 256)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per row (median is reported)")
+    parser.add_argument("--chunk-units", type=int, default=None,
+                        help="TusUploader chunk size in units of 1280 KiB (default: the uploader's default)")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON results")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="oaiofs-bench-transfers-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        rows, facts = run(size, args.reps, work)
+        chunk_size = args.chunk_units * protocol.CHUNK_UNIT if args.chunk_units else None
+        rows, facts = run(size, args.reps, work, chunk_size)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nserver peak RSS while transferring: {facts['server_peak_rss_mib']} MiB")
     json_path = args.json or Path(__file__).resolve().parent / "results" / "transfers.json"
     write_json(json_path, rows, {"benchmark": "transfers", "size_bytes": size, "reps": args.reps,
+                                 "chunk_size": chunk_size,
                                  "time": dt.datetime.now(dt.timezone.utc).isoformat(),
                                  "machine": platform.platform(), **facts})
     print(f"JSON written to {json_path}")

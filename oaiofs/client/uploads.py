@@ -3,10 +3,16 @@
 The upload URL is handed to ``on_url`` before the first byte is sent, so a caller
 that persists it can resume from another process after a crash
 (``upload_file(..., url=saved)``); the uploader then asks the server for its
-offset and sends only the rest. Every chunk carries a sha256 ``Upload-Checksum``
-and the whole file's sha256 travels in the metadata, so the server verifies both.
-Transient failures (connection errors, 5xx, a chunk checksum mismatch, an offset
-race) are retried with capped exponential backoff, re-reading the server's offset.
+offset and sends only the rest. The whole file's sha256 travels in the metadata and
+the server verifies it before committing anything. A first, uninterrupted attempt
+streams each chunk straight from the file without a per-chunk checksum (a cut
+connection keeps the bytes that arrived, so resuming stays byte-exact); once an
+attempt failed or was interrupted, every further chunk carries a sha256
+``Upload-Checksum`` so a damaged chunk is refused instead of spoiling the file. A
+whole-file mismatch after checksum-less chunks is retried once from scratch with
+checksums. Transient failures (connection errors, 5xx, a chunk checksum mismatch,
+an offset race) are retried with capped exponential backoff, re-reading the
+server's offset.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]      # (bytes the server has, total)
 _TUS = {"Tus-Resumable": protocol.TUS_VERSION}
 HASH_PIECE = 1 << 20
+SEND_PIECE = 1 << 20                                # bytes handed to the socket per read of a streamed chunk
+UPLOAD_CHUNK_SIZE = 16 * protocol.CHUNK_UNIT        # 20 MiB: fewer round trips and progress saves per file
 
 
 def check_chunk_size(chunk_size: int) -> int:
@@ -57,7 +65,7 @@ class UploadState(dict):
 class TusUploader:
     """Uploads files in chunks through one :class:`ApiClient` (several threads may share one)."""
 
-    def __init__(self, api: ApiClient, chunk_size: int = protocol.DEFAULT_CHUNK_SIZE, max_attempts: int = 8,
+    def __init__(self, api: ApiClient, chunk_size: int = UPLOAD_CHUNK_SIZE, max_attempts: int = 8,
                  backoff_cap_s: float = 30.0, backoff_base_s: float = 0.25) -> None:
         self.api = api
         self.chunk_size = check_chunk_size(chunk_size)
@@ -109,12 +117,21 @@ class TusUploader:
         except (NotFound, Gone):
             pass
 
-    def send_chunk(self, url: str, offset: int, data: bytes,
-                   digest: str | None = None) -> tuple[int, dict[str, Any] | None]:
-        """PATCH ``data`` at ``offset``; returns (new offset, result if this completed the upload)."""
-        digest = digest or _b64_sha256(data)
-        headers = dict(_TUS, **{"Upload-Offset": str(offset), "Content-Type": protocol.TUS_CONTENT_TYPE,
-                                "Upload-Checksum": f"sha256 {digest}"})
+    def send_chunk(self, url: str, offset: int, data: "bytes | _FileSlice",
+                   digest: str | None = None, *, checksum: bool = True) -> tuple[int, dict[str, Any] | None]:
+        """PATCH ``data`` at ``offset``; returns (new offset, result if this completed the upload).
+
+        ``data`` is bytes or a :class:`_FileSlice` streamed from the file. With
+        ``checksum`` (the default) the chunk carries its sha256 (``digest`` or computed
+        here from bytes); without, the server relies on the whole-file sha256.
+        """
+        headers = dict(_TUS, **{"Upload-Offset": str(offset), "Content-Type": protocol.TUS_CONTENT_TYPE})
+        if checksum:
+            if digest is None:
+                if not isinstance(data, bytes):
+                    raise InvalidValue("a streamed chunk needs its digest to carry a checksum")
+                digest = _b64_sha256(data)
+            headers["Upload-Checksum"] = f"sha256 {digest}"
         self.bytes_sent += len(data)
         resp = self.api.request("PATCH", self.path_of(url), data=data, headers=headers, expect=(204,))
         resp.close()
@@ -138,6 +155,7 @@ class TusUploader:
         if mtime is None:
             mtime = local_path.stat().st_mtime
         offset = 0
+        resumed = url is not None               # an earlier attempt was interrupted: checksum every chunk
         if url is not None:
             try:
                 state = self.status(url)
@@ -153,13 +171,23 @@ class TusUploader:
                     url = None
                 else:
                     offset = state["offset"]
-        if url is None:
-            url = self.create(oaio_id, path, size, sha256=sha256, base_version=base_version, mtime=mtime)
-            if on_url is not None:
-                on_url(url)
-        with open(local_path, "rb") as handle, ThreadPoolExecutor(1, thread_name_prefix="tus-read") as reader:
-            return self._send_from(_ChunkSource(handle.fileno(), size, self.chunk_size, reader), url, offset,
-                                   size, on_progress)
+        for fresh_attempt in (1, 2):
+            if url is None:
+                url = self.create(oaio_id, path, size, sha256=sha256, base_version=base_version, mtime=mtime)
+                if on_url is not None:
+                    on_url(url)
+            with open(local_path, "rb") as handle, ThreadPoolExecutor(1, thread_name_prefix="tus-read") as pool:
+                source = _ChunkSource(handle.fileno(), size, self.chunk_size, pool, checksums=resumed)
+                try:
+                    return self._send_from(source, url, offset, size, on_progress)
+                except ChecksumMismatch:
+                    if source.checksums or fresh_attempt == 2:
+                        raise
+                    # checksum-less chunks did not add up to the announced file: the server
+                    # dropped the upload; start once more, refusing any damaged chunk this time
+                    log.info("%s: whole-file sha256 mismatch; uploading again with chunk checksums", local_path)
+            url, offset, resumed = None, 0, True
+        raise AssertionError("unreachable")
 
     def _send_from(self, source: "_ChunkSource", url: str, offset: int, size: int,
                    on_progress: ProgressCallback | None) -> dict[str, Any]:
@@ -169,19 +197,22 @@ class TusUploader:
         while True:
             try:
                 data, digest = source.chunk_at(offset)
-                new_offset, result = self.send_chunk(url, offset, data, digest)
+                new_offset, result = self.send_chunk(url, offset, data, digest, checksum=source.checksums)
             except (VersionConflict, ChecksumMismatch) as exc:
                 if isinstance(exc, ChecksumMismatch) and self._still_open(url):
+                    source.checksums = True
                     failures = self._backoff(failures, exc)   # a chunk was damaged in transit: resend
                     offset = self.offset(url)
                     continue
                 raise
             except (Unavailable, OffsetMismatch) as exc:
+                source.checksums = True
                 failures = self._backoff(failures, exc)
                 offset = self._offset_after_failure(url, exc)
                 continue
             except OaioError as exc:
                 if exc.http_status >= 500:
+                    source.checksums = True
                     failures = self._backoff(failures, exc)
                     offset = self._offset_after_failure(url, exc)
                     continue
@@ -228,19 +259,61 @@ def _b64_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
-class _ChunkSource:
-    """Reads and checksums chunks of a file, the next one in the background while one is sent."""
+class _FileSlice:
+    """A bounded, rewindable view of ``[offset, offset + length)`` of an open file, read as a request body.
 
-    def __init__(self, fd: int, size: int, chunk_size: int, pool: ThreadPoolExecutor) -> None:
+    ``read`` hands out up to :data:`SEND_PIECE` bytes at a time whatever size is
+    asked for (fewer, larger socket writes); ``len`` is the slice's length, so
+    ``requests`` sends a ``Content-Length``.
+    """
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self.fd, self.offset, self.length = fd, offset, length
+        self.position = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.length}[whence]
+        self.position = max(0, min(self.length, base + position))
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.length - self.position
+        if size is not None and size >= 0:
+            want = min(want, max(size, SEND_PIECE))
+        if want <= 0:
+            return b""
+        data = os.pread(self.fd, want, self.offset + self.position)
+        self.position += len(data)
+        return data
+
+
+class _ChunkSource:
+    """Hands out the chunks of a file: streamed slices, or (with ``checksums``) bytes + sha256.
+
+    Checksummed chunks are read and hashed in the background, the next one while
+    one is sent.
+    """
+
+    def __init__(self, fd: int, size: int, chunk_size: int, pool: ThreadPoolExecutor,
+                 checksums: bool = True) -> None:
         self.fd, self.size, self.chunk_size, self.pool = fd, size, chunk_size, pool
+        self.checksums = checksums
         self._next: tuple[int, Future[tuple[bytes, str]]] | None = None
 
     def _read(self, offset: int) -> tuple[bytes, str]:
         data = os.pread(self.fd, min(self.chunk_size, self.size - offset), offset)
         return data, _b64_sha256(data)
 
-    def chunk_at(self, offset: int) -> tuple[bytes, str]:
-        """The chunk starting at ``offset`` and its base64 sha256; starts reading the one after it."""
+    def chunk_at(self, offset: int) -> tuple["bytes | _FileSlice", str | None]:
+        """The chunk starting at ``offset`` and its base64 sha256 (None for a streamed slice)."""
+        if not self.checksums:
+            return _FileSlice(self.fd, offset, min(self.chunk_size, self.size - offset)), None
         if self._next is not None and self._next[0] == offset:
             data, digest = self._next[1].result()
         else:
