@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import tarfile
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,7 @@ from urllib.parse import unquote
 
 import requests
 import urllib3
+from cachetools import LRUCache
 
 from .. import protocol
 from ..errors import ChecksumMismatch, InvalidValue, Unavailable, error_from_response
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 TOP = "data"                              # the tar's top folder (cartd names it after ?filename)
 PAX_SHA256 = "OAIO.sha256"
 COPY_PIECE = 1 << 20
+VERIFIED_KEPT = 4096                      # checked sha256s remembered for take_verified_sha256
 _TRANSPORT_ERRORS = (Unavailable, requests.RequestException, urllib3.exceptions.HTTPError, tarfile.ReadError,
                      ConnectionError, TimeoutError)
 
@@ -86,6 +89,8 @@ class CartDownloader:
         self.bytes_received = 0            # body bytes read by this downloader (for tests/stats)
         self._expected: dict[str, dict[str, tuple[str, str]]] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cart-write")
+        self._verified: LRUCache[Path, str] = LRUCache(VERIFIED_KEPT)
+        self._verified_lock = threading.Lock()
 
     def _count(self, size: int) -> None:
         self.bytes_received += size
@@ -226,15 +231,19 @@ class CartDownloader:
                 hasher.update(piece)
 
         with open(part, "wb") as out:
-            pending: Future[None] | None = None      # writing+hashing one piece overlaps receiving the next
-            try:
+            if info.size <= COPY_PIECE:              # small: one piece, a thread hop would cost more than it hides
                 while piece := source.read(COPY_PIECE):
+                    consume(piece)
+            else:
+                pending: Future[None] | None = None  # writing+hashing one piece overlaps receiving the next
+                try:
+                    while piece := source.read(COPY_PIECE):
+                        if pending is not None:
+                            pending.result()
+                        pending = self._pool.submit(consume, piece)
+                finally:
                     if pending is not None:
                         pending.result()
-                    pending = self._pool.submit(consume, piece)
-            finally:
-                if pending is not None:
-                    pending.result()
         return self._finalize(uid, target, part, info, hashers if verify else None)
 
     def _finish_partial(self, uid: str, dest: Path, info: _Partial, verify: bool) -> Path:
@@ -276,12 +285,27 @@ class CartDownloader:
         size = part.stat().st_size
         if size != info.size:
             raise tarfile.ReadError(f"{info.rel}: got {size} of {info.size} bytes")
+        asked = self._expected.get(uid, {}).get(info.rel)
         for name, hasher in (hashers or {}).items():
-            wanted = info.sha256 if name == "sha256" and info.sha256 else self._expected[uid][info.rel][1]
-            if hasher.hexdigest() != wanted:
+            wanted = {asked[1]} if asked and asked[0] == name else set()
+            if name == "sha256" and info.sha256:
+                wanted.add(info.sha256)
+            if wanted != {hasher.hexdigest()}:
                 part.unlink(missing_ok=True)
-                raise ChecksumMismatch(f"{info.rel}: {name} is {hasher.hexdigest()}, expected {wanted}",
-                                       {"path": info.rel, "hashtype": name})
+                raise ChecksumMismatch(f"{info.rel}: {name} is {hasher.hexdigest()}, expected "
+                                       f"{' and '.join(sorted(wanted))}", {"path": info.rel, "hashtype": name})
         os.replace(part, target)
         os.utime(target, (info.mtime, info.mtime))
+        if hashers and "sha256" in hashers:
+            with self._verified_lock:
+                self._verified[target] = hashers["sha256"].hexdigest()
         return target
+
+    def take_verified_sha256(self, path: str | os.PathLike[str]) -> str | None:
+        """The sha256 checked while streaming the file this downloader installed at ``path`` (once), or None.
+
+        Lets a caller skip re-reading a just-downloaded file to hash it; only the
+        most recent :data:`VERIFIED_KEPT` files are remembered.
+        """
+        with self._verified_lock:
+            return self._verified.pop(Path(path), None)

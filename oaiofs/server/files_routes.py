@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
 from ..errors import InvalidInput, InvalidValue, NotFound
-from . import access, objects
+from . import access, deps, objects
 from .byteranges import file_response, ranged_response
 from .models import FileEntry, User
 from .upload_service import append_chunk, authenticate, transaction, upload_lock, upload_service
@@ -32,12 +32,22 @@ def file_info(state: Any, user_id: int, oaio_id: str, path: str) -> dict[str, An
     """The ``FileDoc`` of a readable attached file plus its ``blob_key`` (404 for folders)."""
     path = protocol.normalize_file_path(path)
     with transaction(state) as db:
-        user = db.get(User, user_id)
-        obj, _right = access.load_object(db, user, oaio_id, "read")
-        entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == path))
-        if entry is None or entry.kind != "file" or not entry.blob_key:
-            raise NotFound(f"no file {path!r} in object {oaio_id!r}", {"oaio_id": oaio_id, "path": path})
-        return dict(objects.file_doc(entry), blob_key=entry.blob_key)
+        return _file_info(db, db.get(User, user_id), oaio_id, path)
+
+
+def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: str) -> dict[str, Any]:
+    """:func:`file_info` for the request's caller, authenticated in the same session (one thread hop)."""
+    with transaction(state) as db:
+        user = deps.get_current_user(request, db)
+        return _file_info(db, user, oaio_id, protocol.normalize_file_path(path))
+
+
+def _file_info(db: Any, user: User, oaio_id: str, path: str) -> dict[str, Any]:
+    obj, _right = access.load_object(db, user, oaio_id, "read")
+    entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == path))
+    if entry is None or entry.kind != "file" or not entry.blob_key:
+        raise NotFound(f"no file {path!r} in object {oaio_id!r}", {"oaio_id": oaio_id, "path": path})
+    return dict(objects.file_doc(entry), blob_key=entry.blob_key)
 
 
 def blob_response(request: Request, blobs: Any, info: dict[str, Any], filename: str | None = None) -> Response:
@@ -59,8 +69,7 @@ def blob_response(request: Request, blobs: Any, info: dict[str, Any], filename: 
 async def get_file(oaio_id: str, path: str, request: Request) -> Response:
     """The bytes of one attached file (``Range: bytes=a-b`` answers 206)."""
     service = upload_service(request)
-    user_id = await run_in_threadpool(authenticate, request)
-    info = await run_in_threadpool(file_info, service.state, user_id, oaio_id, path)
+    info = await run_in_threadpool(authenticated_file_info, service.state, request, oaio_id, path)
     return blob_response(request, service.blobs, info)
 
 

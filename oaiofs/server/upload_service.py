@@ -277,13 +277,27 @@ class UploadService:
     def get(self, user_id: int, upload_id: str) -> UploadView:
         """The caller's upload (others' and unknown ids: 404; expired ones: 410)."""
         with transaction(self.state) as db:
-            row = db.get(Upload, upload_id)
-            if row is None or row.user_id != user_id:
-                raise NotFound("no such upload", {"upload_id": upload_id[:80]})
-            view = UploadView.of(row)
+            view = self._view_of(db, user_id, upload_id)
+        return self._unexpired(view)
+
+    def authenticated_get(self, request: Request, upload_id: str) -> tuple[int, UploadView]:
+        """(caller's user id, :meth:`get` of ``upload_id``) in one session: one thread hop per request."""
+        with transaction(self.state) as db:
+            user_id = deps.get_current_user(request, db).id
+            view = self._view_of(db, user_id, upload_id)
+        return user_id, self._unexpired(view)
+
+    @staticmethod
+    def _view_of(db: Session, user_id: int, upload_id: str) -> UploadView:
+        row = db.get(Upload, upload_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound("no such upload", {"upload_id": upload_id[:80]})
+        return UploadView.of(row)
+
+    def _unexpired(self, view: UploadView) -> UploadView:
         if view.expires <= utcnow() and not view.completed:
-            self.discard(upload_id)
-            raise Gone("the upload has expired", {"upload_id": upload_id})
+            self.discard(view.id)
+            raise Gone("the upload has expired", {"upload_id": view.id})
         return view
 
     # appending

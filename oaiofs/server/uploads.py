@@ -126,8 +126,7 @@ async def tus_create(request: Request) -> Response:
 async def tus_head(upload_id: str, request: Request) -> Response:
     """The upload's offset, length and metadata (and its result once complete)."""
     service = upload_service(request)
-    user_id = await run_in_threadpool(authenticate, request)
-    upload = await run_in_threadpool(service.get, user_id, upload_id)
+    _user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
     headers = upload_headers(upload)
     headers["Upload-Length"] = str(upload.length)
     if upload.metadata:
@@ -143,9 +142,8 @@ async def tus_patch(upload_id: str, request: Request) -> Response:
     start = _int_header(request, "upload-offset", required=True) or 0
     checksum = parse_checksum(request.headers.get("upload-checksum"))
     service = upload_service(request)
-    user_id = await run_in_threadpool(authenticate, request)
     async with upload_lock(upload_id):
-        upload = await run_in_threadpool(service.get, user_id, upload_id)
+        user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
         result = None
         if upload.completed:
             if start > upload.length:
@@ -159,9 +157,8 @@ async def tus_patch(upload_id: str, request: Request) -> Response:
 async def tus_delete(upload_id: str, request: Request) -> Response:
     """Termination: drop the upload and its staged bytes (a committed file stays)."""
     service = upload_service(request)
-    user_id = await run_in_threadpool(authenticate, request)
     async with upload_lock(upload_id):
-        await run_in_threadpool(service.get, user_id, upload_id)
+        await run_in_threadpool(service.authenticated_get, request, upload_id)
         await run_in_threadpool(service.discard, upload_id)
     return Response(status_code=204, headers={"Tus-Resumable": protocol.TUS_VERSION})
 
