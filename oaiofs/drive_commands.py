@@ -4,11 +4,15 @@
 (its log goes to ``<cache>/mount.log``) and returns once the mountpoint is mounted,
 or fails with the child's reason. Status, pins and progress come from the running
 mount through extended attributes (``user.oaio.mount_status`` on the mount root,
-``user.oaio.pin`` on any path), so these commands need no credentials.
+``user.oaio.pin`` on any path), so these commands need no credentials. The status
+also has a side channel that works with ``--no-xattrs``: the mount rewrites
+``<cache>/status.json`` every :data:`STATUS_FILE_INTERVAL_S` and records its cache
+folder in a registry file (:func:`registry_path`).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import json
 import logging
@@ -16,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,8 @@ PASSWORD_ENV = "OAIOFS_PASSWORD"
 STATUS_XATTR = "user.oaio.mount_status"
 PIN_XATTR = "user.oaio.pin"
 MOUNT_WAIT_S = 60.0
+STATUS_FILE = "status.json"
+STATUS_FILE_INTERVAL_S = 0.5
 FSTYPE = "fuse.oaiofs"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -43,6 +50,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--entry-timeout", type=float, default=1.0, help="kernel name cache seconds (default 1)")
     p.add_argument("--poll", type=float, default=20.0, help="change-feed long-poll seconds (default 20)")
     p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
+    p.add_argument("--no-xattrs", action="store_true",
+                   help="no extended attributes: faster `ls -l`; `oaiofs pin`/`unpin` and getfattr do not work")
     p.set_defaults(func=cmd_mount)
 
     p = subparsers.add_parser("umount", help="unmount, after pending uploads are done")
@@ -126,6 +135,8 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
             "--entry-timeout", str(args.entry_timeout), "--poll", str(args.poll), "--foreground"]
     if args.allow_other:
         argv.append("--allow-other")
+    if args.no_xattrs:
+        argv.append("--no-xattrs")
     with open(log_path, "ab") as logfile:
         start = logfile.tell()
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile,
@@ -196,23 +207,123 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
             drive.stop()
 
     options = FuseOptions(attr_timeout=args.attr_timeout, entry_timeout=args.entry_timeout,
-                          fsname=f"oaiofs:{args.user}", allow_other=args.allow_other)
+                          fsname=f"oaiofs:{args.user}", allow_other=args.allow_other,
+                          xattrs=not args.no_xattrs)
+    publisher = StatusPublisher(drive.vfs.status, mountpoint, cache_dir)
+    publisher.start()
     try:
         mount(drive.vfs, str(mountpoint), options, on_destroy=stop)
     except RuntimeError as exc:
         stop()
         return _fail(f"cannot mount {mountpoint}: {exc}")
+    finally:
+        publisher.stop()
     stop()
     return 0
 
 
+# ---------------------------------------------------------------- status side channel
+def registry_path(mountpoint: Path) -> Path:
+    """Where the mount at ``mountpoint`` records its cache folder (per user runtime dir)."""
+    import hashlib
+
+    import platformdirs
+
+    digest = hashlib.sha256(str(mountpoint.absolute()).encode()).hexdigest()[:32]
+    return Path(platformdirs.user_runtime_dir("oaiofs")) / "mounts" / f"{digest}.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class StatusPublisher:
+    """Rewrites ``<cache>/status.json`` while mounted and registers the cache folder of the mountpoint."""
+
+    def __init__(self, status: Any, mountpoint: Path, cache_dir: Path) -> None:
+        self.status = status
+        self.mountpoint = mountpoint
+        self.status_path = cache_dir / STATUS_FILE
+        self.registry = registry_path(mountpoint)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-file", daemon=True)
+
+    def start(self) -> None:
+        try:
+            self.registry.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(self.registry, json.dumps(
+                {"mountpoint": str(self.mountpoint), "cache_dir": str(self.status_path.parent),
+                 "pid": os.getpid()}))
+        except OSError as exc:
+            log.warning("cannot register the mount in %s: %s", self.registry, exc)
+        self.publish()
+        self._thread.start()
+
+    def publish(self) -> None:
+        try:
+            doc = dict(self.status(), pid=os.getpid(), written_at=time.time())
+            _write_atomically(self.status_path, json.dumps(doc, default=str))
+        except Exception:  # noqa: BLE001 - the status file is best effort; the mount goes on
+            log.warning("cannot write %s", self.status_path, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for path in (self.registry, self.status_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(STATUS_FILE_INTERVAL_S):
+            self.publish()
+
+
 # ---------------------------------------------------------------- status helpers
 def read_status(mountpoint: Path) -> dict[str, Any] | None:
-    """The status document of the mount at ``mountpoint`` (None if it is not an oaiofs mount)."""
+    """The status document of the mount at ``mountpoint`` (None if it is not an oaiofs mount).
+
+    From the root's xattr, or (mounted with ``--no-xattrs``) from the status file the mount rewrites."""
     try:
         return json.loads(os.getxattr(mountpoint, STATUS_XATTR))
     except (OSError, ValueError):
+        pass
+    return read_status_file(mountpoint)
+
+
+def read_status_file(mountpoint: Path) -> dict[str, Any] | None:
+    """The side-channel status of a live mount at ``mountpoint``, or None."""
+    try:
+        entry = json.loads(registry_path(mountpoint).read_text(encoding="utf-8"))
+        doc = json.loads((Path(entry["cache_dir"]) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    if doc.get("pid") != entry.get("pid") or not _alive(int(entry["pid"])) or not os.path.ismount(mountpoint):
+        return None
+    return doc
+
+
+def _fresh_status(mountpoint: Path) -> dict[str, Any] | None:
+    """The status, and from the status file only once it was rewritten after this call began."""
+    since = time.time()
+    deadline = time.monotonic() + 10 * STATUS_FILE_INTERVAL_S
+    status = read_status(mountpoint)
+    while status is not None and status.get("written_at", since) < since and time.monotonic() < deadline:
+        time.sleep(STATUS_FILE_INTERVAL_S / 5)
+        status = read_status(mountpoint)
+    return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def oaiofs_mounts() -> list[Path]:
@@ -256,7 +367,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
 def _wait_for_uploads(mountpoint: Path, timeout: float | None) -> int:
     from tqdm import tqdm
 
-    status = read_status(mountpoint)
+    status = _fresh_status(mountpoint)
     if status is None:
         return 0
     pending, done, total = _upload_progress(status)
@@ -344,10 +455,20 @@ def _human(n: int | float) -> str:
 
 
 # ---------------------------------------------------------------- pin / unpin
+_NO_XATTRS = (errno.ENOTSUP, errno.ENOSYS)
+
+
+def _no_xattrs_message(verb: str, path: Path) -> str:
+    return (f"cannot {verb} {path}: the drive was mounted with --no-xattrs; "
+            f"remount without --no-xattrs to {verb}")
+
+
 def cmd_pin(args: argparse.Namespace) -> int:
     try:
         os.setxattr(args.path, PIN_XATTR, b"1")
     except OSError as exc:
+        if exc.errno in _NO_XATTRS:
+            return _fail(_no_xattrs_message("pin", args.path))
         return _fail(f"cannot pin {args.path}: {exc.strerror}")
     print(f"oaiofs: pinned {args.path} (fetched and kept in the cache)")
     return 0
@@ -357,6 +478,8 @@ def cmd_unpin(args: argparse.Namespace) -> int:
     try:
         os.setxattr(args.path, PIN_XATTR, b"0")
     except OSError as exc:
+        if exc.errno in _NO_XATTRS:
+            return _fail(_no_xattrs_message("unpin", args.path))
         return _fail(f"cannot unpin {args.path}: {exc.strerror}")
     print(f"oaiofs: unpinned {args.path}")
     return 0

@@ -38,6 +38,7 @@ class FuseOptions:
     fsname: str = "oaiofs"
     allow_other: bool = False
     debug: bool = False
+    xattrs: bool = True            # False: no xattr callbacks at all (libfuse answers ENOSYS)
 
 
 class OaioFuseOps(Operations):
@@ -46,9 +47,13 @@ class OaioFuseOps(Operations):
     use_ns = False
     flag_utime_omit_ok = 1
 
-    def __init__(self, vfs: Vfs, on_destroy: Callable[[], None] | None = None) -> None:
+    def __init__(self, vfs: Vfs, on_destroy: Callable[[], None] | None = None, xattrs: bool = True) -> None:
         self.vfs = vfs
         self.on_destroy = on_destroy
+        if not xattrs:
+            # fusepy registers only callbacks that are not None: libfuse then answers ENOSYS
+            # and the kernel stops sending getxattr/listxattr for this mount
+            self.getxattr = self.listxattr = self.setxattr = self.removexattr = None  # type: ignore[assignment]
 
     def __call__(self, op: str, *args: Any) -> Any:
         method = getattr(self, op, None)
@@ -188,7 +193,7 @@ def mount(vfs: Vfs, mountpoint: str, options: FuseOptions | None = None,
     extra: dict[str, Any] = {}
     if options.allow_other:
         extra["allow_other"] = True
-    _DirectReadFUSE(OaioFuseOps(vfs, on_destroy), mountpoint, raw_fi=True, foreground=True,
+    _DirectReadFUSE(OaioFuseOps(vfs, on_destroy, xattrs=options.xattrs), mountpoint, raw_fi=True, foreground=True,
                     nothreads=False, debug=options.debug, fsname=options.fsname, subtype="oaiofs",
                     big_writes=True, max_read=MAX_IO_BYTES, max_write=MAX_IO_BYTES,
                     max_readahead=READAHEAD_KERNEL_BYTES, attr_timeout=options.attr_timeout,

@@ -2,7 +2,8 @@
 
 Layout of the cache folder::
 
-    index/        diskcache.Cache — persistent index: item records, pins (LRU bookkeeping)
+    index/        diskcache.Cache — persistent index: item records, pins (LRU bookkeeping),
+                  read from memory and written by one thread (:mod:`.cache_index`)
     data/<token>  sparse data files (bytes at their file offsets)
 
 An :class:`Item` is the in-memory state of one cached file: its fd, size, the
@@ -24,8 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import diskcache
-
+from .cache_index import CacheIndex
 from .hashing import IncrementalHash
 from .ranges import RangeSet
 
@@ -38,6 +38,11 @@ EVICT_TO_FRACTION = 0.9            # evict down to 90% of the quota once it is e
 
 def _record_key(key: ItemKey) -> str:
     return "item\0" + key[0] + "\0" + key[1]
+
+
+def _same_content(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """``old`` and ``new`` differ at most in their access time."""
+    return old is not None and all(old.get(k) == v for k, v in new.items() if k != "atime")
 
 
 class Item:
@@ -54,6 +59,7 @@ class Item:
         self.ranges = ranges
         self.dirty = dirty
         self.cond = threading.Condition(threading.Lock())
+        self.fd_lock = threading.Lock()   # fetchers' writes vs. closing or swapping the fd (not readers)
         self.open_count = 0
         self.writers = 0
         self.detached = False             # replaced by a newer version while open
@@ -80,11 +86,14 @@ class Item:
 
     # --- filling from the network (fetcher) ---
     def store(self, offset: int, data: bytes) -> bool:
-        """Write fetched bytes at ``offset`` and wake readers; False once the item is closed."""
-        with self.cond:
+        """Write fetched bytes at ``offset`` and wake readers; False once the item is closed.
+
+        The write happens outside ``cond`` so readers waiting for other ranges are not stalled."""
+        with self.fd_lock:
             if self.closed:
                 return False
             os.pwrite(self.fd, data, offset)
+        with self.cond:
             before = self.ranges.total()
             self.ranges.add(offset, offset + len(data))
             grown = self.ranges.total() - before
@@ -101,7 +110,7 @@ class Item:
     # --- local writes ---
     def prepare_write(self) -> None:
         """Break a hard link taken by the journal's snapshot (copy-on-write) before changing bytes."""
-        with self.cond:
+        with self.cond, self.fd_lock:
             if os.fstat(self.fd).st_nlink <= 1:
                 return
             token = uuid.uuid4().hex
@@ -165,12 +174,13 @@ class Item:
             for stream in list(self.streams):
                 stream.cancel()
             self.cond.notify_all()
-        for fd in [self.fd, *self._old_fds]:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._old_fds = []
+        with self.fd_lock:
+            for fd in [self.fd, *self._old_fds]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._old_fds = []
 
     def record(self) -> dict[str, Any]:
         return {"token": self.token, "size": self.size, "version": self.version, "sha256": self.sha256,
@@ -186,20 +196,14 @@ class Cache:
         self.data_dir = self.root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.quota = quota_bytes
-        self.index = diskcache.Cache(str(self.root / "index"), eviction_policy="none", size_limit=2**40)
+        self.index = CacheIndex(self.root / "index")
         self._lock = threading.RLock()
         self._items: dict[ItemKey, Item] = {}
         self._pins: set[ItemKey] = {tuple(p) for p in self.index.get(_PINS_KEY, [])}  # type: ignore[misc]
         self._used = self._scan_used()
 
     def _scan_used(self) -> int:
-        used = 0
-        for key in self.index.iterkeys():
-            if isinstance(key, str) and key.startswith("item\0"):
-                rec = self.index.get(key)
-                if rec:
-                    used += sum(e - s for s, e in rec["ranges"])
-        return used
+        return sum(sum(e - s for s, e in rec["ranges"]) for _, rec in self.index.items("item\0"))
 
     # --- item lifecycle ---
     def open(self, key: ItemKey, *, version: int, sha256: str | None, size: int) -> Item:
@@ -259,8 +263,14 @@ class Cache:
         self.enforce_quota()
 
     def persist(self, item: Item) -> None:
-        if not item.detached:
-            self.index.set(_record_key(item.key), item.record())
+        """Write ``item``'s record; only the access time changed (a clean release): queued, not awaited."""
+        if item.detached:
+            return
+        rkey, rec = _record_key(item.key), item.record()
+        if _same_content(self.index.get(rkey), rec):
+            self.index.touch(rkey, rec)
+        else:
+            self.index.set(rkey, rec)
 
     def install(self, key: ItemKey, src: Path, *, version: int, sha256: str | None, size: int) -> None:
         """Take a fully downloaded file (moved in) as the clean item for ``key``."""
@@ -279,13 +289,14 @@ class Cache:
             token = uuid.uuid4().hex
             os.replace(src, self.data_dir / token)
             rec = {"token": token, "size": size, "version": version, "sha256": sha256,
-                   "ranges": [[0, size]] if size else [], "dirty": False, "atime": time.time()}
+                   "ranges": [[0, size]] if size else [], "dirty": False, "atime": time.time(),
+                   "write_gen": 0}
             self.index.set(_record_key(key), rec)
             self._used += size
 
     def bulk(self) -> Any:
         """A context in which many index updates share one transaction (batch installs)."""
-        return self.index.transact()
+        return self.index.batch()
 
     def mark_clean(self, item: Item, version: int, sha256: str | None, write_gen: int) -> bool:
         """The server committed ``item``'s bytes as ``version`` (unless it changed since)."""
@@ -400,12 +411,9 @@ class Cache:
                 return
             target = int(self.quota * EVICT_TO_FRACTION)
             candidates = []
-            for rkey in self.index.iterkeys():
-                if not (isinstance(rkey, str) and rkey.startswith("item\0")):
-                    continue
+            for rkey, rec in self.index.items("item\0"):
                 _, oaio_id, path = rkey.split("\0", 2)
                 key = (oaio_id, path)
-                rec = self.index.get(rkey)
                 if not rec or rec.get("dirty") or key in self._items or self.is_pinned(key):
                     continue
                 candidates.append((rec.get("atime", 0), key, rec))
@@ -424,12 +432,10 @@ class Cache:
     def dirty_records(self) -> list[tuple[ItemKey, dict[str, Any]]]:
         """Items with local changes (for start-up recovery)."""
         out = []
-        for rkey in self.index.iterkeys():
-            if isinstance(rkey, str) and rkey.startswith("item\0"):
-                rec = self.index.get(rkey)
-                if rec and rec.get("dirty"):
-                    _, oaio_id, path = rkey.split("\0", 2)
-                    out.append(((oaio_id, path), rec))
+        for rkey, rec in self.index.items("item\0"):
+            if rec and rec.get("dirty"):
+                _, oaio_id, path = rkey.split("\0", 2)
+                out.append(((oaio_id, path), rec))
         return out
 
     def close_all(self) -> None:
@@ -488,9 +494,7 @@ class Cache:
             return [key] if key in self._items or _record_key(key) in self.index else []
         keys: set[ItemKey] = set()
         prefix = "item\0" + oaio_id + "\0"
-        for rkey in self.index.iterkeys():
-            if isinstance(rkey, str) and rkey.startswith(prefix):
-                keys.add((oaio_id, rkey[len(prefix):]))
+        keys.update((oaio_id, rkey[len(prefix):]) for rkey, _ in self.index.items(prefix))
         keys.update(k for k in self._items if k[0] == oaio_id)
         if path is None:
             return sorted(keys)

@@ -149,3 +149,39 @@ def test_umount_force_leaves_the_queue_for_the_next_mount(server_factory, tmp_pa
     mounted_drive(server, user, cache_dir=cache)                      # the journal resumes
     wait_until(lambda: server_has(api, oid, "later.txt", b"upload me later"), timeout=60,
                message="queued upload applied after remount")
+
+
+def test_no_xattrs_mount_lists_and_reports_status(live_server, make_user, api_for, tmp_path):
+    """``--no-xattrs``: no xattr callbacks, yet ``ls -l``, status, and umount's upload wait still work."""
+    user = make_user("noxattr")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Plain"})["oaio_id"]
+    mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+    mnt.mkdir()
+    started = oaiofs("mount", str(mnt), "--server", live_server.url, "--user", user, "--cache", str(cache),
+                     "--no-xattrs")
+    try:
+        assert started.returncode == 0, started.stderr
+        listing = subprocess.run(["ls", "-l", str(mnt)], capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 0 and "Plain" in listing.stdout
+        with pytest.raises(OSError) as info:
+            os.getxattr(mnt, "user.oaio.mount_status")
+        assert info.value.errno in (errno.ENOTSUP, errno.ENOSYS)
+
+        doc = json.loads(oaiofs("status", str(mnt), "--json").stdout)      # from the status file
+        assert doc["online"] is True and doc["user"] == user
+        assert "online" in oaiofs("status", str(mnt)).stdout
+
+        pin = oaiofs("pin", str(mnt / "Plain"))
+        assert pin.returncode != 0 and "--no-xattrs" in pin.stderr
+
+        payload = os.urandom(4 << 20)
+        (mnt / "Plain" / "data.bin").write_bytes(payload)
+        done = oaiofs("umount", str(mnt))
+        assert done.returncode == 0, done.stderr
+        assert not os.path.ismount(mnt)
+        assert server_has(api, oid, "data.bin", payload)                   # umount waited for the upload
+        assert oaiofs("status", str(mnt)).returncode != 0                 # nothing stale is reported
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount", "-uz", str(mnt)])

@@ -42,3 +42,29 @@ def test_closed_file_survives_kill_and_fusermount(live_server, make_user, api_fo
     if not server_has(api, oid, "done.bin", payload):
         mounted_drive(live_server, user, cache_dir=cache)         # the journal finishes it on the next mount
         wait_until(lambda: server_has(api, oid, "done.bin", payload), message="upload after remount")
+
+
+def test_cached_files_survive_kill_and_serve_offline(server_factory, mounted_drive, tmp_path):
+    """The cache index is written by its own thread: what a read cached is on disk once the
+    file is closed, so a kill -9 and a remount without the server still serve those bytes."""
+    from oaiofs.client.api import ApiClient
+    from tests.conftest import PASSWORD
+
+    server = server_factory()
+    user = server.add_user("killed-cache")
+    api = ApiClient(server.url, user, PASSWORD)
+    oid = api.create_object({"_name": "Kept"})["oaio_id"]
+    big, small = os.urandom(3 << 20), b"small and batched"
+    api.put_file(oid, "big.bin", big)
+    api.put_file(oid, "small.txt", small)
+    cache = tmp_path / "killcache"
+    drive = mounted_drive(server, user, cache_dir=cache)
+    assert drive.path("Kept", "big.bin").read_bytes() == big          # streamed into the cache
+    assert drive.path("Kept", "small.txt").read_bytes() == small      # installed by a batch
+    assert drive.path("Kept", "big.bin").read_bytes() == big          # a clean re-open and release
+    drive.kill()
+
+    server.stop()
+    offline = mounted_drive(server, user, cache_dir=cache)
+    assert offline.path("Kept", "big.bin").read_bytes() == big
+    assert offline.path("Kept", "small.txt").read_bytes() == small
