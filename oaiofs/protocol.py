@@ -268,7 +268,8 @@ MAX_CHANGES_WAIT_S = 60.0
 
 # --- tus 1.0 uploads ---
 TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration")
+TUS_EXTENSIONS = ("creation", "creation-with-upload", "termination", "checksum", "expiration",
+                  "creation-defer-length")
 TUS_CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 TUS_CONTENT_TYPE = "application/offset+octet-stream"
 TUS_CHECKSUM_MISMATCH_STATUS = 460

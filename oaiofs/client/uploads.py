@@ -81,9 +81,13 @@ class TusUploader:
             return url[len(self.api.base_url):]
         return urlsplit(url).path
 
-    def create(self, oaio_id: str, path: str, size: int, *, sha256: str | None = None,
+    def create(self, oaio_id: str, path: str, size: int | None, *, sha256: str | None = None,
                base_version: int | None = None, mtime: float | None = None) -> str:
-        """Open an upload (rights and a stale ``base_version`` are checked now); returns its URL."""
+        """Open an upload (rights and a stale ``base_version`` are checked now); returns its URL.
+
+        ``size`` None defers the length (tus ``creation-defer-length``): a later PATCH
+        fixes it, so nothing can be committed before that.
+        """
         meta = {protocol.META_OAIO_ID: oaio_id, protocol.META_PATH: path}
         if base_version is not None:
             meta[protocol.META_BASE_VERSION] = str(base_version)
@@ -91,8 +95,11 @@ class TusUploader:
             meta[protocol.META_SHA256] = sha256
         if mtime is not None:
             meta[protocol.META_MTIME] = repr(float(mtime))
-        headers = dict(_TUS, **{"Upload-Length": str(size),
-                                "Upload-Metadata": protocol.encode_upload_metadata(meta)})
+        headers = dict(_TUS, **{"Upload-Metadata": protocol.encode_upload_metadata(meta)})
+        if size is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(size)
         resp = self.api.request("POST", protocol.PATH_UPLOADS, headers=headers, expect=(201,))
         resp.close()
         location = resp.headers["Location"]
@@ -102,7 +109,8 @@ class TusUploader:
         """The server's view of an upload (``NotFound``/``Gone`` once it was purged or finished long ago)."""
         resp = self.api.request("HEAD", self.path_of(url), headers=_TUS, expect=(200,))
         state = UploadState(offset=int(resp.headers["Upload-Offset"]),
-                            length=int(resp.headers.get("Upload-Length", -1)))
+                            length=int(resp.headers.get("Upload-Length", -1)),
+                            deferred=resp.headers.get("Upload-Defer-Length") == "1")
         state.update(_result(resp.headers) or {})
         return state
 
@@ -117,15 +125,27 @@ class TusUploader:
         except (NotFound, Gone):
             pass
 
+    def send_range(self, url: str, fd: int, offset: int, length: int) -> int:
+        """PATCH ``length`` bytes of the open file ``fd`` from ``offset``, streamed without a chunk
+        checksum (for an upload whose whole-file sha256 is announced later); returns the new offset."""
+        new_offset, _result = self.send_chunk(url, offset, _FileSlice(fd, offset, length), checksum=False)
+        return new_offset
+
     def send_chunk(self, url: str, offset: int, data: "bytes | _FileSlice",
-                   digest: str | None = None, *, checksum: bool = True) -> tuple[int, dict[str, Any] | None]:
+                   digest: str | None = None, *, checksum: bool = True, length: int | None = None,
+                   sha256: str | None = None) -> tuple[int, dict[str, Any] | None]:
         """PATCH ``data`` at ``offset``; returns (new offset, result if this completed the upload).
 
         ``data`` is bytes or a :class:`_FileSlice` streamed from the file. With
         ``checksum`` (the default) the chunk carries its sha256 (``digest`` or computed
-        here from bytes); without, the server relies on the whole-file sha256.
+        here from bytes); without, the server relies on the whole-file sha256. ``length`` (and
+        ``sha256``) fix a deferred upload's length (and announce the whole file's sha256).
         """
         headers = dict(_TUS, **{"Upload-Offset": str(offset), "Content-Type": protocol.TUS_CONTENT_TYPE})
+        if length is not None:
+            headers["Upload-Length"] = str(length)
+            if sha256:
+                headers[protocol.HEADER_SHA256] = sha256
         if checksum:
             if digest is None:
                 if not isinstance(data, bytes):
@@ -144,8 +164,9 @@ class TusUploader:
                     on_progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Upload ``local_path`` as ``path`` of ``oaio_id``; returns ``{"version", "sha256", "size"}``.
 
-        With ``url`` (persisted from an earlier ``on_url``) the upload resumes at the
-        server's offset; an upload the server no longer knows is started afresh.
+        With ``url`` (persisted from an earlier ``on_url``, or a deferred-length upload
+        streamed while the file was written) the upload resumes at the server's
+        offset; an upload the server no longer knows is started afresh.
         Raises ``VersionConflict``, ``Forbidden``, ``NotFound``, ``ChecksumMismatch``
         (the file changed while uploading) or ``Unavailable`` after ``max_attempts``.
         """
@@ -156,6 +177,7 @@ class TusUploader:
             mtime = local_path.stat().st_mtime
         offset = 0
         resumed = url is not None               # an earlier attempt was interrupted: checksum every chunk
+        fix_length = False                      # the upload's length is deferred: the PATCHes fix it
         if url is not None:
             try:
                 state = self.status(url)
@@ -165,7 +187,9 @@ class TusUploader:
             else:
                 if "version" in state and state["sha256"] == sha256:
                     return _summary(state, size)        # it completed; only the answer was lost
-                if "version" in state or state["length"] != size:
+                if state["deferred"] and state["offset"] <= size and "version" not in state:
+                    offset, fix_length = state["offset"], True
+                elif "version" in state or state["length"] != size:
                     log.info("upload %s was for other bytes than %s has now; starting over", url, local_path)
                     self.cancel(url)
                     url = None
@@ -178,6 +202,8 @@ class TusUploader:
                     on_url(url)
             with open(local_path, "rb") as handle, ThreadPoolExecutor(1, thread_name_prefix="tus-read") as pool:
                 source = _ChunkSource(handle.fileno(), size, self.chunk_size, pool, checksums=resumed)
+                if fix_length:
+                    source.final = (size, sha256)
                 try:
                     return self._send_from(source, url, offset, size, on_progress)
                 except ChecksumMismatch:
@@ -186,7 +212,7 @@ class TusUploader:
                     # checksum-less chunks did not add up to the announced file: the server
                     # dropped the upload; start once more, refusing any damaged chunk this time
                     log.info("%s: whole-file sha256 mismatch; uploading again with chunk checksums", local_path)
-            url, offset, resumed = None, 0, True
+            url, offset, resumed, fix_length = None, 0, True, False
         raise AssertionError("unreachable")
 
     def _send_from(self, source: "_ChunkSource", url: str, offset: int, size: int,
@@ -197,7 +223,9 @@ class TusUploader:
         while True:
             try:
                 data, digest = source.chunk_at(offset)
-                new_offset, result = self.send_chunk(url, offset, data, digest, checksum=source.checksums)
+                length, whole_sha256 = source.final or (None, None)
+                new_offset, result = self.send_chunk(url, offset, data, digest, checksum=source.checksums,
+                                                     length=length, sha256=whole_sha256)
             except (VersionConflict, ChecksumMismatch) as exc:
                 if isinstance(exc, ChecksumMismatch) and self._still_open(url):
                     source.checksums = True
@@ -304,6 +332,7 @@ class _ChunkSource:
                  checksums: bool = True) -> None:
         self.fd, self.size, self.chunk_size, self.pool = fd, size, chunk_size, pool
         self.checksums = checksums
+        self.final: tuple[int, str] | None = None     # (length, sha256) to fix a deferred upload with
         self._next: tuple[int, Future[tuple[bytes, str]]] | None = None
 
     def _read(self, offset: int) -> tuple[bytes, str]:

@@ -143,7 +143,7 @@ class UploadView:
 
     id: str
     offset: int
-    length: int
+    length: int | None                # None: deferred (tus creation-defer-length) until a PATCH fixes it
     segments: int
     expires: dt.datetime
     completed: bool
@@ -153,7 +153,7 @@ class UploadView:
 
     @classmethod
     def of(cls, row: Upload) -> "UploadView":
-        return cls(id=row.id, offset=row.offset, length=row.length or 0, segments=row.segments,
+        return cls(id=row.id, offset=row.offset, length=row.length, segments=row.segments,
                    expires=aware(row.expires), completed=row.completed is not None,
                    metadata=json.loads(row.metadata_json or "{}"),
                    staging=json.loads(row.staging_json or "{}"),
@@ -168,8 +168,9 @@ class ChunkWriter:
     """
 
     def __init__(self, blobs: Any, upload: UploadView, start: int,
-                 checksum: tuple[str, bytes] | None) -> None:
+                 checksum: tuple[str, bytes] | None, limit: int) -> None:
         self.blobs, self.upload = blobs, upload
+        self.limit = limit                    # Upload-Length, or the size limit while it is deferred
         self.position = start                 # offset of the next body byte
         self.written_to = upload.offset       # staged bytes end here
         self.staging = upload.staging
@@ -180,9 +181,9 @@ class ChunkWriter:
 
     def feed(self, piece: bytes) -> bool:
         """Add body bytes; True when a flush is due."""
-        if self.position + len(self.buffer) + len(piece) > self.upload.length:
-            raise TooLarge("the chunk goes past Upload-Length",
-                           {"upload_length": self.upload.length, "offset": self.position})
+        if self.position + len(self.buffer) + len(piece) > self.limit:
+            raise TooLarge("the chunk goes past Upload-Length (or the maximum upload size)",
+                           {"upload_length": self.limit, "offset": self.position})
         self.buffer += piece
         return len(self.buffer) >= WRITE_BUFFER
 
@@ -230,9 +231,9 @@ class UploadService:
         self.settings = state.settings
 
     # creation
-    def create(self, user_id: int, length: int, metadata: dict[str, str]) -> UploadView:
-        """Check the target (rights, stale base version) and open an empty upload."""
-        if length > self.settings.max_upload_bytes:
+    def create(self, user_id: int, length: int | None, metadata: dict[str, str]) -> UploadView:
+        """Check the target (rights, stale base version) and open an empty upload (``length`` None: deferred)."""
+        if length is not None and length > self.settings.max_upload_bytes:
             raise TooLarge(f"Upload-Length exceeds the maximum of {self.settings.max_upload_bytes} bytes",
                            {"max_size": self.settings.max_upload_bytes})
         target = parse_target(metadata)
@@ -252,7 +253,8 @@ class UploadService:
         with transaction(self.state) as db:
             db.execute(update(Upload).where(Upload.id == upload_id).values(staging_json=json.dumps(staging)))
             view = UploadView.of(db.get(Upload, upload_id))
-        logger.info("upload %s created: %s/%s (%d bytes)", upload_id, target.oaio_id, target.path, length)
+        logger.info("upload %s created: %s/%s (%s bytes)", upload_id, target.oaio_id, target.path,
+                    "deferred" if length is None else length)
         return view
 
     @staticmethod
@@ -300,6 +302,37 @@ class UploadService:
             raise Gone("the upload has expired", {"upload_id": view.id})
         return view
 
+    def limit(self, upload: UploadView) -> int:
+        """The most bytes ``upload`` may hold: its length, or the size limit while the length is deferred."""
+        return self.settings.max_upload_bytes if upload.length is None else upload.length
+
+    def fix_length(self, upload: UploadView, length: int, sha256: str | None) -> UploadView:
+        """Set a deferred ``Upload-Length`` (and the whole-file sha256 if none was announced).
+
+        Repeating the length already set is fine; changing it is refused (400).
+        """
+        if upload.length is not None:
+            if length != upload.length:
+                raise InvalidValue("Upload-Length cannot be changed once set",
+                                   {"upload_length": upload.length, "got": length})
+            return upload
+        if length < upload.offset or length > self.settings.max_upload_bytes:
+            raise InvalidValue("Upload-Length must lie between the received offset and the maximum size",
+                               {"offset": upload.offset, "max_size": self.settings.max_upload_bytes})
+        metadata = dict(upload.metadata)
+        if sha256 and not metadata.get(protocol.META_SHA256):
+            metadata[protocol.META_SHA256] = sha256
+        parse_target(metadata)                       # a malformed sha256 is refused here
+        with transaction(self.state) as db:
+            dbmod.lock_for_write(db)
+            result = db.execute(update(Upload).where(Upload.id == upload.id, Upload.length.is_(None))
+                                .values(length=length, sha256=parse_target(metadata).sha256,
+                                        metadata_json=json.dumps(metadata, ensure_ascii=False)))
+            if result.rowcount != 1:
+                raise OffsetMismatch("the upload was changed by another request", {"offset": upload.offset})
+            view = UploadView.of(db.get(Upload, upload.id))
+        return view
+
     # appending
     def save_progress(self, writer: ChunkWriter) -> UploadView:
         """Record the bytes ``writer`` staged (only if nobody else advanced the upload meanwhile)."""
@@ -329,6 +362,8 @@ class UploadService:
         """
         if upload.completed and upload.result:
             return upload.result
+        if upload.length is None:
+            raise InvalidInput("the upload's length is still deferred", {"upload_id": upload.id})
         target = parse_target(upload.metadata)
         result = upload.result or {}
         sha256 = result.get("sha256")
@@ -440,10 +475,11 @@ async def receive_chunk(service: UploadService, request: Request, upload: Upload
     if start > upload.offset:
         raise OffsetMismatch(f"Upload-Offset {start} is past the received offset {upload.offset}",
                              {"offset": upload.offset})
+    limit = service.limit(upload)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and start + int(declared) > upload.length:
-        raise TooLarge("the chunk goes past Upload-Length", {"upload_length": upload.length})
-    writer = ChunkWriter(service.blobs, upload, start, checksum)
+    if declared and declared.isdigit() and start + int(declared) > limit:
+        raise TooLarge("the chunk goes past Upload-Length (or the maximum upload size)", {"upload_length": limit})
+    writer = ChunkWriter(service.blobs, upload, start, checksum, limit)
     writing: asyncio.Future[None] | None = None       # receiving the next piece overlaps this write
     try:
         async for piece in request.stream():
@@ -501,7 +537,7 @@ async def append_chunk(service: UploadService, request: Request, user_id: int, u
     """Receive a chunk and complete the upload when its last byte is in."""
     upload = await receive_chunk(service, request, upload, start, checksum)
     result = None
-    if upload.offset == upload.length:
+    if upload.length is not None and upload.offset == upload.length:
         result = await run_in_threadpool(service.complete, user_id, upload)
         upload.completed, upload.result = True, result
     return upload, result

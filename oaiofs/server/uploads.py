@@ -103,14 +103,18 @@ async def tus_options(request: Request) -> Response:
 async def tus_create(request: Request) -> Response:
     """Creation (and creation-with-upload when the request has a body)."""
     _check_tus_version(request)
-    if request.headers.get("upload-defer-length"):
-        raise InvalidInput("Upload-Defer-Length is not supported; send Upload-Length")
-    length = _int_header(request, "upload-length", required=True)
+    deferred = request.headers.get("upload-defer-length")
+    if deferred is not None:
+        if deferred.strip() != "1":
+            raise InvalidInput("Upload-Defer-Length must be 1")
+        if request.headers.get("upload-length") is not None:
+            raise InvalidInput("send either Upload-Length or Upload-Defer-Length, not both")
+    length = None if deferred is not None else _int_header(request, "upload-length", required=True)
     metadata = protocol.decode_upload_metadata(request.headers.get("upload-metadata"))
     checksum = parse_checksum(request.headers.get("upload-checksum"))
     service = upload_service(request)
     user_id = await run_in_threadpool(authenticate, request)
-    upload = await run_in_threadpool(service.create, user_id, length or 0, metadata)
+    upload = await run_in_threadpool(service.create, user_id, length, metadata)
     location = protocol.PATH_UPLOADS + upload.id
     with_upload = request.headers.get("content-type", "").startswith(protocol.TUS_CONTENT_TYPE)
     result = None
@@ -128,7 +132,10 @@ async def tus_head(upload_id: str, request: Request) -> Response:
     service = upload_service(request)
     _user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
     headers = upload_headers(upload)
-    headers["Upload-Length"] = str(upload.length)
+    if upload.length is None:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(upload.length)
     if upload.metadata:
         headers["Upload-Metadata"] = protocol.encode_upload_metadata(upload.metadata)
     return Response(status_code=200, headers=headers)
@@ -136,17 +143,25 @@ async def tus_head(upload_id: str, request: Request) -> Response:
 
 @router.patch(protocol.PATH_UPLOADS + "{upload_id}")
 async def tus_patch(upload_id: str, request: Request) -> Response:
-    """Append a chunk at ``Upload-Offset`` (idempotent for ranges already received)."""
+    """Append a chunk at ``Upload-Offset`` (idempotent for ranges already received).
+
+    An ``Upload-Length`` header fixes a deferred length (``X-OAIO-Sha256`` may then
+    announce the whole file's sha256, if the creation did not).
+    """
     _check_tus_version(request)
     _check_content_type(request)
     start = _int_header(request, "upload-offset", required=True) or 0
+    length = _int_header(request, "upload-length", required=False)
     checksum = parse_checksum(request.headers.get("upload-checksum"))
     service = upload_service(request)
     async with upload_lock(upload_id):
         user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
         result = None
+        if length is not None and not upload.completed:
+            upload = await run_in_threadpool(service.fix_length, upload, length,
+                                             request.headers.get(protocol.HEADER_SHA256))
         if upload.completed:
-            if start > upload.length:
+            if start > (upload.length or 0):
                 raise OffsetMismatch("the upload is complete", {"offset": upload.offset})
         else:
             upload, result = await append_chunk(service, request, user_id, upload, start, checksum)

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
 from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
+from .stream_upload import StreamHandle
 
 __all__ = ["Journal", "Op", "JournalBusy", "read_status"]
 
@@ -99,8 +100,23 @@ class Journal:
         """False from a failed server call (server unreachable) until a call succeeds."""
         return self._online
 
-    def submit(self, op: Op, data_source: Path | None = None) -> Op:
-        """Record ``op`` durably (snapshotting ``data_source`` for ``put_file``) and queue it."""
+    def begin_stream(self, oaio_id: str, path: str, base_version: int | None,
+                     data_file: Path) -> StreamHandle | None:
+        """Start uploading ``data_file`` while it is still written sequentially (see
+        :mod:`oaiofs.vfs.stream_upload`); None when the object has ops waiting or the
+        server is unreachable (the file is then sent at release as usual)."""
+        with self._cond:
+            if self._closed or not self._online or self._queues.get(oaio_id):
+                return None
+        return StreamHandle(self._applier.uploader, oaio_id, path, base_version, Path(data_file))
+
+    def submit(self, op: Op, data_source: Path | None = None, stream: StreamHandle | None = None) -> Op:
+        """Record ``op`` durably (snapshotting ``data_source`` for ``put_file``) and queue it.
+
+        ``stream`` (from :meth:`begin_stream`, for the same file) is adopted when
+        nothing else of the object is queued: the op resumes its upload, so only the
+        bytes the stream has not sent yet go out after this release.
+        """
         _check_op(op, data_source)
         op = dataclasses.replace(op, id=0, state="pending", offset=0, attempts=0, error="",
                                  upload_url=None, result_version=None, conflict_path="")
@@ -108,11 +124,27 @@ class Journal:
             op.data_file = str(self._store.snapshot(Path(data_source)))
             op.size = os.stat(op.data_file).st_size
         with self._cond:
+            if stream is not None:
+                self._adopt_locked(op, stream, Path(data_source or ""))
+                stream = None
             self._store.insert(op)
             self._enqueue_locked(op)
             self._cond.notify_all()
         log.debug("%s %s: queued %s op %d", op.oaio_id, op.path, op.kind, op.id)
         return op
+
+    def _adopt_locked(self, op: Op, stream: StreamHandle, data_source: Path) -> None:
+        """Let ``op`` continue ``stream``'s upload if it is for the same file and nothing is queued before it."""
+        same = (op.kind == "put_file" and stream.oaio_id == op.oaio_id and stream.path == op.path
+                and stream.base_version == op.base_version and not self._queues.get(op.oaio_id)
+                and _same_file(stream.data_file, data_source))
+        handed = stream.detach() if same else None
+        if handed is None:
+            stream.abort()
+            return
+        op.upload_url, op.offset = handed
+        log.debug("%s %s: adopting the upload streamed while writing (%d bytes sent)", op.oaio_id, op.path,
+                  op.offset)
 
     def wait(self, op: Op, timeout: float | None = None) -> Op:
         """Block until ``op`` (the one ``submit`` returned, or a copy) is done, failed or resolved
@@ -386,6 +418,14 @@ class Journal:
             callback(*args)
         except Exception:  # noqa: BLE001 - a drive bug must not stall the queue
             log.exception("journal callback %r failed", callback)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True if both paths name one inode (the journal's snapshot is a hard link of the drive's file)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _check_op(op: Op, data_source: Path | None) -> None:

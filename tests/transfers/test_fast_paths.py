@@ -147,3 +147,65 @@ def test_one_hop_routes_still_refuse_bad_credentials(live_server, make_user, tmp
     assert bad.delete(url, headers=TUS).status_code == 401
     assert TusUploader(api).offset(url) == 0                  # untouched
     api.close()
+
+
+def _patch(session: requests.Session, url: str, offset: int, data: bytes, **extra: str) -> requests.Response:
+    return session.patch(url, data=data, headers=dict(TUS, **{"Upload-Offset": str(offset),
+                                                              "Content-Type": protocol.TUS_CONTENT_TYPE}, **extra))
+
+
+def test_creation_defer_length(live_server, make_user) -> None:
+    user = make_user("fast-defer")
+    api = ApiClient(live_server.url, user, PASSWORD)
+    session = requests.Session()
+    session.auth = (user, PASSWORD)
+    options = session.options(live_server.url + protocol.PATH_UPLOADS, headers=TUS)
+    assert "creation-defer-length" in options.headers["Tus-Extension"].split(",")
+    oaio_id = new_id()
+    api.create_object({}, oaio_id)
+    uploader = TusUploader(api)
+    both = session.post(live_server.url + protocol.PATH_UPLOADS, headers=dict(
+        TUS, **{"Upload-Length": "3", "Upload-Defer-Length": "1",
+                "Upload-Metadata": protocol.encode_upload_metadata({"oaio_id": oaio_id, "path": "x"})}))
+    assert both.status_code == 400 and both.json()["error"]
+
+    data = b"0123456789" * 1000
+    url = uploader.create(oaio_id, "d.bin", None)
+    head = session.head(url, headers=TUS)
+    assert head.headers["Upload-Defer-Length"] == "1" and "Upload-Length" not in head.headers
+    assert _patch(session, url, 0, data).status_code == 204      # all bytes in, length still open
+    assert api.get_object(oaio_id)["files"] == []                 # nothing committed without a length
+    below = _patch(session, url, len(data), b"", **{"Upload-Length": "5"})      # below the offset
+    assert below.status_code == 422 and below.json()["error"] == "invalid_value"
+    wrong = _patch(session, url, len(data), b"", **{"Upload-Length": str(len(data)),
+                                                    protocol.HEADER_SHA256: sha256(b"other")})
+    assert wrong.status_code == 460                              # whole-file sha256 checked at the end
+    assert api.get_object(oaio_id)["files"] == []
+
+    url = uploader.create(oaio_id, "d.bin", None)
+    assert _patch(session, url, 0, data[:4000]).status_code == 204
+    done = _patch(session, url, 4000, data[4000:], **{"Upload-Length": str(len(data)),
+                                                      protocol.HEADER_SHA256: sha256(data)})
+    assert done.status_code == 204 and done.headers[protocol.HEADER_UPLOAD_RESULT_SHA256] == sha256(data)
+    assert api.get_file(oaio_id, "d.bin") == data
+    api.close()
+
+
+def test_upload_file_finishes_a_deferred_upload(live_server, make_user, tmp_path: Path) -> None:
+    user = make_user("fast-defer2")
+    api = RecordingApi(live_server.url, user, PASSWORD)
+    src = tmp_path / "f.bin"
+    data = write_random(src, 2 * UNIT + 17)
+    oaio_id = new_id()
+    uploader = TusUploader(api, chunk_size=UNIT)
+    url = uploader.create(oaio_id, "f.bin", None, base_version=0)
+    with open(src, "rb") as fh:
+        assert uploader.send_range(url, fh.fileno(), 0, UNIT) == UNIT
+    api.sent.clear()
+    result = uploader.upload_file(src, oaio_id, "f.bin", url=url)
+    assert result["sha256"] == sha256(data)
+    patches = api.patches()
+    assert [h["Upload-Offset"] for h in patches] == [str(UNIT), str(2 * UNIT)]
+    assert all(h["Upload-Length"] == str(len(data)) for h in patches)
+    assert api.get_file(oaio_id, "f.bin") == data
+    api.close()
