@@ -4,15 +4,21 @@ Starts one ``oaiofs serve`` on 127.0.0.1, then for each repetition uploads a fre
 payload (distinct bytes, so the content-addressed store cannot dedupe) once with
 ``TusUploader`` and once with a plain ``PUT``, and downloads a stored file once with
 ``CartDownloader`` (create, long-poll, stream, verify, delete) and once with a plain
-``GET``; both sides write to / read from local files. Prints a table with speed
-ratios and writes JSON. Not a test: nothing here asserts speed.
+``GET``; both sides write to / read from local files. With ``--journal`` it also
+writes a file in 1 MiB pieces (hashing as the drive does) and hands it to a
+``Journal`` at "release", once streamed while written (``oaiofs.vfs.stream_upload``)
+and once sent only after the release, timing write start → committed. Prints a
+table with speed ratios and writes JSON. Not a test: nothing here asserts speed.
 
-    python bench/transfers.py [--size-mib 256] [--reps 3] [--json PATH]
+    python bench/transfers.py [--size-mib 256] [--reps 3] [--journal] [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import os
+import time
 import logging
 import platform
 import shutil
@@ -31,6 +37,8 @@ from oaiofs import protocol  # noqa: E402
 from oaiofs.client.api import ApiClient, quote_id, quote_path  # noqa: E402
 from oaiofs.client.carts import CartDownloader, cart_entry  # noqa: E402
 from oaiofs.client.uploads import TusUploader  # noqa: E402
+from oaiofs.vfs.journal import Journal, Op  # noqa: E402
+from oaiofs.vfs.stream_upload import SequentialWrites  # noqa: E402
 
 log = logging.getLogger("bench.transfers")
 
@@ -61,7 +69,35 @@ def plain_get(api: ApiClient, name: str, dest: Path) -> None:
             out.write(piece)
 
 
-def run(size: int, reps: int, work: Path, chunk_size: int | None = None) -> tuple[list[Row], dict[str, object]]:
+def journal_write(journal: Journal, payload: Payload, path: Path, name: str, stream: bool) -> tuple[float, float]:
+    """Write ``payload`` to ``path`` like the drive (1 MiB writes, running sha256), submit it at "release"
+    and wait until the server committed it; returns (seconds to release, seconds in all)."""
+    streams = SequentialWrites(journal) if stream else None
+    hasher, offset, key = hashlib.sha256(), 0, (OBJECT, name)
+    started = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for chunk in payload.chunks():
+            for at in range(0, len(chunk), PIECE):
+                piece = chunk[at:at + PIECE]
+                os.pwrite(fd, piece, offset)
+                hasher.update(piece)
+                if streams is not None:
+                    streams.wrote(key, OBJECT, name, 0, path, offset, len(piece))
+                offset += len(piece)
+    finally:
+        os.close(fd)
+    op = journal.submit(Op("put_file", OBJECT, name, base_version=0, sha256=hasher.hexdigest(), size=offset,
+                           mtime=time.time()), path, stream=streams.take(key) if streams else None)
+    released = time.perf_counter() - started
+    final = journal.wait(op, timeout=300)
+    if final.state != "done":
+        raise RuntimeError(f"journal op ended {final.state}: {final.error}")
+    return released, time.perf_counter() - started
+
+
+def run(size: int, reps: int, work: Path, chunk_size: int | None = None,
+        with_journal: bool = False) -> tuple[list[Row], dict[str, object]]:
     """Measure both directions ``reps`` times; returns the rows and extra facts."""
     server = ServerHandle(work / "server", work)
     server.start()
@@ -71,6 +107,13 @@ def run(size: int, reps: int, work: Path, chunk_size: int | None = None) -> tupl
         api.create_object({"_name": "transfer benchmark"}, OBJECT)
         up = Row("upload", f"upload {size / MIB:g} MiB (TusUploader)", "plain PUT", "MiB/s", True, TARGET)
         down = Row("download", f"download {size / MIB:g} MiB (CartDownloader)", "plain GET", "MiB/s", True, TARGET)
+        stream_row = Row("journal_stream", f"write {size / MIB:g} MiB + release, until committed (streamed while "
+                         "written)", "the same, sent only after the release", "MiB/s", True, TARGET)
+        journal = None
+        if with_journal:
+            journal = Journal(work / "journal", api, TusUploader(api), origin="bench@transfers",
+                              on_applied=lambda *_: None, on_conflict=lambda *_: None, on_failed=lambda *_: None)
+            journal.start()
         src = work / "src.bin"
         peak_rss = 0.0
         for rep in range(reps):
@@ -99,8 +142,21 @@ def run(size: int, reps: int, work: Path, chunk_size: int | None = None) -> tupl
             (work / "get.bin").unlink()
             log.info("rep %d: upload %.0f vs %.0f MiB/s, download %.0f vs %.0f MiB/s", rep, up.samples[-1],
                      up.baseline_samples[-1], down.samples[-1], down.baseline_samples[-1])
+            if journal is not None:
+                for streamed, samples in ((True, stream_row.samples), (False, stream_row.baseline_samples)):
+                    label = "stream" if streamed else "after"
+                    released, total = journal_write(journal, Payload(size, f"j{label}-{rep}"),
+                                                    work / f"j{label}-{rep}.bin", f"j{label}-{rep}.bin", streamed)
+                    samples.append(mib_per_s(size, total))
+                    stream_row.detail.setdefault(f"{label}_release_s", []).append(round(released, 3))
+                    stream_row.detail.setdefault(f"{label}_total_s", []).append(round(total, 3))
+                log.info("rep %d: journal write streamed %.0f vs after release %.0f MiB/s", rep,
+                         stream_row.samples[-1], stream_row.baseline_samples[-1])
+        if journal is not None:
+            journal.close()
         api.close()
-        return [up, down], {"server_peak_rss_mib": round(peak_rss, 1)}
+        rows = [up, down] + ([stream_row] if journal is not None else [])
+        return rows, {"server_peak_rss_mib": round(peak_rss, 1)}
     finally:
         server.stop()
 
@@ -111,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="repetitions per row (median is reported)")
     parser.add_argument("--chunk-units", type=int, default=None,
                         help="TusUploader chunk size in units of 1280 KiB (default: the uploader's default)")
+    parser.add_argument("--journal", action="store_true",
+                        help="also time a write + release through the journal, streamed while written vs not")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON results")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -120,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         chunk_size = args.chunk_units * protocol.CHUNK_UNIT if args.chunk_units else None
-        rows, facts = run(size, args.reps, work, chunk_size)
+        rows, facts = run(size, args.reps, work, chunk_size, args.journal)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
