@@ -25,6 +25,7 @@ from .vfs.vfs import Vfs
 log = logging.getLogger(__name__)
 
 XATTR_PREFIX = "user.oaio."
+_XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 MAX_IO_BYTES = 128 * 1024          # libfuse2 caps requests at 128 KiB
 READAHEAD_KERNEL_BYTES = 1 << 20   # lets the kernel keep several reads in flight
 
@@ -184,6 +185,13 @@ class _DirectReadFUSE(FUSE):
     def read(self, path: Any, buf: Any, size: int, offset: int, fip: Any) -> int:
         target = (ctypes.c_char * size).from_address(ctypes.addressof(buf.contents))
         return self.operations("read_into", fip.contents.fh, offset, target)
+
+    def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
+        """Foreign names (``ls -l`` asks for ``security.selinux`` and ``system.posix_acl_*`` per entry)
+        get ENODATA before any decoding, dispatch or exception."""
+        if not name.startswith(_XATTR_PREFIX_BYTES):
+            return -errno.ENODATA
+        return super().getxattr(path, name, value, size, *args)
 
 
 def mount(vfs: Vfs, mountpoint: str, options: FuseOptions | None = None,

@@ -1,6 +1,7 @@
 """End-to-end: lazy ranged fetching, the cache quota, small-file batches, pins and xattrs."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -104,6 +105,10 @@ def test_xattrs_follow_a_file_through_its_upload(live_server, user_api, mounted_
     assert set(os.listxattr(path)) >= {"user.oaio.status", "user.oaio.sha256", "user.oaio.version"}
     with pytest.raises(OSError):
         os.getxattr(path, "user.oaio.nonsense")
+    for foreign in ("security.selinux", "system.posix_acl_access", "trusted.x", "user.other"):
+        with pytest.raises(OSError) as info:                       # what `ls -l` asks for every entry
+            os.getxattr(path, foreign)
+        assert info.value.errno in (errno.ENODATA, errno.EOPNOTSUPP), foreign
 
 
 def test_pin_keeps_files_and_unpin_releases_them(live_server, user_api, mounted_drive, tmp_path):
