@@ -39,6 +39,7 @@ class CacheIndex:
                                                  size_limit=2**40)
         self._records: dict[str, Any] = self._call(self._load)
         self._batches: dict[int, list[Change]] = {}      # thread id -> changes of its open batch
+        self._closed = False
 
     # --- reads (memory only) ---
     def get(self, key: str, default: Any = None) -> Any:
@@ -70,7 +71,7 @@ class CacheIndex:
         batch = self._batches.get(threading.get_ident())
         if batch is not None:
             batch.append((key, value))
-        else:
+        elif not self._closed:
             self._writer.submit(self._apply_logged, [(key, value)])
 
     @contextlib.contextmanager
@@ -86,10 +87,13 @@ class CacheIndex:
         finally:
             changes = self._batches.pop(tid)
             if changes:
-                self._call(self._apply, changes)
+                self._persist(changes)
 
     def close(self) -> None:
-        """Write what is queued and close the database."""
+        """Write what is queued and close the database (later changes stay in memory only)."""
+        if self._closed:
+            return
+        self._closed = True
         self._call(self._disk.close)
         self._writer.shutdown(wait=True)
 
@@ -99,7 +103,13 @@ class CacheIndex:
         if batch is not None:
             batch.extend(changes)
         else:
-            self._call(self._apply, changes)
+            self._persist(changes)
+
+    def _persist(self, changes: list[Change]) -> None:
+        if self._closed:
+            log.debug("cache index closed: %d change(s) not written", len(changes))
+            return
+        self._call(self._apply, changes)
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self._writer.submit(fn, *args, **kwargs).result()
