@@ -84,9 +84,10 @@ class OaioFuseOps(Operations):
         return self.vfs.getattr(path).as_dict(self.vfs.uid, self.vfs.gid)
 
     def readdir(self, path: str, fh: int) -> list[Any]:
-        uid, gid = self.vfs.uid, self.vfs.gid
+        """Names with their file type only: libfuse2's high-level API passes on nothing else of a
+        readdir stat (the kernel asks getattr/lookup for the rest), and each stat field costs."""
         entries: list[Any] = [".", ".."]
-        entries.extend((name, attr.as_dict(uid, gid), 0) for name, attr in self.vfs.readdir(path))
+        entries.extend((name, {"st_mode": attr.mode}, 0) for name, attr in self.vfs.readdir(path))
         return entries
 
     def statfs(self, path: str) -> dict[str, int]:
