@@ -5,6 +5,7 @@ that persists it can resume from another process after a crash
 (``upload_file(..., url=saved)``); the uploader then asks the server for its
 offset and sends only the rest. The whole file's sha256 travels in the metadata and
 the server verifies it before committing anything. A first, uninterrupted attempt
+(and the tail of a deferred-length upload streamed while the file was written)
 streams each chunk straight from the file without a per-chunk checksum (a cut
 connection keeps the bytes that arrived, so resuming stays byte-exact); once an
 attempt failed or was interrupted, every further chunk carries a sha256
@@ -188,7 +189,9 @@ class TusUploader:
                 if "version" in state and state["sha256"] == sha256:
                     return _summary(state, size)        # it completed; only the answer was lost
                 if state["deferred"] and state["offset"] <= size and "version" not in state:
-                    offset, fix_length = state["offset"], True
+                    # streamed while the file was written (no attempt of ours failed yet): send the
+                    # tail like a first attempt; the length and whole-file sha256 go with it
+                    offset, fix_length, resumed = state["offset"], True, False
                 elif "version" in state or state["length"] != size:
                     log.info("upload %s was for other bytes than %s has now; starting over", url, local_path)
                     self.cancel(url)
