@@ -69,9 +69,11 @@ def plain_get(api: ApiClient, name: str, dest: Path) -> None:
             out.write(piece)
 
 
-def journal_write(journal: Journal, payload: Payload, path: Path, name: str, stream: bool) -> tuple[float, float]:
+def journal_write(journal: Journal, payload: Payload, path: Path, name: str,
+                  stream: bool) -> tuple[float, float, int]:
     """Write ``payload`` to ``path`` like the drive (1 MiB writes, running sha256), submit it at "release"
-    and wait until the server committed it; returns (seconds to release, seconds in all)."""
+    and wait until the server committed it; returns (seconds to release, seconds in all, bytes the
+    server had at release)."""
     streams = SequentialWrites(journal) if stream else None
     hasher, offset, key = hashlib.sha256(), 0, (OBJECT, name)
     started = time.perf_counter()
@@ -89,11 +91,11 @@ def journal_write(journal: Journal, payload: Payload, path: Path, name: str, str
         os.close(fd)
     op = journal.submit(Op("put_file", OBJECT, name, base_version=0, sha256=hasher.hexdigest(), size=offset,
                            mtime=time.time()), path, stream=streams.take(key) if streams else None)
-    released = time.perf_counter() - started
+    released, sent_at_release = time.perf_counter() - started, op.offset
     final = journal.wait(op, timeout=300)
     if final.state != "done":
         raise RuntimeError(f"journal op ended {final.state}: {final.error}")
-    return released, time.perf_counter() - started
+    return released, time.perf_counter() - started, sent_at_release
 
 
 def run(size: int, reps: int, work: Path, chunk_size: int | None = None,
@@ -145,11 +147,12 @@ def run(size: int, reps: int, work: Path, chunk_size: int | None = None,
             if journal is not None:
                 for streamed, samples in ((True, stream_row.samples), (False, stream_row.baseline_samples)):
                     label = "stream" if streamed else "after"
-                    released, total = journal_write(journal, Payload(size, f"j{label}-{rep}"),
+                    released, total, sent = journal_write(journal, Payload(size, f"j{label}-{rep}"),
                                                     work / f"j{label}-{rep}.bin", f"j{label}-{rep}.bin", streamed)
                     samples.append(mib_per_s(size, total))
                     stream_row.detail.setdefault(f"{label}_release_s", []).append(round(released, 3))
                     stream_row.detail.setdefault(f"{label}_total_s", []).append(round(total, 3))
+                    stream_row.detail.setdefault(f"{label}_mib_sent_at_release", []).append(round(sent / MIB, 1))
                 log.info("rep %d: journal write streamed %.0f vs after release %.0f MiB/s", rep,
                          stream_row.samples[-1], stream_row.baseline_samples[-1])
         if journal is not None:

@@ -45,6 +45,7 @@ BACKOFF_CAP_S = 30.0
 DEFAULT_WORKERS = 3
 PROGRESS_INTERVAL_S = 0.5
 FINISHED_KEPT = 1000          # finished ops remembered for wait() on a copy
+STREAM_JOIN_S = 60.0          # longest wait for an adopted stream's last PATCH
 _OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
 ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
 
@@ -84,6 +85,7 @@ class Journal:
         self._failed: dict[int, Op] = {}
         self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
         self._busy: set[str] = set()              # oaio_ids with an op being applied
+        self._streams: dict[int, StreamHandle] = {}   # op id -> adopted stream whose last PATCH may be in flight
         self._retry_at: dict[str, float] = {}     # oaio_id -> monotonic time of the next attempt
         self._stopping = threading.Event()
         self._closed = False
@@ -124,16 +126,16 @@ class Journal:
             op.data_file = str(self._store.snapshot(Path(data_source)))
             op.size = os.stat(op.data_file).st_size
         with self._cond:
-            if stream is not None:
-                self._adopt_locked(op, stream, Path(data_source or ""))
-                stream = None
+            adopted = stream is not None and self._adopt_locked(op, stream, Path(data_source or ""))
             self._store.insert(op)
+            if adopted:
+                self._streams[op.id] = stream
             self._enqueue_locked(op)
             self._cond.notify_all()
         log.debug("%s %s: queued %s op %d", op.oaio_id, op.path, op.kind, op.id)
         return op
 
-    def _adopt_locked(self, op: Op, stream: StreamHandle, data_source: Path) -> None:
+    def _adopt_locked(self, op: Op, stream: StreamHandle, data_source: Path) -> bool:
         """Let ``op`` continue ``stream``'s upload if it is for the same file and nothing is queued before it."""
         same = (op.kind == "put_file" and stream.oaio_id == op.oaio_id and stream.path == op.path
                 and stream.base_version == op.base_version and not self._queues.get(op.oaio_id)
@@ -141,10 +143,11 @@ class Journal:
         handed = stream.detach() if same else None
         if handed is None:
             stream.abort()
-            return
+            return False
         op.upload_url, op.offset = handed
         log.debug("%s %s: adopting the upload streamed while writing (%d bytes sent)", op.oaio_id, op.path,
                   op.offset)
+        return True
 
     def wait(self, op: Op, timeout: float | None = None) -> Op:
         """Block until ``op`` (the one ``submit`` returned, or a copy) is done, failed or resolved
@@ -283,6 +286,9 @@ class Journal:
                     return
                 op.state = "running"
                 self._busy.add(op.oaio_id)
+                stream = self._streams.pop(op.id, None)
+            if stream is not None:
+                stream.join(STREAM_JOIN_S)    # its PATCH in flight lands first: the upload resumes after it
             try:
                 self._finish(op, self._applier.apply(op))
             except sqlite3.ProgrammingError:
