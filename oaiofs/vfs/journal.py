@@ -110,7 +110,8 @@ class Journal:
         with self._cond:
             if self._closed or not self._online or self._queues.get(oaio_id):
                 return None
-        return StreamHandle(self._applier.uploader, oaio_id, path, base_version, Path(data_file))
+        return StreamHandle(self._applier.uploader, oaio_id, path, base_version, Path(data_file),
+                            limit_bps=self._applier.upload_limit_bps)
 
     def submit(self, op: Op, data_source: Path | None = None, stream: StreamHandle | None = None) -> Op:
         """Record ``op`` durably (snapshotting ``data_source`` for ``put_file``) and queue it.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Hashable
 
@@ -39,8 +40,10 @@ class StreamHandle:
     """One deferred-length upload fed from a file that is being written sequentially."""
 
     def __init__(self, uploader: Any, oaio_id: str, path: str, base_version: int | None,
-                 data_file: Path, min_piece: int = STREAM_MIN_PIECE, max_piece: int = STREAM_MAX_PIECE) -> None:
+                 data_file: Path, min_piece: int = STREAM_MIN_PIECE, max_piece: int = STREAM_MAX_PIECE,
+                 limit_bps: int | None = None) -> None:
         self.uploader = uploader
+        self.limit_bps = limit_bps           # the mount's upload bandwidth cap applies here too
         self.oaio_id, self.path, self.base_version = oaio_id, path, base_version
         self.data_file = Path(data_file)
         self.min_piece, self.max_piece = min_piece, max_piece
@@ -96,6 +99,7 @@ class StreamHandle:
             url = self.uploader.create(self.oaio_id, self.path, None, base_version=self.base_version)
             with self._cond:
                 self.url = url
+            started = time.monotonic()
             with open(self.data_file, "rb") as handle:
                 while True:
                     with self._cond:
@@ -106,6 +110,9 @@ class StreamHandle:
                     offset = self.uploader.send_range(url, handle.fileno(), self.sent, end - self.sent)
                     with self._cond:
                         self.sent = offset
+                        if self.limit_bps:         # stay under the cap (wakes early on stop)
+                            ahead_s = offset / self.limit_bps - (time.monotonic() - started)
+                            self._cond.wait_for(lambda: self._stop, timeout=max(0.0, ahead_s))
         except (OaioError, OSError) as exc:
             log.info("%s/%s: streaming the upload while writing stopped (%s); it is sent at release",
                      self.oaio_id, self.path, exc)

@@ -271,6 +271,7 @@ class Vfs:
             item.prepare_write()
         written = item.write(offset, data)
         handle.wrote = True
+        self.writeback.wrote(item, handle.base_version, offset, written)
         self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
         return written
 
@@ -297,6 +298,7 @@ class Vfs:
         item = handle.item
         if item.linked:
             item.prepare_write()
+        self.writeback.changed(item.key)
         item.truncate(length)
         handle.wrote = True
         self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())

@@ -22,6 +22,7 @@ from ..errors import OaioError, Unavailable, error_from_response
 from .cache import Cache, Item, ItemKey
 from .namespace import Namespace
 from .opstore import Op
+from .stream_upload import SequentialWrites
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ APPLIED_PRUNE_AT = 10_000
 class JournalLike(Protocol):
     """What the drive needs from ``vfs.journal.Journal``."""
 
-    def submit(self, op: Op, data_source: Any = None) -> Op: ...
+    def submit(self, op: Op, data_source: Any = None, stream: Any = None) -> Op: ...
     def wait(self, op: Op, timeout: float | None = None) -> Op: ...
     def pending(self, oaio_id: str | None = None) -> list[Op]: ...
     def status(self) -> dict[str, Any]: ...
@@ -50,6 +51,20 @@ class WriteBack:
         self._snapshots: dict[int, tuple[ItemKey, int]] = {}    # put_file op id -> (item key, write_gen)
         self._last_op: dict[ItemKey, Op] = {}                   # newest op per (oaio_id, path)
         self._applied: frozenset[int] = frozenset()             # replaced, never mutated: read lock-free
+        # files written sequentially from offset 0 start uploading while still open
+        self.streams = SequentialWrites(journal) if hasattr(journal, "begin_stream") else None
+
+    # --- uploading while a file is written ---
+    def wrote(self, item: Item, base_version: int | None, offset: int, length: int) -> None:
+        """A write landed in ``item``: feed (or start, or spoil) its upload-while-writing stream."""
+        if self.streams is not None:
+            oaio_id, path = item.key
+            self.streams.wrote(item.key, oaio_id, path, base_version, item.data_path, offset, length)
+
+    def changed(self, key: ItemKey) -> None:
+        """The file changed other than by appending (truncate, rename): stop streaming it."""
+        if self.streams is not None:
+            self.streams.changed(key)
 
     def pending_ops(self, oaio_id: str | None) -> list[Op]:
         """The journal's not-yet-applied ops (the namespace's overlay source)."""
@@ -68,7 +83,10 @@ class WriteBack:
 
     def submit_file(self, item: Item, base_version: int | None) -> Op | None:
         """Snapshot a changed file into the journal (before the release that calls this returns)."""
+        stream = self.streams.take(item.key) if self.streams is not None else None
         if not item.dirty or item.detached:
+            if stream is not None:
+                stream.abort()
             if item.detached:
                 log.debug("%s/%s was removed while open; not uploaded", *item.key)
                 self.ns.clear_open_file(*item.key)
@@ -79,7 +97,7 @@ class WriteBack:
         op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=time.time(),
                 base_version=base_version)
         with self._lock:
-            op = self.journal.submit(op, item.data_path)
+            op = self.journal.submit(op, item.data_path, stream=stream)
             item.linked = True              # the journal holds a hard link: copy before the next write
             self._snapshots[op.id] = (item.key, item.write_gen)
             self._last_op[item.key] = op
@@ -94,6 +112,7 @@ class WriteBack:
             self._snapshots[op.id] = (item.key, item.write_gen)
 
     def moved(self, oaio_id: str, src: str, dst: str) -> None:
+        self.changed((oaio_id, src))
         with self._lock:
             if (oaio_id, src) in self._last_op:
                 self._last_op[(oaio_id, dst)] = self._last_op.pop((oaio_id, src))

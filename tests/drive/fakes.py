@@ -58,7 +58,7 @@ class FakeJournal:
         self.ops: list[Op] = []
         self._next = 1
 
-    def submit(self, op: Op, data_source: Path | None = None) -> Op:
+    def submit(self, op: Op, data_source: Path | None = None, stream: object = None) -> Op:
         op = dataclasses.replace(op, id=self._next, state="pending")
         self._next += 1
         if op.kind == "put_file":

@@ -13,6 +13,7 @@ from oaiofs.errors import Gone, NotFound
 from oaiofs.vfs.nodes import collision_suffix
 from tests.conftest import wait_until
 from tests.drive.helpers import server_file, server_has, sha256
+from tests.durability.helpers import server_uploads
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -82,6 +83,25 @@ def test_writes_reach_the_server(live_server, alice, mounted_drive):
     wait_until(lambda: {f["path"] for f in api.get_object(oid)["files"] if f["kind"] == "file"}
                == {"big.bin", "synced.txt", "a/moved.txt"}, message="rename + delete applied")
     assert sorted(os.listdir(obj)) == ["a", "big.bin", "synced.txt", "values.json"]
+
+
+def test_a_file_written_sequentially_uploads_while_open_and_commits_at_close(live_server, alice, mounted_drive):
+    """Upload while writing: bytes go to the server before close, but nothing is committed until it."""
+    user, api = alice
+    oid = api.create_object({"_name": "Stream"})["oaio_id"]
+    drive = mounted_drive(live_server, user)
+    payload = os.urandom(24 << 20)
+    with open(drive.path("Stream") / "video.bin", "wb") as fh:
+        for start in range(0, 16 << 20, 1 << 20):
+            fh.write(payload[start:start + (1 << 20)])
+        fh.flush()
+        wait_until(lambda: any(u["offset"] >= 8 << 20 for u in server_uploads(live_server, oid, "video.bin")),
+                   message="bytes streamed to the server while the file is open")
+        assert server_file(api, oid, "video.bin") is None                       # not committed while open
+        fh.write(payload[16 << 20:])
+    wait_until(lambda: server_has(api, oid, "video.bin", payload), message="committed after close")
+    uploads = server_uploads(live_server, oid, "video.bin")
+    assert [u["completed"] for u in uploads] == [True]                          # the streamed upload, adopted
 
 
 def test_editor_save_pattern(live_server, alice, mounted_drive):
