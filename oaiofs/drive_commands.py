@@ -463,23 +463,22 @@ def _no_xattrs_message(verb: str, path: Path) -> str:
             f"remount without --no-xattrs to {verb}")
 
 
-def cmd_pin(args: argparse.Namespace) -> int:
+def _set_pin(path: Path, pinned: bool) -> int:
+    """Ask the mount (through the ``user.oaio.pin`` xattr) to pin or release ``path``."""
+    verb = "pin" if pinned else "unpin"
     try:
-        os.setxattr(args.path, PIN_XATTR, b"1")
+        os.setxattr(path, PIN_XATTR, b"1" if pinned else b"0")
     except OSError as exc:
         if exc.errno in _NO_XATTRS:
-            return _fail(_no_xattrs_message("pin", args.path))
-        return _fail(f"cannot pin {args.path}: {exc.strerror}")
-    print(f"oaiofs: pinned {args.path} (fetched and kept in the cache)")
+            return _fail(_no_xattrs_message(verb, path))
+        return _fail(f"cannot {verb} {path}: {exc.strerror}")
+    print(f"oaiofs: pinned {path} (fetched and kept in the cache)" if pinned else f"oaiofs: unpinned {path}")
     return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    return _set_pin(args.path, True)
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:
-    try:
-        os.setxattr(args.path, PIN_XATTR, b"0")
-    except OSError as exc:
-        if exc.errno in _NO_XATTRS:
-            return _fail(_no_xattrs_message("unpin", args.path))
-        return _fail(f"cannot unpin {args.path}: {exc.strerror}")
-    print(f"oaiofs: unpinned {args.path}")
-    return 0
+    return _set_pin(args.path, False)

@@ -375,15 +375,23 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     return Response(status_code=status_code, headers=_status_headers(cart))
 
 
-@router.api_route(protocol.PATH_CART, methods=["GET"], response_class=Response)
-async def download_cart(uid: str, request: Request, filename: str | None = None) -> Response:
-    """cartd download: the tar (202 while not ready); Content-Length and Range supported."""
-    service = _cart_service(request)
+async def _ready_cart(service: Any, request: Request, uid: str) -> Any:
+    """The caller's cart ``uid`` if it is ready, else cartd's 202 answer."""
     user_id = await run_in_threadpool(authenticate, request)
     cart = await run_in_threadpool(service.ready_cart, user_id, uid)
     if cart.status != protocol.CART_READY:
         return JSONResponse({"message": "The cart is not ready for download."}, status_code=202,
                             headers=_status_headers(cart))
+    return cart
+
+
+@router.api_route(protocol.PATH_CART, methods=["GET"], response_class=Response)
+async def download_cart(uid: str, request: Request, filename: str | None = None) -> Response:
+    """cartd download: the tar (202 while not ready); Content-Length and Range supported."""
+    service = _cart_service(request)
+    cart = await _ready_cart(service, request, uid)
+    if isinstance(cart, Response):
+        return cart
     name = filename or utcnow().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
     if "/" in name or not name.strip(".") or any(ord(c) < 32 for c in name):
         raise InvalidValue("filename must be a plain file name", {"filename": name[:100]})
@@ -402,11 +410,9 @@ async def download_cart(uid: str, request: Request, filename: str | None = None)
 async def download_cart_file(uid: str, path: str, request: Request) -> Response:
     """One member of a ready cart, as pinned when the cart was made (Range supported)."""
     service = _cart_service(request)
-    user_id = await run_in_threadpool(authenticate, request)
-    cart = await run_in_threadpool(service.ready_cart, user_id, uid)
-    if cart.status != protocol.CART_READY:
-        return JSONResponse({"message": "The cart is not ready for download."}, status_code=202,
-                            headers=_status_headers(cart))
+    cart = await _ready_cart(service, request, uid)
+    if isinstance(cart, Response):
+        return cart
     member = await run_in_threadpool(service.member, cart, path)
     info = {"blob_key": member.blob_key, "size": member.size, "sha256": member.sha256,
             "version": member.version, "mtime": member.mtime}
