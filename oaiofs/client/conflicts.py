@@ -1,19 +1,19 @@
 """How ``OaioClient`` keeps both sides of a conflict (built on the drive's pure merge helpers).
 
-* Values: :func:`oaiofs.vfs.merge.merge_values` merges changes to different keys;
+* Values: :func:`oaiofs.merge.merge_values` merges changes to different keys;
   for a key both sides changed, the server's value stays under the key and the
   local value is kept next to it under ``"<key> (conflict <origin> <YYYY-mm-dd HH-MM>)"``.
   ``_file_paths`` lists edited on both sides merge as path sets instead.
 * Files: the local bytes are kept under
-  :func:`oaiofs.vfs.conflicts.conflict_path` (``name (conflict <origin> <time>).ext``).
+  :func:`oaiofs.conflicts.conflict_path` (``name (conflict <origin> <time>).ext``).
 """
 from __future__ import annotations
 
 import datetime as _dt
 from typing import Any
 
-from ..vfs.conflicts import TIME_FORMAT, conflict_path
-from ..vfs.merge import merge_values
+from ..conflicts import TIME_FORMAT, conflict_path
+from ..merge import merge_values
 
 __all__ = ["conflict_path", "conflict_key", "merge_path_lists", "merge_with_conflict_copies"]
 

@@ -7,7 +7,7 @@
   this is how an upload completed before a crash is not re-applied as a conflict
   against itself; otherwise the server's file stays and our bytes are uploaded as
   ``name (conflict <origin> <time>).ext`` next to it.
-* ``put_values``: three-way merge with ``base_values`` (:mod:`oaiofs.vfs.merge`); a key
+* ``put_values``: three-way merge with ``base_values`` (:mod:`oaiofs.merge`); a key
   changed differently on both sides keeps the server's value and the local values are
   attached as ``values (conflict <origin> <time>).json``.
 * ``delete_path``/``delete_object`` on a changed target: nothing is deleted, the op fails
@@ -33,8 +33,8 @@ from .. import protocol
 from ..client.uploads import file_sha256
 from ..errors import (AlreadyExists, ChecksumMismatch, Gone, NotFound, OaioError, OffsetMismatch,
                       Unauthorized, Unavailable, VersionConflict)
-from .conflicts import conflict_path
-from .merge import merge_values
+from ..conflicts import conflict_path
+from ..merge import merge_values
 from .opstore import Op
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import datetime as dt
 
 from oaiofs.protocol import MAX_NAME_BYTES, normalize_file_path
-from oaiofs.vfs.conflicts import conflict_path
-from oaiofs.vfs.merge import merge_values
+from oaiofs.conflicts import conflict_path
+from oaiofs.merge import merge_values
 
 WHEN = dt.datetime(2026, 11, 21, 10, 15, tzinfo=dt.timezone.utc)
 

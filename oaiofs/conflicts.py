@@ -12,7 +12,7 @@ import posixpath
 
 import re
 
-from ..protocol import MAX_NAME_BYTES
+from .protocol import MAX_NAME_BYTES
 
 TIME_FORMAT = "%Y-%m-%d %H-%M"
 
