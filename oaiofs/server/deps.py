@@ -4,8 +4,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
+import hmac
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -124,6 +125,7 @@ def user_from_token(db: Session, token: str) -> User | None:
 # changed password is never served from the cache; the password itself is not kept).
 _verified: cachetools.TTLCache[str, bool] = cachetools.TTLCache(maxsize=1024, ttl=300)
 _verified_lock = threading.Lock()
+_verified_key = os.urandom(32)   # keyed HMAC: a cache entry is useless for guessing outside this process
 
 
 def user_from_password(db: Session, username: str, password: str) -> User | None:
@@ -131,7 +133,7 @@ def user_from_password(db: Session, username: str, password: str) -> User | None
     user = db.scalar(select(User).where(User.username == username))
     if user is None:
         return None
-    key = hashlib.sha256(f"{user.password_hash}\0{password}".encode("utf-8")).hexdigest()
+    key = hmac.new(_verified_key, f"{user.password_hash}\0{password}".encode("utf-8"), "sha256").hexdigest()
     with _verified_lock:
         if key in _verified:
             return user
