@@ -120,12 +120,14 @@ def run(size: int, reps: int, work: Path, chunk_size: int | None = None,
         peak_rss = 0.0
         for rep in range(reps):
             write_payload(src, Payload(size, f"tus-{rep}"))
+            os.sync()                   # every timed phase starts with no dirty-page backlog
             with RssSampler(server.proc.pid) as rss, Stopwatch() as clock:
                 uploader = TusUploader(api) if chunk_size is None else TusUploader(api, chunk_size=chunk_size)
                 uploader.upload_file(src, OBJECT, f"tus-{rep}.bin")
             up.samples.append(mib_per_s(size, clock.seconds))
             peak_rss = max(peak_rss, rss.peak_tree_rss_mib)
             write_payload(src, Payload(size, f"put-{rep}"))
+            os.sync()
             with Stopwatch() as clock:
                 plain_put(api, src, f"put-{rep}.bin")
             up.baseline_samples.append(mib_per_s(size, clock.seconds))
@@ -133,11 +135,13 @@ def run(size: int, reps: int, work: Path, chunk_size: int | None = None,
             stored = api.get_object(OBJECT)
             sha = next(f["sha256"] for f in stored["files"] if f["path"] == f"tus-{rep}.bin")
             out = work / f"cart-{rep}"
+            os.sync()                   # every timed phase starts with no dirty-page backlog
             with RssSampler(server.proc.pid) as rss, Stopwatch() as clock:
                 CartDownloader(api).fetch([cart_entry(OBJECT, f"tus-{rep}.bin", sha)], out)
             down.samples.append(mib_per_s(size, clock.seconds))
             peak_rss = max(peak_rss, rss.peak_tree_rss_mib)
             shutil.rmtree(out)
+            os.sync()
             with Stopwatch() as clock:
                 plain_get(api, f"tus-{rep}.bin", work / "get.bin")
             down.baseline_samples.append(mib_per_s(size, clock.seconds))
@@ -173,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--journal", action="store_true",
                         help="also time a write + release through the journal, streamed while written vs not")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON results")
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="scratch folder for the client's files (default: a temporary one in /dev/shm "
+                             "when it exists, so both sides measure the network path, not this disk)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     size = int(args.size_mib * MIB)
-    work = Path(args.work or tempfile.mkdtemp(prefix="oaiofs-bench-transfers-"))
+    scratch = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    work = Path(args.work or tempfile.mkdtemp(prefix="oaiofs-bench-transfers-", dir=scratch))
     work.mkdir(parents=True, exist_ok=True)
     try:
         chunk_size = args.chunk_units * protocol.CHUNK_UNIT if args.chunk_units else None
