@@ -19,10 +19,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import pytest
 import requests
+
+if TYPE_CHECKING:
+    from oaiofs.client.api import ApiClient
 
 PASSWORD = "pw-" + "correct horse"
 
@@ -190,3 +193,20 @@ def make_user(live_server: ServerProcess) -> Callable[[str], str]:
     def make(prefix: str = "user") -> str:
         return live_server.add_user(f"{prefix}-{uuid.uuid4().hex[:8]}")
     return make
+
+
+@pytest.fixture
+def api_for(live_server: ServerProcess) -> Iterator[Callable[..., "ApiClient"]]:
+    """``api_for(user)``: an ApiClient of ``user`` on the shared server (closed afterwards)."""
+    from oaiofs.client.api import ApiClient
+
+    clients: list[ApiClient] = []
+
+    def make(user: str, server: ServerProcess | None = None) -> ApiClient:
+        client = ApiClient((server or live_server).url, user, PASSWORD)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -19,7 +19,6 @@ from typing import Callable, Iterator
 
 import pytest
 
-from oaiofs.client.api import ApiClient
 from tests.conftest import PASSWORD, ServerProcess, wait_until
 
 MOUNT_TIMEOUT_S = 30.0
@@ -118,16 +117,3 @@ def mounted_drive(tmp_path: Path) -> Iterator[Callable[..., MountedDrive]]:
             drive.kill()
 
 
-@pytest.fixture
-def api_for(live_server: ServerProcess) -> Callable[[str], ApiClient]:
-    """``api_for(user)``: an ApiClient of the shared server for that user."""
-    clients: list[ApiClient] = []
-
-    def make(user: str, server: ServerProcess | None = None) -> ApiClient:
-        api = ApiClient((server or live_server).url, user, PASSWORD)
-        clients.append(api)
-        return api
-
-    yield make
-    for api in clients:
-        api.close()
