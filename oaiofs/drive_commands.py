@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .protocol import XATTR_MOUNT_STATUS, XATTR_PIN
+
 log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "OAIOFS_PASSWORD"
-STATUS_XATTR = "user.oaio.mount_status"
-PIN_XATTR = "user.oaio.pin"
 MOUNT_WAIT_S = 60.0
 STATUS_FILE = "status.json"
 STATUS_FILE_INTERVAL_S = 0.5
@@ -287,7 +287,7 @@ def read_status(mountpoint: Path) -> dict[str, Any] | None:
 
     From the root's xattr, or (mounted with ``--no-xattrs``) from the status file the mount rewrites."""
     try:
-        return json.loads(os.getxattr(mountpoint, STATUS_XATTR))
+        return json.loads(os.getxattr(mountpoint, XATTR_MOUNT_STATUS))
     except (OSError, ValueError):
         pass
     return read_status_file(mountpoint)
@@ -467,7 +467,7 @@ def _set_pin(path: Path, pinned: bool) -> int:
     """Ask the mount (through the ``user.oaio.pin`` xattr) to pin or release ``path``."""
     verb = "pin" if pinned else "unpin"
     try:
-        os.setxattr(path, PIN_XATTR, b"1" if pinned else b"0")
+        os.setxattr(path, XATTR_PIN, b"1" if pinned else b"0")
     except OSError as exc:
         if exc.errno in _NO_XATTRS:
             return _fail(_no_xattrs_message(verb, path))

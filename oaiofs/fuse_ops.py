@@ -20,11 +20,11 @@ from typing import Any, Callable
 from fuse import FUSE, FuseOSError, Operations
 
 from .errors import OaioError
+from .protocol import XATTR_PREFIX
 from .vfs.vfs import Vfs
 
 log = logging.getLogger(__name__)
 
-XATTR_PREFIX = "user.oaio."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 MAX_IO_BYTES = 128 * 1024          # libfuse2 caps requests at 128 KiB
 READAHEAD_KERNEL_BYTES = 1 << 20   # lets the kernel keep several reads in flight

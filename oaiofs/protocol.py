@@ -192,6 +192,14 @@ def make_oaio_id(app_id: str, user: str, device_id: str, values: dict[str, Any],
     return oaio_id + tail
 
 
+# --- the drive's extended attributes (read by getfattr, `oaiofs status`, `oaiofs pin`) ---
+XATTR_PREFIX = "user.oaio."
+XATTR_STATUS = XATTR_PREFIX + "status"              # cached/remote/dirty/uploading/conflict/error
+XATTR_SHA256 = XATTR_PREFIX + "sha256"
+XATTR_VERSION = XATTR_PREFIX + "version"
+XATTR_PIN = XATTR_PREFIX + "pin"                    # settable: "1" pins, "0" releases
+XATTR_MOUNT_STATUS = XATTR_PREFIX + "mount_status"  # on the mount root: JSON status of the mount
+
 # --- values ---
 VALUES_FILE = "values.json"          # the drive's view of an object's values
 RESERVED_VALUE_KEYS = ("_name", "_root_path", "_file_paths")

@@ -7,17 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from ..protocol import XATTR_MOUNT_STATUS, XATTR_PIN, XATTR_SHA256, XATTR_STATUS, XATTR_VERSION
 from .cache import Cache, ItemKey
 from .errors import NoAttribute, NotPermitted, NotSupported
 from .fetcher import Fetcher
 from .namespace import Namespace
 from .nodes import Node
 
-XATTR_STATUS = "user.oaio.status"
-XATTR_SHA256 = "user.oaio.sha256"
-XATTR_VERSION = "user.oaio.version"
-XATTR_PIN = "user.oaio.pin"
-XATTR_MOUNT_STATUS = "user.oaio.mount_status"
 FILE_XATTRS = (XATTR_STATUS, XATTR_SHA256, XATTR_VERSION, XATTR_PIN)
 
 
