@@ -25,6 +25,7 @@ from .vfs.vfs import Vfs
 
 log = logging.getLogger(__name__)
 
+_UNSUPPORTED_XATTR_NAMESPACES = (b"system.", b"security.", b"trusted.")
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 MAX_IO_BYTES = 128 * 1024          # libfuse2 caps requests at 128 KiB
 READAHEAD_KERNEL_BYTES = 1 << 20   # lets the kernel keep several reads in flight
@@ -165,8 +166,8 @@ class OaioFuseOps(Operations):
 
     # --- extended attributes ---
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        if not name.startswith(XATTR_PREFIX):       # security.selinux etc. on every `ls -l`: answer fast
-            raise FuseOSError(errno.ENODATA)
+        if not name.startswith(XATTR_PREFIX):
+            raise FuseOSError(foreign_xattr_errno(name.encode("utf-8", "surrogateescape")))
         return self.vfs.xattrs.getxattr(path, name)
 
     def listxattr(self, path: str) -> list[str]:
@@ -176,6 +177,8 @@ class OaioFuseOps(Operations):
         self.vfs.xattrs.setxattr(path, name, value)
 
     def removexattr(self, path: str, name: str) -> None:
+        if not name.startswith(XATTR_PREFIX):
+            raise FuseOSError(foreign_xattr_errno(name.encode("utf-8", "surrogateescape")))
         self.vfs.xattrs.removexattr(path, name)
 
 
@@ -189,10 +192,22 @@ class _DirectReadFUSE(FUSE):
 
     def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
         """Foreign names (``ls -l`` asks for ``security.selinux`` and ``system.posix_acl_*`` per entry)
-        get ENODATA before any decoding, dispatch or exception."""
+        are answered here, before any decoding, dispatch or exception."""
         if not name.startswith(_XATTR_PREFIX_BYTES):
-            return -errno.ENODATA
+            return -foreign_xattr_errno(name)
         return super().getxattr(path, name, value, size, *args)
+
+
+def foreign_xattr_errno(name: bytes) -> int:
+    """The errno for an xattr name the drive does not serve.
+
+    ACLs (``system.*``), security labels (``security.*``) and ``trusted.*`` are not supported by
+    the drive at all, so they get ENOTSUP, as on a local file system mounted without them. That
+    is also what lets ``ls -l`` stop asking: coreutils remembers a device that answered ENOTSUP
+    and skips the two or three getxattr round trips per entry for the rest of the listing. Other
+    names (``user.*`` that are not ours) simply do not exist: ENODATA.
+    """
+    return errno.ENOTSUP if name.startswith(_UNSUPPORTED_XATTR_NAMESPACES) else errno.ENODATA
 
 
 def mount(vfs: Vfs, mountpoint: str, options: FuseOptions | None = None,

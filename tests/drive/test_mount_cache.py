@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -105,10 +106,34 @@ def test_xattrs_follow_a_file_through_its_upload(live_server, user_api, mounted_
     assert set(os.listxattr(path)) >= {"user.oaio.status", "user.oaio.sha256", "user.oaio.version"}
     with pytest.raises(OSError):
         os.getxattr(path, "user.oaio.nonsense")
-    for foreign in ("security.selinux", "system.posix_acl_access", "trusted.x", "user.other"):
-        with pytest.raises(OSError) as info:                       # what `ls -l` asks for every entry
+    # namespaces the drive does not support answer ENOTSUP (like ext4 without ACLs); other names ENODATA
+    for foreign, expected in (("security.selinux", errno.ENOTSUP), ("system.posix_acl_access", errno.ENOTSUP),
+                              ("trusted.x", errno.ENOTSUP), ("user.other", errno.ENODATA)):
+        with pytest.raises(OSError) as info:
             os.getxattr(path, foreign)
-        assert info.value.errno in (errno.ENODATA, errno.EOPNOTSUPP), foreign
+        assert info.value.errno == expected, foreign
+    with pytest.raises(OSError) as info:
+        os.removexattr(path, "system.posix_acl_access")
+    assert info.value.errno == errno.ENOTSUP
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/install installs it)")
+def test_ls_l_stops_asking_for_acls_and_labels(live_server, user_api, mounted_drive, tmp_path):
+    """GNU ls asks every entry for its ACL and SELinux label unless the device says ENOTSUP once:
+    each question is a FUSE round trip, so a 2000-entry ``ls -l`` would cost thousands of them."""
+    user, api = user_api
+    for i in range(30):
+        api.create_object({"_name": f"obj-{i:02d}"})
+    drive = mounted_drive(live_server, user)
+    trace = tmp_path / "ls.strace"
+    listing = subprocess.run(["strace", "-f", "-e", "trace=getxattr,lgetxattr", "-o", str(trace),
+                              "ls", "-l", str(drive.mountpoint)], env={**os.environ, "LC_ALL": "C"},
+                             capture_output=True, text=True, check=True)
+    assert sum(line.startswith("d") for line in listing.stdout.splitlines()) >= 30
+    calls = [line for line in trace.read_text().splitlines() if "getxattr(" in line]
+    assert calls, "ls -l asked no xattr at all: the strace filter is wrong"
+    assert all("ENOTSUP" in line or "EOPNOTSUPP" in line for line in calls), calls
+    assert len(calls) <= 4, calls           # one question per kind, then ls remembers the device
 
 
 def test_pin_keeps_files_and_unpin_releases_them(live_server, user_api, mounted_drive, tmp_path):
