@@ -48,22 +48,40 @@ def sha256_of(path: Path, block_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def wait_committed(api: ApiClient, oaio_id: str, path: str, sha256: str, timeout: float, interval: float) -> float:
-    """Poll the object until ``path`` shows ``sha256``; return the ``perf_counter`` time it was seen."""
+def feed_cursor(api: ApiClient) -> int:
+    """The change feed's current end for ``api``'s user (events before it are old news)."""
+    cursor = 0
+    while True:
+        events, cursor = api.changes(cursor, wait=0)
+        if not events:
+            return cursor
+
+
+def wait_committed(api: ApiClient, oaio_id: str, path: str, sha256: str, cursor: int, timeout: float) -> float:
+    """Follow the change feed from ``cursor`` until ``path`` of ``oaio_id`` shows ``sha256`` on the server;
+    return the ``perf_counter`` time it was seen.
+
+    The feed long-polls (the server answers the moment the commit's event exists), so waiting
+    costs the server one idle request instead of a stream of polls competing with the upload.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        doc = api.get_object(oaio_id)
-        if any(f["path"] == path and f.get("sha256") == sha256 for f in doc.get("files", [])):
-            return time.perf_counter()
-        if time.monotonic() > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise BenchError(f"{path} did not reach the server within {timeout:.0f} s")
-        time.sleep(interval)
+        events, cursor = api.changes(cursor, wait=min(remaining, protocol.MAX_CHANGES_WAIT_S))
+        if any(e.get("subject") == oaio_id and path in e.get("data", {}).get("changed_files", ()) for e in events):
+            seen = time.perf_counter()
+            doc = api.get_object(oaio_id)
+            if any(f["path"] == path and f.get("sha256") == sha256 for f in doc.get("files", [])):
+                return seen
 
 
-def write_into(path: Path, payload: Payload, block_size: int) -> None:
-    """Write ``payload`` to ``path`` in ``block_size`` writes and close it."""
+def write_into(path: Path, data: bytes | Payload, block_size: int) -> None:
+    """Write ``data`` (bytes, or a payload generated on the fly) to ``path`` in ``block_size`` writes and close it."""
+    chunks = [data] if isinstance(data, bytes) else data.chunks()
     with open(path, "wb", buffering=0) as f:
-        for chunk in payload.chunks():
+        for chunk in chunks:
             view = memoryview(chunk)
             for start in range(0, len(view), block_size):
                 f.write(view[start:start + block_size])

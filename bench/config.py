@@ -20,7 +20,6 @@ class BenchConfig:
     row_budget_s: float = 60.0        # stop repeating a row after this much time
     row_timeout_s: float = 300.0      # kill a drive stuck in one workload this long
     commit_timeout_s: float = 180.0   # wait this long for a closed file to reach the server
-    commit_poll_s: float = 0.01
     block_size: int = MIB
     populate_workers: int = 1        # 2 or 4 measured no faster (61 vs 63 ms per object)
     cache_size: str | None = None

@@ -13,7 +13,7 @@ import subprocess
 import time
 from typing import Callable
 
-from .actions import http_get_to_null, ls_l, sha256_of, size_text, wait_committed, write_into
+from .actions import feed_cursor, http_get_to_null, ls_l, sha256_of, size_text, wait_committed, write_into
 from .dataset import WRITES_OBJECT
 from .measure import BenchError, RssSampler, Stopwatch, drop_caches, mib_per_s, read_file, repeat
 from .payload import Payload
@@ -204,24 +204,31 @@ def write_until_committed(run: BenchRun) -> list[Row]:
     def mount_write(mount: MountHandle, i: int) -> float:
         payload = Payload(cfg.write_size, f"write-{i}")
         name = f"written-{i}.bin"
-        _ = payload.sha256                              # hash before the clock starts
+        data, sha256 = payload.to_bytes(), payload.sha256        # made before the clock, as for the PUT
+        cursor = feed_cursor(api)
         with run.profiled(mount, f"write_commit-{i}"):
             start = time.perf_counter()
-            write_into(mount.mountpoint / WRITES_OBJECT / name, payload, cfg.block_size)
+            write_into(mount.mountpoint / WRITES_OBJECT / name, data, cfg.block_size)
             closed = time.perf_counter()
-            seen = wait_committed(api, writes_id, name, payload.sha256, cfg.commit_timeout_s, cfg.commit_poll_s)
+            seen = wait_committed(api, writes_id, name, sha256, cursor, cfg.commit_timeout_s)
         row.detail.setdefault("close_s", []).append(round(closed - start, 4))
         row.detail.setdefault("commit_after_close_s", []).append(round(seen - closed, 4))
         return mib_per_s(payload.size, seen - start)
 
     def body() -> None:
-        row.baseline_samples.extend(repeat(baseline_put, cfg.reps, cfg.row_budget_s))
         if not run.mounts_enabled:
+            row.baseline_samples.extend(repeat(baseline_put, cfg.reps, cfg.row_budget_s))
             return
         with run.fresh_mount(FILES_USER) as mount:
             folder = mount.mountpoint / WRITES_OBJECT
             expect(folder.is_dir(), f"the drive does not show the object folder {folder.name}")
-            row.samples.extend(repeat(lambda i: mount_write(mount, i), cfg.reps, cfg.row_budget_s))
+
+            def pair(i: int) -> float:
+                """A PUT and a write through the mount back to back: both see the same machine state."""
+                row.baseline_samples.append(baseline_put(i))
+                return mount_write(mount, i)
+
+            row.samples.extend(repeat(pair, cfg.reps, cfg.row_budget_s))
 
     run_rows(run, [row], body)
     return [row]
@@ -239,11 +246,12 @@ def peak_memory(run: BenchRun) -> list[Row]:
             return
         payload = Payload(cfg.stream_size, "stream-in")
         _ = payload.sha256
+        cursor = feed_cursor(api)
         with run.fresh_mount(FILES_USER) as mount, RssSampler(mount.pid) as sampler:
             with Stopwatch() as t_in:
                 write_into(mount.mountpoint / WRITES_OBJECT / "stream-in.bin", payload, cfg.block_size)
-                wait_committed(api, run.dataset.writes_oaio_id, "stream-in.bin", payload.sha256,
-                               cfg.commit_timeout_s, 0.1)
+                wait_committed(api, run.dataset.writes_oaio_id, "stream-in.bin", payload.sha256, cursor,
+                               cfg.commit_timeout_s)
             with Stopwatch() as t_out:
                 n, _ = read_file(mount.mountpoint / stream.drive_path, cfg.block_size)
             expect(n == stream.payload.size, f"the drive returned {n} bytes of {stream.payload.size}")

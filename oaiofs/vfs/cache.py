@@ -16,6 +16,9 @@ the network. Methods ending in ``_locked`` need ``Item.cond`` held.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import logging
 import os
 import shutil
@@ -34,6 +37,20 @@ log = logging.getLogger(__name__)
 ItemKey = tuple[str, str]          # (oaio_id, path)
 _PINS_KEY = "pins"
 EVICT_TO_FRACTION = 0.9            # evict down to 90% of the quota once it is exceeded
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_sync_file_range = getattr(_libc, "sync_file_range", None)
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range of dirty pages to disk, without waiting (Linux only;
+    a no-op elsewhere or on failure: the later fsync does the work then)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _record_key(key: ItemKey) -> str:
@@ -69,7 +86,7 @@ class Item:
         self.linked = False               # the journal may hold a hard link to the data file
         self.closed = False
         self._old_fds: list[int] = []
-        self._hash = IncrementalHash()
+        self._hash = IncrementalHash(self._read_for_hash, self._start_writeback)
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
 
     @property
@@ -122,7 +139,8 @@ class Item:
             self.token = token
             self.linked = False
 
-    def write(self, offset: int, data: bytes) -> int:
+    def write(self, offset: int, data: bytes | memoryview) -> int:
+        """Write ``data`` at ``offset`` (kept by nobody after this returns: it may be the kernel's buffer)."""
         with self.cond:
             os.pwrite(self.fd, data, offset)
             end = offset + len(data)
@@ -130,7 +148,7 @@ class Item:
             self.ranges.add(offset, end)
             self.size = max(self.size, end)
             self._mark_dirty_locked()
-            self._hash.feed(offset, data)
+            self._hash.feed(offset, len(data))
             grown = self.ranges.total() - before
         if not self.detached:                 # a retired item's bytes no longer count
             self.cache.account(grown)
@@ -158,8 +176,20 @@ class Item:
     def finish_hash(self) -> str:
         """The sha256 of the whole content (computed while sequential writes arrived)."""
         with self.cond:
-            self.sha256 = self._hash.finish(self.read, self.size)
+            self.sha256 = self._hash.finish(self.size)
             return self.sha256
+
+    def _read_for_hash(self, offset: int, buffer: memoryview) -> int:
+        with self.fd_lock:
+            if self.closed:
+                raise OSError(errno.EBADF, "cache item closed")
+            return os.preadv(self.fd, [buffer], offset)
+
+    def _start_writeback(self, start: int, end: int) -> None:
+        """Start writing ``[start, end)`` to disk now, so the fsync of the journal's snapshot is short."""
+        with self.fd_lock:
+            if not self.closed:
+                start_writeback(self.fd, start, end - start)
 
     def read(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)

@@ -61,7 +61,8 @@ class StreamHandle:
         with self._cond:
             if final_offset > self._final:
                 self._final = final_offset
-                self._cond.notify_all()
+                if self._final - self.sent >= self.min_piece:    # not on every 128 KiB write: the
+                    self._cond.notify_all()                      # sender waits for a whole piece
 
     def detach(self) -> tuple[str, int] | None:
         """Stop streaming and hand over ``(url, bytes the server has)``, or None if the stream failed.

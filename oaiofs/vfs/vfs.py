@@ -252,7 +252,8 @@ class Vfs:
         n = min(size, item.size - offset)
         return os.preadv(item.fd, [buf[:n]], offset) if n > 0 else 0
 
-    def write(self, fh: int, offset: int, data: bytes) -> int:
+    def write(self, fh: int, offset: int, data: bytes | memoryview) -> int:
+        """Write through handle ``fh``; ``data`` may be the kernel's buffer, so nothing keeps it."""
         handle = self.handles.get(fh)
         if not handle.writable:
             raise BadHandle("file handle is not open for writing")
