@@ -19,7 +19,7 @@ from oaiofs.errors import OaioError
 
 from .config import BenchConfig
 from .measure import BenchError
-from .report import Row, markdown_table, write_json
+from .report import Row, cpu_summary, markdown_table, write_json
 from .runner import BenchRun
 from .workloads import WORKLOADS
 
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_at_start, "loadavg_at_end": machine_info()["loadavg_1_5_15"], "config": {k: v for k, v in vars(config).items()}, **facts}
     write_json(json_path, rows, meta)
     print(markdown_table(rows))
+    if summary := cpu_summary(rows):
+        print("\n" + summary)
     print(f"\n{sum(r.passed for r in rows)}/{len(rows)} rows meet their target; "
           f"run took {meta['duration_s']} s; JSON: {json_path}")
     if any(r.error for r in rows):

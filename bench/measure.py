@@ -142,5 +142,41 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._start
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process used so far (``/proc/<pid>/stat``; 0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """``with CpuMeter(server=pid, drive=pid) as cpu: ...`` then ``cpu.seconds`` = CPU seconds
+    each process used meanwhile, plus ``client`` for this process (the reader or writer).
+
+    On a machine with few cores the CPU all parties need, not only the wall time, tells
+    how close a row can come to its baseline (see docs/performance.md).
+    """
+
+    def __init__(self, **pids: int) -> None:
+        self.pids = pids
+        self.seconds: dict[str, float] = {}
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        times = os.times()
+        return {"client": times.user + times.system,
+                **{name: process_cpu_seconds(pid) for name, pid in self.pids.items()}}
+
+    def __enter__(self) -> "CpuMeter":
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        end = self._now()
+        self.seconds = {name: round(end[name] - self._start[name], 3) for name in end}
+
+
 def mib_per_s(size: int, seconds: float) -> float:
     return size / MIB / seconds if seconds > 0 else float("inf")

@@ -103,3 +103,22 @@ def write_json(path: Path, rows: list[Row], meta: dict[str, Any]) -> None:
     """Write the run (``meta`` plus every row with its samples) as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**meta, "rows": [row.to_json() for row in rows]}, indent=2) + "\n")
+
+
+def cpu_summary(rows: list[Row]) -> str:
+    """Median CPU seconds per sample of each party, mount side and baseline side, for the rows
+    that recorded them (``detail["cpu_s"]`` / ``detail["baseline_cpu_s"]``); empty if none did."""
+    lines = []
+    for row in rows:
+        sides = [(label, row.detail.get(key)) for label, key in (("mount", "cpu_s"), ("baseline", "baseline_cpu_s"))]
+        parts = [f"{label} {_cpu_text(samples)}" for label, samples in sides if samples]
+        if parts:
+            lines.append(f"- {row.workload}: " + "; ".join(parts))
+    return ("CPU seconds per sample (medians; 2 cores = 2 CPU-seconds per second):\n" + "\n".join(lines)
+            if lines else "")
+
+
+def _cpu_text(samples: list[dict[str, float]]) -> str:
+    names = sorted({name for sample in samples for name in sample}, key=("drive", "server", "client").index)
+    medians = {name: statistics.median(sample.get(name, 0.0) for sample in samples) for name in names}
+    return " + ".join(f"{name} {value:.2f}" for name, value in medians.items()) + f" = {sum(medians.values()):.2f}"

@@ -65,6 +65,13 @@ class BenchRun:
             raise RuntimeError("BenchRun.start() was not called")
         return self.data
 
+    @property
+    def server_pid(self) -> int:
+        """The server process (for CPU accounting)."""
+        if self.server is None or self.server.proc is None:
+            raise BenchError("the server is not running")
+        return self.server.proc.pid
+
     def api(self, user: str = FILES_USER) -> ApiClient:
         return self.apis[user]
 

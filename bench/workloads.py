@@ -15,7 +15,7 @@ from typing import Callable
 
 from .actions import feed_cursor, http_get_to_null, ls_l, sha256_of, size_text, wait_committed, write_into
 from .dataset import WRITES_OBJECT
-from .measure import BenchError, RssSampler, Stopwatch, drop_caches, mib_per_s, read_file, repeat
+from .measure import BenchError, CpuMeter, RssSampler, Stopwatch, drop_caches, mib_per_s, read_file, repeat
 from .payload import Payload
 from .processes import MountHandle
 from .report import Row, Target
@@ -55,19 +55,22 @@ def sequential_reads(run: BenchRun) -> list[Row]:
 
     def baseline_get(_: int) -> float:
         drop_caches()
-        with Stopwatch() as t:
+        with CpuMeter(server=run.server_pid) as cpu, Stopwatch() as t:
             n = http_get_to_null(api, big, cfg.block_size)
         expect(n == big.payload.size, f"GET returned {n} bytes, expected {big.payload.size}")
+        cold.detail.setdefault("baseline_cpu_s", []).append(cpu.seconds)
         return mib_per_s(n, t.seconds)
 
     def mount_cold_then_warm(i: int) -> float:
         with run.fresh_mount(FILES_USER) as mount:
             path = mount.mountpoint / big.drive_path
             drop_caches()
-            with run.profiled(mount, f"cold_read-{i}"), Stopwatch() as t:
+            with run.profiled(mount, f"cold_read-{i}"), CpuMeter(drive=mount.pid, server=run.server_pid) as cpu, \
+                    Stopwatch() as t:
                 n, first_byte = read_file(path, cfg.block_size)
             expect(n == big.payload.size, f"the drive returned {n} bytes, expected {big.payload.size}")
             cold.detail.setdefault("first_byte_s", []).append(round(first_byte, 4))
+            cold.detail.setdefault("cpu_s", []).append(cpu.seconds)
             for j in range(cfg.warm_reps):
                 with run.profiled(mount, f"warm_read-{i}-{j}"), Stopwatch() as w:
                     n, _ = read_file(path, cfg.block_size)
@@ -196,9 +199,10 @@ def write_until_committed(run: BenchRun) -> list[Row]:
     def baseline_put(i: int) -> float:
         payload = Payload(cfg.write_size, f"put-{i}")
         data = payload.to_bytes()
-        with Stopwatch() as t:
+        with CpuMeter(server=run.server_pid) as cpu, Stopwatch() as t:
             doc = api.put_file(writes_id, f"baseline-{i}.bin", data)
         expect(doc.get("sha256") == payload.sha256, "the plain PUT stored different bytes")
+        row.detail.setdefault("baseline_cpu_s", []).append(cpu.seconds)
         return mib_per_s(payload.size, t.seconds)
 
     def mount_write(mount: MountHandle, i: int) -> float:
@@ -206,11 +210,12 @@ def write_until_committed(run: BenchRun) -> list[Row]:
         name = f"written-{i}.bin"
         data, sha256 = payload.to_bytes(), payload.sha256        # made before the clock, as for the PUT
         cursor = feed_cursor(api)
-        with run.profiled(mount, f"write_commit-{i}"):
+        with run.profiled(mount, f"write_commit-{i}"), CpuMeter(drive=mount.pid, server=run.server_pid) as cpu:
             start = time.perf_counter()
             write_into(mount.mountpoint / WRITES_OBJECT / name, data, cfg.block_size)
             closed = time.perf_counter()
             seen = wait_committed(api, writes_id, name, sha256, cursor, cfg.commit_timeout_s)
+        row.detail.setdefault("cpu_s", []).append(cpu.seconds)
         row.detail.setdefault("close_s", []).append(round(closed - start, 4))
         row.detail.setdefault("commit_after_close_s", []).append(round(seen - closed, 4))
         return mib_per_s(payload.size, seen - start)

@@ -123,6 +123,14 @@ def test_quick_run_measures_every_row(tmp_path: Path) -> None:
         assert isinstance(row["passed"], bool)
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert len(table) == len(ROW_KEYS) + 1                          # header + one line per row
+    rows = {row["key"]: row for row in data["rows"]}
+    for key in ("cold_read", "write_commit"):                       # CPU of every party, both sides
+        detail = rows[key]["detail"]
+        assert len(detail["cpu_s"]) == len(rows[key]["samples"]) and len(detail["baseline_cpu_s"]) >= 1, detail
+        assert all(set(s) == {"drive", "server", "client"} and min(s.values()) >= 0 for s in detail["cpu_s"])
+        assert all(set(s) == {"server", "client"} for s in detail["baseline_cpu_s"])
+        assert sum(sum(s.values()) for s in detail["cpu_s"]) > 0
+    assert "CPU seconds per sample" in result.stdout
     assert mounts_under(work) == []
     assert processes_mentioning(str(work)) == []
 
