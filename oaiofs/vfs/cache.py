@@ -17,7 +17,6 @@ the network. Methods ending in ``_locked`` need ``Item.cond`` held.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -39,7 +38,7 @@ _PINS_KEY = "pins"
 EVICT_TO_FRACTION = 0.9            # evict down to 90% of the quota once it is exceeded
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)        # the process's own symbols, libc among them
 _sync_file_range = getattr(_libc, "sync_file_range", None)
 if _sync_file_range is not None:
     _sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
