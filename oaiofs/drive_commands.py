@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--poll", type=float, default=20.0, help="change-feed long-poll seconds (default 20)")
     p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
     p.add_argument("--no-xattrs", action="store_true",
-                   help="no extended attributes: faster `ls -l`; `oaiofs pin`/`unpin` and getfattr do not work")
+                   help="no extended attributes at all (the kernel stops forwarding xattr calls); "
+                        "`oaiofs pin`/`unpin` and getfattr do not work")
     p.set_defaults(func=cmd_mount)
 
     p = subparsers.add_parser("umount", help="unmount, after pending uploads are done")
