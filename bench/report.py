@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,8 @@ def cpu_summary(rows: list[Row]) -> str:
         parts = [f"{label} {_cpu_text(samples)}" for label, samples in sides if samples]
         if parts:
             lines.append(f"- {row.workload}: " + "; ".join(parts))
-    return ("CPU seconds per sample (medians; 2 cores = 2 CPU-seconds per second):\n" + "\n".join(lines)
+    cores = os.cpu_count() or 1
+    return (f"CPU seconds per sample (medians; {cores} cores = {cores} CPU-seconds per second):\n" + "\n".join(lines)
             if lines else "")
 
 
