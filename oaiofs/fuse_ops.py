@@ -147,6 +147,8 @@ class OaioFuseOps(Operations):
         fi.direct_io = 0
         return 0
 
+    # read/write register the callbacks with fusepy and serve a plain ``fuse.FUSE``; the drive's
+    # _DirectReadFUSE routes both to read_into/write_from instead (no bytes copies)
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
         return self.vfs.read(fi.fh, offset, size)
 

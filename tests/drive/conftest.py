@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -93,6 +93,13 @@ def start_mount(mountpoint: Path, cache_dir: Path, server: ServerProcess, user: 
 
     wait_until(ready, timeout=MOUNT_TIMEOUT_S, message=f"mount at {mountpoint}")
     return drive
+
+
+@pytest.fixture
+def user_api(make_user, api_for) -> tuple[str, Any]:
+    """A fresh user and an ApiClient of theirs: ``user, api = user_api``."""
+    user = make_user("drive")
+    return user, api_for(user)
 
 
 @pytest.fixture

@@ -18,14 +18,8 @@ from tests.durability.helpers import server_uploads
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def alice(make_user, api_for):
-    user = make_user("alice")
-    return user, api_for(user)
-
-
-def test_layout_values_and_lazy_reads(live_server, alice, mounted_drive):
-    user, api = alice
+def test_layout_values_and_lazy_reads(live_server, user_api, mounted_drive):
+    user, api = user_api
     doc = api.create_object({"_name": "Report/2024", "n": 1})
     api.put_file(doc["oaio_id"], "notes.txt", b"hello\n")
     api.put_file(doc["oaio_id"], "deep/er/data.bin", bytes(range(256)) * 1000)
@@ -50,8 +44,8 @@ def test_layout_values_and_lazy_reads(live_server, alice, mounted_drive):
     assert twin1["oaio_id"] != twin2["oaio_id"]
 
 
-def test_writes_reach_the_server(live_server, alice, mounted_drive):
-    user, api = alice
+def test_writes_reach_the_server(live_server, user_api, mounted_drive):
+    user, api = user_api
     doc = api.create_object({"_name": "W"})
     oid = doc["oaio_id"]
     api.put_file(oid, "log.txt", b"one\n")
@@ -85,9 +79,9 @@ def test_writes_reach_the_server(live_server, alice, mounted_drive):
     assert sorted(os.listdir(obj)) == ["a", "big.bin", "synced.txt", "values.json"]
 
 
-def test_a_file_written_sequentially_uploads_while_open_and_commits_at_close(live_server, alice, mounted_drive):
+def test_a_file_written_sequentially_uploads_while_open_and_commits_at_close(live_server, user_api, mounted_drive):
     """Upload while writing: bytes go to the server before close, but nothing is committed until it."""
-    user, api = alice
+    user, api = user_api
     oid = api.create_object({"_name": "Stream"})["oaio_id"]
     drive = mounted_drive(live_server, user)
     payload = os.urandom(24 << 20)
@@ -104,8 +98,8 @@ def test_a_file_written_sequentially_uploads_while_open_and_commits_at_close(liv
     assert [u["completed"] for u in uploads] == [True]                          # the streamed upload, adopted
 
 
-def test_editor_save_pattern(live_server, alice, mounted_drive):
-    user, api = alice
+def test_editor_save_pattern(live_server, user_api, mounted_drive):
+    user, api = user_api
     oid = api.create_object({"_name": "Ed"})["oaio_id"]
     api.put_file(oid, "doc.txt", b"draft 1\n")
     drive = mounted_drive(live_server, user)
@@ -119,8 +113,8 @@ def test_editor_save_pattern(live_server, alice, mounted_drive):
                and server_file(api, oid, ".doc.txt.swp") is None, message="save-by-rename applied")
 
 
-def test_objects_from_mkdir_and_rmdir(live_server, alice, mounted_drive):
-    user, api = alice
+def test_objects_from_mkdir_and_rmdir(live_server, user_api, mounted_drive):
+    user, api = user_api
     drive = mounted_drive(live_server, user)
     name = "My Docs (2026) & more"        # what people type: spaces and punctuation stay as they are
     os.mkdir(drive.path(name))
@@ -143,8 +137,8 @@ def test_objects_from_mkdir_and_rmdir(live_server, alice, mounted_drive):
         api.get_object(oid)
 
 
-def test_values_json_replace_and_refuse(live_server, alice, mounted_drive, caplog):
-    user, api = alice
+def test_values_json_replace_and_refuse(live_server, user_api, mounted_drive, caplog):
+    user, api = user_api
     oid = api.create_object({"_name": "V", "a": 1})["oaio_id"]
     drive = mounted_drive(live_server, user)
     values = drive.path("V", "values.json")
@@ -189,8 +183,8 @@ def test_read_only_subscriber_gets_eacces(live_server, make_user, api_for, mount
     assert sha256(b"original") == doc["files"][0]["sha256"]
 
 
-def test_values_editor_save_and_object_rename(live_server, alice, mounted_drive):
-    user, api = alice
+def test_values_editor_save_and_object_rename(live_server, user_api, mounted_drive):
+    user, api = user_api
     oid = api.create_object({"_name": "Cfg", "x": 1})["oaio_id"]
     drive = mounted_drive(live_server, user)
     tmp = drive.path("Cfg", ".values.json.tmp")

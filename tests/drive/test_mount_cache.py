@@ -17,12 +17,6 @@ pytestmark = pytest.mark.timeout(180)
 MiB = 1 << 20
 
 
-@pytest.fixture
-def user_api(make_user, api_for):
-    user = make_user("cache")
-    return user, api_for(user)
-
-
 def test_large_file_readable_before_fully_fetched(live_server, user_api, mounted_drive):
     user, api = user_api
     oid = api.create_object({"_name": "Big"})["oaio_id"]

@@ -9,7 +9,7 @@ from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.client import ApiClient
 
-from tests.server.server_helpers import client, unique_id
+from tests.server.server_helpers import client, shared_with_bob, unique_id
 
 LONG_WAIT = 30.0
 
@@ -69,28 +69,20 @@ def test_feed_shows_only_what_the_caller_may_see(live_server, make_user):
 
 
 def test_self_unsubscription_emits_to_the_leaver(live_server, make_user):
-    alice, bob = make_user("alice"), make_user("bob")
-    a, b = client(live_server, alice), client(live_server, bob)
-    oaio_id = a.create_object({}, unique_id())["oaio_id"]
-    a.set_subscription(oaio_id, bob, "U")
-    _, cursor = b.list_objects()
-    b.set_subscription(oaio_id, bob, "x")
-    events, _ = b.changes(cursor)
-    assert _types(events, oaio_id) == ["unsubscribed"]
+    s = shared_with_bob(live_server, make_user)
+    s.b.set_subscription(s.oaio_id, s.bob, "x")
+    events, _ = s.b.changes(s.cursor)
+    assert _types(events, s.oaio_id) == ["unsubscribed"]
 
 
 def test_long_poll_wakes_when_another_user_changes_a_shared_object(live_server, make_user):
-    alice, bob = make_user("alice"), make_user("bob")
-    a, b = client(live_server, alice), client(live_server, bob)
-    oaio_id = a.create_object({}, unique_id())["oaio_id"]
-    a.set_subscription(oaio_id, bob, "U")
-    _, cursor = b.list_objects()
+    s = shared_with_bob(live_server, make_user)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        poll = pool.submit(b.changes, cursor, LONG_WAIT)
-        a.update_values(oaio_id, {"ping": 1})
+        poll = pool.submit(s.b.changes, s.cursor, LONG_WAIT)
+        s.a.update_values(s.oaio_id, {"ping": 1})
         events, new_cursor = poll.result(timeout=LONG_WAIT - 5)     # must not need the whole wait
-    assert _types(events, oaio_id) == ["updated"] and events[0]["data"]["actor"] == alice
-    assert new_cursor > cursor
+    assert _types(events, s.oaio_id) == ["updated"] and events[0]["data"]["actor"] == s.alice
+    assert new_cursor > s.cursor
 
 
 def test_long_poll_sees_changes_made_by_another_server_process(server_factory, tmp_path):

@@ -10,7 +10,7 @@ from tests.conftest import PASSWORD
 from oaiofs import protocol
 from oaiofs.errors import AlreadyExists, Forbidden, InvalidValue, NotFound, VersionConflict
 
-from tests.server.server_helpers import client, unique_id
+from tests.server.server_helpers import client, shared_with_bob, unique_id
 
 
 def test_put_get_move_delete_with_versions(live_server, make_user):
@@ -67,14 +67,10 @@ def test_read_only_and_strangers_cannot_touch_files(live_server, make_user):
 
 
 def test_file_uploads_reach_the_feed(live_server, make_user):
-    alice, bob = make_user("alice"), make_user("bob")
-    a, b = client(live_server, alice), client(live_server, bob)
-    oaio_id = a.create_object({}, unique_id())["oaio_id"]
-    a.set_subscription(oaio_id, bob, "U")
-    _, cursor = b.list_objects()
-    a.put_file(oaio_id, "d/e/f.bin", bytes(range(256)) * 100)
-    a.delete_file(oaio_id, "d")
-    events, _ = b.changes(cursor)
+    s = shared_with_bob(live_server, make_user)
+    s.a.put_file(s.oaio_id, "d/e/f.bin", bytes(range(256)) * 100)
+    s.a.delete_file(s.oaio_id, "d")
+    events, _ = s.b.changes(s.cursor)
     assert [e["type"] for e in events] == [protocol.EVENT_UPDATED] * 2
     assert events[0]["data"]["changed_files"] == ["d", "d/e", "d/e/f.bin"]
     assert events[1]["data"]["removed_files"] == ["d", "d/e", "d/e/f.bin"]

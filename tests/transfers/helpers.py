@@ -1,8 +1,10 @@
 """Helpers for the transfer tests: tus requests, sessions, random files."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -46,6 +48,19 @@ def tus_patch(session: requests.Session, url: str, offset: int, data: bytes,
     if checksum:
         headers["Upload-Checksum"] = checksum
     return session.patch(url, data=data, headers=headers)
+
+
+def cut_patch(port: int, user: str, path: str, data: bytes, sent: int, headers: dict[str, str] | None = None) -> None:
+    """PATCH all of ``data`` at offset 0 of the upload at ``path``, announced with its full
+    Content-Length, but hang up after ``sent`` bytes of the body (a raw socket: requests cannot
+    cut a body short)."""
+    auth = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    head = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+            f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: {protocol.TUS_CONTENT_TYPE}\r\n"
+            f"{extra}Content-Length: {len(data)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(head + data[:sent])
 
 
 def write_random(path: Path, size: int) -> bytes:

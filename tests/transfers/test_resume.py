@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ from oaiofs.client.api import ApiClient
 from oaiofs.client.uploads import TusUploader
 from oaiofs.errors import InvalidValue
 
-from .helpers import basic_session, new_id, sha256, tus_create, write_random
+from .helpers import basic_session, cut_patch, new_id, sha256, tus_create, write_random
 
 UNIT = protocol.CHUNK_UNIT
 
@@ -80,12 +79,7 @@ def test_connection_cut_mid_patch_keeps_received_bytes(live_server, make_user, a
     created = tus_create(basic_session(user), live_server.url, oaio_id, "cut.bin", len(data), sha256=sha256(data))
     path = created.headers["Location"]
     sent = 3 * UNIT + 123                                      # not a multiple of any buffer size
-    auth = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
-    head = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
-            f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: {protocol.TUS_CONTENT_TYPE}\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
-        sock.sendall(head + data[:sent])
+    cut_patch(live_server.port, user, path, data, sent)
     uploader = TusUploader(api_for(user), chunk_size=UNIT)
     url = live_server.url + path
     wait_until(lambda: uploader.offset(url) == sent, message="the server to keep the bytes of the cut PATCH")
@@ -101,13 +95,8 @@ def test_cut_chunk_with_checksum_is_dropped_whole(live_server, make_user, api_fo
     data = b"q" * (2 * UNIT)
     oaio_id = new_id()
     path = tus_create(basic_session(user), live_server.url, oaio_id, "q.bin", len(data)).headers["Location"]
-    auth = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
     digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    head = (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
-            f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: {protocol.TUS_CONTENT_TYPE}\r\n"
-            f"Upload-Checksum: sha256 {digest}\r\nContent-Length: {len(data)}\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
-        sock.sendall(head + data[:UNIT])
+    cut_patch(live_server.port, user, path, data, UNIT, {"Upload-Checksum": f"sha256 {digest}"})
     uploader = TusUploader(api_for(user), chunk_size=UNIT)
     url = live_server.url + path
     # requests on one upload run one at a time: a 1-byte chunk at offset 0 lands after the cut one,
