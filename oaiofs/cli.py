@@ -19,6 +19,8 @@ COMMAND_MODULES = {
     "oaiofs.server.commands": ("serve", "user", "db"),
     "oaiofs.drive_commands": ("mount", "umount", "status", "pin", "unpin"),
     "oaiofs.quickstart": ("quickstart",),
+    "oaiofs.mount_helper": ("mount-helper",),
+    "oaiofs.systemd": ("systemd-unit",),
 }
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from .. import protocol
 from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
+from .counters import COUNTERS
 from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted
 from .fetcher import Candidate, Fetcher
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
@@ -249,6 +250,8 @@ class Vfs:
         item = handle.item
         if not (item.dirty or item.complete):
             self.fetcher.wait_for_read(item, handle.read_state, offset, size)
+        else:
+            COUNTERS.cache_hits += 1
         n = min(size, item.size - offset)
         return os.preadv(item.fd, [buf[:n]], offset) if n > 0 else 0
 
