@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -62,7 +62,8 @@ class MountMetrics:
     """The registry of one mount and its HTTP exporter."""
 
     def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        disable_created_metrics()
+        self.registry = CollectorRegistry()
         self.ops = Counter("oaiofs_fuse_ops", "FUSE requests by operation", ["op"], registry=self.registry)
         self.errors = Counter("oaiofs_fuse_errors", "FUSE requests answered with an error", ["op"],
                               registry=self.registry)

@@ -226,7 +226,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 await task
             engine.dispose()
 
-    app = FastAPI(title="oaiofs", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="oaiofs", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Stores and shares oaio objects (values + files) between users and devices.")
     app.state.oaiofs = state
     install_error_handlers(app)
@@ -234,7 +234,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(JsonBodyLimit)
     for router in _routers():
         app.include_router(router)
+    _install_operations(app, state)
     return app
+
+
+def _install_operations(app: FastAPI, state: AppState) -> None:
+    """``/healthz``, ``/metrics`` (+ request metrics, outermost) and the offline ``/docs``, ``/redoc``."""
+    from . import apidocs, health, metrics
+
+    app.include_router(health.router)
+    apidocs.install(app)
+    metrics.install(app, state)
 
 
 def app_from_env() -> FastAPI:

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=protocol.DEFAULT_PORT)
     serve.add_argument("--workers", type=int, default=1, help="server processes (needs a shared database)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text", help="log format (default text)")
     serve.set_defaults(func=cmd_serve)
 
     user = subparsers.add_parser("user", help="manage server users")
@@ -142,13 +144,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     where = settings.db_url.split("@")[-1] if settings.db_url else settings.data_dir   # never print a DB password
     print(f"oaiofs server on http://{settings.host}:{settings.port} (data: {where}, "
           f"{settings.workers} worker{'s' if settings.workers > 1 else ''}); Ctrl+C stops it", file=sys.stderr)
+    from ..logsetup import use_log_format
+    from .logconfig import uvicorn_log_config
+
+    use_log_format(args.log_format)
+    log_config = uvicorn_log_config(log_level, args.access_log, args.log_format)
     if settings.workers > 1:
+        import shutil
+        import tempfile
+
         os.environ.update(settings.to_env())
-        uvicorn.run("oaiofs.server.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        # prometheus-client's multiprocess mode: each worker writes its values there, /metrics sums them
+        metrics_dir = tempfile.mkdtemp(prefix="oaiofs-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            uvicorn.run("oaiofs.server.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                        workers=settings.workers, log_level=None, access_log=args.access_log,
+                        log_config=log_config, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
         from .app import create_app
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                    access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=None,
+                    access_log=args.access_log, log_config=log_config,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     return 0

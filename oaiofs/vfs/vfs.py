@@ -525,6 +525,7 @@ class Vfs:
         doc = dict(self.journal.status())
         doc["cache"] = self.cache.stats()
         doc["objects"] = len(self.ns.object_ids())
+        doc["open_for_writing"] = sum(1 for h in self.handles.all() if h.writable)   # not in the journal yet
         doc.update(self.extra_status())
         doc["online"] = bool(doc.get("online", True)) and bool(doc.get("feed_online", True))
         return doc
