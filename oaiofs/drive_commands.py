@@ -66,7 +66,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_mount)
 
     p = subparsers.add_parser("umount", help="unmount, after pending uploads are done")
-    p.add_argument("mountpoint", type=Path)
+    p.add_argument("mountpoint", type=Path, nargs="?", help="default: the --drive's mountpoint in the config file")
+    p.add_argument("--drive", help="a named drive of the config file")
+    p.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/oaiofs/config.toml)")
     p.add_argument("--force", action="store_true", help="do not wait: queued uploads resume on the next mount")
     p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
     p.add_argument("--lazy", action="store_true", help="detach now even if files are open (fusermount -z)")
@@ -448,6 +450,16 @@ def _upload_progress(status: dict[str, Any]) -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------- umount
 def cmd_umount(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+
+    if args.mountpoint is None:
+        try:
+            found = load_config(args.config).drive(args.drive).get("mountpoint")
+        except ConfigError as exc:
+            return _fail(str(exc), 2)
+        if found is None:
+            return _fail("no mountpoint: give one (or --drive NAME with a mountpoint in the config file)", 2)
+        args.mountpoint = found
     mountpoint = args.mountpoint.absolute()
     if not os.path.ismount(mountpoint):
         return _fail(f"{mountpoint} is not mounted")
