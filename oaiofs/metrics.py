@@ -8,10 +8,12 @@ at scrape time from the drive's status and the plain counters of
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from typing import Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 from .vfs.counters import COUNTERS
@@ -58,30 +60,55 @@ class _DriveCollector(Collector):
             yield GaugeMetricFamily(name, text, value=value)
 
 
+class _FuseOpStats(Collector):
+    """Per-operation count, errors and latency histogram of FUSE requests, kept in plain lists.
+
+    :meth:`observe` runs once per FUSE request, so it is a dict lookup, a bisect and three list
+    additions (no lock: a rare lost count under contention is acceptable for monitoring);
+    the Prometheus families are built only when scraped."""
+
+    def __init__(self) -> None:
+        self._ops: dict[str, list[float]] = {}    # op -> [count, errors, seconds sum, bucket counts...]
+        self._width = 3 + len(FUSE_BUCKETS) + 1
+
+    def observe(self, op: str, seconds: float, failed: bool) -> None:
+        row = self._ops.get(op)
+        if row is None:
+            row = self._ops.setdefault(op, [0.0] * self._width)
+        row[0] += 1
+        row[2] += seconds
+        row[3 + bisect_left(FUSE_BUCKETS, seconds)] += 1
+        if failed:
+            row[1] += 1
+
+    def collect(self) -> Iterator[Any]:
+        ops = CounterMetricFamily("oaiofs_fuse_ops", "FUSE requests by operation", labels=["op"])
+        errors = CounterMetricFamily("oaiofs_fuse_errors", "FUSE requests answered with an error", labels=["op"])
+        latency = HistogramMetricFamily("oaiofs_fuse_op_seconds", "time to answer a FUSE request", labels=["op"])
+        for op, row in sorted(self._ops.items()):
+            row = list(row)
+            ops.add_metric([op], row[0])
+            errors.add_metric([op], row[1])
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*FUSE_BUCKETS, float("inf")), row[3:]):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            latency.add_metric([op], buckets, sum_value=row[2])
+        yield ops
+        yield errors
+        yield latency
+
+
 class MountMetrics:
     """The registry of one mount and its HTTP exporter."""
 
     def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
-        disable_created_metrics()
         self.registry = CollectorRegistry()
-        self.ops = Counter("oaiofs_fuse_ops", "FUSE requests by operation", ["op"], registry=self.registry)
-        self.errors = Counter("oaiofs_fuse_errors", "FUSE requests answered with an error", ["op"],
-                              registry=self.registry)
-        self.latency = Histogram("oaiofs_fuse_op_seconds", "time to answer a FUSE request", ["op"],
-                                 buckets=FUSE_BUCKETS, registry=self.registry)
+        self.fuse = _FuseOpStats()
+        self.observe_fuse_op = self.fuse.observe        # handed to the FUSE adapter
+        self.registry.register(self.fuse)
         self.registry.register(_DriveCollector(status))
-        self._children: dict[str, tuple[Any, Any]] = {}
         self._server: Any = None
-
-    def observe_fuse_op(self, op: str, seconds: float, failed: bool) -> None:
-        """Called by the FUSE adapter after each request (cached per-op children: one dict lookup)."""
-        children = self._children.get(op)
-        if children is None:
-            children = self._children.setdefault(op, (self.ops.labels(op), self.latency.labels(op)))
-        children[0].inc()
-        children[1].observe(seconds)
-        if failed:
-            self.errors.labels(op).inc()
 
     def serve(self, host: str, port: int) -> None:
         """Start the exporter thread (raises OSError if the address cannot be bound)."""
