@@ -192,7 +192,7 @@ def test_systemd_units_reference_this_installation() -> None:
     exe = executable()
     assert Path(exe).is_file() and Path(exe).parent == Path(sys.executable).parent
     server = unit_text("server")
-    assert f"ExecStart={exe} serve " in server and "--db ${OAIOFS_DB}" in server and "--blobs ${OAIOFS_BLOBS}" in server
+    assert f"ExecStart={exe} serve " in server and "--db ${OAIOFS_DB_URL}" in server and "--blobs ${OAIOFS_BLOBS_URL}" in server
     assert "EnvironmentFile=/etc/oaiofs/server.env" in server
     for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                    "DynamicUser=yes"):
@@ -204,7 +204,7 @@ def test_systemd_units_reference_this_installation() -> None:
     named = unit_text("mount", "home")
     assert "--drive home" in named and "%i" not in named
     env = unit_text("server-env")
-    assert "OAIOFS_DB=" in env and "OAIOFS_BLOBS=" in env
+    assert "OAIOFS_DB_URL=" in env and "OAIOFS_BLOBS_URL=" in env
     printed = subprocess.run([sys.executable, "-m", "oaiofs", "systemd-unit", "mount", "home"], capture_output=True,
                              text=True, timeout=60, cwd="/")
     assert printed.returncode == 0 and printed.stdout == named
