@@ -212,6 +212,8 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
             "--log-format", args.log_format]
     if args.metrics_addr:
         argv += ["--metrics-addr", args.metrics_addr]
+    if args.config:      # the child reads the same file (every value it needs is on its command line)
+        argv += ["--config", str(args.config.absolute())]
     if args.allow_other:
         argv.append("--allow-other")
     if args.no_xattrs:

@@ -2,6 +2,7 @@
 ``oaiofs.mounted()``, and the mount's metrics."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -142,11 +143,12 @@ def test_config_file_only_mount(live_server, user_api, tmp_path):
         mountpoint = "{mnt}"
         cache = "{tmp_path / 'cache'}"
         cache_size = "128M"
+        log_format = "json"
         """))
     env = _env(XDG_CONFIG_HOME=str(xdg))
     env.pop("XDG_RUNTIME_DIR", None)
     try:
-        result = subprocess.run([sys.executable, "-m", "oaiofs", "mount", str(mnt)], capture_output=True, text=True,
+        result = subprocess.run([sys.executable, "-m", "oaiofs", "-v", "mount", str(mnt)], capture_output=True, text=True,
                                 env=env, stdin=subprocess.DEVNULL, timeout=120, cwd="/")
         assert result.returncode == 0, result.stderr
         assert os.path.ismount(mnt)
@@ -161,6 +163,9 @@ def test_config_file_only_mount(live_server, user_api, tmp_path):
         assert done.returncode == 0, done.stderr
         assert not os.path.ismount(mnt)
         assert server_has(api, oid, "c.txt", b"from the config file\n")
+        records = [json.loads(line) for line in (tmp_path / "cache" / "mount.log").read_text().splitlines()
+                   if line.startswith("{")]                                  # log_format = "json"
+        assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
     finally:
         _unmount(mnt)
 
