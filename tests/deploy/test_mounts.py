@@ -163,9 +163,12 @@ def test_config_file_only_mount(live_server, user_api, tmp_path):
         assert done.returncode == 0, done.stderr
         assert not os.path.ismount(mnt)
         assert server_has(api, oid, "c.txt", b"from the config file\n")
-        records = [json.loads(line) for line in (tmp_path / "cache" / "mount.log").read_text().splitlines()
-                   if line.startswith("{")]                                  # log_format = "json"
-        assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+        def json_records() -> list[dict]:                                    # log_format = "json"
+            return [json.loads(line) for line in (tmp_path / "cache" / "mount.log").read_text().splitlines()
+                    if line.startswith("{")]
+
+        records = wait_until(json_records, timeout=30, message="JSON lines in mount.log")
+        assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     finally:
         _unmount(mnt)
 

@@ -51,6 +51,16 @@ def test_metrics_move_with_requests_and_uploads(live_server, make_user, api_for)
     url = TusUploader(api).create(oid, "open.bin", 100)
     assert _scrape(live_server.url)["oaiofs_tus_uploads_active"] >= 1
     TusUploader(api).cancel(url)
+    # a waiting change-feed long-poll is counted while it waits
+    import threading
+
+    _events, cursor = api.changes(0)
+    waiting = threading.Thread(target=lambda: api_for(user).changes(cursor, wait=20), daemon=True)
+    waiting.start()
+    wait_until(lambda: _scrape(live_server.url)["oaiofs_change_feed_waiters"] >= 1, timeout=30,
+               message="a change-feed waiter counted")
+    api.update_values(oid, {"wake": 1})                    # ends the long-poll
+    waiting.join(timeout=30)
 
 
 def test_metrics_with_two_worker_processes(server_factory, tmp_path):
