@@ -247,7 +247,7 @@ def test_python_api_raises_with_what_is_pending(server_factory, tmp_path):
         with pytest.raises(oaiofs.PendingChanges):
             drive.unmount(timeout=1)
         assert drive.is_mounted                                          # kept mounted: nothing lost
-        server.start()
+        server.start(timeout=180)                                        # slow start-ups on a loaded machine
         drive.unmount(timeout=120)                                       # waits for the upload, then unmounts
         assert not drive.is_mounted
         assert server_has(api, oid, "late.txt", b"queued while offline\n")

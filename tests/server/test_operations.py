@@ -63,14 +63,27 @@ def test_metrics_move_with_requests_and_uploads(live_server, make_user, api_for)
     waiting.join(timeout=30)
 
 
-def test_metrics_with_two_worker_processes(server_factory, tmp_path):
-    server = server_factory(extra_args=["--workers", "2", "--db", f"sqlite:///{tmp_path / 'w.db'}"])
-    for _ in range(20):
-        requests.get(server.url + "/healthz", timeout=10)
-    total = 'oaiofs_http_requests_total{method="GET",route="/healthz",status="200"}'
-    # every worker answers with the sum over both (multiprocess mode): never fewer than we made
-    for _ in range(6):
-        assert _scrape(server.url)[total] >= 20
+def test_metrics_with_two_worker_processes(tmp_path):
+    from tests.conftest import ServerProcess
+
+    # two workers start slowly on a loaded machine: a longer start-up wait than the fixtures'
+    server = ServerProcess(tmp_path / "multi", extra_args=["--workers", "2"]).start(timeout=180)
+    try:
+        for _ in range(20):
+            requests.get(server.url + "/healthz", timeout=10)
+        total = 'oaiofs_http_requests_total{method="GET",route="/healthz",status="200"}'
+        # every worker answers with the sum over both (multiprocess mode): never fewer than we made
+        for _ in range(6):
+            session = requests.Session()                 # a new connection each time: either worker
+            values = {}
+            for line in session.get(server.url + "/metrics", timeout=10).text.splitlines():
+                if line and not line.startswith("#"):
+                    name, _, value = line.rpartition(" ")
+                    values[name] = float(value)
+            session.close()
+            assert values[total] >= 20
+    finally:
+        server.stop()
 
 
 def test_healthz_names_the_failing_blob_store(server_factory, tmp_path):
