@@ -185,13 +185,16 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     try:
         args = resolve_mount_args(args)
-        password = mount_password(args)
     except ConfigError as exc:
         return _fail(str(exc), exitcodes.USAGE)
     mountpoint = args.mountpoint.absolute()
     problem = check_mountpoint(mountpoint)
     if problem:
         return _fail(problem, exitcodes.MOUNTPOINT)
+    try:
+        password = mount_password(args)          # after the mountpoint check: no prompt for a busy one
+    except ConfigError as exc:
+        return _fail(str(exc), exitcodes.USAGE)
     if password is None:
         return _fail(f"no password: set {PASSWORD_ENV}, use --password-file (or password_file in the config file) "
                      "or run in a terminal", exitcodes.USAGE)
