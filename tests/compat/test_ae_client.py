@@ -196,3 +196,28 @@ def test_context_headers_decode_non_ascii_device_ids(live_server, make_user, api
     assert raw.post("register/", body).status_code == 200
     doc = api_for(alice).get_object(body["oaio_id"])
     assert (doc["device_id"], doc["app_id"]) == ("jürgens-pc", "interop")
+
+
+def test_an_admin_wipes_a_user(live_server, make_user, api_for, tmp_path: Path):
+    import subprocess
+    import sys
+    import uuid
+    from tests.conftest import PASSWORD
+    admin = f"admin-{uuid.uuid4().hex[:8]}"
+    subprocess.run([sys.executable, "-m", "oaiofs", "user", "add", admin, "--admin", "--data",
+                    str(live_server.data_dir)], check=True, env=dict(live_server.env, OAIOFS_PASSWORD=PASSWORD),
+                   capture_output=True)
+    victim, other = make_user("victim"), make_user("other")
+    api = api_for(victim)
+    mine = api.create_object({"k": 1}, f"wipe-{victim}")["oaio_id"]
+    theirs = api_for(other).create_object({}, f"wipe-{other}")["oaio_id"]
+    api_for(other).set_subscription(theirs, victim, "U")
+    client = seed_client(live_server, admin, tmp_path / "admin")
+    try:
+        assert client.wipe_user(victim) == ""
+        assert seed_client(live_server, victim, tmp_path / "v").wipe_user(other) != ""     # not an admin: 403
+    finally:
+        close(client)
+    with pytest.raises(Gone):
+        api_for(victim).get_object(mine)
+    assert [s["username"] for s in api_for(other).subscriptions(theirs)] == [other]

@@ -13,6 +13,7 @@ strangers get 404. Callers authenticate with the short-lived bearer token that
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import secrets
@@ -145,3 +146,13 @@ async def delete_files(raw: str, request: Request) -> dict[str, Any]:
     state = transfer_state(request)
     oaio_id, stamp, path = split_storage_path(raw, need_file=False)
     return {"deleted": await run_in_threadpool(_drop_staged, state, request, oaio_id, stamp, path)}
+
+
+def purge_expired(state: Any) -> int:
+    """Drop staged files never attached (older than the upload expiry); called by the server's purge loop.
+
+    The blobs stay: they are content-addressed and may be shared with attached files.
+    """
+    cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=state.settings.upload_expiry_s)
+    with transaction(state) as db:
+        return int(db.execute(delete(CompatAeStagedFile).where(CompatAeStagedFile.created < cutoff)).rowcount or 0)
