@@ -221,3 +221,35 @@ def test_an_admin_wipes_a_user(live_server, make_user, api_for, tmp_path: Path):
     with pytest.raises(Gone):
         api_for(victim).get_object(mine)
     assert [s["username"] for s in api_for(other).subscriptions(theirs)] == [other]
+
+
+def test_hostile_register_and_upload_bodies_change_nothing(live_server, make_user, api_for):
+    alice, mallory = make_user("alice"), make_user("mallory")
+    oaio_id = f"owned-{alice}"
+    api_for(alice).create_object({"k": "alice's"}, oaio_id)
+    raw = RawSession(live_server)
+    assert raw.login(mallory).status_code == 200
+    cases = [
+        ("register/", object_dict(oaio_id, now_stamp(), {"k": "stolen"}, mallory), 409),     # id taken
+        ("upload/", object_dict(oaio_id, "99991231235959999999", {"k": "x"}, mallory), 422),  # far-future stamp
+        ("upload/", object_dict(oaio_id, now_stamp(), {"k": "x"}, mallory), 404),            # a stranger
+        ("delete/", {"oaio_id": oaio_id}, 404),
+        ("subscribe/", {"oaio_id": oaio_id, "username": mallory, "access_right": "C"}, 404),
+        ("register/", object_dict("bad/id", now_stamp(), {}, mallory), 422),
+        ("register/", object_dict("old-stamp", "20200101000000000000", {}, mallory), 422),
+        ("register/", ["not", "a", "dict"], 422),
+        ("register/", object_dict("v", now_stamp(), {"_file_paths": [1]}, mallory), 422),
+    ]
+    for slug, body, status in cases:
+        res = raw.post(slug, body)
+        assert res.status_code == status, (slug, body, res.text)
+        assert set(res.json()) == {"error", "message", "detail"}
+    res = raw.http.post(raw.base + "register/", data=b"{not json", timeout=30,
+                        headers={"X-CSRFToken": raw.http.cookies["csrftoken"], "Content-Type": "application/json"})
+    assert res.status_code == 400 and res.json()["error"] == "malformed_json"
+    huge = object_dict("huge", now_stamp(), {"k": "x" * (3 << 20)}, mallory)
+    assert raw.post("register/", huge).status_code == 413
+    doc = api_for(alice).get_object(oaio_id)
+    assert doc["values"] == {"k": "alice's"} and doc["version"] == 1
+    assert [s["username"] for s in api_for(alice).subscriptions(oaio_id)] == [alice]
+    assert [o["oaio_id"] for o in raw.get("oaio_stampz/").json()] == []

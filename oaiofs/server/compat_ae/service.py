@@ -12,6 +12,7 @@ object stamp is kept ≥ every client stamp, so native stamps stay newer.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import ntpath
@@ -34,6 +35,7 @@ STORAGE_ID = "Oaiofs"          # csh id of oaiofs.compat.ae_storage.OaiofsApi
 FIELDS = ("oaio_id", "client_stamp", "server_stamp", "client_values", "server_values", "csh_id", "username",
           "device_id", "app_id", "csh_access_right")
 FILES_KEY, ROOT_KEY = "_file_paths", "_root_path"
+MAX_FUTURE_S = 3600          # client stamps may run ahead of the server clock by this much (the client allows 69 s)
 
 
 # --- validation of what a client sends ---
@@ -71,6 +73,10 @@ def check_object_dict(body: Any) -> dict[str, Any]:
     if not protocol.is_stamp(stamp):
         raise InvalidValue("client_stamp must be 20 digits newer than the oldest sync stamp",
                            {"client_stamp": str(stamp)[:40]})
+    latest = protocol.now_stamp(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=MAX_FUTURE_S))
+    if stamp > latest:               # it would become the object stamp: every later stamp must be newer
+        raise InvalidValue(f"client_stamp is more than {MAX_FUTURE_S} s ahead of the server clock",
+                           {"client_stamp": stamp, "server_stamp": protocol.now_stamp()})
     values = body.get("client_values")
     if not isinstance(values, dict):
         raise InvalidValue("client_values must be a JSON object")
