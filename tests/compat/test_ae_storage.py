@@ -104,8 +104,10 @@ def test_storage_rights_and_hostile_paths(live_server, make_user, tmp_path: Path
 
 
 def test_seed_objects_in_the_drive_and_drive_changes_reach_the_client(live_server, make_user, api_for,
-                                                                       mounted_drive, tmp_path: Path):  # noqa: F811
+                                                                       mounted_drive, tmp_path: Path,  # noqa: F811
+                                                                       monkeypatch):
     alice = make_user("alice")
+    monkeypatch.setitem(ae.paths.PATH_PLACEHOLDERS, "usr", str(tmp_path / "home1"))
     c1 = seed_client(live_server, alice, tmp_path / "dev1")
     c2 = seed_client(live_server, alice, tmp_path / "dev2")
     try:
@@ -113,13 +115,22 @@ def test_seed_objects_in_the_drive_and_drive_changes_reach_the_client(live_serve
         fobj = c1.register_file("report.bin", report)
         nobj = c1.register_object({"_name": "drive-notes", "k": "v"})
         assert fobj is not None and nobj is not None, c1.error_message
+        album = {"one.jpg": random.Random(6).randbytes(30_000), "sub/two.txt": "zwei ✓".encode()}
+        for rel, data in album.items():
+            (tmp_path / "home1" / "album" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "home1" / "album" / rel).write_bytes(data)
+        dobj = c1.register_folder(str(tmp_path / "home1" / "album"))
+        assert dobj is not None, c1.error_message
+        monkeypatch.setitem(ae.paths.PATH_PLACEHOLDERS, "usr", str(tmp_path / "home2"))
         assert c2.synchronize_with_server_if_online(), c2.error_message
 
         drive = mounted_drive(live_server, alice)
         file_dir, notes_dir = drive.path(fobj.oaio_id), drive.path("drive-notes")
         wait_until(lambda: (file_dir / "report.bin").exists() and notes_dir.exists(), timeout=60)
-        assert (file_dir / "report.bin").read_bytes() == report                    # the object appears in the drive
+        assert (file_dir / "report.bin").read_bytes() == report                    # the objects appear in the drive
         assert json.loads((notes_dir / "values.json").read_text())["k"] == "v"
+        for rel, data in album.items():                                              # register_folder's files too
+            assert (drive.path(dobj.oaio_id) / rel).read_bytes() == data
 
         (notes_dir / "values.json").write_text(json.dumps({"_name": "drive-notes", "k": "from the drive ✓"}))
         added = random.Random(5).randbytes(40_000)
