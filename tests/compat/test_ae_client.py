@@ -128,19 +128,22 @@ def test_long_seed_ids_up_to_255_bytes(live_server, make_user, api_for, tmp_path
     assert res.status_code == 422 and res.json()["error"] == "invalid_value"
 
 
-@pytest.mark.parametrize("values", [
+ESCAPING_VALUES = [
     {"_root_path": "/etc"}, {"_root_path": "{usr}/../../etc"}, {"_root_path": "~/x"}, {"_root_path": "C:\\x"},
     {"_file_paths": ["../outside.txt"]}, {"_file_paths": ["/etc/passwd"]}, {"_file_paths": ["a/../../b"]},
     {"_file_paths": ["ok.txt", "..\\win.txt"]}, {"_root_path": 5}, {"_file_paths": "a.txt"},
-])
-def test_escaping_paths_are_refused(live_server, make_user, api_for, values):
+]
+
+
+def test_escaping_paths_are_refused(live_server, make_user, api_for):
     alice = make_user("alice")
     raw = RawSession(live_server)
     assert raw.login(alice).status_code == 200
-    oaio_id = f"escape-{random.getrandbits(40):x}"
-    res = raw.post("register/", object_dict(oaio_id, now_stamp(), values, alice))
-    assert res.status_code == 422, res.text
-    assert oaio_id not in [o["oaio_id"] for o in api_for(alice).list_objects()[0]]
+    for values in ESCAPING_VALUES:
+        oaio_id = f"escape-{random.getrandbits(40):x}"
+        res = raw.post("register/", object_dict(oaio_id, now_stamp(), values, alice))
+        assert res.status_code == 422, (values, res.text)
+    assert api_for(alice).list_objects()[0] == []                       # nothing was stored
 
 
 def test_an_escaping_root_path_from_the_client_never_reaches_the_server(live_server, make_user, api_for,
