@@ -9,6 +9,8 @@ computed from the blob in a background thread. ``HEAD`` reports the status in
 ``X-Pacifica-Status``/``X-Pacifica-Message`` (and long-polls with ``?wait=S``); ``GET``
 streams a deterministic tar with Content-Length and Range; single members are served
 at ``/carts/{uid}/files/{path}``. Carts are bound to their creator (others get 404),
+and every request re-checks the creator's right to read the objects the cart (or the
+member) comes from: after an unsubscription or a deletion it answers 403. Carts
 expire after ``cart_ttl_s`` without access and are evicted least-recently-used when
 the carts of all users pin more than ``cart_quota_bytes``.
 """
@@ -32,12 +34,12 @@ from sqlalchemy import delete, func, select, update
 from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
-from ..errors import Conflict, InvalidValue, MalformedJson, NotFound, OaioError
+from ..errors import Conflict, Forbidden, InvalidValue, MalformedJson, NotFound, OaioError
 from . import access
 from . import db as dbmod
 from .byteranges import ranged_response
 from .files_routes import blob_response
-from .models import Cart, CartFile, FileEntry, User, utcnow
+from .models import Cart, CartFile, FileEntry, OaiObject, Subscription, User, utcnow
 from .tarlayout import TarLayout, TarMember
 from .upload_service import authenticate, aware, transaction, transfer_state
 
@@ -50,6 +52,8 @@ STALE_STAGING_S = 600                     # a preparation silent this long is re
 TOUCH_EVERY_S = 30                        # a cart's last use is recorded at most this often
 _LAYOUTS: LRUCache[tuple[int, float, str], TarLayout] = LRUCache(32)
 _LAYOUT_LOCK = threading.Lock()
+_CART_OBJECTS: LRUCache[tuple[int, float], tuple[str, ...]] = LRUCache(256)   # a cart's objects never change
+RIGHTS_BATCH = 500                        # object ids per rights query
 CHECKSUM_FAILED = "checksum mismatch for "   # how the message of a cart failed by a checksum starts
 _HEADER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
 _UID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
@@ -226,37 +230,68 @@ class CartService:
             db.execute(update(Cart).where(Cart.id == cart_id).values(status=status, message=message))
 
     # reading
-    def get(self, user_id: int, uid: str, *, touch: bool = False) -> Cart:
-        """The caller's cart without its members (404 for unknown uids and other users' carts).
+    def get(self, user_id: int, uid: str, *, touch: bool = False, member: str | None = None,
+            check_rights: bool = True) -> tuple[Cart, CartFile | None]:
+        """The caller's cart (404 for unknown uids and other users' carts) and, if asked, one member.
 
-        ``touch`` marks it used (for LRU eviction and expiry), at most once per ``TOUCH_EVERY_S``
-        so that ranged reads of a cart do not each write to the database.
+        ``check_rights`` re-checks that the caller may still read every object the cart
+        (or just ``member``) comes from: a revoked subscription or a deleted object
+        answers 403. ``touch`` marks the cart used (for LRU eviction and expiry), at
+        most once per ``TOUCH_EVERY_S`` so that ranged reads do not each write.
         """
         with transaction(self.state) as db:
             cart = db.scalar(select(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
             if cart is None:
                 raise NotFound(f"no cart {uid!r}", {"uid": uid})
+            found = None
+            if member is not None:
+                found = db.scalar(select(CartFile).where(CartFile.cart_id == cart.id,
+                                                         CartFile.bundle_path == member))
+                if found is None:
+                    raise NotFound(f"no member {member!r} in cart {uid!r}", {"uid": uid, "path": member})
+            if check_rights:
+                oaio_ids = (found.oaio_id,) if found is not None else self._cart_objects(db, cart)
+                self._check_rights(db, user_id, uid, oaio_ids)
             now = utcnow()
             if touch and aware(cart.accessed) < now - dt.timedelta(seconds=TOUCH_EVERY_S):
                 dbmod.lock_for_write(db)
                 cart.accessed = now
                 cart.expires = now + dt.timedelta(seconds=self.settings.cart_ttl_s)
-            return cart
+            return cart, found
 
-    def ready_cart(self, user_id: int, uid: str) -> Cart:
-        """The caller's cart, touched; a failed cart raises ``Conflict`` naming the failure."""
-        cart = self.get(user_id, uid, touch=True)
+    @staticmethod
+    def _cart_objects(db: Any, cart: Cart) -> tuple[str, ...]:
+        """The ids of the objects ``cart``'s members come from (cached: a made cart never changes)."""
+        key = (cart.id, aware(cart.created).timestamp())
+        with _LAYOUT_LOCK:
+            cached = _CART_OBJECTS.get(key)
+        if cached is None:
+            cached = tuple(db.scalars(select(CartFile.oaio_id).where(CartFile.cart_id == cart.id).distinct()))
+            with _LAYOUT_LOCK:
+                _CART_OBJECTS[key] = cached
+        return cached
+
+    @staticmethod
+    def _check_rights(db: Any, user_id: int, uid: str, oaio_ids: tuple[str, ...]) -> None:
+        """403 unless ``user_id`` is still subscribed to every one of ``oaio_ids`` and none is deleted."""
+        readable: set[str] = set()
+        for start in range(0, len(oaio_ids), RIGHTS_BATCH):
+            batch = oaio_ids[start:start + RIGHTS_BATCH]
+            readable.update(db.scalars(
+                select(OaiObject.oaio_id).join(Subscription, Subscription.object_id == OaiObject.id)
+                .where(OaiObject.oaio_id.in_(batch), Subscription.user_id == user_id,
+                       OaiObject.deleted.is_(None))))
+        lost = [oaio_id for oaio_id in oaio_ids if oaio_id not in readable]
+        if lost:
+            raise Forbidden(f"cart {uid!r} holds files of {lost[0]!r}, which you may no longer read "
+                            "(unsubscribed or deleted)", {"uid": uid, "oaio_id": lost[0], "count": len(lost)})
+
+    def ready_cart(self, user_id: int, uid: str, member: str | None = None) -> tuple[Cart, CartFile | None]:
+        """The caller's cart (and member), touched; a failed cart raises ``Conflict`` naming the failure."""
+        cart, found = self.get(user_id, uid, touch=True, member=member)
         if cart.status == protocol.CART_ERROR:
             raise Conflict(f"cart {uid!r} failed: {cart.message}", {"uid": uid, "message": cart.message})
-        return cart
-
-    def member(self, cart: Cart, path: str) -> CartFile:
-        """One member of ``cart`` by its bundle path (one indexed lookup, not the whole cart)."""
-        with transaction(self.state) as db:
-            member = db.scalar(select(CartFile).where(CartFile.cart_id == cart.id, CartFile.bundle_path == path))
-        if member is None:
-            raise NotFound(f"no member {path!r} in cart {cart.uid!r}", {"uid": cart.uid, "path": path})
-        return member
+        return cart, found
 
     def layout(self, cart: Cart, top: str) -> TarLayout:
         """The cart's tar layout under ``top`` (cached: ranged reads of one cart reuse it)."""
@@ -366,7 +401,7 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     deadline = time.monotonic() + max(0.0, min(wait, protocol.MAX_CART_WAIT_S))
     delay = 0.05
     while True:
-        cart = await run_in_threadpool(service.get, user_id, uid)
+        cart, _member = await run_in_threadpool(service.get, user_id, uid)
         if cart.status not in (protocol.CART_WAITING, protocol.CART_STAGING) or time.monotonic() >= deadline:
             break
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -375,23 +410,24 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     return Response(status_code=status_code, headers=_status_headers(cart))
 
 
-async def _ready_cart(service: Any, request: Request, uid: str) -> Any:
-    """The caller's cart ``uid`` if it is ready, else cartd's 202 answer."""
+async def _ready_cart(service: Any, request: Request, uid: str, member: str | None = None) -> Any:
+    """(cart, member) of the caller's cart ``uid`` if it is ready and still readable, else cartd's 202 answer."""
     user_id = await run_in_threadpool(authenticate, request)
-    cart = await run_in_threadpool(service.ready_cart, user_id, uid)
+    cart, found = await run_in_threadpool(service.ready_cart, user_id, uid, member)
     if cart.status != protocol.CART_READY:
         return JSONResponse({"message": "The cart is not ready for download."}, status_code=202,
                             headers=_status_headers(cart))
-    return cart
+    return cart, found
 
 
 @router.api_route(protocol.PATH_CART, methods=["GET"], response_class=Response)
 async def download_cart(uid: str, request: Request, filename: str | None = None) -> Response:
     """cartd download: the tar (202 while not ready); Content-Length and Range supported."""
     service = _cart_service(request)
-    cart = await _ready_cart(service, request, uid)
-    if isinstance(cart, Response):
-        return cart
+    ready = await _ready_cart(service, request, uid)
+    if isinstance(ready, Response):
+        return ready
+    cart, _member = ready
     name = filename or utcnow().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
     if "/" in name or not name.strip(".") or any(ord(c) < 32 for c in name):
         raise InvalidValue("filename must be a plain file name", {"filename": name[:100]})
@@ -410,10 +446,10 @@ async def download_cart(uid: str, request: Request, filename: str | None = None)
 async def download_cart_file(uid: str, path: str, request: Request) -> Response:
     """One member of a ready cart, as pinned when the cart was made (Range supported)."""
     service = _cart_service(request)
-    cart = await _ready_cart(service, request, uid)
-    if isinstance(cart, Response):
-        return cart
-    member = await run_in_threadpool(service.member, cart, path)
+    ready = await _ready_cart(service, request, uid, path)
+    if isinstance(ready, Response):
+        return ready
+    _cart, member = ready
     info = {"blob_key": member.blob_key, "size": member.size, "sha256": member.sha256,
             "version": member.version, "mtime": member.mtime}
     return blob_response(request, service.blobs, info)
