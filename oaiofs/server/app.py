@@ -125,24 +125,34 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class JsonBodyLimit:
-    """Refuse JSON API bodies over ``limit`` bytes with 413 before they reach a handler."""
+    """Refuse JSON API bodies over their limit with 413 before they reach a handler.
+
+    The body is read in pieces and given up on as soon as it passes the limit, so an
+    oversized body never sits in memory: ``limit`` for the JSON API,
+    ``protocol.MAX_CART_BODY_BYTES`` for a cart's create body; file and tus bodies are
+    streamed by their handlers and not limited here.
+    """
 
     def __init__(self, app: Any, limit: int = JSON_BODY_LIMIT) -> None:
         self.app, self.limit = app, limit
 
-    @staticmethod
-    def applies(path: str) -> bool:
-        return (path.startswith(protocol.API_PREFIX) and "/files/" not in path
-                and not path.startswith(protocol.PATH_UPLOADS) and not path.startswith(protocol.PATH_CARTS))
+    def limit_for(self, path: str) -> int | None:
+        """The body limit of ``path`` (None: not a JSON body this middleware limits)."""
+        if not path.startswith(protocol.API_PREFIX) or path.startswith(protocol.PATH_UPLOADS):
+            return None
+        if path.startswith(protocol.PATH_CARTS + "/"):
+            return protocol.MAX_CART_BODY_BYTES if "/files/" not in path else None
+        return None if "/files/" in path else self.limit
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or not self.applies(scope["path"]):
+        limit = self.limit_for(scope["path"]) if scope["type"] == "http" else None
+        if limit is None or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._too_large(scope, receive, send, int(length) <= DRAIN_LIMIT)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._too_large(scope, receive, send, limit, int(length) <= DRAIN_LIMIT)
             return
         chunks, total, more = [], 0, True
         while more:
@@ -152,8 +162,8 @@ class JsonBodyLimit:
             chunk = message.get("body", b"")
             total += len(chunk)
             more = message.get("more_body", False)
-            if total > self.limit:
-                await self._too_large(scope, receive, send, more)
+            if total > limit:
+                await self._too_large(scope, receive, send, limit, more)
                 return
             chunks.append(chunk)
         body = b"".join(chunks)
@@ -168,7 +178,8 @@ class JsonBodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: dict, receive: Callable, send: Callable, more: bool = True) -> None:
+    async def _too_large(self, scope: dict, receive: Callable, send: Callable, limit: int,
+                         more: bool = True) -> None:
         # read (and drop) a moderately oversized body first so the client sees the 413, not a broken pipe
         drained = 0
         while more and drained <= DRAIN_LIMIT:
@@ -177,8 +188,8 @@ class JsonBodyLimit:
                 return
             drained += len(message.get("body", b""))
             more = message.get("more_body", False)
-        body = {"error": "too_large", "message": f"request body is larger than {self.limit} bytes",
-                "detail": {"limit": self.limit}}
+        body = {"error": "too_large", "message": f"request body is larger than {limit} bytes",
+                "detail": {"limit": limit}}
         await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from urllib.parse import quote
 from cachetools import LRUCache
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
@@ -47,7 +49,10 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["carts"])
 CART_FILE_ROUTE = protocol.PATH_CART_FILE.replace("{path}", "{path:path}")
-MAX_CART_FILES = 100_000
+MAX_CART_FILES = protocol.MAX_CART_FILES
+BUILD_BATCH = 1000                        # cart rows read / written per short transaction
+BUILD_PAUSE_S = 0.01                      # SQLite: breathing room for other writers between batches
+BUILDING_PREFIX = "#building-"            # uid of a cart under construction ('#' is not a valid uid)
 STALE_STAGING_S = 600                     # a preparation silent this long is restarted by the purge
 TOUCH_EVERY_S = 30                        # a cart's last use is recorded at most this often
 _LAYOUTS: LRUCache[tuple[int, float, str], TarLayout] = LRUCache(32)
@@ -130,67 +135,112 @@ class CartService:
 
     # creation
     def create(self, user_id: int, uid: str, files: list[FileRequest]) -> str:
-        """Make the cart (replacing an older one with the same uid); returns its status."""
+        """Make the cart (replacing an older one with the same uid); returns its status.
+
+        Built in batches so that no write lock is held for long: the files are pinned
+        in read transactions, the rows are written under a hidden uid in batches of
+        ``BUILD_BATCH`` (each its own short transaction), and the finished cart then
+        replaces the old one of the same uid in one short transaction.
+        """
+        pinned = self._pin(user_id, files)
+        status, message = self._verify_by_metadata(pinned)
         now = utcnow()
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            user = db.get(User, user_id)
-            pinned = self._pin(db, user, files)
-            db.execute(delete(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
-            cart = Cart(uid=uid, user_id=user_id, status=protocol.CART_STAGING, message="",
-                        size=sum(f.size for f in pinned), created=now, accessed=now,
+            cart = Cart(uid=BUILDING_PREFIX + secrets.token_hex(8), user_id=user_id, status=status,
+                        message=message, size=sum(f["size"] for f in pinned), created=now, accessed=now,
                         expires=now + dt.timedelta(seconds=self.settings.cart_ttl_s))
-            cart.files = pinned
-            status, message = self._verify_by_metadata(pinned)
-            cart.status, cart.message = status, message
             db.add(cart)
             db.flush()
             cart_id = cart.id
+        try:
+            for start in range(0, len(pinned), BUILD_BATCH):
+                self._pause_between_batches(start)
+                with transaction(self.state) as db:
+                    dbmod.lock_for_write(db)
+                    db.execute(insert(CartFile), [dict(row, cart_id=cart_id)
+                                                  for row in pinned[start:start + BUILD_BATCH]])
+            with transaction(self.state) as db:
+                dbmod.lock_for_write(db)
+                old = list(db.scalars(select(Cart.id).where(Cart.user_id == user_id, Cart.uid == uid)))
+                db.execute(update(Cart).where(Cart.id.in_(old)).values(uid=BUILDING_PREFIX + "old"))
+                db.execute(update(Cart).where(Cart.id == cart_id).values(uid=uid))
+        except BaseException:
+            self.drop_carts([cart_id])
+            raise
+        self.drop_carts(old)
         self.evict_over_quota(keep=cart_id)
         if status == protocol.CART_STAGING:
             self.start_preparing(cart_id)
         logger.info("cart %s of user %d: %d files, %s", uid, user_id, len(files), status)
         return status
 
-    @staticmethod
-    def _pin(db: Any, user: User, files: list[FileRequest]) -> list[CartFile]:
-        """Cart rows pinned to the current blobs of readable files (404 names the first missing one)."""
+    def _pause_between_batches(self, start: int) -> None:
+        if start and dbmod.is_sqlite(self.state.engine):
+            time.sleep(BUILD_PAUSE_S)
+
+    def drop_carts(self, cart_ids: list[int]) -> None:
+        """Delete carts, their members in batches (no long write lock for a big cart)."""
+        for cart_id in cart_ids:
+            while True:
+                with transaction(self.state) as db:
+                    dbmod.lock_for_write(db)
+                    batch = list(db.scalars(select(CartFile.id).where(CartFile.cart_id == cart_id)
+                                            .limit(BUILD_BATCH)))
+                    if not batch:
+                        db.execute(delete(Cart).where(Cart.id == cart_id))
+                        break
+                    db.execute(delete(CartFile).where(CartFile.id.in_(batch)))
+                self._pause_between_batches(1)
+
+    def _pin(self, user_id: int, files: list[FileRequest]) -> list[dict[str, Any]]:
+        """Cart rows pinned to the current blobs of readable files (404 names the first missing one).
+
+        Read-only: objects are checked one by one, their entries looked up ``BUILD_BATCH`` paths at a time.
+        """
         by_object: dict[str, list[FileRequest]] = {}
         for req in files:
             by_object.setdefault(req.oaio_id, []).append(req)
-        entries: dict[tuple[str, str], FileEntry] = {}
-        for oaio_id, reqs in by_object.items():
-            try:
-                obj, _right = access.load_object(db, user, oaio_id, "read")
-            except OaioError as exc:
-                raise type(exc)(f"cannot add {reqs[0].file_id!r}: {exc.message}", {"id": reqs[0].file_id}) from None
-            paths = [r.path for r in reqs]
-            for entry in db.scalars(select(FileEntry).where(FileEntry.object_id == obj.id,
-                                                            FileEntry.path.in_(paths))):
-                entries[(oaio_id, entry.path)] = entry
+        entries: dict[tuple[str, str], tuple[Any, ...]] = {}
+        with transaction(self.state) as db:
+            user = db.get(User, user_id)
+            for oaio_id, reqs in by_object.items():
+                try:
+                    obj, _right = access.load_object(db, user, oaio_id, "read")
+                except OaioError as exc:
+                    raise type(exc)(f"cannot add {reqs[0].file_id!r}: {exc.message}",
+                                    {"id": reqs[0].file_id}) from None
+                paths = sorted({r.path for r in reqs})
+                for start in range(0, len(paths), BUILD_BATCH):
+                    for row in db.execute(select(FileEntry.path, FileEntry.kind, FileEntry.blob_key, FileEntry.size,
+                                                 FileEntry.sha256, FileEntry.mtime, FileEntry.version)
+                                          .where(FileEntry.object_id == obj.id,
+                                                 FileEntry.path.in_(paths[start:start + BUILD_BATCH]))):
+                        entries[(oaio_id, row.path)] = tuple(row)
         pinned = []
         for req in files:
             entry = entries.get((req.oaio_id, req.path))
-            if entry is None or entry.kind != "file" or not entry.blob_key:
+            if entry is None or entry[1] != "file" or not entry[2]:
                 raise NotFound(f"no file {req.file_id!r}", {"id": req.file_id})
-            pinned.append(CartFile(file_id=req.file_id, bundle_path=req.bundle_path, oaio_id=req.oaio_id,
-                                   path=req.path, blob_key=entry.blob_key, size=entry.size, sha256=entry.sha256,
-                                   hashtype=req.hashtype, hashsum=req.hashsum, mtime=entry.mtime,
-                                   version=entry.version, status=protocol.CART_STAGING))
+            _path, _kind, key, size, sha, mtime, version = entry
+            pinned.append({"file_id": req.file_id, "bundle_path": req.bundle_path, "oaio_id": req.oaio_id,
+                           "path": req.path, "blob_key": key, "size": size, "sha256": sha,
+                           "hashtype": req.hashtype, "hashsum": req.hashsum, "mtime": mtime,
+                           "version": version, "status": protocol.CART_STAGING, "message": ""})
         return pinned
 
     @staticmethod
-    def _verify_by_metadata(files: list[CartFile]) -> tuple[str, str]:
+    def _verify_by_metadata(files: list[dict[str, Any]]) -> tuple[str, str]:
         """Settle every sha256 request from the stored hash; the cart is ready if nothing is left."""
         pending = False
         for f in files:
-            if f.hashtype != "sha256":
+            if f["hashtype"] != "sha256":
                 pending = True
                 continue
-            if f.hashsum != f.sha256:
-                f.status, f.message = protocol.CART_ERROR, "sha256 does not match the stored file"
-                return protocol.CART_ERROR, f"{CHECKSUM_FAILED}{f.file_id}: sha256 is {f.sha256}"
-            f.status = protocol.CART_READY
+            if f["hashsum"] != f["sha256"]:
+                f["status"], f["message"] = protocol.CART_ERROR, "sha256 does not match the stored file"
+                return protocol.CART_ERROR, f"{CHECKSUM_FAILED}{f['file_id']}: sha256 is {f['sha256']}"
+            f["status"] = protocol.CART_READY
         return (protocol.CART_STAGING, "") if pending else (protocol.CART_READY, "")
 
     # background preparation (hash types other than sha256)
@@ -308,8 +358,12 @@ class CartService:
 
     def delete(self, user_id: int, uid: str) -> None:
         with transaction(self.state) as db:
-            if db.execute(delete(Cart).where(Cart.user_id == user_id, Cart.uid == uid)).rowcount == 0:
+            dbmod.lock_for_write(db)
+            ids = list(db.scalars(select(Cart.id).where(Cart.user_id == user_id, Cart.uid == uid)))
+            if not ids:
                 raise NotFound(f"no cart {uid!r}", {"uid": uid})
+            db.execute(update(Cart).where(Cart.id.in_(ids)).values(uid=BUILDING_PREFIX + "deleted"))
+        self.drop_carts(ids)
 
     # eviction and expiry
     def evict_over_quota(self, keep: int | None = None) -> int:
@@ -378,17 +432,23 @@ def _cart_service(request: Request) -> CartService:
 
 # --- HTTP layer ----------------------------------------------------------------------------------
 
+def _parse_body(raw: bytes) -> list[FileRequest]:
+    """Decode and validate a create body (in a worker thread: big carts take a while)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedJson("request body is not valid JSON") from None
+    return parse_fileids(body)
+
+
 @router.post(protocol.PATH_CART, status_code=201)
 async def create_cart(uid: str, request: Request) -> Response:
     """cartd create: 201 ``{"message": "Cart Processing has begun"}``."""
     check_uid(uid)
     service = _cart_service(request)
     user_id = await run_in_threadpool(authenticate, request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise MalformedJson("request body is not valid JSON") from None
-    files = parse_fileids(body)
+    raw = await request.body()       # JsonBodyLimit caps it at protocol.MAX_CART_BODY_BYTES (413)
+    files = await run_in_threadpool(_parse_body, raw)
     status = await run_in_threadpool(service.create, user_id, uid, files)
     return JSONResponse({"message": "Cart Processing has begun", "status": status}, status_code=201)
 
