@@ -413,6 +413,25 @@ def tar_layout(files: list[CartFile], top: str) -> TarLayout:
                                 blob_key=f.blob_key or "", sha256=f.sha256) for f in files])
 
 
+def tar_names(filename: str | None) -> tuple[str, str]:
+    """(download name, top folder of every member) for ``?filename=``: ``x.tar`` -> ``x/...``.
+
+    The top folder must be one clean path component: no ``/`` or ``\\``, not ``.`` or
+    ``..`` (``...tar`` would make members ``../…``), no control characters (422 otherwise).
+    """
+    name = filename or utcnow().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
+    top = name[:-4] if name.endswith(".tar") and len(name) > 4 else name
+    try:
+        if "/" in top:
+            raise InvalidValue("has a '/'")
+        if top != protocol.VALUES_FILE:          # reserved inside objects only
+            protocol.normalize_file_path(top)
+    except InvalidValue:
+        raise InvalidValue("filename must be a plain file name (no '/', '\\', '.', '..' or control characters)",
+                           {"filename": name[:100]}) from None
+    return name, top
+
+
 def header_text(text: str) -> str:
     """``text`` as a header value: printable ASCII kept, everything else percent-encoded (UTF-8)."""
     return quote(text, safe=_HEADER_SAFE)
@@ -488,10 +507,7 @@ async def download_cart(uid: str, request: Request, filename: str | None = None)
     if isinstance(ready, Response):
         return ready
     cart, _member = ready
-    name = filename or utcnow().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
-    if "/" in name or not name.strip(".") or any(ord(c) < 32 for c in name):
-        raise InvalidValue("filename must be a plain file name", {"filename": name[:100]})
-    top = name[:-4] if name.endswith(".tar") and len(name) > 4 else name
+    name, top = tar_names(filename)
     layout = await run_in_threadpool(service.layout, cart, top)
     blobs = service.blobs
     tag = hashlib.sha256(f"{cart.id}/{cart.created}/{top}".encode()).hexdigest()[:32]

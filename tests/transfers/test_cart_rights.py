@@ -54,3 +54,31 @@ def test_cart_requests_recheck_the_right_to_read(make_user, api_for, live_server
     assert s.head(base + "/files/d/doc.txt").status_code == 403
     assert s.delete(base).status_code == 200          # the cart itself is still bob's to delete
     assert s.get(base).status_code == 404
+
+
+HOSTILE_NAMES = ["...tar", "..tar", "../x.tar", "..\\x.tar", "..\\..\\x.tar", "a\\b.tar", "x/../../y.tar",
+                 "/abs.tar", ".", "..", "\\", "tab\there.tar", "ok.tar", "..x.tar", "ünï.tar", "plain"]
+
+
+def _safe_member(name: str) -> bool:
+    parts = name.split("/")
+    return (not name.startswith("/") and "\\" not in name and ".." not in parts and "." not in parts
+            and all(ord(c) >= 32 for c in name))
+
+
+def test_tar_member_names_are_safe_for_any_filename(make_user, api_for, live_server):
+    _a, s, base, _oaio_id, _bob = _cart_of_doc(make_user, api_for, live_server)
+    for filename in HOSTILE_NAMES:
+        response = s.get(base, params={"filename": filename})
+        if response.status_code == 422:
+            body = response.json()
+            assert body["error"] == "invalid_value" and set(body) == {"error", "message", "detail"}
+            continue
+        assert response.status_code == 200, (filename, response.text[:200])
+        with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
+            members = tar.getmembers()
+            assert members and all(_safe_member(m.name) for m in members), (filename, [m.name for m in members])
+            assert tar.extractfile(members[0]).read() == DOC
+        top = members[0].name.split("/")[0]
+        assert filename in (top, top + ".tar"), filename        # a good name is kept as it is
+    assert s.get(base, params={"filename": "ok.tar"}).status_code == 200
