@@ -30,6 +30,7 @@ from ..errors import OaioError
 from . import db as dbmod
 from .changes import Notifier
 from .deps import CommitBeforeResponse
+from .diskfull import is_disk_full, storage_full
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def open_blobs(settings: ServerSettings) -> Any:
     except (ImportError, AttributeError) as exc:
         log.warning("no blob store available (%s); file transfers are disabled", exc)
         return None
-    return opener(settings.blobs_url, settings.data_dir, settings.s3_endpoint)
+    return opener(settings.blobs_url, settings.data_dir, settings.s3_endpoint,
+                  min_free_bytes=settings.min_free_bytes)
 
 
 def _error_response(err: OaioError) -> JSONResponse:
@@ -120,6 +122,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):
+            log.warning("disk full on %s %s: %s", request.method, request.url.path, exc)
+            return _error_response(storage_full())
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal", "message": "internal server error", "detail": {}}, status_code=500)
 
