@@ -207,7 +207,7 @@ def _routers() -> list[Any]:
 async def _purge_loop(state: AppState) -> None:
     """Periodically drop expired tokens and let the transfer services purge their leftovers."""
     from . import routes_auth
-    names = ("oaiofs.server.uploads", "oaiofs.server.carts")
+    names = ("oaiofs.server.uploads", "oaiofs.server.carts", "oaiofs.server.blob_gc")
     while True:
         for purge in [routes_auth.purge_expired_tokens] + [getattr(importlib.import_module(n), "purge_expired", None)
                                                               for n in names]:

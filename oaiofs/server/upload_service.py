@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect
 from .. import protocol
 from ..errors import (ChecksumMismatch, Conflict, Gone, InvalidInput, InvalidValue, NotFound, OaioError,
                       OffsetMismatch, TooLarge, VersionConflict)
-from . import access, deps, objects
+from . import access, blob_gc, deps, objects
 from . import db as dbmod
 from .blobs import blob_key
 from .models import FileEntry, OaiObject, Upload, User, utcnow
@@ -381,8 +381,10 @@ class UploadService:
                                        "nothing was committed",
                                        {"expected": target.sha256, "actual": sha256, "path": target.path})
             with transaction(self.state) as db:
+                blob_gc.lock_for_commit(db)       # the upload now refers to the blob (see blob_gc)
                 db.execute(update(Upload).where(Upload.id == upload.id)
-                           .values(result_json=json.dumps({"sha256": sha256, "size": upload.length})))
+                           .values(result_json=json.dumps({"sha256": sha256, "size": upload.length}),
+                                   sha256=sha256))
         key = blob_key(sha256)
         self.blobs.staging_commit(upload.id, key, upload.staging)
         try:

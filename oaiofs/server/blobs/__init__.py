@@ -89,8 +89,8 @@ class BlobStore(Protocol):
     def check_space(self, nbytes: int) -> None:
         """Raise ``InsufficientStorage`` (507) if ``nbytes`` more would not fit (no-op where unknown)."""
 
-    def list_blobs(self) -> Iterator[tuple[str, float]]:
-        """Every final blob as (key, last-modified epoch seconds), for garbage collection."""
+    def list_blobs(self) -> Iterator[tuple[str, float, int]]:
+        """Every final blob as (key, last-modified epoch seconds, size), for garbage collection."""
 
 
 def open_blob_store(url: str | None, data_dir: Path, s3_endpoint: str | None = None, *,

@@ -61,7 +61,7 @@ class LocalBlobStore:
         except FileNotFoundError:
             pass
 
-    def list_blobs(self) -> Iterator[tuple[str, float]]:
+    def list_blobs(self) -> Iterator[tuple[str, float, int]]:
         base = self.root / "sha256"
         for dirpath, _dirs, names in os.walk(base):
             for name in names:
@@ -69,9 +69,10 @@ class LocalBlobStore:
                 key = path.relative_to(self.root).as_posix()
                 if _KEY_RE.match(key):
                     try:
-                        yield key, path.stat().st_mtime
+                        st = path.stat()
                     except FileNotFoundError:
                         continue
+                    yield key, st.st_mtime, st.st_size
 
     def check_space(self, nbytes: int) -> None:
         st = os.statvfs(self.root)

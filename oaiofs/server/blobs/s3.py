@@ -358,15 +358,15 @@ class S3BlobStore:
         """S3 has no free-space figure; a full bucket surfaces as the server's error."""
 
     @s3_errors
-    def list_blobs(self) -> Iterator[tuple[str, float]]:
-        """Every final blob under the prefix as (key, last-modified epoch seconds)."""
+    def list_blobs(self) -> Iterator[tuple[str, float, int]]:
+        """Every final blob under the prefix as (key, last-modified epoch seconds, size)."""
         root = f"{self.prefix}sha256/"
-        out: list[tuple[str, float]] = []
+        out: list[tuple[str, float, int]] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root):
             for obj in page.get("Contents", []):
                 key = obj["Key"][len(self.prefix):]
                 if _KEY_RE.match(key):
-                    out.append((key, obj["LastModified"].timestamp()))
+                    out.append((key, obj["LastModified"].timestamp(), int(obj.get("Size", 0))))
         return iter(out)
 
     @s3_errors
