@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__, protocol
 from ..errors import OaioError
 from . import db as dbmod
+from . import openapi
 from .changes import Notifier
 from .deps import CommitBeforeResponse
 from .diskfull import is_disk_full, storage_full
@@ -246,6 +247,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   description="Stores and shares oaio objects (values + files) between users and devices.")
     app.state.oaiofs = state
     install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(CommitBeforeResponse)
     app.add_middleware(JsonBodyLimit)
     for router in _routers():
