@@ -8,6 +8,7 @@ against a live server with this document.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -188,6 +189,10 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
             if key in PUBLIC:
                 op["security"] = []
             params = op.setdefault("parameters", [])
+            declared = {p["name"] for p in params if p.get("in") == "path"}
+            for name in re.findall(r"{(\w+)}", path):      # a handler shared by two paths may not name it
+                if name not in declared:
+                    params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
             for name in _TUS_REQUEST_BY_OP.get(key, ()):
                 description, required = _TUS_REQUEST[name]
                 params.append({"name": name, "in": "header", "required": required,

@@ -21,7 +21,7 @@ from .server_helpers import unique_id
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_headers_conformance,response_schema_conformance")
-MAX_EXAMPLES = int(os.environ.get("OAIOFS_SCHEMATHESIS_EXAMPLES", "12"))
+MAX_EXAMPLES = int(os.environ.get("OAIOFS_SCHEMATHESIS_EXAMPLES", "8"))
 
 
 def _seed(server) -> dict[str, str]:
