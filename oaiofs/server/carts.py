@@ -374,8 +374,9 @@ class CartService:
             total = db.scalar(select(func.coalesce(func.sum(Cart.size), 0))) or 0
             if total <= self.settings.cart_quota_bytes:
                 return 0
-            for cart_id, size in db.execute(select(Cart.id, Cart.size).where(Cart.id != (keep or -1))
-                                            .order_by(Cart.accessed)).all():
+            for cart_id, size in db.execute(select(Cart.id, Cart.size)
+                                            .where(Cart.id != (keep or -1), ~Cart.uid.startswith(BUILDING_PREFIX))
+                                            .order_by(Cart.accessed)).all():   # never one being built
                 if total <= self.settings.cart_quota_bytes:
                     break
                 db.execute(delete(Cart).where(Cart.id == cart_id))
