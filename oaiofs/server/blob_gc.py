@@ -2,7 +2,8 @@
 
 Blobs are content-addressed and shared, so replacing or deleting a file only drops a
 reference. :func:`referenced_keys` is the one place that knows what refers to a blob
-(file entries, cart members, uploads that have hashed their bytes); a later version
+(file entries, cart members, uploads that have hashed their bytes, files the ae.oaio_client
+compatibility layer staged); a later version
 history or trash adds its table there. A blob is removed once it has been *seen*
 unreferenced for ``blob_gc_grace_s`` (the ``blob_gc`` table remembers since when) and
 its bytes are at least that old; the final reference check and the removal happen in
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 from . import db as dbmod
 from .blobs import blob_key
 from .models import BlobGc, CartFile, FileEntry, Upload, utcnow
+from .models_compat import CompatAeStagedFile
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +56,14 @@ def _reference_query(keys: Collection[str] | None, shas: Collection[str] | None)
     files = select(FileEntry.blob_key.label("ref")).where(FileEntry.blob_key.is_not(None))
     carts = select(CartFile.blob_key.label("ref")).where(CartFile.blob_key.is_not(None))
     uploads = select(Upload.sha256.label("ref")).where(Upload.sha256.is_not(None))
+    staged = select(CompatAeStagedFile.blob_key.label("ref"))       # ae.oaio_client files deployed, not yet attached
     if keys is not None:
         files = files.where(FileEntry.blob_key.in_(keys))
         carts = carts.where(CartFile.blob_key.in_(keys))
         uploads = uploads.where(Upload.sha256.in_(shas or ()))
+        staged = staged.where(CompatAeStagedFile.blob_key.in_(keys))
     # issue 17 (version history / trash): add its table's blob keys here
-    return union(files, carts, uploads)
+    return union(files, carts, uploads, staged)
 
 
 def referenced_keys(db: Session, keys: Collection[str] | None = None) -> set[str]:

@@ -185,3 +185,6 @@ class BlobGc(Base):
     __tablename__ = "blob_gc"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+from . import models_compat  # noqa: E402,F401  (the ae compatibility tables share Base.metadata)

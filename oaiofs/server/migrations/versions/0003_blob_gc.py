@@ -1,14 +1,14 @@
 """Blob garbage collection: the ``blob_gc`` table (unreferenced blobs and since when).
 
-Revision ID: 0002_blob_gc
-Revises: 0001_initial
+Revision ID: 0003_blob_gc
+Revises: 0002_compat_ae
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_blob_gc'
-down_revision = '0001_initial'
+revision = '0003_blob_gc'
+down_revision = '0002_compat_ae'
 branch_labels = None
 depends_on = None
 
