@@ -1,6 +1,8 @@
 """Schemathesis against the real server (seeded with objects, files, subscriptions, a cart and
 a tus upload), driven by the server's own OpenAPI document: no 5xx, and every response conforms
-to the document (status, content type, headers, body schema)."""
+to the document (status, content type, headers, body schema). Covers the oaiofs REST API
+(``/api/v1/``); the ae.oaio_client compatibility endpoints (``/api/…``, seed semantics) are not
+described status by status yet and are left out."""
 from __future__ import annotations
 
 import base64
@@ -73,7 +75,7 @@ def test_schemathesis_finds_no_5xx_and_conforming_responses(server_factory, tmp_
          "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", "20131",
          "--phases", "examples,coverage,fuzzing", "--request-timeout", "60", "--workers", "2",
          "--generation-deterministic", "--max-failures", "20", "--suppress-health-check", "all",
-         "--warnings", "off"],
+         "--warnings", "off", "--include-path-regex", "^/api/v1/"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     output = run.stdout[-12000:] + run.stderr[-3000:]
     assert run.returncode == 0, output + "\n--- server log ---\n" + server.log_tail(60)
