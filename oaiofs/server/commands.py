@@ -41,6 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--admin", action="store_true", help="make the user an administrator")
     add.set_defaults(func=cmd_user_add)
 
+    gc = subparsers.add_parser("gc", help="remove blobs no file, cart or upload refers to any more",
+                               description="Remove stored file data no file entry, cart or upload refers to "
+                                           "(data of deleted or replaced files) once it has been unreferenced "
+                                           "for the grace period. The server does this in the background too.")
+    _add_storage_args(gc)
+    gc.add_argument("--blobs", default=None, help="blob store URL: a folder or s3://bucket/prefix")
+    gc.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL")
+    gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    gc.add_argument("--grace", type=float, default=None, metavar="SECONDS",
+                    help="grace period (default: the server setting, OAIOFS_BLOB_GC_GRACE_S or 3600)")
+    gc.set_defaults(func=cmd_gc)
+
     db = subparsers.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     upgrade = db_sub.add_parser("upgrade", help="migrate the database schema to the newest version")
@@ -130,6 +142,33 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"user {name!r} created")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """``oaiofs gc [--dry-run]``: one blob collection; prints what went (or would go)."""
+    from types import SimpleNamespace
+
+    from . import blob_gc
+    from .app import open_blobs
+    from .db import make_engine, make_sessionmaker
+
+    settings = _settings(args)
+    if not _migrate(settings.database_url):
+        return 1
+    engine = make_engine(settings.database_url)
+    try:
+        state = SimpleNamespace(settings=settings, sessionmaker=make_sessionmaker(engine), blobs=open_blobs(settings))
+        report = blob_gc.collect(state, dry_run=args.dry_run, grace_s=args.grace)
+    finally:
+        engine.dispose()
+    verb = "would remove" if args.dry_run else "removed"
+    for key, size in report.removed:
+        print(f"{verb} {key} ({size} bytes)")
+    for key, size in report.waiting:
+        print(f"unreferenced, in its grace period: {key} ({size} bytes)")
+    print(f"{report.blobs} blobs, {report.referenced} referenced; {verb} {len(report.removed)} "
+          f"({report.removed_bytes} bytes); {len(report.waiting)} in their grace period")
     return 0
 
 
