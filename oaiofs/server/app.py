@@ -183,9 +183,9 @@ class JsonBodyLimit:
 
 
 def _routers() -> list[Any]:
-    from . import carts, files_routes, routes_auth, routes_changes, routes_objects, uploads
+    from . import carts, files_routes, routes_admin, routes_auth, routes_changes, routes_objects, uploads
     return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router,
-            uploads.router, carts.router]
+            uploads.router, carts.router, routes_admin.router]
 
 
 async def _purge_loop(state: AppState) -> None:
