@@ -210,6 +210,17 @@ XATTR_RESULT_PREFIX = XATTR_PREFIX + "result."      # + the request's nonce: its
 CONTROL_OPS = ("share", "retry", "discard", "clear_conflicts")
 
 # --- values ---
+# Desktop metadata that must never become an object folder at the drive's root: trash folders of the
+# freedesktop.org trash spec (GLib then offers permanent deletion), KDE's .directory, macOS' .DS_Store etc.
+DESKTOP_METADATA_NAMES = frozenset({".Trash", ".directory", ".DS_Store", ".Spotlight-V100", ".fseventsd",
+                                    ".TemporaryItems", ".Trashes", ".hidden", "Thumbs.db", "desktop.ini"})
+
+
+def is_desktop_metadata(name: str) -> bool:
+    """True for names of desktop metadata (``.Trash-1000``, ``.directory``, ``._x`` …) refused at the root."""
+    return name in DESKTOP_METADATA_NAMES or name.startswith((".Trash-", "._"))
+
+
 VALUES_FILE = "values.json"          # the drive's view of an object's values
 RESERVED_VALUE_KEYS = ("_name", "_root_path", "_file_paths")
 MAX_VALUES_BYTES = 1 << 20           # 1 MiB of JSON per object
