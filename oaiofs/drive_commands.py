@@ -188,8 +188,10 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
         return _fail(f"the cache {cache_dir} is in use by another mount")
     try:
         online = drive.start()
-    except Unauthorized:
+    except Unauthorized as err:
         drive.stop()
+        if err.code == "account_disabled":
+            return _fail(f"login refused: the account {args.user} is disabled at {args.server}", 2)
         return _fail(f"login refused: wrong user name or password for {args.user} at {args.server}", 2)
     except Unavailable:
         drive.stop()
