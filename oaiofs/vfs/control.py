@@ -45,8 +45,9 @@ class Control:
 
     def __init__(self, api: Any, namespace: Any, journal: Any, writeback: Any, cache_dir: Path,
                  file_status: Callable[[str, str, int, float], str], online: Callable[[], bool],
-                 origin: str, on_subscription: Callable[[str], None] | None = None) -> None:
+                 origin: str, on_subscription: Callable[[str], None] | None = None, cache: Any = None) -> None:
         self.api = api
+        self.cache = cache
         self.ns = namespace
         self.journal = journal
         self.writeback = writeback
@@ -85,7 +86,21 @@ class Control:
         else:
             doc["version"] = view.version
             doc["sync"] = ("error" if failed else "uploading" if ops or view.local else "synced")
+        doc["files"], doc["size"], doc["cached_bytes"] = self._bytes_under(view, node.path)
         return json.dumps(doc, indent=2, default=str).encode("utf-8")
+
+    def _bytes_under(self, view: Any, prefix: str) -> tuple[int, int, int]:
+        """(files, bytes, bytes of their current versions in the cache) at or under ``prefix``."""
+        files = size = cached = 0
+        for path, entry in list(view.entries.items()):
+            if entry.kind != "file" or (prefix and path != prefix and not path.startswith(prefix + "/")):
+                continue
+            files += 1
+            size += entry.size
+            rec = self.cache.peek((view.oaio_id, path)) if self.cache is not None else None
+            if rec and (rec.get("dirty") or rec.get("version") == entry.version):
+                cached += min(entry.size, sum(e - s for s, e in rec.get("ranges", ())))
+        return files, size, cached
 
     def access(self, node: Node) -> bytes:
         """Users and rights of the object (from the server), sorted like the seed's ``userz_access``."""

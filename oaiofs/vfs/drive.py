@@ -74,7 +74,7 @@ class Drive:
         self.vfs.xattrs.control = Control(self.api, self.namespace, self.journal, self.vfs.writeback, root,
                                           self.vfs.xattrs.file_status, lambda: self.vfs.status()["online"],
                                           origin=f"{config.user}@{config.device_id}",
-                                          on_subscription=self.feed.refresh)
+                                          on_subscription=self.feed.refresh, cache=self.cache)
         self.vfs.read_only = lambda: self.feed.refused
         self.online = False
 
