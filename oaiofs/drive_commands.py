@@ -430,7 +430,7 @@ def format_status(mountpoint: Path, status: dict[str, Any], details: bool = Fals
     upload = f" ({_human(total - done)} to upload)" if total > done else ""
     lines = [f"{mountpoint}: {status.get('user', '?')}@{status.get('server', '?')} — {state} — "
              f"{pending} pending{upload}, {len(failed)} failed, {len(conflicts)} conflict(s); "
-             f"cache {_human(cache.get('used_bytes', 0))} of {_human(cache.get('quota_bytes', 0))}, "
+             f"cache: {_human(cache.get('used_bytes', 0))} of {_human(cache.get('quota_bytes', 0))}, "
              f"{len(cache.get('pins', []))} pinned, {status.get('objects', 0)} objects"]
     if refused:
         lines.append(f"  the server refuses this login: {refused}")
