@@ -32,9 +32,15 @@ def test_gio_trash_is_refused_and_leaves_no_object(live_server, user_api, mounte
     user, api = user_api
     oid = api.create_object({"_name": "Desk"})["oaio_id"]
     api.put_file(oid, "keep.txt", b"keep me")
+    old_trash = api.create_object({"_name": f".Trash-{os.getuid()}"})["oaio_id"]   # left by an older drive
     drive = mounted_drive(live_server, user)
     target = drive.path("Desk", "keep.txt")
     wait_until(target.exists, message="file listed")
+    shown = [n for n in os.listdir(drive.mountpoint) if n.startswith(".Trash")]
+    assert len(shown) == 1 and shown[0] != f".Trash-{os.getuid()}"      # shown as ".Trash-0 ~abc123"
+    os.rmdir(drive.path(shown[0]))                                       # and can be deleted
+    wait_until(lambda: names(api) == {"Desk"}, message="old trash object deleted")
+    assert old_trash
 
     trashed = gio("trash", target, check=False)
     assert trashed.returncode != 0
