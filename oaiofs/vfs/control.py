@@ -29,7 +29,7 @@ import cachetools
 from .. import protocol
 from ..conflicts import conflict_path
 from ..errors import InvalidValue, NotFound, OaioError
-from .errors import NotPermitted
+from .errors import NoAttribute, NotPermitted
 from .nodes import Node
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Control:
     # --- reads ---
     def object_id(self, node: Node) -> bytes:
         if node.view is None:
-            raise NotFound("the root is not an object")
+            raise NoAttribute("the mount root is not an object: it has no user.oaio.id")
         return node.view.oaio_id.encode("utf-8")
 
     def info(self, node: Node) -> bytes:

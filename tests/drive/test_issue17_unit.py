@@ -79,3 +79,33 @@ def test_byte_bar_progress_is_monotone_for_a_seeded_random_fetch():
         bar.progress(rng.randrange(0, 1200), rng.choice([None, 900, 1500]))
     assert bar.done <= bar.total and bar.done >= 100
     bar.close()
+
+
+def test_id_and_info_xattrs_without_a_server(vfs_env, tmp_path):  # noqa: F811
+    import json
+
+    from oaiofs.vfs.control import Control
+    from oaiofs.vfs.errors import NoAttribute
+
+    vfs, journal, _ = vfs_env
+    vfs.xattrs.control = Control(None, vfs.ns, journal, vfs.writeback, tmp_path, vfs.xattrs.file_status,
+                                 lambda: True, origin="me@test", cache=vfs.cache)
+    assert vfs.xattrs.getxattr("/One", protocol.XATTR_ID) == b"o1"
+    assert protocol.XATTR_ID in vfs.xattrs.listxattr("/One")
+    assert vfs.xattrs.getxattr("/One/d/b.txt", protocol.XATTR_ID) == b"o1"
+    with pytest.raises(NoAttribute):
+        vfs.xattrs.getxattr("/", protocol.XATTR_ID)
+    info = json.loads(vfs.xattrs.getxattr("/One/d", protocol.XATTR_INFO))
+    assert (info["oaio_id"], info["kind"], info["path"], info["files"], info["size"]) == ("o1", "dir", "d", 1, 4)
+    with pytest.raises(Exception) as exc:                  # hostile requests: not JSON, unknown op
+        vfs.xattrs.setxattr("/One", protocol.XATTR_CONTROL, b"\xff not json")
+    assert exc.value.errno == errno.EINVAL
+    with pytest.raises(Exception) as exc:
+        vfs.xattrs.setxattr("/One", protocol.XATTR_CONTROL, b'{"op": "format_disk", "nonce": "n1"}')
+    assert exc.value.errno == errno.EINVAL
+    result = json.loads(vfs.xattrs.getxattr("/One", protocol.XATTR_RESULT_PREFIX + "n1"))
+    assert result["ok"] is False and "unknown control op" in result["message"]
+    with pytest.raises(Exception) as exc:
+        vfs.xattrs.setxattr("/One", protocol.XATTR_CONTROL, b'{"op": "retry", "nonce": "n2"}')
+    assert exc.value.errno == errno.ENOENT                 # nothing failed here
+    assert journal.ops == []
