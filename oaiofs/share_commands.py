@@ -92,7 +92,7 @@ def find_mount(path: Path) -> Path:
     """The oaiofs mountpoint that contains ``path``, or ``CommandError``."""
     from .drive_commands import oaiofs_mounts
 
-    absolute = Path(os.path.abspath(path))
+    absolute = Path(os.path.realpath(path))
     mounts = sorted(oaiofs_mounts(), key=lambda m: len(str(m)), reverse=True)
     for mount in mounts:
         if absolute == mount or mount in absolute.parents:
