@@ -1,14 +1,14 @@
 """users.disabled: an administrator can disable an account (token and Basic auth answer 401).
 
-Revision ID: 0002_users_disabled
-Revises: 0001_initial
+Revision ID: 0003_users_disabled
+Revises: 0002_compat_ae
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_users_disabled'
-down_revision = '0001_initial'
+revision = '0003_users_disabled'
+down_revision = '0002_compat_ae'
 branch_labels = None
 depends_on = None
 
