@@ -8,6 +8,7 @@ import sys
 import pytest
 import requests
 
+from tests.compat.helpers import RawSession
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,6 +46,8 @@ def test_disable_answers_401_for_token_basic_and_login(live_server, make_user):
     token = login(live_server, name).json()["token"]
     assert whoami(live_server, token=token).status_code == 200
     assert whoami(live_server, basic=(name, PASSWORD)).status_code == 200
+    compat = RawSession(live_server)
+    assert compat.login(name).status_code == 200 and compat.get("current_stamp/").status_code == 200
 
     assert "disabled" in user_cli(live_server, "disable", name).stdout
     assert listed(live_server)[name]["disabled"] is True
@@ -53,10 +56,13 @@ def test_disable_answers_401_for_token_basic_and_login(live_server, make_user):
         assert resp.status_code == 401
         assert resp.json()["error"] == "account_disabled" and "disabled" in resp.json()["message"]
     assert whoami(live_server, basic=(name, "wrong")).json()["error"] == "unauthorized"   # no leak of the flag
+    assert compat.get("current_stamp/").status_code == 401      # the ae-client session of a disabled user too
+    assert RawSession(live_server).login(name).status_code == 401
 
     user_cli(live_server, "enable", name)
     assert whoami(live_server, token=token).status_code == 200        # tokens survive a disable/enable
     assert whoami(live_server, basic=(name, PASSWORD)).status_code == 200
+    assert compat.get("current_stamp/").status_code == 200
 
     missing = user_cli(live_server, "disable", name + "-nobody", check=False)
     assert missing.returncode == 1 and "not found" in missing.stderr
