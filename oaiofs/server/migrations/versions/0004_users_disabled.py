@@ -1,7 +1,7 @@
 """users.disabled: an administrator can disable an account (token and Basic auth answer 401).
 
 Revision ID: 0004_users_disabled
-Revises: 0002_compat_ae
+Revises: 0003_blob_gc
 """
 from alembic import op
 import sqlalchemy as sa
