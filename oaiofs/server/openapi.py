@@ -74,6 +74,11 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("delete", "/api/v1/carts/{uid}"): {200} | _READ,
     ("get", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
     ("head", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
+    # administration (routes_admin.py): 403 for a caller who is not an administrator
+    ("get", "/api/v1/admin/users"): {200, 403} | _AUTH,
+    ("post", "/api/v1/admin/users"): {201, 400, 403, 409, 413, 422} | _AUTH,
+    ("patch", "/api/v1/admin/users/{username}"): {200, 400, 403, 404, 413, 422} | _AUTH,
+    ("delete", "/api/v1/admin/users/{username}"): {200, 403, 404, 422} | _AUTH,
 }
 PUBLIC = {("get", "/api/v1/stamp"), ("post", "/api/v1/auth/login"), ("options", "/api/v1/uploads/"),
           ("options", "/api/v1/uploads/{upload_id}")}
