@@ -1,0 +1,97 @@
+"""POSIX metadata through real mounts: exec bits, mtimes (ns), symbolic links, parent folder times.
+
+Every test that writes ends by reading back through a second mount with an empty cache
+(and, where it matters, a mount of another user).
+"""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.drive.helpers import server_file
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _settled(drive) -> bool:
+    """The mount's journal has nothing left to send."""
+    from tests.drive.helpers import mount_status
+    status = mount_status(drive.mountpoint)
+    return not status.get("ops") and status.get("pending", 0) in (0, None)
+
+
+def _wait_synced(api, oid, path, pred, what):
+    wait_until(lambda: (f := server_file(api, oid, path)) is not None and pred(f), timeout=60, message=what)
+
+
+def test_chmod_exec_runs_and_is_seen_by_a_U_subscriber_and_a_reader(live_server, make_user, api_for,
+                                                                      mounted_drive):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    api = api_for(alice)
+    oid = api.create_object({"_name": "Scripts"})["oaio_id"]
+    api.set_subscription(oid, bob, "U")
+    api.set_subscription(oid, carol, "r")
+    drive = mounted_drive(live_server, alice)
+    script = drive.path("Scripts", "s.sh")
+    script.write_text("#!/bin/sh\necho ran-ok\n")
+    assert stat.S_IMODE(script.stat().st_mode) == 0o644 & ~_umask()
+    subprocess.run(["chmod", "+x", str(script)], check=True)
+    assert script.stat().st_mode & 0o111 == 0o111
+    out = subprocess.run([str(script)], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout == "ran-ok\n"
+    _wait_synced(api, oid, "s.sh", lambda f: f["mode"] & 0o111 == 0o111, "exec bits on the server")
+
+    fresh = mounted_drive(live_server, alice)                     # same user, empty cache
+    assert fresh.path("Scripts", "s.sh").stat().st_mode & 0o111 == 0o111
+    assert subprocess.run([str(fresh.path("Scripts", "s.sh"))], capture_output=True, text=True,
+                          timeout=30).stdout == "ran-ok\n"
+    mode_b = stat.S_IMODE(mounted_drive(live_server, bob).path("Scripts", "s.sh").stat().st_mode)
+    assert mode_b & 0o111 == 0o111 and mode_b & 0o200
+    drive_c = mounted_drive(live_server, carol)
+    mode_c = stat.S_IMODE(drive_c.path("Scripts", "s.sh").stat().st_mode)
+    assert mode_c & 0o111 == 0o111 and mode_c & 0o222 == 0, oct(mode_c)
+    with pytest.raises(PermissionError):                          # the reader cannot change it
+        os.chmod(drive_c.path("Scripts", "s.sh"), 0o777)
+
+
+def _umask() -> int:
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+def test_touch_date_and_symlinks_on_another_mount(live_server, make_user, api_for, mounted_drive):
+    user = make_user("touch")
+    api = api_for(user)
+    oid = api.create_object({"_name": "T"})["oaio_id"]
+    drive = mounted_drive(live_server, user)
+    f = drive.path("T", "f")
+    f.write_bytes(b"data")
+    subprocess.run(["touch", "-d", "@1500000000", str(f)], check=True)
+    assert f.stat().st_mtime_ns == 1_500_000_000 * 10**9
+    os.utime(f, ns=(0, 1_234_567_890_123_456_789))
+    assert f.stat().st_mtime_ns == 1_234_567_890_123_456_789
+    subprocess.run(["touch", "-d", "@1500000000", str(f)], check=True)
+    drive.path("T", "sub").mkdir()
+    os.symlink("../f", drive.path("T", "sub", "rel"))
+    os.symlink("/etc/hostname", drive.path("T", "abs"))
+    os.symlink("f", drive.path("T", "lnk"))
+    assert os.readlink(drive.path("T", "sub", "rel")) == "../f"
+    assert drive.path("T", "sub", "rel").read_bytes() == b"data"       # the kernel follows it
+    assert stat.S_ISLNK(os.lstat(drive.path("T", "abs")).st_mode)
+    ls = subprocess.run(["ls", "-l", str(drive.path("T"))], capture_output=True, text=True, check=True).stdout
+    assert "abs -> /etc/hostname" in ls and "lnk -> f" in ls
+    _wait_synced(api, oid, "sub/rel", lambda e: e["kind"] == "link" and e["target"] == "../f", "link on server")
+    _wait_synced(api, oid, "f", lambda e: e["mtime_ns"] == 1_500_000_000 * 10**9, "mtime on server")
+
+    fresh = mounted_drive(live_server, user)
+    assert fresh.path("T", "f").stat().st_mtime_ns == 1_500_000_000 * 10**9
+    assert fresh.path("T", "f").read_bytes() == b"data"
+    assert os.readlink(fresh.path("T", "sub", "rel")) == "../f"
+    assert os.readlink(fresh.path("T", "abs")) == "/etc/hostname"
+    assert fresh.path("T", "lnk").read_bytes() == b"data"
+    assert stat.S_ISLNK(os.lstat(fresh.path("T", "lnk")).st_mode)
