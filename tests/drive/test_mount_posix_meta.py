@@ -95,3 +95,104 @@ def test_touch_date_and_symlinks_on_another_mount(live_server, make_user, api_fo
     assert os.readlink(fresh.path("T", "abs")) == "/etc/hostname"
     assert fresh.path("T", "lnk").read_bytes() == b"data"
     assert stat.S_ISLNK(os.lstat(fresh.path("T", "lnk")).st_mode)
+
+
+def _make_tree(root):
+    """A source tree with modes, old mtimes (ns), symlinks and an empty folder."""
+    (root / "bin").mkdir(parents=True)
+    (root / "doc" / "empty").mkdir(parents=True)
+    (root / "bin" / "run.sh").write_text("#!/bin/sh\necho run\n")
+    os.chmod(root / "bin" / "run.sh", 0o755)
+    (root / "doc" / "readme.txt").write_bytes(b"hello\n" * 100)
+    (root / "doc" / "private.txt").write_bytes(b"secret")
+    os.chmod(root / "doc" / "private.txt", 0o600)
+    (root / "big.bin").write_bytes(os.urandom(3 << 20))
+    os.symlink("doc/readme.txt", root / "readme")
+    os.symlink("../bin/run.sh", root / "doc" / "run-link")
+    os.symlink("/nonexistent/abs", root / "dangling")
+    for i, p in enumerate(sorted(root.rglob("*"))):
+        os.utime(p, ns=(1_400_000_000_000_000_000, 1_400_000_000_123_456_789 + i * 10**9), follow_symlinks=False)
+    for p in (root / "doc" / "empty", root / "doc", root / "bin"):
+        os.utime(p, ns=(0, 1_300_000_000_987_654_321))
+
+
+def _snapshot(root):
+    """path -> (type, mode bits, mtime ns, content/target) of a tree, without following links."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = os.lstat(p)
+        rel = str(p.relative_to(root))
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("link", os.readlink(p))
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+        else:
+            out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, p.read_bytes())
+    return out
+
+
+def _wait_mount_idle(drive):
+    from tests.drive.helpers import mount_status
+    wait_until(lambda: not mount_status(drive.mountpoint).get("ops"), timeout=120, message="journal empty")
+
+
+def test_cp_tar_rsync_keep_modes_times_and_links(live_server, make_user, api_for, mounted_drive, tmp_path):
+    user = make_user("tools")
+    api = api_for(user)
+    api.create_object({"_name": "Tools"})
+    src = tmp_path / "src"
+    _make_tree(src)
+    expected = _snapshot(src)
+    drive = mounted_drive(live_server, user)
+    top = drive.path("Tools")
+    subprocess.run(["cp", "-a", str(src), str(top / "cp")], check=True, timeout=120)
+    tarball = tmp_path / "t.tar"
+    subprocess.run(["tar", "--format=posix", "-cf", str(tarball), "-C", str(src), "."], check=True, timeout=60)
+    (top / "tar").mkdir()
+    subprocess.run(["tar", "xf", str(tarball), "-C", str(top / "tar")], check=True, timeout=120)
+    subprocess.run(["rsync", "-a", f"{src}/", f"{top / 'rsync'}/"], check=True, timeout=120)
+    for name in ("cp", "tar", "rsync"):
+        assert _snapshot(top / name) == expected, name
+    again = subprocess.run(["rsync", "-a", "--itemize-changes", f"{src}/", f"{top / 'rsync'}/"],
+                           capture_output=True, text=True, check=True, timeout=120)
+    assert again.stdout == "", again.stdout                    # nothing to transfer, nothing to fix
+    _wait_mount_idle(drive)
+
+    fresh = mounted_drive(live_server, user)                    # empty cache: all from the server
+    for name in ("cp", "tar", "rsync"):
+        assert _snapshot(fresh.path("Tools", name)) == expected, name
+    third = subprocess.run(["rsync", "-a", "--itemize-changes", f"{src}/", f"{fresh.path('Tools', 'rsync')}/"],
+                           capture_output=True, text=True, check=True, timeout=120)
+    assert third.stdout == "", third.stdout
+
+
+def test_git_clone_with_symlinks_and_exec_bits_is_clean(live_server, make_user, mounted_drive, tmp_path):
+    user = make_user("git")
+    repo = tmp_path / "repo"
+    _make_tree(repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(repo)], check=True, timeout=60)
+    subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True, timeout=60)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "tree"], check=True, timeout=60)
+    drive = mounted_drive(live_server, user)
+    drive.path("Repo").mkdir()
+    wait_until(lambda: drive.path("Repo", "values.json").exists(), message="object created")
+    clone = drive.path("Repo", "clone")
+    subprocess.run([*git, "clone", "-q", str(repo), str(clone)], check=True, timeout=300)
+    cfg = subprocess.run(["git", "-C", str(clone), "config", "--get-regexp", r"core\.(symlinks|filemode)"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "core.symlinks false" not in cfg and "core.filemode false" not in cfg, cfg
+    assert os.readlink(clone / "readme") == "doc/readme.txt"
+    assert os.access(clone / "bin" / "run.sh", os.X_OK)
+    status = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True, text=True,
+                            check=True, timeout=120).stdout
+    assert status == "", status
+    _wait_mount_idle(drive)
+
+    fresh = mounted_drive(live_server, user)
+    again = fresh.path("Repo", "clone")
+    assert os.readlink(again / "doc" / "run-link") == "../bin/run.sh"
+    assert stat.S_IMODE(os.stat(again / "bin" / "run.sh").st_mode) & 0o111 == 0o111
+    status = subprocess.run(["git", "-C", str(again), "status", "--porcelain"], capture_output=True, text=True,
+                            check=True, timeout=120).stdout
+    assert status == "", status
