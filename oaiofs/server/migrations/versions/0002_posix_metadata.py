@@ -23,8 +23,9 @@ def upgrade() -> None:
     files = sa.table('files', sa.column('kind', sa.String), sa.column('mode', sa.Integer),
                      sa.column('mtime', sa.Float), sa.column('mtime_ns', sa.BigInteger))
     op.execute(files.update().where(files.c.kind == 'dir').values(mode=0o755))
-    op.execute(files.update().values(mtime_ns=sa.cast(sa.func.round(files.c.mtime * 1000000) * 1000,
-                                                      sa.BigInteger)))
+    # microseconds (what a float of seconds holds), then exact integer nanoseconds
+    op.execute(files.update().values(mtime_ns=sa.cast(sa.func.round(files.c.mtime * 1000000), sa.BigInteger)
+                                     * 1000))
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.alter_column('mode', server_default=None)
         batch_op.alter_column('mtime_ns', server_default=None)
