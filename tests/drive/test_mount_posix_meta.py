@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import wait_until
+from oaiofs.client.api import ApiClient
+from tests.conftest import PASSWORD, wait_until
 from tests.drive.helpers import server_file
 
 pytestmark = pytest.mark.timeout(240)
@@ -196,3 +197,61 @@ def test_git_clone_with_symlinks_and_exec_bits_is_clean(live_server, make_user, 
     status = subprocess.run(["git", "-C", str(again), "status", "--porcelain"], capture_output=True, text=True,
                             check=True, timeout=120).stdout
     assert status == "", status
+
+
+def _server_stored_bytes(server) -> int:
+    """Bytes the server process (and its descendants) wrote (``wchar``): every received file byte is
+    staged to disk before it is committed, so an upload of N bytes moves this by at least N."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rpartition(")")[2].split()[1])
+            except OSError:
+                continue
+    pids, todo = [], [server.proc.pid]
+    while todo:                                   # the process and all its descendants
+        pid = todo.pop()
+        pids.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/io"):     # a worker that ended meanwhile would raise: none do
+            if line.startswith("wchar:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_chmod_and_utime_of_a_100_mib_file_send_no_bytes(server_factory, mounted_drive, tmp_path):
+    server = server_factory()
+    user = server.add_user("big")
+    drive = mounted_drive(server, user)
+    drive.path("Big").mkdir()
+    wait_until(lambda: drive.path("Big", "values.json").exists(), message="object created")
+    before_write = _server_stored_bytes(server)
+    big = drive.path("Big", "big.bin")
+    with open(big, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        for _ in range(100):
+            f.write(chunk)
+    api = ApiClient(server.url, user, PASSWORD)
+    oid = next(o["oaio_id"] for o in api.list_objects()[0])
+    _wait_synced(api, oid, "big.bin", lambda f: f["size"] == 100 << 20, "the upload on the server")
+    _wait_mount_idle(drive)
+    upload_cost = _server_stored_bytes(server) - before_write
+    assert upload_cost >= 100 << 20                      # the counter sees an upload (same-run baseline)
+
+    before_meta = _server_stored_bytes(server)
+    os.chmod(big, 0o750)
+    os.utime(big, ns=(0, 1_500_000_000_000_000_007))
+    subprocess.run(["touch", "-a", str(big)], check=True)          # atime only: mtime is UTIME_OMIT
+    _wait_synced(api, oid, "big.bin", lambda f: f["mode"] == 0o750 and f["mtime_ns"] == 1_500_000_000_000_000_007,
+                 "mode and mtime on the server")
+    _wait_mount_idle(drive)
+    meta_cost = _server_stored_bytes(server) - before_meta
+    print(f"server bytes stored: upload {upload_cost}, chmod+utime+touch -a {meta_cost}")
+    assert meta_cost < 2 << 20, (meta_cost, upload_cost)           # a few requests, not the file
+
+    fresh = mounted_drive(server, user)
+    st = fresh.path("Big", "big.bin").stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size) == (0o750, 1_500_000_000_000_000_007, 100 << 20)
