@@ -45,6 +45,10 @@ def build_view(doc: Mapping[str, Any] | None, ops: Iterable[Any], open_files: Ma
             old = view.entries.get(path)
             if entry.mode is None and old is not None and old.kind == "file":
                 entry.mode = old.mode           # a file being rewritten keeps its bits
+            if old is None:                     # created here, not yet released: a new name in its folder
+                parent = view.entries.get(path.rpartition("/")[0])
+                if parent is not None and parent.kind == "dir" and parent.time_ns < round(entry.mtime * 1e9):
+                    parent.mtime, parent.mtime_ns = entry.mtime, 0
             view.entries[path] = entry
         view.index()
     return view
