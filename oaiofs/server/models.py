@@ -83,7 +83,7 @@ class FileEntry(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     stamp: Mapped[str] = mapped_column(String(20))
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
-    # POSIX metadata (revision 0002_posix_metadata): permission bits, mtime in ns, link target
+    # POSIX metadata (revision 0003_posix_metadata): permission bits, mtime in ns, link target
     mode: Mapped[int] = mapped_column(Integer, default=0o644)
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     target: Mapped[str | None] = mapped_column(String(4096), nullable=True)
@@ -182,3 +182,6 @@ class CartFile(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
     cart: Mapped[Cart] = relationship(back_populates="files")
+
+
+from . import models_compat  # noqa: E402,F401  (the ae compatibility tables share Base.metadata)
