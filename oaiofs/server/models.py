@@ -83,7 +83,7 @@ class FileEntry(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     stamp: Mapped[str] = mapped_column(String(20))
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
-    # POSIX metadata (revision 0003_posix_metadata): permission bits, mtime in ns, link target
+    # POSIX metadata (revision 0004_posix_metadata): permission bits, mtime in ns, link target
     mode: Mapped[int] = mapped_column(Integer, default=0o644)
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     target: Mapped[str | None] = mapped_column(String(4096), nullable=True)

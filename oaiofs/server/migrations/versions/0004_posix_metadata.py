@@ -2,15 +2,15 @@
 
 Existing files get mode 0644 (folders 0755) and their current mtime in nanoseconds.
 
-Revision ID: 0003_posix_metadata
-Revises: 0002_compat_ae
+Revision ID: 0004_posix_metadata
+Revises: 0003_blob_gc
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003_posix_metadata'
-down_revision = '0002_compat_ae'
+revision = '0004_posix_metadata'
+down_revision = '0003_blob_gc'
 branch_labels = None
 depends_on = None
 
