@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint)
+                        Text, UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 
@@ -36,6 +36,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(150), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # 401 everywhere
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -83,7 +84,7 @@ class FileEntry(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     stamp: Mapped[str] = mapped_column(String(20))
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
-    # POSIX metadata (revision 0004_posix_metadata): permission bits, mtime in ns, link target
+    # POSIX metadata (revision 0005_posix_metadata): permission bits, mtime in ns, link target
     mode: Mapped[int] = mapped_column(Integer, default=0o644)
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     target: Mapped[str | None] = mapped_column(String(4096), nullable=True)

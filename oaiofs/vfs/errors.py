@@ -66,3 +66,9 @@ class IsALink(OaioError):
     """The drive never follows a link by itself (open of a link's own path): ELOOP."""
 
     code, http_status, errno = "is_a_link", 409, _errno.ELOOP
+
+
+class ReadOnly(OaioError):
+    """The mount is read-only for now (e.g. the account was disabled on the server): EROFS."""
+
+    code, http_status, errno = "read_only", 403, _errno.EROFS

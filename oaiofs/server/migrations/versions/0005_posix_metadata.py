@@ -2,15 +2,15 @@
 
 Existing files get mode 0644 (folders 0755) and their current mtime in nanoseconds.
 
-Revision ID: 0004_posix_metadata
-Revises: 0003_blob_gc
+Revision ID: 0005_posix_metadata
+Revises: 0004_users_disabled
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0004_posix_metadata'
-down_revision = '0003_blob_gc'
+revision = '0005_posix_metadata'
+down_revision = '0004_users_disabled'
 branch_labels = None
 depends_on = None
 
