@@ -457,6 +457,10 @@ def _check_op(op: Op, data_source: Path | None) -> None:
         raise ValueError("put_values needs the full new values (a dict)")
     if op.kind in ("put_file", "mkdir", "delete_path", "move") and not op.path:
         raise ValueError(f"{op.kind} needs a path")
+    if op.kind in ("set_meta", "symlink") and not op.path:
+        raise ValueError(f"{op.kind} needs a path")
+    if op.kind == "symlink" and not op.target:
+        raise ValueError("symlink needs a target")
     if op.kind == "move" and not op.dst:
         raise ValueError("move needs dst")
 

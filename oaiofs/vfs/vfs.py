@@ -32,6 +32,7 @@ from .counters import COUNTERS
 from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted, ReadOnly
 from .fetcher import Candidate, Fetcher
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
+from .metadata import MetadataOps
 from .namespace import Namespace
 from .nodes import Attr, Node, node_attr, safe_name
 from .opstore import Op
@@ -76,6 +77,7 @@ class Vfs:
                              lambda: self.journal.status(), self.status)
         self._held_lock = threading.Lock()
         self._held: dict[ItemKey, list[Item]] = {}   # clean items open for reading (close-to-open sizes)
+        self.meta = MetadataOps(namespace, self.writeback.submit, self.writeback.submit_meta, self._inner_path, self._parent_of)
 
     # ------------------------------------------------------------------ metadata
     def getattr(self, path: str) -> Attr:
@@ -109,6 +111,7 @@ class Vfs:
         node = self.ns.resolve(path)
         if node.is_dir:
             raise IsADirectory(f"{path} is a folder")
+        MetadataOps.refuse_link(node, path)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         view = node.view
         assert view is not None
@@ -161,6 +164,7 @@ class Vfs:
         item = self.cache.create_local((view.oaio_id, inner))
         item.writers += 1
         self.ns.set_open_file(view.oaio_id, inner, 0, time.time())
+        self.ns.update_open_file(view.oaio_id, inner, mode=protocol.validate_mode(mode & 0o7777))
         return self.handles.add(FileHandle(view.oaio_id, item, True, 0, wrote=True))
 
     def _open_item(self, node: Node) -> tuple[Item, bool]:
@@ -404,7 +408,11 @@ class Vfs:
             self.writeback.submit(Op("create_object", oaio_id, values=values, mtime=time.time()))
             return
         self._need_update(parent, path)
-        self.writeback.submit(Op("mkdir", parent.oaio_id, self._inner_path(parent, name), mtime=time.time()))
+        inner = self._inner_path(parent, name)
+        self.writeback.submit(Op("mkdir", parent.oaio_id, inner, mtime=time.time()))
+        bits = protocol.validate_mode(mode & 0o7777)
+        if bits != protocol.DEFAULT_DIR_MODE:
+            self.writeback.submit(Op("set_meta", parent.oaio_id, inner, mode=bits))
 
     def rmdir(self, path: str) -> None:
         node = self.ns.resolve(path)
@@ -533,13 +541,23 @@ class Vfs:
         self._submit_new_values(oaio_id, values, dict(view.values), view.version)
         self.unlink(self._mount_path(src))
 
-    def utimens(self, path: str, times: tuple[float, float] | None) -> None:
-        """Accepted and ignored: mtimes are the server's (set when a file is committed)."""
-        self.ns.resolve(path)
+    def utimens(self, path: str, times: tuple[int, int] | None) -> None:
+        """Set the mtime (ns; ``UTIME_NOW``/``UTIME_OMIT`` as fusepy passes them; atime is not kept)."""
+        self._check_writable(path)
+        self.meta.utimens(path, times)
 
     def chmod(self, path: str, mode: int) -> None:
-        """Accepted and ignored: modes show access rights, they cannot be changed here."""
-        self.ns.resolve(path)
+        """Set the permission bits (kept on the server; ``w`` stays hidden from read-only subscribers)."""
+        self._check_writable(path)
+        self.meta.chmod(path, mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        """``ln -s target path``: the target is stored as given, never resolved by the drive."""
+        self._check_writable(path)
+        self.meta.symlink(target, path)
+
+    def readlink(self, path: str) -> str:
+        return self.meta.readlink(path)
 
     # ------------------------------------------------------------------ status / callbacks
     def status(self) -> dict[str, Any]:

@@ -9,6 +9,8 @@ namespace's overlay must no longer replay even while the journal still lists the
 Locking: ``_lock`` guards the bookkeeping and is held around ``journal.submit``
 (a local fsync, no network) so an op's callback cannot overtake its registration.
 It is taken after ``Item.cond`` is released and never while holding the namespace lock.
+``_meta_lock`` (outermost of the three) makes "chmod/utimens of a file being released"
+atomic with its ``put_file`` snapshot: the change goes with the upload or after it.
 """
 from __future__ import annotations
 
@@ -48,6 +50,9 @@ class WriteBack:
         self.ns = namespace
         self.cache = cache
         self._lock = threading.Lock()
+        # chmod/utimens vs the last release of a dirty file: the mode/mtime go with the upload or in
+        # a set_meta op after it, never lost in between (outer to ``_lock`` and the namespace lock)
+        self._meta_lock = threading.Lock()
         self._snapshots: dict[int, tuple[ItemKey, int]] = {}    # put_file op id -> (item key, write_gen)
         self._last_op: dict[ItemKey, Op] = {}                   # newest op per (oaio_id, path)
         self._applied: frozenset[int] = frozenset()             # replaced, never mutated: read lock-free
@@ -91,11 +96,26 @@ class WriteBack:
                 log.debug("%s/%s was removed while open; not uploaded", *item.key)
                 self.ns.clear_open_file(*item.key)
             return None
+        with self._lock:
+            queued = (item.key, item.write_gen) in self._snapshots.values()
+        if queued and self.ns.open_file(*item.key) is None:
+            # opened for writing but not written (touch, chmod on an open fd): the journal already
+            # holds these bytes; a second upload would also undo a utimens made since
+            if stream is not None:
+                stream.abort()
+            return None
         oaio_id, path = item.key
         sha256 = item.finish_hash()
+        with self._meta_lock:
+            return self._submit_file_locked(item, base_version, stream, sha256)
+
+    def _submit_file_locked(self, item: Item, base_version: int | None, stream: Any, sha256: str) -> Op:
+        oaio_id, path = item.key
+        shown = self.ns.open_file(oaio_id, path)      # mode/mtime set while open (cp -a, tar) go along
+        mtime_ns = (shown.mtime_ns if shown is not None and shown.mtime_ns else time.time_ns())
         # base 0 = "must not exist yet" for new files; the journal rebases chained ops
-        op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=time.time(),
-                base_version=base_version)
+        op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=mtime_ns / 1e9,
+                base_version=base_version, mtime_ns=mtime_ns, mode=shown.mode if shown is not None else None)
         with self._lock:
             op = self.journal.submit(op, item.data_path, stream=stream)
             item.linked = True              # the journal holds a hard link: copy before the next write
@@ -105,6 +125,14 @@ class WriteBack:
         self.ns.clear_open_file(oaio_id, path)
         self.ns.local_changed(oaio_id)
         return op
+
+    def submit_meta(self, op: Op) -> Op | None:
+        """chmod/utimens (``set_meta`` op): onto the pending upload of a file open with unsaved
+        writes, else into the journal (durable when this returns). None if it went with the file."""
+        with self._meta_lock:
+            if self.ns.update_open_file(op.oaio_id, op.path, mode=op.mode, mtime_ns=op.mtime_ns):
+                return None
+            return self.submit(op)
 
     def track(self, op: Op, item: Item) -> None:
         """``item`` holds the bytes of the pending ``op`` (re-read from the journal)."""
