@@ -77,7 +77,14 @@ class Vfs:
     def getattr(self, path: str) -> Attr:
         node = self.ns.resolve(path)
         attr = node_attr(node)
-        if node.kind == "file" and self._held:
+        if node.kind != "file":
+            return attr
+        local = self.cache.dirty_size((node.oaio_id, node.path))
+        if local is not None:
+            # the latest local state wins over the namespace, which learns of a write only at
+            # its release (the kernel computes O_APPEND offsets and clamps reads with this size)
+            return attr if local == attr.size else replace(attr, size=local)
+        if self._held:
             held = self._held.get((node.oaio_id, node.path))
             if held and held[0].version != node.entry.version and not held[0].dirty:  # type: ignore[union-attr]
                 # close-to-open: while a reader holds an older version, its size stays visible
@@ -183,6 +190,7 @@ class Vfs:
             shutil.copyfileobj(src, dst, 1 << 20)
         item.size = op.size
         item.sha256 = op.sha256
+        item.version = op.base_version or 0                      # the history continues from the op's base
         item.ranges.add(0, op.size)
         self.cache.account(op.size)
         self.writeback.track(op, item)                           # clean once the journal applies it
@@ -220,16 +228,15 @@ class Vfs:
         self.fetcher.fetch_batch(wanted, companions)
 
     def _begin_write(self, item: Item, truncate: bool) -> None:
-        if truncate:
+        if not truncate and not item.dirty:
+            self.fetcher.fill(item)                          # network: before taking the write lock
+        with item.write_lock:
             item.prepare_write()
-            item.truncate(0)
-        else:
-            if not item.dirty:
-                self.fetcher.fill(item)
-            item.prepare_write()
-        item.writers += 1
-        if truncate:
-            self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
+            if truncate:
+                self.writeback.changed(item.key)
+                item.truncate(0)
+                self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
+            item.writers += 1
 
     # ------------------------------------------------------------------ read / write
     def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -268,12 +275,13 @@ class Vfs:
                 handle.dirty = True
             return len(data)
         item = handle.item
-        if item.linked:
-            item.prepare_write()
-        written = item.write(offset, data)
-        handle.wrote = True
-        self.writeback.wrote(item, handle.base_version, offset, written)
-        self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
+        with item.write_lock:
+            if item.linked:
+                item.prepare_write()
+            written = item.write(offset, data)
+            handle.wrote = True
+            self.writeback.wrote(item, offset, written)
+            self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
         return written
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> None:
@@ -281,9 +289,21 @@ class Vfs:
             handle = self.handles.get(fh)
             self._truncate_handle(handle, length)
             return
+        node = self.ns.resolve(path)
+        if node.kind == "values":
+            # open(values.json, O_TRUNC) arrives as open + truncate(path) without a handle (libfuse2):
+            # the truncate belongs to the handles open for writing, which hold the new text
+            editing = [h for h in self.handles.all() if isinstance(h, ValuesHandle) and h.writable
+                       and h.oaio_id == node.oaio_id]
+            for handle in editing:
+                self._truncate_handle(handle, length)
+            if editing:
+                return
         own = self.open(path, os.O_WRONLY)[0]
         try:
             self._truncate_handle(self.handles.get(own), length)
+            if node.kind == "values":
+                self.flush(own)                 # `truncate -s 0 values.json`: EINVAL, values unchanged
         finally:
             self.release(own)
 
@@ -297,12 +317,13 @@ class Vfs:
                 handle.dirty = True
             return
         item = handle.item
-        if item.linked:
-            item.prepare_write()
-        self.writeback.changed(item.key)
-        item.truncate(length)
-        handle.wrote = True
-        self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
+        with item.write_lock:
+            if item.linked:
+                item.prepare_write()
+            self.writeback.changed(item.key)
+            item.truncate(length)
+            handle.wrote = True
+            self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
 
     # ------------------------------------------------------------------ flush / release / fsync
     def flush(self, fh: int) -> None:
@@ -325,9 +346,10 @@ class Vfs:
             self._unhold(item)
         try:
             if handle.writable:
-                item.writers -= 1
-                if item.writers == 0:
-                    self.writeback.submit_file(handle.item, handle.base_version)
+                with item.write_lock:
+                    item.writers -= 1
+                    if item.writers == 0:
+                        self.writeback.submit_file(item)
         finally:
             self.cache.close(item)
 
@@ -341,16 +363,23 @@ class Vfs:
                     return
 
     def fsync(self, fh: int) -> None:
-        """Return once the server has committed this file's bytes (or raise why not)."""
+        """Return once this file's bytes are durable in the journal (server reachable or not).
+
+        Raises the error of the file's previous upload if the server refused it for good."""
         handle = self.handles.get(fh)
         if isinstance(handle, ValuesHandle):
-            op = self._submit_values(handle)
             key = (handle.oaio_id, protocol.VALUES_FILE)
+            failure = self.writeback.last_failure(key)
+            self._submit_values(handle)
         else:
-            key = handle.item.key
-            dirty = handle.item.dirty and handle.writable
-            op = self.writeback.submit_file(handle.item, handle.base_version) if dirty else None
-        self.writeback.wait(key, op)
+            item = handle.item
+            with item.write_lock:
+                key = item.key
+                failure = self.writeback.last_failure(key)
+                if item.dirty and handle.writable:
+                    self.writeback.submit_file(item)
+        if failure is not None:
+            raise failure
 
     def _submit_values(self, handle: ValuesHandle) -> Op | None:
         with handle.lock:
@@ -365,7 +394,8 @@ class Vfs:
                 log.warning("values.json of %s refused: %s", handle.oaio_id, err.message)
                 raise
             handle.submitted = text
-        return self._submit_new_values(handle.oaio_id, values, handle.base_values, handle.base_version)
+            base_values, handle.base_values = handle.base_values, values   # the next save builds on this one
+        return self._submit_new_values(handle.oaio_id, values, base_values, handle.base_version)
 
     def _submit_new_values(self, oaio_id: str, values: dict[str, Any], base_values: dict[str, Any],
                            base_version: int | None) -> Op:
