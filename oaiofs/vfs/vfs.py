@@ -86,7 +86,8 @@ class Vfs:
             return attr if local == attr.size else replace(attr, size=local)
         if self._held:
             held = self._held.get((node.oaio_id, node.path))
-            if held and held[0].version != node.entry.version and not held[0].dirty:  # type: ignore[union-attr]
+            if (held and held[0].key == (node.oaio_id, node.path) and not node.entry.local  # type: ignore[union-attr]
+                    and held[0].version != node.entry.version and not held[0].dirty):  # type: ignore[union-attr]
                 # close-to-open: while a reader holds an older version, its size stays visible
                 # (the kernel clamps reads to the size it was last told)
                 attr = replace(attr, size=held[0].size)
@@ -170,7 +171,11 @@ class Vfs:
         before = self.cache.peek(key)
         if entry.local and (before is None or not before["dirty"]):
             ops = self.writeback.pending_ops(view.oaio_id)
-            put = next((o for o in reversed(ops) if o.kind == "put_file" and o.path == entry.path), None)
+            # the newest op that put bytes here: a put_file, or a move onto this path (then the
+            # bytes are the moved file's, cached or on the server once the move is applied)
+            last = next((o for o in reversed(ops) if (o.kind == "put_file" and o.path == entry.path) or (
+                o.kind == "move" and (o.dst == entry.path or entry.path.startswith(o.dst + "/")))), None)
+            put = last if last is not None and last.kind == "put_file" else None
             if put is not None and put.data_file and (before is None or before["sha256"] != put.sha256):
                 return self._open_from_journal(key, put), False
             if before is None:
@@ -362,6 +367,17 @@ class Vfs:
                         del self._held[key]
                     return
 
+    def _forget_held(self, oaio_id: str, path: str, moved_from: str | None = None) -> None:
+        """``path`` was replaced or removed here: readers of what it was no longer set its size
+        (a file renamed from ``moved_from`` takes its readers along)."""
+        with self._held_lock:
+            for key in [k for k in self._held if k[0] == oaio_id and (k[1] == path or k[1].startswith(path + "/"))]:
+                del self._held[key]
+            if moved_from is not None:
+                for key in [k for k in self._held if k[0] == oaio_id
+                            and (k[1] == moved_from or k[1].startswith(moved_from + "/"))]:
+                    self._held[(oaio_id, path + key[1][len(moved_from):])] = self._held.pop(key)
+
     def fsync(self, fh: int) -> None:
         """Return once this file's bytes are durable in the journal (server reachable or not).
 
@@ -453,6 +469,7 @@ class Vfs:
         self.writeback.submit(Op("delete_path", view.oaio_id, node.path, base_version=base, mtime=time.time()))
         self.cache.remove(view.oaio_id, node.path, tree=False)
         self.ns.clear_open_file(view.oaio_id, node.path)
+        self._forget_held(view.oaio_id, node.path)
 
     def rename(self, old: str, new: str) -> None:
         src = self.ns.resolve(old)
@@ -493,11 +510,21 @@ class Vfs:
             if target is not None and not target.is_dir:
                 self.writeback.submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
         else:
-            self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
+            self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()),
+                                  base=lambda: self._history_version(view.oaio_id, src))
         folders = src.is_dir or (target is not None and target.is_dir)
-        self.cache.rename(view.oaio_id, src.path, dst_inner, tree=folders)
-        self.ns.move_open_files(view.oaio_id, src.path, dst_inner)
-        self.writeback.moved(view.oaio_id, src.path, dst_inner)
+        src_path = src.path                   # move_open_files renames the open file's Entry in place
+        self.writeback.moved(view.oaio_id, src_path, dst_inner, tree=folders)
+        self.ns.move_open_files(view.oaio_id, src_path, dst_inner)
+        self._forget_held(view.oaio_id, dst_inner, src_path)
+
+    def _history_version(self, oaio_id: str, node: Node) -> int | None:
+        """The server version a file's local history is at (None for folders): a move based on it
+        lets the history continue at the new name (the journal rebases it after pending uploads)."""
+        if node.kind != "file" or node.entry is None:
+            return None
+        rec = self.cache.peek((oaio_id, node.path))
+        return int(rec["version"]) if rec is not None else node.entry.version
 
     def _only_here(self, oaio_id: str, node: Node) -> bool:
         """A file that exists only on this mount (created, not yet handed to the journal)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..client.uploads import file_sha256
 from ..errors import OaioError, error_from_response
@@ -82,9 +82,12 @@ class WriteBack:
         return [op for op in ops if op.id not in applied] if applied else ops
 
     # --- handing over ---
-    def submit(self, op: Op, key: ItemKey | None = None) -> Op:
-        """Queue a metadata op (durable when this returns)."""
+    def submit(self, op: Op, key: ItemKey | None = None, base: Callable[[], int | None] | None = None) -> Op:
+        """Queue a metadata op (durable when this returns); ``base`` gives its base version, read
+        under the lock like a put_file's (see the module doc)."""
         with self._lock:
+            if base is not None:
+                op.base_version = base()
             op = self.journal.submit(op)
             self._last_op[key or (op.oaio_id, op.path)] = op
         self.ns.local_changed(op.oaio_id)
@@ -124,8 +127,9 @@ class WriteBack:
         with self._lock:
             self._snapshots[op.id] = (item.key, item.write_gen, item.history)
 
-    def moved(self, oaio_id: str, src: str, dst: str) -> None:
-        """``src`` (a file or folder) is now ``dst``: its pending snapshots and newest ops follow it."""
+    def moved(self, oaio_id: str, src: str, dst: str, tree: bool) -> None:
+        """Move the cache items of ``src`` (a file or folder) to ``dst``; their pending snapshots and
+        newest ops follow them (under ``_lock``: an upload reported meanwhile finds its item)."""
         self.changed((oaio_id, src))
 
         def renamed(key: ItemKey) -> ItemKey | None:
@@ -133,6 +137,7 @@ class WriteBack:
                 return None
             return (oaio_id, dst + key[1][len(src):])
         with self._lock:
+            self.cache.rename(oaio_id, src, dst, tree=tree)
             for op_id, (key, gen, history) in list(self._snapshots.items()):
                 new_key = renamed(key)
                 if new_key is not None:
@@ -197,11 +202,13 @@ class WriteBack:
     # --- journal callbacks ---
     def on_applied(self, op: Op, doc: dict[str, Any] | None) -> None:
         """``op`` is on the server; ``doc`` is the object after it."""
-        self._mark_applied(op)
+        # the server's document first, then stop replaying the op: a view built in between shows
+        # the op twice (replay is idempotent), never neither
         if doc is not None:
             self.ns.put_doc(doc)
         elif op.kind == "delete_object":
             self.ns.drop(op.oaio_id)
+        self._mark_applied(op)
         if op.kind == "put_file":
             version = op.result_version
             if version is None and doc is not None:
