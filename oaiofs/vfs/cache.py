@@ -243,8 +243,9 @@ class Cache:
         """The item holding (oaio_id, path) at this server version; opened (count +1)."""
         with self._lock:
             item = self._items.get(key) or self._load_locked(key)
-            if item is not None and not item.dirty and (item.version != version or item.sha256 != sha256
-                                                        or item.size != size):
+            # an item open for writing is the local history even while clean: never swapped under it
+            if item is not None and not item.dirty and not item.writers and (
+                    item.version != version or item.sha256 != sha256 or item.size != size):
                 self._retire_locked(item)
                 item = None
             if item is None:

@@ -176,7 +176,8 @@ class Vfs:
             last = next((o for o in reversed(ops) if (o.kind == "put_file" and o.path == entry.path) or (
                 o.kind == "move" and (o.dst == entry.path or entry.path.startswith(o.dst + "/")))), None)
             put = last if last is not None and last.kind == "put_file" else None
-            if put is not None and put.data_file and (before is None or before["sha256"] != put.sha256):
+            if (put is not None and put.data_file and (before is None or before["sha256"] != put.sha256)
+                    and (before is None or not before["open"])):     # never swap an item others hold
                 return self._open_from_journal(key, put), False
             if before is None:
                 self._wait_for_move(entry.path, ops)
@@ -285,6 +286,8 @@ class Vfs:
                 item.prepare_write()
             written = item.write(offset, data)
             handle.wrote = True
+            if item.detached:                # removed or replaced while open: nothing to show or upload
+                return written
             self.writeback.wrote(item, offset, written)
             self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
         return written
@@ -328,7 +331,8 @@ class Vfs:
             self.writeback.changed(item.key)
             item.truncate(length)
             handle.wrote = True
-            self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
+            if not item.detached:
+                self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
 
     # ------------------------------------------------------------------ flush / release / fsync
     def flush(self, fh: int) -> None:
