@@ -352,11 +352,12 @@ class Cache:
             item = self._items.get(key)
             if item is not None:
                 with item.cond:
-                    if item.detached or item.history != token:
+                    same_bytes = item.sha256 is not None and item.sha256 == sha256
+                    if item.detached or not (item.history == token or same_bytes):
                         return
-                    if item.write_gen == write_gen:
+                    if item.history == token and item.write_gen == write_gen:
                         item.dirty, item.sha256 = False, sha256
-                    elif not item.dirty:
+                    elif not (item.dirty or same_bytes):
                         return
                     item.version = version
                     self.persist(item)

@@ -184,6 +184,11 @@ class Vfs:
         # the kernel may keep its pages only if these exact bytes were cached before this open
         keep = before is not None and (before["dirty"] or (before["version"] == entry.version
                                                            and before["sha256"] == entry.sha256))
+        if entry.local and before is not None:
+            # local changes pending: the cached item is this mount's history, whatever version the
+            # namespace shows meanwhile (it learns of our own commits a little later)
+            item = self.cache.open(key, version=before["version"], sha256=before["sha256"], size=before["size"])
+            return item, keep
         if before is None and 0 < entry.size <= self.options.small_file_bytes:
             self._fetch_small(node)
         item = self.cache.open(key, version=entry.version, sha256=entry.sha256, size=entry.size)

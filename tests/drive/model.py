@@ -88,7 +88,9 @@ class Model:
     """Random steps applied to a reference and an executor, checked after each step."""
 
     def __init__(self, seed: int, executor: Executor, *, max_write: int = 4096, big_write: int = 256 << 10,
-                 remount_weight: float = 1.0, mmap: bool = True, check_content_every: int = 1) -> None:
+                 remount_weight: float = 1.0, mmap: bool = True, check_content_every: int = 1,
+                 skip: frozenset[str] = frozenset()) -> None:
+        self.skip = skip
         self.seed = seed
         self.rng = random.Random(seed)
         self.ex = executor
@@ -141,7 +143,7 @@ class Model:
         if self.files:
             out += [("truncate_path", 0.5), ("rename", 0.6)]
         out.append(("remount", 0.05 * self.remount_weight))
-        return out
+        return [(op, w) for op, w in out if op not in self.skip]
 
     # --- steps ---
     def _log(self, text: str) -> None:
