@@ -170,7 +170,14 @@ class WriteBack:
 
         Bytes the server already has are just marked clean. Returns how many files were submitted.
         """
-        queued = {(op.oaio_id, op.path) for op in self.journal.pending(None) if op.kind == "put_file"}
+        pending = [op for op in self.journal.pending(None) if op.kind == "put_file"]
+        queued = {(op.oaio_id, op.path) for op in pending}
+        with self._lock:          # uploads queued by an earlier run still advance the local history
+            for op in pending:
+                rec = self.cache.peek((op.oaio_id, op.path))
+                if rec is not None and rec.get("dirty"):
+                    gen = rec.get("write_gen", 0) if rec.get("sha256") == op.sha256 else -1
+                    self._snapshots[op.id] = ((op.oaio_id, op.path), gen, rec.get("history", rec["token"]))
         submitted = 0
         for key, rec in self.cache.dirty_records():
             if key in queued:
