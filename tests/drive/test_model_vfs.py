@@ -27,7 +27,7 @@ from tests.drive.fakes import FakeSource
 from tests.drive.model import Model, env_int
 from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(max(900, env_int("OAIOFS_MODEL_OPS", 0) // 40))
 
 OID, NAME = "model-object", "M"
 IO = 128 << 10                    # the kernel's request size
