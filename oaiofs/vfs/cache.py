@@ -363,8 +363,9 @@ class Cache:
                     self.persist(item)
                 return
             rec = self.index.get(_record_key(key))
-            if rec and rec.get("dirty") and rec.get("history", token) == token:
-                rec.update(version=version, dirty=rec.get("write_gen") != write_gen)
+            same_bytes = rec is not None and rec.get("sha256") is not None and rec.get("sha256") == sha256
+            if rec and (rec.get("dirty") or same_bytes) and (rec.get("history", token) == token or same_bytes):
+                rec.update(version=version, dirty=bool(rec.get("dirty")) and rec.get("write_gen") != write_gen)
                 self.index.set(_record_key(key), rec)
 
     def moved_committed(self, key: ItemKey, base_version: int, version: int) -> None:

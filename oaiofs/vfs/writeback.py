@@ -175,7 +175,7 @@ class WriteBack:
         with self._lock:          # uploads queued by an earlier run still advance the local history
             for op in pending:
                 rec = self.cache.peek((op.oaio_id, op.path))
-                if rec is not None and rec.get("dirty"):
+                if rec is not None and (rec.get("dirty") or rec.get("sha256") == op.sha256):
                     gen = rec.get("write_gen", 0) if rec.get("sha256") == op.sha256 else -1
                     self._snapshots[op.id] = ((op.oaio_id, op.path), gen, rec.get("history", rec["token"]))
         submitted = 0

@@ -235,4 +235,7 @@ def test_random_histories_on_the_vfs_match_a_reference(tmp_path):
             counts[op] = counts.get(op, 0) + c
         done += n
         seed += 1
+        if total > 20_000:                                 # long mode: progress in the -s output
+            print(f"vfs model: {done} operations, seeds {first}..{seed - 1}, {time.monotonic() - started:.0f}s",
+                  flush=True)
     print(f"\nvfs model: {done} operations, seeds {first}..{seed - 1}, {time.monotonic() - started:.1f}s, {counts}")
