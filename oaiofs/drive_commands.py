@@ -22,10 +22,12 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .protocol import XATTR_MOUNT_STATUS, XATTR_PIN
+from . import exitcodes
+from .protocol import XATTR_INFO, XATTR_MOUNT_STATUS, XATTR_PIN
 
 log = logging.getLogger(__name__)
 
@@ -40,30 +42,43 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECAS
 def register(subparsers: Any) -> None:
     """Add the drive's sub-commands to the ``oaiofs`` parser."""
     p = subparsers.add_parser("mount", help="mount your oaio objects as a folder")
-    p.add_argument("mountpoint", type=Path)
-    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8470")
-    p.add_argument("--user", required=True)
+    p.add_argument("mountpoint", type=Path, nargs="?",
+                   help="where to mount (default: the drive's mountpoint in the config file)")
+    p.add_argument("--drive", help="a named drive of the config file ([drives.NAME])")
+    p.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/oaiofs/config.toml)")
+    p.add_argument("--server", help="server URL, e.g. http://127.0.0.1:8470")
+    p.add_argument("--user")
+    p.add_argument("--password-file", type=Path,
+                   help="file holding the password (must be private: mode 0600); "
+                        f"else ${PASSWORD_ENV} or a prompt")
     p.add_argument("--cache", type=Path, help="cache folder (default: per user+server in the user cache dir)")
-    p.add_argument("--cache-size", type=parse_size, default="2G", help="cache quota, e.g. 512M, 2G (default 2G)")
+    p.add_argument("--cache-size", type=parse_size, default=None, help="cache quota, e.g. 512M, 2G (default 2G)")
     p.add_argument("--foreground", action="store_true", help="serve in this process until unmounted")
-    p.add_argument("--attr-timeout", type=float, default=1.0, help="kernel attribute cache seconds (default 1)")
-    p.add_argument("--entry-timeout", type=float, default=1.0, help="kernel name cache seconds (default 1)")
-    p.add_argument("--poll", type=float, default=20.0, help="change-feed long-poll seconds (default 20)")
-    p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
-    p.add_argument("--no-xattrs", action="store_true",
+    p.add_argument("--attr-timeout", type=float, default=None, help="kernel attribute cache seconds (default 1)")
+    p.add_argument("--entry-timeout", type=float, default=None, help="kernel name cache seconds (default 1)")
+    p.add_argument("--poll", type=float, default=None, help="change-feed long-poll seconds (default 20)")
+    p.add_argument("--allow-other", action="store_true", default=None, help="let other users see the mount")
+    p.add_argument("--no-xattrs", action="store_true", default=None,
                    help="no extended attributes at all (the kernel stops forwarding xattr calls); "
                         "`oaiofs pin`/`unpin` and getfattr do not work")
+    p.add_argument("--metrics-addr", metavar="HOST:PORT",
+                   help="serve Prometheus metrics of this mount at http://HOST:PORT/metrics")
+    p.add_argument("--log-format", choices=("text", "json"), default=None, help="mount log format (default text)")
     p.set_defaults(func=cmd_mount)
 
     p = subparsers.add_parser("umount", help="unmount, after pending uploads are done")
-    p.add_argument("mountpoint", type=Path)
+    p.add_argument("mountpoint", type=Path, nargs="?", help="default: the --drive's mountpoint in the config file")
+    p.add_argument("--drive", help="a named drive of the config file")
+    p.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/oaiofs/config.toml)")
     p.add_argument("--force", action="store_true", help="do not wait: queued uploads resume on the next mount")
     p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    p.add_argument("--lazy", action="store_true", help="detach now even if files are open (fusermount -z)")
     p.set_defaults(func=cmd_umount)
 
     p = subparsers.add_parser("status", help="uploads, conflicts, cache use and online state of mounts")
     p.add_argument("mountpoint", type=Path, nargs="?")
     p.add_argument("--json", action="store_true", help="print the raw status document")
+    p.add_argument("-v", "--details", action="store_true", help="list every pending change and conflict")
     p.set_defaults(func=cmd_status)
 
     p = subparsers.add_parser("pin", help="fetch an object/folder/file and keep it in the cache")
@@ -110,16 +125,80 @@ def check_mountpoint(mountpoint: Path) -> str | None:
 
 
 # ---------------------------------------------------------------- mount
+MOUNT_DEFAULTS: dict[str, Any] = {"cache_size": 2 << 30, "attr_timeout": 1.0, "entry_timeout": 1.0, "poll": 20.0,
+                                  "allow_other": False, "no_xattrs": False, "log_format": "text"}
+
+
+def resolve_mount_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Flags over the config file's drive over the defaults; raises ConfigError for what is missing."""
+    from .config import ConfigError, load_config
+
+    config = load_config(args.config)
+    drive = config.drive(args.drive, args.mountpoint)
+    merged = argparse.Namespace(**vars(args))
+    for key in ("server", "user", "password_file", "mountpoint", "cache", "cache_size", "attr_timeout",
+                "entry_timeout", "poll", "allow_other", "no_xattrs", "metrics_addr", "log_format"):
+        if getattr(args, key, None) is None:
+            value = drive.get(key, MOUNT_DEFAULTS.get(key))
+            if key == "cache_size" and isinstance(value, str):
+                try:
+                    value = parse_size(value)
+                except argparse.ArgumentTypeError as exc:
+                    raise ConfigError(f"{config.path}: cache_size: {exc}") from None
+            setattr(merged, key, value)
+    where = f" (or in {config.path})" if config.path else ""
+    if merged.mountpoint is None:
+        raise ConfigError(f"no mountpoint: give one{where}")
+    for key in ("server", "user"):
+        if not getattr(merged, key):
+            raise ConfigError(f"no {key}: give --{key}{where or ' or write it in the config file'}")
+    if merged.metrics_addr:
+        parse_host_port(merged.metrics_addr)
+    return merged
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port); ConfigError if it is not one."""
+    from .config import ConfigError
+
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:9470)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def mount_password(args: argparse.Namespace) -> str | None:
+    """From ${PASSWORD_ENV}, the password file or a prompt; None if there is no way to get one."""
+    from .config import read_password_file
+
+    password = os.environ.get(PASSWORD_ENV)
+    if password is not None:
+        return password
+    if args.password_file is not None:
+        return read_password_file(args.password_file)
+    if not sys.stdin.isatty():
+        return None
+    return getpass.getpass(f"password for {args.user} at {args.server}: ")
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+
+    try:
+        args = resolve_mount_args(args)
+    except ConfigError as exc:
+        return _fail(str(exc), exitcodes.USAGE)
     mountpoint = args.mountpoint.absolute()
     problem = check_mountpoint(mountpoint)
     if problem:
-        return _fail(problem)
-    password = os.environ.get(PASSWORD_ENV)
+        return _fail(problem, exitcodes.MOUNTPOINT)
+    try:
+        password = mount_password(args)          # after the mountpoint check: no prompt for a busy one
+    except ConfigError as exc:
+        return _fail(str(exc), exitcodes.USAGE)
     if password is None:
-        if not sys.stdin.isatty():
-            return _fail(f"no password: set {PASSWORD_ENV} or run in a terminal")
-        password = getpass.getpass(f"password for {args.user} at {args.server}: ")
+        return _fail(f"no password: set {PASSWORD_ENV}, use --password-file (or password_file in the config file) "
+                     "or run in a terminal", exitcodes.USAGE)
     cache_dir = (args.cache or default_cache_dir(args.server, args.user)).absolute()
     if args.foreground:
         return _serve(args, mountpoint, cache_dir, password)
@@ -133,7 +212,12 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
     argv = [sys.executable, "-m", "oaiofs", *(["-v"] * min(getattr(args, "verbose", 0), 2)), "mount",
             str(mountpoint), "--server", args.server, "--user", args.user, "--cache", str(cache_dir),
             "--cache-size", str(args.cache_size), "--attr-timeout", str(args.attr_timeout),
-            "--entry-timeout", str(args.entry_timeout), "--poll", str(args.poll), "--foreground"]
+            "--entry-timeout", str(args.entry_timeout), "--poll", str(args.poll), "--foreground",
+            "--log-format", args.log_format]
+    if args.metrics_addr:
+        argv += ["--metrics-addr", args.metrics_addr]
+    if args.config:      # the child reads the same file (every value it needs is on its command line)
+        argv += ["--config", str(args.config.absolute())]
     if args.allow_other:
         argv.append("--allow-other")
     if args.no_xattrs:
@@ -148,9 +232,10 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
             status = read_status(mountpoint)
             if status is not None and not status.get("online", True):
                 print(f"oaiofs: {args.server} is unreachable: mounted OFFLINE from the cache at {mountpoint}; "
-                      "changes are queued until it is back", file=sys.stderr)
+                      f"changes are queued until it is back; log: {log_path}", file=sys.stderr)
             else:
-                print(f"oaiofs: mounted {args.user}@{args.server} at {mountpoint} (pid {child.pid})")
+                print(f"oaiofs: mounted {args.user}@{args.server} at {mountpoint} (pid {child.pid}); "
+                      f"log: {log_path}")
             return 0
         code = child.poll()
         if code is not None:
@@ -177,8 +262,11 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
     """Mount in this process until the kernel unmounts it."""
     from .errors import OaioError, Unauthorized, Unavailable
     from .fuse_ops import FuseOptions, mount
+    from .logsetup import use_log_format
     from .vfs.drive import Drive, DriveConfig
     from .vfs.journal import JournalBusy
+
+    use_log_format(args.log_format)
 
     config = DriveConfig(server=args.server, user=args.user, password=password, cache_dir=cache_dir,
                          cache_bytes=args.cache_size, long_poll_s=args.poll)
@@ -188,12 +276,15 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
         return _fail(f"the cache {cache_dir} is in use by another mount")
     try:
         online = drive.start()
-    except Unauthorized:
+    except Unauthorized as err:
         drive.stop()
-        return _fail(f"login refused: wrong user name or password for {args.user} at {args.server}", 2)
+        if err.code == "account_disabled":
+            return _fail(f"login refused: the account {args.user} is disabled at {args.server}", exitcodes.LOGIN)
+        return _fail(f"login refused: wrong user name or password for {args.user} at {args.server}", exitcodes.LOGIN)
     except Unavailable:
         drive.stop()
-        return _fail(f"server {args.server} is unreachable and nothing is cached in {cache_dir}", 3)
+        return _fail(f"server {args.server} is unreachable and nothing is cached in {cache_dir}",
+                     exitcodes.UNREACHABLE)
     except OaioError as err:
         drive.stop()
         return _fail(f"cannot mount: {err.message}")
@@ -207,9 +298,19 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
             stopped = True
             drive.stop()
 
+    metrics = None
+    if args.metrics_addr:
+        from .metrics import MountMetrics
+
+        metrics = MountMetrics(drive.vfs.status)
+        try:
+            metrics.serve(*parse_host_port(args.metrics_addr))
+        except OSError as exc:
+            stop()
+            return _fail(f"cannot serve metrics at {args.metrics_addr}: {exc.strerror or exc}", exitcodes.USAGE)
     options = FuseOptions(attr_timeout=args.attr_timeout, entry_timeout=args.entry_timeout,
                           fsname=f"oaiofs:{args.user}", allow_other=args.allow_other,
-                          xattrs=not args.no_xattrs)
+                          xattrs=not args.no_xattrs, observer=metrics.observe_fuse_op if metrics else None)
     publisher = StatusPublisher(drive.vfs.status, mountpoint, cache_dir)
     publisher.start()
     try:
@@ -219,6 +320,8 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
         return _fail(f"cannot mount {mountpoint}: {exc}")
     finally:
         publisher.stop()
+        if metrics is not None:
+            metrics.stop()
     stop()
     return 0
 
@@ -231,7 +334,10 @@ def registry_path(mountpoint: Path) -> Path:
     import platformdirs
 
     digest = hashlib.sha256(str(mountpoint.absolute()).encode()).hexdigest()[:32]
-    return Path(platformdirs.user_runtime_dir("oaiofs")) / "mounts" / f"{digest}.json"
+    with warnings.catch_warnings():   # no XDG_RUNTIME_DIR (root, services): its fallback is fine, say nothing
+        warnings.simplefilter("ignore")
+        runtime = platformdirs.user_runtime_dir("oaiofs")
+    return Path(runtime) / "mounts" / f"{digest}.json"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -345,12 +451,22 @@ def _upload_progress(status: dict[str, Any]) -> tuple[int, int, int]:
     """(ops pending, bytes done, bytes total) of the queued uploads."""
     ops = status.get("ops", [])
     total = sum(int(o.get("size") or 0) for o in ops if o.get("kind") == "put_file")
-    done = sum(int(o.get("offset") or 0) for o in ops if o.get("kind") == "put_file")
+    done = sum(min(int(o.get("offset") or 0), int(o.get("size") or 0)) for o in ops if o.get("kind") == "put_file")
     return len(ops), done, total
 
 
 # ---------------------------------------------------------------- umount
 def cmd_umount(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+
+    if args.mountpoint is None:
+        try:
+            found = load_config(args.config).drive(args.drive).get("mountpoint")
+        except ConfigError as exc:
+            return _fail(str(exc), 2)
+        if found is None:
+            return _fail("no mountpoint: give one (or --drive NAME with a mountpoint in the config file)", 2)
+        args.mountpoint = found
     mountpoint = args.mountpoint.absolute()
     if not os.path.ismount(mountpoint):
         return _fail(f"{mountpoint} is not mounted")
@@ -358,7 +474,8 @@ def cmd_umount(args: argparse.Namespace) -> int:
         code = _wait_for_uploads(mountpoint, args.timeout)
         if code:
             return code
-    result = subprocess.run(["fusermount", "-u", str(mountpoint)], capture_output=True, text=True)
+    result = subprocess.run(["fusermount", "-uz" if getattr(args, "lazy", False) else "-u", str(mountpoint)],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         return _fail(f"cannot unmount {mountpoint}: {result.stderr.strip() or result.stdout.strip()}")
     print(f"oaiofs: unmounted {mountpoint}" + (" (queued changes resume on the next mount)" if args.force else ""))
@@ -366,7 +483,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
 
 
 def _wait_for_uploads(mountpoint: Path, timeout: float | None) -> int:
-    from tqdm import tqdm
+    from .progress import ByteBar
 
     status = _fresh_status(mountpoint)
     if status is None:
@@ -375,31 +492,26 @@ def _wait_for_uploads(mountpoint: Path, timeout: float | None) -> int:
     if not pending:
         return 0
     deadline = None if timeout is None else time.monotonic() + timeout
-    bar = tqdm(total=total or None, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=f"uploading ({pending} pending)", file=sys.stderr)
+    bar = ByteBar(f"uploading ({pending} pending)", total=total - done)
     try:
         while pending:
             if deadline is not None and time.monotonic() > deadline:
                 bar.close()
                 return _fail(f"{pending} changes still pending after {timeout}s; not unmounted "
-                             "(use --force to unmount and upload them on the next mount)")
-            if not status.get("online", True):
-                bar.set_description(f"offline, waiting ({pending} pending)")
+                             "(use --force to unmount and upload them on the next mount)", exitcodes.PENDING)
             time.sleep(0.25)
             status = read_status(mountpoint) or {}
             pending, done, total = _upload_progress(status)
-            bar.total = max(total, bar.n) or None
-            bar.n = done
-            bar.set_description(f"uploading ({pending} pending)")
-            bar.refresh()
+            online = status.get("online", True)
+            bar.remaining(total - done, desc=f"{'uploading' if online else 'OFFLINE, waiting'} ({pending} pending)")
     except KeyboardInterrupt:
         bar.close()
         return _fail("interrupted: still mounted, uploads continue", 130)
     bar.close()
     failed = status.get("failed", [])
     if failed:
-        print(f"oaiofs: {len(failed)} change(s) failed and are kept in the cache (see 'oaiofs status')",
-              file=sys.stderr)
+        print(f"oaiofs: {len(failed)} change(s) failed and are kept in the cache (see 'oaiofs status'; "
+              "'oaiofs retry PATH' or 'oaiofs discard PATH')", file=sys.stderr)
     return 0
 
 
@@ -417,32 +529,47 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(dict(status, mountpoint=str(mountpoint)), indent=2))
         else:
-            print(format_status(mountpoint, status))
+            print(format_status(mountpoint, status, details=getattr(args, "details", False)))
     return code
 
 
-def format_status(mountpoint: Path, status: dict[str, Any]) -> str:
-    """The human-readable status of one mount."""
+def format_status(mountpoint: Path, status: dict[str, Any], details: bool = False) -> str:
+    """The human-readable status of one mount: a one-line summary, then what needs attention
+    (a refused login, failed changes); pending changes and conflicts one by one with ``details``."""
     cache = status.get("cache", {})
-    lines = [f"{mountpoint}: {status.get('user', '?')}@{status.get('server', '?')} — "
-             f"{'online' if status.get('online') else 'OFFLINE'}",
-             f"  cache: {_human(cache.get('used_bytes', 0))} of {_human(cache.get('quota_bytes', 0))} used, "
+    ops, failed, conflicts = status.get("ops", []), status.get("failed", []), status.get("conflicts", [])
+    pending, done, total = _upload_progress(status)
+    refused = status.get("refused")
+    state = "READ-ONLY, OFFLINE" if refused else "online" if status.get("online") else "OFFLINE"
+    upload = f" ({_human(total - done)} to upload)" if total > done else ""
+    lines = [f"{mountpoint}: {status.get('user', '?')}@{status.get('server', '?')} — {state} — "
+             f"{pending} pending{upload}, {len(failed)} failed, {len(conflicts)} conflict(s); "
+             f"cache: {_human(cache.get('used_bytes', 0))} of {_human(cache.get('quota_bytes', 0))}, "
              f"{len(cache.get('pins', []))} pinned, {status.get('objects', 0)} objects"]
-    ops = status.get("ops", [])
-    lines.append(f"  pending: {len(ops)}" + ("" if ops else " (all changes are on the server)"))
-    for op in ops:
-        progress = ""
-        if op.get("kind") == "put_file":
-            progress = f" {_human(op.get('offset', 0))}/{_human(op.get('size', 0))}"
-        err = f" — last error: {op['error']}" if op.get("error") else ""
-        target = f"{op.get('oaio_id')}/{op.get('path')}"
-        lines.append(f"    [{op.get('state')}] {op.get('kind')} {target}{progress}{err}")
-    for op in status.get("failed", []):
-        lines.append(f"  FAILED: {op.get('kind')} {op.get('oaio_id')}/{op.get('path')}: {op.get('error')} "
-                     "(local bytes kept)")
-    for conflict in status.get("conflicts", []):
-        lines.append(f"  conflict: {conflict.get('oaio_id')}/{conflict.get('path')} -> "
-                     f"{conflict.get('conflict_path')}")
+    if refused:
+        lines.append(f"  the server refuses this login: {refused}")
+        lines.append("  the drive is read-only until the server accepts the login again (cached files stay readable)")
+    names = status.get("names", {})
+
+    def where(entry: dict[str, Any]) -> str:
+        oid = entry.get("oaio_id")
+        return f"{mountpoint / names.get(oid, oid or '?')}/{entry.get('path') or 'values.json'}"
+
+    for op in failed:
+        lines.append(f"  FAILED: {op.get('kind')} {where(op)}: {op.get('error')} (local bytes kept; "
+                     "'oaiofs retry' or 'oaiofs discard')")
+    if details:
+        lines.append(f"  pending: {len(ops)}" + ("" if ops else " (all changes are on the server)"))
+        for op in ops:
+            progress = ""
+            if op.get("kind") == "put_file":
+                progress = f" {_human(op.get('offset', 0))}/{_human(op.get('size', 0))}"
+            err = f" — last error: {op['error']}" if op.get("error") else ""
+            lines.append(f"    [{op.get('state')}] {op.get('kind')} {where(op)}{progress}{err}")
+        for conflict in conflicts:
+            lines.append(f"  conflict: {where(conflict)} -> {conflict.get('conflict_path')}")
+    elif ops or conflicts:
+        lines.append("  ('oaiofs status -v' lists them; 'oaiofs conflicts' the conflict copies)")
     return "\n".join(lines)
 
 
@@ -464,7 +591,7 @@ def _no_xattrs_message(verb: str, path: Path) -> str:
             f"remount without --no-xattrs to {verb}")
 
 
-def _set_pin(path: Path, pinned: bool) -> int:
+def _set_pin(path: Path, pinned: bool, quiet: bool = False) -> int:
     """Ask the mount (through the ``user.oaio.pin`` xattr) to pin or release ``path``."""
     verb = "pin" if pinned else "unpin"
     try:
@@ -473,12 +600,63 @@ def _set_pin(path: Path, pinned: bool) -> int:
         if exc.errno in _NO_XATTRS:
             return _fail(_no_xattrs_message(verb, path))
         return _fail(f"cannot {verb} {path}: {exc.strerror}")
-    print(f"oaiofs: pinned {path} (fetched and kept in the cache)" if pinned else f"oaiofs: unpinned {path}")
+    if not quiet:
+        print(f"oaiofs: pinned {path} (fetched and kept in the cache)" if pinned else f"oaiofs: unpinned {path}")
     return 0
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    return _set_pin(args.path, True)
+    """Pin with a bar of bytes fetched (the mount fetches inside the setxattr; we watch ``user.oaio.info``)."""
+    from .progress import ByteBar
+    from .share_commands import CommandError, find_mount
+
+    path = args.path
+    try:
+        mountpoint = find_mount(path)
+    except CommandError as err:
+        return _fail(str(err))
+    info = _pin_info(path)
+    if info is not None:
+        quota = int(((read_status(mountpoint) or {}).get("cache") or {}).get("quota_bytes") or 0)
+        if quota and info["size"] > quota:
+            print(f"oaiofs: warning: {path} holds {_human(info['size'])}, more than the cache quota "
+                  f"{_human(quota)}: pinned files are never evicted, so the cache will grow past its quota "
+                  "(unpin something or mount with a larger --cache-size)", file=sys.stderr)
+    outcome: dict[str, Any] = {}
+
+    def pin() -> None:
+        outcome["code"] = _set_pin(path, True, quiet=True)
+
+    worker = threading.Thread(target=pin, name="pin", daemon=True)
+    worker.start()
+    bar = ByteBar(f"fetching {path.name or path}", total=info["size"], done=info["cached_bytes"]) \
+        if info is not None and not getattr(args, "quiet", False) else None
+    try:
+        while worker.is_alive():
+            worker.join(0.25)
+            now = _pin_info(path) if bar is not None and worker.is_alive() else None
+            if bar is not None and now is not None:
+                bar.progress(now["cached_bytes"], now["size"])
+        if bar is not None and outcome.get("code") == 0:
+            final = _pin_info(path)
+            if final is not None:
+                bar.progress(final["cached_bytes"], final["size"])
+    except KeyboardInterrupt:
+        return _fail("interrupted: the mount goes on fetching what it started; the path stays pinned", 130)
+    finally:
+        if bar is not None:
+            bar.close()
+    if outcome.get("code") == 0:
+        print(f"oaiofs: pinned {path} (fetched and kept in the cache)")
+    return int(outcome.get("code", 1))
+
+
+def _pin_info(path: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads(os.getxattr(path, XATTR_INFO))
+        return info if "cached_bytes" in info else None
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ answers) and an errno (what the drive answers)::
     ├── TooLarge                   413  EFBIG   too_large
     ├── UnsupportedMediaType       415  EINVAL  unsupported_media_type
     ├── ChecksumMismatch           460  EIO     checksum_mismatch
+    ├── InsufficientStorage        507  ENOSPC  insufficient_storage
     └── Unavailable                503  EIO     unavailable   (also: server unreachable)
 
 The server turns an ``OaioError`` into ``{"error": code, "message": text,
@@ -124,6 +125,12 @@ class ChecksumMismatch(OaioError):
     code, http_status, errno = "checksum_mismatch", 460, _errno.EIO
 
 
+class InsufficientStorage(OaioError):
+    """The server's storage is full (or below its reserve); nothing was stored."""
+
+    code, http_status, errno = "insufficient_storage", 507, _errno.ENOSPC
+
+
 class Unavailable(OaioError):
     """The server cannot be reached or is overloaded; retry later."""
 
@@ -135,12 +142,12 @@ _BY_CODE: dict[str, type[OaioError]] = {
     for cls in (OaioError, InvalidInput, MalformedJson, InvalidValue, Unauthorized, Forbidden,
                 NotFound, Gone, Conflict, VersionConflict, AlreadyExists, OffsetMismatch,
                 NotEmpty, PreconditionFailed, TooLarge, UnsupportedMediaType, ChecksumMismatch,
-                Unavailable)
+                InsufficientStorage, Unavailable)
 }
 _BY_STATUS: dict[int, type[OaioError]] = {
     400: InvalidInput, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     410: Gone, 412: PreconditionFailed, 413: TooLarge, 415: UnsupportedMediaType,
-    422: InvalidValue, 460: ChecksumMismatch, 502: Unavailable, 503: Unavailable, 504: Unavailable,
+    422: InvalidValue, 460: ChecksumMismatch, 502: Unavailable, 507: InsufficientStorage, 503: Unavailable, 504: Unavailable,
 }
 
 
@@ -156,5 +163,5 @@ def error_from_response(status: int, body: Any) -> OaioError:
         message = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         message = message[:500]
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status) or OaioError
-    err = cls(f"HTTP {status}: {message or cls.code}", detail, http_status=status)
+    err = cls(f"HTTP {status}: {message or cls.code}", detail, http_status=status, code=code or None)
     return err

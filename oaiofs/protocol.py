@@ -79,6 +79,9 @@ PATH_MOVE = API_PREFIX + "/objects/{oaio_id}/move"
 PATH_SUBSCRIPTIONS = API_PREFIX + "/objects/{oaio_id}/subscriptions"
 PATH_SUBSCRIPTION = API_PREFIX + "/objects/{oaio_id}/subscriptions/{username}"
 PATH_CHANGES = API_PREFIX + "/changes"
+PATH_ADMIN_USERS = API_PREFIX + "/admin/users"               # administrators only
+PATH_ADMIN_USER = API_PREFIX + "/admin/users/{username}"
+ERROR_ACCOUNT_DISABLED = "account_disabled"                  # 401 code for a disabled account
 PATH_UPLOADS = API_PREFIX + "/uploads/"
 PATH_CARTS = API_PREFIX + "/carts"
 PATH_CART = API_PREFIX + "/carts/{uid}"
@@ -200,8 +203,25 @@ XATTR_SHA256 = XATTR_PREFIX + "sha256"
 XATTR_VERSION = XATTR_PREFIX + "version"
 XATTR_PIN = XATTR_PREFIX + "pin"                    # settable: "1" pins, "0" releases
 XATTR_MOUNT_STATUS = XATTR_PREFIX + "mount_status"  # on the mount root: JSON status of the mount
+XATTR_ID = XATTR_PREFIX + "id"                      # on an object folder (and inside it): the object id
+XATTR_INFO = XATTR_PREFIX + "info"                  # JSON: id, version, right, owner, sync state (oaiofs info)
+XATTR_ACCESS = XATTR_PREFIX + "access"              # on an object folder: JSON users and rights (from the server)
+XATTR_CONTROL = XATTR_PREFIX + "control"            # settable: a JSON request to the mount (share, retry, ...)
+XATTR_RESULT_PREFIX = XATTR_PREFIX + "result."      # + the request's nonce: its JSON result
+CONTROL_OPS = ("share", "retry", "discard", "clear_conflicts")
 
 # --- values ---
+# Desktop metadata that must never become an object folder at the drive's root: trash folders of the
+# freedesktop.org trash spec (GLib then offers permanent deletion), KDE's .directory, macOS' .DS_Store etc.
+DESKTOP_METADATA_NAMES = frozenset({".Trash", ".directory", ".DS_Store", ".Spotlight-V100", ".fseventsd",
+                                    ".TemporaryItems", ".Trashes", ".hidden", "Thumbs.db", "desktop.ini"})
+
+
+def is_desktop_metadata(name: str) -> bool:
+    """True for names of desktop metadata (``.Trash-1000``, ``.directory``, ``._x`` …) refused at the root."""
+    return name in DESKTOP_METADATA_NAMES or name.startswith((".Trash-", "._"))
+
+
 VALUES_FILE = "values.json"          # the drive's view of an object's values
 RESERVED_VALUE_KEYS = ("_name", "_root_path", "_file_paths")
 MAX_VALUES_BYTES = 1 << 20           # 1 MiB of JSON per object
@@ -333,6 +353,8 @@ CART_WAIT_PARAM = "wait"             # HEAD /carts/{uid}?wait=S long-polls until
 CART_ERROR_CODE_HEADER = "X-OAIO-Error"  # on a failed cart: the error code (e.g. checksum_mismatch)
 # X-Pacifica-Message is printable ASCII: other characters are percent-encoded (UTF-8)
 MAX_CART_WAIT_S = 60.0
+MAX_CART_FILES = 100_000             # file ids per cart (422 beyond)
+MAX_CART_BODY_BYTES = 32 << 20       # bytes of a cart's create body (413 beyond)
 
 
 def cart_file_id(oaio_id: str, path: str) -> str:

@@ -15,9 +15,12 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+
+from .diskfull import is_disk_full, storage_full
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from .. import protocol
 from ..errors import OaioError, Unauthorized, Unavailable
 from . import security
 from .models import Token, User
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SESSIONS_KEY = "oaiofs.sessions"     # request.scope entry: the sessions to finish before responding
+ACCOUNT_DISABLED = protocol.ERROR_ACCOUNT_DISABLED
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oaiofs"'}
 
 
@@ -96,6 +100,8 @@ def _finish_sessions(sessions: list[Session], commit: bool) -> OaioError | None:
         for session in sessions:
             session.rollback()
         log.exception("commit failed")
+        if is_disk_full(exc):
+            return storage_full("the server's disk is full; the change was not stored")
         if isinstance(exc, OperationalError):
             return Unavailable("the database is busy; try again")
         return OaioError("internal server error")
@@ -144,6 +150,16 @@ def user_from_password(db: Session, username: str, password: str) -> User | None
     return user
 
 
+def check_enabled(user: User) -> User:
+    """``user``, or 401 ``account_disabled`` if an administrator disabled the account."""
+    if user.disabled:
+        err = unauthorized(f"the account {user.username!r} is disabled; ask the server administrator")
+        err.code = ACCOUNT_DISABLED
+        err.detail = {"username": user.username}
+        raise err
+    return user
+
+
 def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
     """The authenticated caller (``Bearer`` token or HTTP ``Basic``), else 401."""
     header = request.headers.get("authorization", "")
@@ -156,7 +172,7 @@ def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
         user = user_from_token(db, credentials)
         if user is None:
             raise unauthorized("invalid or expired token")
-        return user
+        return check_enabled(user)
     if scheme == "basic" and credentials:
         try:
             username, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
@@ -165,5 +181,5 @@ def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
         user = user_from_password(db, username, password) if sep else None
         if user is None:
             raise unauthorized("wrong user name or password")
-        return user
+        return check_enabled(user)
     raise unauthorized("unsupported authorization scheme")

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint)
+                        Text, UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 
@@ -36,6 +36,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(150), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # 401 everywhere
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -178,6 +179,13 @@ class CartFile(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
     cart: Mapped[Cart] = relationship(back_populates="files")
+
+
+class BlobGc(Base):
+    """A blob seen unreferenced by the garbage collector, and since when (``oaiofs.server.blob_gc``)."""
+    __tablename__ = "blob_gc"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 from . import models_compat  # noqa: E402,F401  (the ae compatibility tables share Base.metadata)

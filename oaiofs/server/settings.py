@@ -23,7 +23,8 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("OAIOFS_DATA") or platformdirs.user_data_dir("oaiofs"))
 
 
-_ENV_NUMBERS = ("upload_expiry_s", "cart_ttl_s", "cart_quota_bytes", "max_upload_bytes", "purge_interval_s")
+_ENV_NUMBERS = ("upload_expiry_s", "cart_ttl_s", "cart_quota_bytes", "max_upload_bytes", "purge_interval_s",
+                "min_free_bytes", "blob_gc_grace_s")
 
 
 @dataclasses.dataclass
@@ -43,6 +44,8 @@ class ServerSettings:
     max_upload_bytes: int = 64 * 1024 ** 3
     workers: int = 1
     purge_interval_s: float = 300.0      # expired uploads/carts/tokens are purged this often (and at start-up)
+    min_free_bytes: int = 32 * 1024 ** 2  # local blobs: uploads stop (507) before the disk has less free
+    blob_gc_grace_s: float = 3600.0      # an unreferenced blob is removed after being seen so this long
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()

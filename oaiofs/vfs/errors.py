@@ -48,3 +48,9 @@ class NotSupported(OaioError):
     """An extended attribute or operation the drive does not offer: ENOTSUP."""
 
     code, http_status, errno = "not_supported", 400, _errno.ENOTSUP
+
+
+class ReadOnly(OaioError):
+    """The mount is read-only for now (e.g. the account was disabled on the server): EROFS."""
+
+    code, http_status, errno = "read_only", 403, _errno.EROFS

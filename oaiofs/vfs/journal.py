@@ -230,6 +230,16 @@ class Journal:
         log.warning("%s %s: failed %s op %d discarded by the user", op.oaio_id, op.path, op.kind, op.id)
         return True
 
+    def clear_conflicts(self) -> int:
+        """Forget the conflict records (``oaiofs conflicts --clear``); the conflict copies stay."""
+        return self._store.clear_conflicts()
+
+    def failed_op(self, op_id: int) -> Op | None:
+        """A copy of the failed op ``op_id`` (with its kept bytes' path), or None."""
+        with self._cond:
+            op = self._failed.get(op_id)
+            return dataclasses.replace(op) if op is not None else None
+
     def start(self) -> None:
         """Start the worker threads (idempotent)."""
         with self._cond:

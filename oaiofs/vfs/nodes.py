@@ -152,9 +152,13 @@ def safe_name(text: str) -> str:
 
 
 def base_dir_name(view: ObjectView) -> str:
-    """The folder name an object would like: its ``_name``, else its id."""
+    """The folder name an object would like: its ``_name``, else its id.
+
+    An object named like desktop metadata (e.g. a ``.Trash-0`` object made by an older drive
+    or through the API) gets its id suffix, so that no file manager takes it for a trash folder."""
     name = view.values.get("_name")
-    return safe_name(name if isinstance(name, str) and name.strip() else view.oaio_id)
+    base = safe_name(name if isinstance(name, str) and name.strip() else view.oaio_id)
+    return base + collision_suffix(view.oaio_id) if protocol.is_desktop_metadata(base) else base
 
 
 def collision_suffix(oaio_id: str) -> str:

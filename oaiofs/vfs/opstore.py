@@ -212,6 +212,11 @@ class OpStore:
         return [{"op_id": r[0], "kind": r[1], "oaio_id": r[2], "path": r[3], "conflict_path": r[4],
                  "detail": json.loads(r[5]), "time": r[6]} for r in rows]
 
+    def clear_conflicts(self) -> int:
+        """Forget every conflict record (the copies themselves stay); returns how many."""
+        with self._lock:
+            return self._db.execute("DELETE FROM conflicts").rowcount or 0
+
     def set_meta(self, key: str, value: Any) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))

@@ -28,7 +28,8 @@ from typing import Any, Callable
 from .. import protocol
 from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
-from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted
+from .counters import COUNTERS
+from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted, ReadOnly
 from .fetcher import Candidate, Fetcher
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
 from .namespace import Namespace
@@ -66,6 +67,9 @@ class Vfs:
         self.options = options or VfsOptions()
         self.handles = HandleTable()
         self.extra_status = extra_status or (lambda: {})
+        self._releasing = 0                      # releases in progress (status: not yet in the journal)
+        self._releasing_lock = threading.Lock()
+        self.read_only: Callable[[], str | None] = lambda: None   # a reason makes every change EROFS
         self.uid, self.gid = os.getuid(), os.getgid()
         self.writeback = WriteBack(journal, namespace, cache)
         self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
@@ -116,6 +120,8 @@ class Vfs:
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         view = node.view
         assert view is not None
+        if writing:
+            self._check_writable(path)
         if writing and not view.writable:
             raise Forbidden(f"{path}: read-only (access right {view.access_right!r})")
         if node.kind == "values":
@@ -139,6 +145,7 @@ class Vfs:
 
     def create(self, path: str, mode: int = 0o644) -> int:
         """Create (or truncate) a regular file inside an object."""
+        self._check_writable(path)
         parent, name = self._parent_of(path)
         if parent.kind == "root":
             raise NotPermitted(f"{path}: only folders (objects) can be created at the root")
@@ -267,6 +274,8 @@ class Vfs:
         item = handle.item
         if not (item.dirty or item.complete):
             self.fetcher.wait_for_read(item, handle.read_state, offset, size)
+        else:
+            COUNTERS.cache_hits += 1
         n = min(size, item.size - offset)
         return os.preadv(item.fd, [buf[:n]], offset) if n > 0 else 0
 
@@ -348,6 +357,15 @@ class Vfs:
 
     def release(self, fh: int) -> None:
         """Last close of a handle: a changed file goes to the journal before this returns."""
+        with self._releasing_lock:
+            self._releasing += 1
+        try:
+            self._release(fh)
+        finally:
+            with self._releasing_lock:
+                self._releasing -= 1
+
+    def _release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
         if isinstance(handle, ValuesHandle):
             try:
@@ -431,8 +449,10 @@ class Vfs:
     # ------------------------------------------------------------------ namespace changes
     def mkdir(self, path: str, mode: int = 0o755) -> None:
         parent, name = self._parent_of(path)
+        self._check_writable(path)
         self._must_not_exist(path)
         if parent.kind == "root":
+            self._refuse_metadata(name, path)
             values = {"_name": name}
             oaio_id = protocol.make_oaio_id(self.options.app_id, self.ns.me, self.options.device_id,
                                             values, protocol.now_stamp())
@@ -443,6 +463,7 @@ class Vfs:
 
     def rmdir(self, path: str) -> None:
         node = self.ns.resolve(path)
+        self._check_writable(path)
         if not node.is_dir:
             raise NotADirectory(f"{path} is not a folder")
         if node.kind == "root":
@@ -463,6 +484,7 @@ class Vfs:
 
     def unlink(self, path: str) -> None:
         node = self.ns.resolve(path)
+        self._check_writable(path)
         if node.is_dir:
             raise IsADirectory(f"{path} is a folder")
         view = node.view
@@ -482,6 +504,7 @@ class Vfs:
 
     def rename(self, old: str, new: str) -> None:
         src = self.ns.resolve(old)
+        self._check_writable(old)
         dst_parent, dst_name = self._parent_of(new)
         if src.kind == "root":
             raise NotPermitted("the root cannot be renamed")
@@ -553,6 +576,7 @@ class Vfs:
             raise Forbidden(f"renaming {self.ns.name_of(view.oaio_id)!r} changes its _name (needs U, D or C)")
         if dst_name in self.ns.root_names():
             raise NotEmpty(f"{new} exists")
+        self._refuse_metadata(dst_name, new)
         values = dict(view.values, _name=dst_name)
         self._submit_new_values(view.oaio_id, values, dict(view.values), view.version)
 
@@ -585,11 +609,19 @@ class Vfs:
 
     # ------------------------------------------------------------------ status / callbacks
     def status(self) -> dict[str, Any]:
+        # files open for writing or being closed: their changes are not in the journal yet. Read in
+        # this order (handles, releases, journal), a file is never missed: a release increments
+        # ``_releasing`` before it pops its handle and submits to the journal before it decrements.
+        writing = sum(1 for h in self.handles.all() if h.writable)
+        writing += self._releasing
         doc = dict(self.journal.status())
         doc["cache"] = self.cache.stats()
         doc["objects"] = len(self.ns.object_ids())
+        doc["open_for_writing"] = writing
         doc.update(self.extra_status())
         doc["online"] = bool(doc.get("online", True)) and bool(doc.get("feed_online", True))
+        named = {e.get("oaio_id") for key in ("ops", "failed", "conflicts") for e in doc.get(key, ())}
+        doc["names"] = {oid: self.ns.name_of(oid) for oid in named if oid and self.ns.name_of(oid)}
         return doc
 
     # ------------------------------------------------------------------ helpers
@@ -614,6 +646,19 @@ class Vfs:
     def _mount_path(self, node: Node) -> str:
         assert node.view is not None
         return "/" + (self.ns.name_of(node.view.oaio_id) or node.view.oaio_id) + "/" + node.path
+
+    def _check_writable(self, path: str) -> None:
+        reason = self.read_only()
+        if reason:
+            raise ReadOnly(f"{path}: the drive is read-only: {reason}")
+
+    @staticmethod
+    def _refuse_metadata(name: str, path: str) -> None:
+        """No object named like desktop metadata: a refused ``.Trash-<uid>`` makes GLib file managers offer
+        permanent deletion instead of leaving a trash object on the server (docs/drive.md, "Delete")."""
+        if protocol.is_desktop_metadata(name):
+            raise NotPermitted(f"{path}: desktop metadata ({name}) cannot be an object; this drive has no "
+                               "desktop trash (delete permanently)")
 
     def _must_not_exist(self, path: str) -> None:
         try:

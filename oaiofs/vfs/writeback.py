@@ -251,6 +251,18 @@ class WriteBack:
                     op.path, err.message)
         self.ns.local_changed(op.oaio_id)
 
+    def on_discarded(self, op: Op) -> None:
+        """The user discarded failed ``op`` (``oaiofs discard``): the server's version shows again."""
+        with self._lock:
+            snapshot = self._snapshots.pop(op.id, None)
+            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
+                del self._last_op[key]
+        if snapshot is not None:
+            self.cache.drop_if_unchanged(*snapshot)
+        elif op.kind == "put_file":
+            self.cache.remove(op.oaio_id, op.path, tree=False)
+        self.ns.local_changed(op.oaio_id)
+
     def _mark_applied(self, op: Op) -> None:
         with self._lock:
             applied = self._applied
