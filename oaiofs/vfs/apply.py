@@ -58,6 +58,7 @@ class Outcome:
     result_version: int | None = None
     conflict_path: str = ""
     error: OaioError | None = None
+    base_held: bool = True              # False: the op's base version was stale (applied without it)
 
 
 def is_transient(err: OaioError) -> bool:
@@ -167,17 +168,19 @@ class OpApplier:
         return Outcome("done", doc, doc.get("version"))
 
     def _apply_move(self, op: Op) -> Outcome:
+        held = True
         try:
             doc = self.api.move(op.oaio_id, op.path, op.dst, base_version=op.base_version, overwrite=True)
         except VersionConflict:
             log.info("%s/%s: changed on the server; moving the server's version to %s",
                      op.oaio_id, op.path, op.dst)
             doc = self.api.move(op.oaio_id, op.path, op.dst, overwrite=True)
+            op.base_version, held = None, False     # the drive must not take the moved file as its own
         except NotFound:
             doc = self.api.get_object(op.oaio_id)
             if _find_file(doc, op.path) is not None or _find_file(doc, op.dst) is None:
                 raise
-        return Outcome("done", doc, doc.get("version"))   # (re-applied after a crash: already moved)
+        return Outcome("done", doc, doc.get("version"), base_held=held)   # (re-applied after a crash: already moved)
 
     def _apply_put_file(self, op: Op) -> Outcome:
         assert op.data_file, "put_file op without a snapshot"

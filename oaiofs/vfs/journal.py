@@ -354,8 +354,6 @@ class Journal:
                         op.kind, op.id, op.error, op.data_file or "the journal")
             self._notify(self._on_failed, final, outcome.error or OaioError(op.error))
         else:
-            with self._cond:
-                self._chain_locked(op, outcome)
             self._store.delete(op)
             if outcome.state == "conflict":
                 self._store.add_conflict(op, outcome.conflict_path, {"origin": self.origin})
@@ -363,6 +361,9 @@ class Journal:
             self._notify(self._on_applied, final, outcome.doc)
             self._store.remove_data(op.data_file)
         with self._cond:                 # only now may wait() return: the drive has been told
+            # rebase after the callbacks: an op submitted before this point is queued here, one
+            # submitted after it was based on what on_applied told the drive (see writeback.py)
+            self._chain_locked(op, outcome)
             self._dequeue_locked(op)
             op.state = outcome.state
             if op.state == "failed":
@@ -405,6 +406,8 @@ class Journal:
             file_versions[applied.path] = 0
         elif applied.kind == "move":
             file_versions[applied.path] = 0
+            if not outcome.base_held:
+                return               # the source had changed elsewhere: later ops must meet that change
             moved = next((f for f in (outcome.doc or {}).get("files", []) if f.get("path") == applied.dst), None)
             if moved is not None:
                 file_versions[applied.dst] = int(moved["version"])

@@ -83,9 +83,17 @@ class Vfs:
     def getattr(self, path: str) -> Attr:
         node = self.ns.resolve(path)
         attr = node_attr(node)
-        if node.kind == "file" and self._held:
+        if node.kind != "file":
+            return attr
+        local = self.cache.dirty_size((node.oaio_id, node.path))
+        if local is not None:
+            # the latest local state wins over the namespace, which learns of a write only at
+            # its release (the kernel computes O_APPEND offsets and clamps reads with this size)
+            return attr if local == attr.size else replace(attr, size=local)
+        if self._held:
             held = self._held.get((node.oaio_id, node.path))
-            if held and held[0].version != node.entry.version and not held[0].dirty:  # type: ignore[union-attr]
+            if (held and held[0].key == (node.oaio_id, node.path) and not node.entry.local  # type: ignore[union-attr]
+                    and held[0].version != node.entry.version and not held[0].dirty):  # type: ignore[union-attr]
                 # close-to-open: while a reader holds an older version, its size stays visible
                 # (the kernel clamps reads to the size it was last told)
                 attr = replace(attr, size=held[0].size)
@@ -174,14 +182,24 @@ class Vfs:
         before = self.cache.peek(key)
         if entry.local and (before is None or not before["dirty"]):
             ops = self.writeback.pending_ops(view.oaio_id)
-            put = next((o for o in reversed(ops) if o.kind == "put_file" and o.path == entry.path), None)
-            if put is not None and put.data_file and (before is None or before["sha256"] != put.sha256):
+            # the newest op that put bytes here: a put_file, or a move onto this path (then the
+            # bytes are the moved file's, cached or on the server once the move is applied)
+            last = next((o for o in reversed(ops) if (o.kind == "put_file" and o.path == entry.path) or (
+                o.kind == "move" and (o.dst == entry.path or entry.path.startswith(o.dst + "/")))), None)
+            put = last if last is not None and last.kind == "put_file" else None
+            if (put is not None and put.data_file and (before is None or before["sha256"] != put.sha256)
+                    and (before is None or not before["open"])):     # never swap an item others hold
                 return self._open_from_journal(key, put), False
             if before is None:
                 self._wait_for_move(entry.path, ops)
         # the kernel may keep its pages only if these exact bytes were cached before this open
         keep = before is not None and (before["dirty"] or (before["version"] == entry.version
                                                            and before["sha256"] == entry.sha256))
+        if entry.local and before is not None:
+            # local changes pending: the cached item is this mount's history, whatever version the
+            # namespace shows meanwhile (it learns of our own commits a little later)
+            item = self.cache.open(key, version=before["version"], sha256=before["sha256"], size=before["size"])
+            return item, keep
         if before is None and 0 < entry.size <= self.options.small_file_bytes:
             self._fetch_small(node)
         item = self.cache.open(key, version=entry.version, sha256=entry.sha256, size=entry.size)
@@ -194,6 +212,7 @@ class Vfs:
             shutil.copyfileobj(src, dst, 1 << 20)
         item.size = op.size
         item.sha256 = op.sha256
+        item.version = op.base_version or 0                      # the history continues from the op's base
         item.ranges.add(0, op.size)
         self.cache.account(op.size)
         self.writeback.track(op, item)                           # clean once the journal applies it
@@ -231,16 +250,15 @@ class Vfs:
         self.fetcher.fetch_batch(wanted, companions)
 
     def _begin_write(self, item: Item, truncate: bool) -> None:
-        if truncate:
+        if not truncate and not item.dirty:
+            self.fetcher.fill(item)                          # network: before taking the write lock
+        with item.write_lock:
             item.prepare_write()
-            item.truncate(0)
-        else:
-            if not item.dirty:
-                self.fetcher.fill(item)
-            item.prepare_write()
-        item.writers += 1
-        if truncate:
-            self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
+            if truncate:
+                self.writeback.changed(item.key)
+                item.truncate(0)
+                self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
+            item.writers += 1
 
     # ------------------------------------------------------------------ read / write
     def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -281,12 +299,15 @@ class Vfs:
                 handle.dirty = True
             return len(data)
         item = handle.item
-        if item.linked:
-            item.prepare_write()
-        written = item.write(offset, data)
-        handle.wrote = True
-        self.writeback.wrote(item, handle.base_version, offset, written)
-        self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
+        with item.write_lock:
+            if item.linked:
+                item.prepare_write()
+            written = item.write(offset, data)
+            handle.wrote = True
+            if item.detached:                # removed or replaced while open: nothing to show or upload
+                return written
+            self.writeback.wrote(item, offset, written)
+            self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
         return written
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> None:
@@ -294,9 +315,21 @@ class Vfs:
             handle = self.handles.get(fh)
             self._truncate_handle(handle, length)
             return
+        node = self.ns.resolve(path)
+        if node.kind == "values":
+            # open(values.json, O_TRUNC) arrives as open + truncate(path) without a handle (libfuse2):
+            # the truncate belongs to the handles open for writing, which hold the new text
+            editing = [h for h in self.handles.all() if isinstance(h, ValuesHandle) and h.writable
+                       and h.oaio_id == node.oaio_id]
+            for handle in editing:
+                self._truncate_handle(handle, length)
+            if editing:
+                return
         own = self.open(path, os.O_WRONLY)[0]
         try:
             self._truncate_handle(self.handles.get(own), length)
+            if node.kind == "values":
+                self.flush(own)                 # `truncate -s 0 values.json`: EINVAL, values unchanged
         finally:
             self.release(own)
 
@@ -310,12 +343,14 @@ class Vfs:
                 handle.dirty = True
             return
         item = handle.item
-        if item.linked:
-            item.prepare_write()
-        self.writeback.changed(item.key)
-        item.truncate(length)
-        handle.wrote = True
-        self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
+        with item.write_lock:
+            if item.linked:
+                item.prepare_write()
+            self.writeback.changed(item.key)
+            item.truncate(length)
+            handle.wrote = True
+            if not item.detached:
+                self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
 
     # ------------------------------------------------------------------ flush / release / fsync
     def flush(self, fh: int) -> None:
@@ -347,9 +382,10 @@ class Vfs:
             self._unhold(item)
         try:
             if handle.writable:
-                item.writers -= 1
-                if item.writers == 0:
-                    self.writeback.submit_file(handle.item, handle.base_version)
+                with item.write_lock:
+                    item.writers -= 1
+                    if item.writers == 0:
+                        self.writeback.submit_file(item)
         finally:
             self.cache.close(item)
 
@@ -362,17 +398,35 @@ class Vfs:
                         del self._held[key]
                     return
 
+    def _forget_held(self, oaio_id: str, path: str, moved_from: str | None = None) -> None:
+        """``path`` was replaced or removed here: readers of what it was no longer set its size
+        (a file renamed from ``moved_from`` takes its readers along)."""
+        with self._held_lock:
+            for key in [k for k in self._held if k[0] == oaio_id and (k[1] == path or k[1].startswith(path + "/"))]:
+                del self._held[key]
+            if moved_from is not None:
+                for key in [k for k in self._held if k[0] == oaio_id
+                            and (k[1] == moved_from or k[1].startswith(moved_from + "/"))]:
+                    self._held[(oaio_id, path + key[1][len(moved_from):])] = self._held.pop(key)
+
     def fsync(self, fh: int) -> None:
-        """Return once the server has committed this file's bytes (or raise why not)."""
+        """Return once this file's bytes are durable in the journal (server reachable or not).
+
+        Raises the error of the file's previous upload if the server refused it for good."""
         handle = self.handles.get(fh)
         if isinstance(handle, ValuesHandle):
-            op = self._submit_values(handle)
             key = (handle.oaio_id, protocol.VALUES_FILE)
+            failure = self.writeback.last_failure(key)
+            self._submit_values(handle)
         else:
-            key = handle.item.key
-            dirty = handle.item.dirty and handle.writable
-            op = self.writeback.submit_file(handle.item, handle.base_version) if dirty else None
-        self.writeback.wait(key, op)
+            item = handle.item
+            with item.write_lock:
+                key = item.key
+                failure = self.writeback.last_failure(key)
+                if item.dirty and handle.writable:
+                    self.writeback.submit_file(item)
+        if failure is not None:
+            raise failure
 
     def _submit_values(self, handle: ValuesHandle) -> Op | None:
         with handle.lock:
@@ -387,7 +441,8 @@ class Vfs:
                 log.warning("values.json of %s refused: %s", handle.oaio_id, err.message)
                 raise
             handle.submitted = text
-        return self._submit_new_values(handle.oaio_id, values, handle.base_values, handle.base_version)
+            base_values, handle.base_values = handle.base_values, values   # the next save builds on this one
+        return self._submit_new_values(handle.oaio_id, values, base_values, handle.base_version)
 
     def _submit_new_values(self, oaio_id: str, values: dict[str, Any], base_values: dict[str, Any],
                            base_version: int | None) -> Op:
@@ -453,6 +508,7 @@ class Vfs:
         self.writeback.submit(Op("delete_path", view.oaio_id, node.path, base_version=base, mtime=time.time()))
         self.cache.remove(view.oaio_id, node.path, tree=False)
         self.ns.clear_open_file(view.oaio_id, node.path)
+        self._forget_held(view.oaio_id, node.path)
 
     def rename(self, old: str, new: str) -> None:
         src = self.ns.resolve(old)
@@ -494,11 +550,21 @@ class Vfs:
             if target is not None and not target.is_dir:
                 self.writeback.submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
         else:
-            self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
+            self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()),
+                                  base=lambda: self._history_version(view.oaio_id, src))
         folders = src.is_dir or (target is not None and target.is_dir)
-        self.cache.rename(view.oaio_id, src.path, dst_inner, tree=folders)
-        self.ns.move_open_files(view.oaio_id, src.path, dst_inner)
-        self.writeback.moved(view.oaio_id, src.path, dst_inner)
+        src_path = src.path                   # move_open_files renames the open file's Entry in place
+        self.writeback.moved(view.oaio_id, src_path, dst_inner, tree=folders)
+        self.ns.move_open_files(view.oaio_id, src_path, dst_inner)
+        self._forget_held(view.oaio_id, dst_inner, src_path)
+
+    def _history_version(self, oaio_id: str, node: Node) -> int | None:
+        """The server version a file's local history is at (None for folders): a move based on it
+        lets the history continue at the new name (the journal rebases it after pending uploads)."""
+        if node.kind != "file" or node.entry is None:
+            return None
+        rec = self.cache.peek((oaio_id, node.path))
+        return int(rec["version"]) if rec is not None else node.entry.version
 
     def _only_here(self, oaio_id: str, node: Node) -> bool:
         """A file that exists only on this mount (created, not yet handed to the journal)."""
