@@ -67,8 +67,9 @@ class VfsWorld:
         self.by_sha: dict[str | None, bytes] = {}
         commit = self.server.commit
 
-        def commit_and_keep(oaio_id: str, path: str, data: bytes, base: int | None) -> dict[str, Any]:
-            entry = commit(oaio_id, path, data, base)
+        def commit_and_keep(oaio_id: str, path: str, data: bytes, base: int | None,
+                            **meta: Any) -> dict[str, Any]:
+            entry = commit(oaio_id, path, data, base, **meta)
             self.by_sha[entry["sha256"]] = data
             return entry
         self.server.commit = commit_and_keep  # type: ignore[method-assign]

@@ -55,7 +55,8 @@ class FakeServer:
         if (current["version"] if current else 0) != base:
             raise VersionConflict("stale", {"current_version": current["version"] if current else 0})
 
-    def commit(self, oaio_id: str, path: str, data: bytes, base: int | None) -> dict[str, Any]:
+    def commit(self, oaio_id: str, path: str, data: bytes, base: int | None, *, mode: int | None = None,
+               mtime_ns: int | None = None) -> dict[str, Any]:
         obj = self.objects.get(oaio_id)
         if obj is None:
             raise NotFound("no object")
@@ -64,7 +65,8 @@ class FakeServer:
         self._check_file_base(obj, path, base)
         obj["version"] += 1
         entry = {"path": path, "kind": "file", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                 "version": obj["version"], "stamp": "", "mtime": 0.0}
+                 "version": obj["version"], "stamp": "", "mtime": (mtime_ns or 0) / 1e9,
+                 "mode": 0o644 if mode is None else mode, "mtime_ns": mtime_ns or 0}
         obj["files"] = [f for f in obj["files"] if f["path"] != path] + [entry]
         self.blobs[(oaio_id, path)] = data
         return dict(entry)
@@ -116,6 +118,19 @@ class FakeApi:
                  mtime: float | None = None) -> dict[str, Any]:
         self.s._enter("put_file", oaio_id, path)
         return self.s.commit(oaio_id, path, data, base_version)
+
+    def set_file_meta(self, oaio_id: str, path: str, *, mode: int | None = None, mtime_ns: int | None = None,
+                      base_version: int | None = None) -> dict[str, Any]:
+        obj = self.s._enter("set_file_meta", oaio_id, path)
+        entry = self.s._file(obj, path) if obj else None
+        if entry is None:
+            raise NotFound("no such file")
+        if mode is not None:
+            entry["mode"] = mode
+        if mtime_ns is not None:
+            entry["mtime_ns"], entry["mtime"] = mtime_ns, mtime_ns / 1e9
+        obj["version"] += 1
+        return self.s.doc(oaio_id)
 
     def delete_file(self, oaio_id: str, path: str, base_version: int | None = None) -> dict[str, Any]:
         obj = self.s._enter("delete_file", oaio_id, path)
@@ -189,6 +204,6 @@ class FakeUploader:
         if sha256 and hashlib.sha256(upload["buf"]).hexdigest() != sha256:
             del self.s.uploads[url]
             raise ChecksumMismatch("whole-file sha256 does not match")
-        entry = self.s.commit(oaio_id, path, upload["buf"], base_version)
+        entry = self.s.commit(oaio_id, path, upload["buf"], base_version, mode=mode, mtime_ns=mtime_ns)
         upload["result"] = {"version": entry["version"], "sha256": entry["sha256"], "size": entry["size"]}
         return upload["result"]
