@@ -28,7 +28,7 @@ from typing import Any, Callable
 from .. import protocol
 from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
-from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted
+from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotCached, NotPermitted
 from .fetcher import Candidate, Fetcher
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
 from .namespace import Namespace
@@ -117,13 +117,12 @@ class Vfs:
             return self.handles.add(handle), False
         item, keep_cache = self._open_item(node)
         try:
-            if writing:
-                self._begin_write(item, truncate=bool(flags & os.O_TRUNC))
+            unfilled = self._begin_write(item, truncate=bool(flags & os.O_TRUNC)) if writing else False
         except BaseException:
             self.cache.close(item)
             raise
         assert node.entry is not None
-        fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version))
+        fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version, unfilled=unfilled))
         if not writing:
             with self._held_lock:
                 self._held.setdefault(item.key, []).append(item)
@@ -219,17 +218,33 @@ class Vfs:
                     budget -= e.size
         self.fetcher.fetch_batch(wanted, companions)
 
-    def _begin_write(self, item: Item, truncate: bool) -> None:
+    def _begin_write(self, item: Item, truncate: bool) -> bool:
+        """Make ``item`` writable; True if its old bytes could not be fetched (offline) yet.
+
+        libfuse2 strips ``O_TRUNC`` from ``open`` and sends ``truncate(0)`` after it, so a
+        ``> file`` of an uncached file offline must not fail at open: the fill is retried at the
+        first write or non-zero truncate of the handle (``_fill_before_change``)."""
+        unfilled = False
         if truncate:
             item.prepare_write()
             item.truncate(0)
         else:
             if not item.dirty:
-                self.fetcher.fill(item)
+                try:
+                    self.fetcher.fill(item)
+                except NotCached:
+                    unfilled = True
             item.prepare_write()
         item.writers += 1
         if truncate:
             self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
+        return unfilled
+
+    def _fill_before_change(self, handle: FileHandle, keeps: int) -> None:
+        """Fetch the old bytes an offline-opened handle needs before its first change (``keeps`` of them)."""
+        if keeps > 0 and not handle.item.dirty:
+            self.fetcher.fill(handle.item)       # still offline: EIO, nothing changed
+        handle.unfilled = False
 
     # ------------------------------------------------------------------ read / write
     def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -268,6 +283,8 @@ class Vfs:
                 handle.dirty = True
             return len(data)
         item = handle.item
+        if handle.unfilled:
+            self._fill_before_change(handle, item.size)
         if item.linked:
             item.prepare_write()
         written = item.write(offset, data)
@@ -297,6 +314,8 @@ class Vfs:
                 handle.dirty = True
             return
         item = handle.item
+        if handle.unfilled:
+            self._fill_before_change(handle, min(length, item.size))
         if item.linked:
             item.prepare_write()
         self.writeback.changed(item.key)

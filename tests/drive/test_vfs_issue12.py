@@ -1,0 +1,88 @@
+"""VFS-level tests (fakes, no FUSE) of issue 12's drive fixes: offline truncating writes,
+name lengths, folder link counts, appends seen by open readers, local folders during feed updates."""
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from oaiofs.vfs.cache import Cache
+from oaiofs.vfs.errors import NotCached
+from oaiofs.vfs.fetcher import Fetcher
+from oaiofs.vfs.namespace import Namespace
+from oaiofs.vfs.vfs import Vfs, VfsOptions
+from tests.drive.fakes import FakeJournal, FakeSource, object_doc
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def env(tmp_path):
+    files = {("o1", "a.txt"): b"alpha", ("o1", "big.bin"): b"B" * (2 * MiB)}
+    source = FakeSource(dict(files))
+    cache = Cache(tmp_path / "cache", quota_bytes=64 * MiB)
+    journal = FakeJournal(tmp_path / "cache" / "journal")
+    ns = Namespace("me")
+    vfs = Vfs(ns, cache, Fetcher(source, cache), journal, VfsOptions())
+    ns.set_pending_source(vfs.writeback.pending_ops)
+    ns.load([object_doc("o1", "One", {p: b for (_, p), b in files.items()})])
+    return vfs, journal, source
+
+
+# --- item 5: a truncating write offline needs no old bytes ---------------------------------
+@pytest.mark.parametrize("name", ["a.txt", "big.bin"])
+def test_offline_truncating_write_of_an_uncached_file(env, name):
+    """libfuse2 sends open(O_WRONLY) without O_TRUNC, then truncate(0) with the handle."""
+    vfs, journal, source = env
+    source.offline = True
+    fh, _ = vfs.open(f"/One/{name}", os.O_WRONLY)
+    vfs.truncate(f"/One/{name}", 0, fh)
+    vfs.write(fh, 0, b"x\n")
+    vfs.release(fh)
+    op = journal.ops[-1]
+    assert (op.kind, op.path, op.size, op.base_version) == ("put_file", name, 2, 1)
+    assert open(op.data_file, "rb").read() == b"x\n"
+    fh, _ = vfs.open(f"/One/{name}", os.O_RDONLY)
+    assert vfs.read(fh, 0, 100) == b"x\n" and vfs.getattr(f"/One/{name}").size == 2
+    vfs.release(fh)
+
+
+def test_offline_truncate_by_path_then_write(env):
+    """``O_TRUNC`` may also arrive as truncate(path, 0) without a handle, before the open."""
+    vfs, journal, source = env
+    source.offline = True
+    vfs.truncate("/One/big.bin", 0)
+    fh, _ = vfs.open("/One/big.bin", os.O_WRONLY)
+    vfs.write(fh, 0, b"new")
+    vfs.release(fh)
+    assert open(journal.ops[-1].data_file, "rb").read() == b"new"
+
+
+def test_offline_partial_write_of_an_uncached_file_still_fails_cleanly(env):
+    """Old bytes are needed: EIO at the write, nothing submitted, and it works once online."""
+    vfs, journal, source = env
+    source.offline = True
+    fh, _ = vfs.open("/One/big.bin", os.O_RDWR)                      # the open itself succeeds
+    with pytest.raises(NotCached) as exc:
+        vfs.write(fh, 10, b"patch")
+    assert exc.value.errno == errno.EIO
+    with pytest.raises(NotCached):
+        vfs.truncate("/One/big.bin", 100, fh)                        # keeps old bytes: needs them too
+    source.offline = False
+    vfs.write(fh, 10, b"patch")
+    vfs.release(fh)
+    data = open(journal.ops[-1].data_file, "rb").read()
+    assert data == b"B" * 10 + b"patch" + b"B" * (2 * MiB - 15) and len(journal.ops) == 1
+
+
+def test_offline_open_for_writing_without_a_write_submits_nothing(env):
+    vfs, journal, source = env
+    source.offline = True
+    fh, _ = vfs.open("/One/a.txt", os.O_WRONLY)
+    vfs.release(fh)
+    assert journal.ops == []
+    source.offline = False
+    fh, _ = vfs.open("/One/a.txt", os.O_RDONLY)
+    assert vfs.read(fh, 0, 10) == b"alpha"
+    vfs.release(fh)
