@@ -140,15 +140,27 @@ class WriteBack:
 
         Bytes the server already has are just marked clean. Returns how many files were submitted.
         """
-        queued = {(op.oaio_id, op.path) for op in self.journal.pending(None) if op.kind == "put_file"}
+        queued = {(op.oaio_id, op.path): op for op in self.journal.pending(None) if op.kind == "put_file"}
         submitted = 0
         for key, rec in self.cache.dirty_records():
-            if key in queued:
-                continue
             data = self.cache.data_dir / rec["token"]
+            last = queued.get(key)
+            if last is not None and (rec.get("sha256") == last.sha256 or not data.exists()):
+                # the queued upload holds these bytes: the record turns clean (or is dropped, on a
+                # conflict) when it is applied, as if this process had submitted it (issue 12 item 4)
+                with self._lock:
+                    self._snapshots[last.id] = (key, rec.get("write_gen", 0))
+                    self._last_op[key] = last
+                continue
             if not data.exists():
                 continue
             sha = file_sha256(data)
+            if last is not None and sha == last.sha256:
+                self.cache.repair_record(key, data.stat().st_size, sha)
+                with self._lock:
+                    self._snapshots[last.id] = (key, rec.get("write_gen", 0))
+                    self._last_op[key] = last
+                continue
             self.cache.repair_record(key, data.stat().st_size, sha)
             view = self.ns.view(key[0])
             entry = view.entries.get(key[1]) if view is not None else None

@@ -49,3 +49,78 @@ def test_offline_truncating_write_of_uncached_files(server_factory, mounted_driv
     assert fresh.path("Notes", "small.txt").read_bytes() == b"x\n"
     assert fresh.path("Notes", "big.bin").read_bytes() == b"now small\n"
     assert fresh.path("Notes", "other.bin").read_bytes() == other             # the refused write changed nothing
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    from oaiofs.spawn import oaiofs_argv
+
+    return subprocess.run(oaiofs_argv(*args), capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env=dict(os.environ, OAIOFS_PASSWORD=PASSWORD))
+
+
+def _status_xattr(path) -> str:
+    return os.getxattr(path, "user.oaio.status").decode()
+
+
+def test_offline_edits_on_two_mounts_then_forced_umount_and_offline_remount(server_factory, tmp_path,
+                                                                            mounted_drive):
+    """Issue 12 item 4, exactly: the file must not stay 'dirty' with nothing pending, and later remote
+    edits must appear; the two mounts' edits yield exactly one conflict copy with both versions kept."""
+    server = server_factory()
+    user = server.add_user("two-offline")
+    api = ApiClient(server.url, user, PASSWORD)
+    oid = api.create_object({"_name": "Both"})["oaio_id"]
+    api.put_file(oid, "f.txt", b"base version\n")
+    mounts = {name: (tmp_path / f"m{name}", tmp_path / f"c{name}") for name in "AB"}
+
+    def mount(name: str) -> None:
+        mnt, cache = mounts[name]
+        mnt.mkdir(exist_ok=True)
+        done = _cli("mount", str(mnt), "--server", server.url, "--user", user, "--cache", str(cache),
+                    "--poll", "2")
+        assert done.returncode == 0, done.stderr
+
+    try:
+        for name in "AB":
+            mount(name)
+            assert (mounts[name][0] / "Both" / "f.txt").read_bytes() == b"base version\n"
+        server.stop()
+        for name in "AB":
+            (mounts[name][0] / "Both" / "f.txt").write_bytes(f"edited on {name}\n".encode())
+        for name in "AB":
+            wait_until(lambda: mount_status(mounts[name][0])["ops"], message=f"edit queued on {name}")
+            forced = _cli("umount", "--force", str(mounts[name][0]))
+            assert forced.returncode == 0, forced.stderr
+        for name in "AB":
+            mount(name)                                                      # offline, from the cache
+            assert mount_status(mounts[name][0])["online"] is False
+            assert (mounts[name][0] / "Both" / "f.txt").read_bytes() == f"edited on {name}\n".encode()
+        server.start()
+        for name in "AB":
+            wait_until(lambda: mount_status(mounts[name][0])["online"]
+                       and not mount_status(mounts[name][0])["ops"], timeout=90, message=f"{name} drained")
+
+        files = {f["path"]: api.get_file(oid, f["path"]) for f in api.get_object(oid)["files"]}
+        copies = [p for p in files if p != "f.txt"]
+        assert len(copies) == 1 and "conflict" in copies[0], files           # exactly one conflict copy
+        assert sorted([files["f.txt"], files[copies[0]]]) == [b"edited on A\n", b"edited on B\n"]
+        for name in "AB":                                                    # both mounts converge
+            folder = mounts[name][0] / "Both"
+            wait_until(lambda: (folder / "f.txt").read_bytes() == files["f.txt"]
+                       and _status_xattr(folder / "f.txt") != "dirty", timeout=60,
+                       message=f"{name} shows the server's f.txt, not dirty")
+            assert "pending: 0" in _cli("status", str(mounts[name][0])).stdout
+
+        api.put_file(oid, "f.txt", b"a later remote edit\n")                # later remote edits appear
+        for name in "AB":
+            path = mounts[name][0] / "Both" / "f.txt"
+            wait_until(lambda: path.read_bytes() == b"a later remote edit\n", timeout=60,
+                       message=f"remote edit visible on {name}")
+            assert _status_xattr(path) != "dirty"
+    finally:
+        for mnt, _cache in mounts.values():
+            if os.path.ismount(mnt) and _cli("umount", "--force", str(mnt)).returncode != 0:
+                subprocess.run(["fusermount", "-uz", str(mnt)])
+    fresh = mounted_drive(server, user)                                      # empty cache
+    assert (fresh.path("Both", "f.txt")).read_bytes() == b"a later remote edit\n"
+    assert sorted(os.listdir(fresh.path("Both"))) == sorted(["f.txt", copies[0], "values.json"])
