@@ -198,13 +198,13 @@ class OaioFuseOps(Operations):
         self.vfs.rename(old, new)
 
     def symlink(self, target: str, source: str) -> None:
-        raise FuseOSError(errno.EPERM)
+        self.vfs.make_special(target)             # fusepy: ``target`` is the new link's path
 
     def link(self, target: str, source: str) -> None:
-        raise FuseOSError(errno.EPERM)
+        self.vfs.make_special(target)
 
     def mknod(self, path: str, mode: int, dev: int) -> None:
-        raise FuseOSError(errno.EPERM)
+        self.vfs.make_special(path)
 
     # --- extended attributes ---
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:

@@ -20,7 +20,7 @@ import cachetools
 
 from .. import protocol
 from ..errors import NotFound
-from .errors import NotADirectory
+from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
 
@@ -158,6 +158,7 @@ class Namespace:
             oaio_id = self.root_names().get(parts[0])
             view = self.view(oaio_id) if oaio_id else None
             if view is None:
+                check_name_lengths(path, protocol.MAX_NAME_BYTES)      # only on a miss: no cost on hits
                 raise NotFound(f"no object folder {parts[0]!r}")
             if len(parts) == 1:
                 return Node("object", view)
@@ -169,6 +170,7 @@ class Namespace:
                 parent = view.entries.get("/".join(parts[1:-1]))
                 if parent is not None and parent.kind == "file":
                     raise NotADirectory(f"{path}: a parent is a file")
+                check_name_lengths(path, protocol.MAX_NAME_BYTES)
                 raise NotFound(f"{path}: no such file")
             return Node(entry.kind, view, entry)
 

@@ -10,7 +10,7 @@ disk), :class:`Fetcher` (filling the cache) and a journal (durable queue of chan
 for the server), reached through :class:`WriteBack`; :class:`Xattrs` answers the
 extended attributes.
 
-Lock ordering (outermost first): ``Namespace._lock`` → ``Cache._lock`` →
+Lock ordering (outermost first): ``Vfs._follow_lock`` → ``Namespace._lock`` → ``Cache._lock`` →
 ``Item.cond``; ``WriteBack._lock`` and ``Vfs._held_lock`` are leaves. No lock is
 held across network I/O (``journal.submit`` is a local fsync).
 """
@@ -28,8 +28,9 @@ from typing import Any, Callable
 from .. import protocol
 from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
-from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotCached, NotPermitted
-from .fetcher import Candidate, Fetcher
+from .errors import (BadHandle, CrossDevice, IsADirectory, NotADirectory, NotCached, NotPermitted,
+                     check_name_lengths)
+from .fetcher import Candidate, Fetcher, ReadState
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
 from .namespace import Namespace
 from .nodes import Attr, Node, node_attr, safe_name
@@ -71,17 +72,22 @@ class Vfs:
         self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
                              lambda: self.journal.status(), self.status)
         self._held_lock = threading.Lock()
+        self._follow_lock = threading.Lock()         # reader handles moving to a newer version
         self._held: dict[ItemKey, list[Item]] = {}   # clean items open for reading (close-to-open sizes)
 
     # ------------------------------------------------------------------ metadata
     def getattr(self, path: str) -> Attr:
         node = self.ns.resolve(path)
         attr = node_attr(node)
+        if node.kind == "root":
+            return replace(attr, nlink=2 + len(self.ns.root_names()))
         if node.kind == "file" and self._held:
             held = self._held.get((node.oaio_id, node.path))
-            if held and held[0].version != node.entry.version and not held[0].dirty:  # type: ignore[union-attr]
-                # close-to-open: while a reader holds an older version, its size stays visible
-                # (the kernel clamps reads to the size it was last told)
+            if (held and held[0].version != node.entry.version and not held[0].dirty  # type: ignore[union-attr]
+                    and held[0].size > attr.size):
+                # close-to-open: while a reader holds an older, longer version, its size stays visible
+                # (the kernel clamps reads to the size it was last told); a longer new version shows
+                # its size, and reads past the held end switch to it (``_follow_newer``: tail -f)
                 attr = replace(attr, size=held[0].size)
         return attr
 
@@ -262,10 +268,32 @@ class Vfs:
             buf[:len(data)] = data
             return len(data)
         item = handle.item
+        if offset + size > item.size and not handle.writable:
+            item = self._follow_newer(handle)
         if not (item.dirty or item.complete):
             self.fetcher.wait_for_read(item, handle.read_state, offset, size)
         n = min(size, item.size - offset)
         return os.preadv(item.fd, [buf[:n]], offset) if n > 0 else 0
+
+    def _follow_newer(self, handle: FileHandle) -> Item:
+        """A read past the end of a reader's version: if a longer newer version arrived (another
+        device appended), the handle moves to it, as on NFS, so ``tail -f`` sees the new lines."""
+        old = handle.item
+        view = self.ns.view(old.key[0])
+        entry = view.entries.get(old.key[1]) if view is not None else None
+        if (old.dirty or entry is None or entry.kind != "file" or entry.local or entry.version == old.version
+                or entry.size <= old.size):
+            return old                                   # the common case: a read at the end of the file
+        with self._follow_lock:
+            if handle.item is not old:                   # a concurrent read of this handle moved it
+                return handle.item
+            new = self.cache.open(old.key, version=entry.version, sha256=entry.sha256, size=entry.size)
+            handle.item, handle.base_version, handle.read_state = new, entry.version, ReadState()
+            with self._held_lock:
+                self._held.setdefault(new.key, []).append(new)
+            self._unhold(old)
+        self.cache.close(old)
+        return new
 
     def write(self, fh: int, offset: int, data: bytes | memoryview) -> int:
         """Write through handle ``fh``; ``data`` may be the kernel's buffer, so nothing keeps it."""
@@ -528,6 +556,11 @@ class Vfs:
         self._submit_new_values(oaio_id, values, dict(view.values), view.version)
         self.unlink(self._mount_path(src))
 
+    def make_special(self, path: str) -> None:
+        """symlink, hard link, mknod: refused (EPERM) — after the checks every create makes (name length)."""
+        self._parent_of(path)
+        raise NotPermitted(f"{path}: only regular files and folders can be created")
+
     def utimens(self, path: str, times: tuple[float, float] | None) -> None:
         """Accepted and ignored: mtimes are the server's (set when a file is committed)."""
         self.ns.resolve(path)
@@ -551,8 +584,9 @@ class Vfs:
         parent = self.ns.resolve(parent_path or "/")
         if not parent.is_dir:
             raise NotADirectory(f"{parent_path} is not a folder")
-        if not name or len(name.encode("utf-8")) > protocol.MAX_NAME_BYTES:
-            raise InvalidValue(f"bad file name {name[:50]!r}")
+        if not name:
+            raise InvalidValue(f"bad file name {name!r}")
+        check_name_lengths(name, protocol.MAX_NAME_BYTES)
         if parent.kind == "root" and safe_name(name) != name:
             raise InvalidValue(f"{name!r} cannot be an object folder name")
         return parent, name

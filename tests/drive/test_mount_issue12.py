@@ -124,3 +124,65 @@ def test_offline_edits_on_two_mounts_then_forced_umount_and_offline_remount(serv
     fresh = mounted_drive(server, user)                                      # empty cache
     assert (fresh.path("Both", "f.txt")).read_bytes() == b"a later remote edit\n"
     assert sorted(os.listdir(fresh.path("Both"))) == sorted(["f.txt", copies[0], "values.json"])
+
+
+def _errno_of(call) -> int | None:
+    try:
+        call()
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+def test_long_names_link_counts_and_tail_f_of_a_remote_append(live_server, make_user, api_for, mounted_drive):
+    user = make_user("posix")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Posix"})["oaio_id"]
+    api.put_file(oid, "log.txt", b"line 1\n")
+    drive = mounted_drive(live_server, user, extra_args=("--attr-timeout", "0.2"))
+    obj = drive.path("Posix")
+    long = "x" * 256
+    checks = {"stat": lambda: os.stat(obj / long), "create": lambda: open(obj / long, "wb"),
+              "mkdir": lambda: os.mkdir(obj / long), "mkdir object": lambda: os.mkdir(drive.path(long)),
+              "rename": lambda: os.rename(obj / "log.txt", obj / long),
+              "symlink": lambda: os.symlink("log.txt", obj / long), "link": lambda: os.link(obj / "log.txt", obj / long)}
+    got = {what: _errno_of(call) for what, call in checks.items()}
+    assert got == {what: errno.ENAMETOOLONG for what in checks}, got
+    assert _errno_of(lambda: os.symlink("log.txt", obj / "ln")) == errno.EPERM
+    (obj / ("y" * 255)).write_bytes(b"a 255-byte name is fine")
+
+    os.makedirs(obj / "a" / "b")
+    os.mkdir(obj / "c")
+    (obj / "a" / "f.txt").write_bytes(b"f")
+    assert os.stat(obj).st_nlink == 4 and os.stat(obj / "a").st_nlink == 3 and os.stat(obj / "c").st_nlink == 2
+    assert os.stat(drive.mountpoint).st_nlink == 3
+    found = subprocess.run(["find", str(obj), "-type", "d"], capture_output=True, text=True, timeout=60)
+    assert sorted(found.stdout.split()) == sorted(str(p) for p in (obj, obj / "a", obj / "a" / "b", obj / "c"))
+
+    tail = subprocess.Popen(["tail", "-n", "+1", "-s", "0.2", "-f", str(obj / "log.txt")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        assert tail.stdout is not None
+        assert tail.stdout.readline() == b"line 1\n"
+        api.put_file(oid, "log.txt", b"line 1\nline 2\n")               # another device appends
+        lines: list[bytes] = []
+
+        def second_line() -> bool:
+            import select
+            if select.select([tail.stdout], [], [], 0.5)[0]:
+                lines.append(tail.stdout.readline())
+            return bool(lines)
+
+        wait_until(second_line, timeout=60, message="tail -f shows the remote append")
+        assert lines == [b"line 2\n"]
+        api.put_file(oid, "log.txt", b"line 1\nline 2\nline 3\n")
+        lines.clear()
+        wait_until(second_line, timeout=60, message="tail -f shows the second remote append")
+        assert lines == [b"line 3\n"]
+    finally:
+        tail.kill()
+        tail.wait()
+    fresh = mounted_drive(live_server, user)                                # read back with an empty cache
+    assert fresh.path("Posix", "y" * 255).read_bytes() == b"a 255-byte name is fine"
+    assert fresh.path("Posix", "a", "f.txt").read_bytes() == b"f"
+    assert os.stat(fresh.path("Posix")).st_nlink == 4

@@ -86,3 +86,76 @@ def test_offline_open_for_writing_without_a_write_submits_nothing(env):
     fh, _ = vfs.open("/One/a.txt", os.O_RDONLY)
     assert vfs.read(fh, 0, 10) == b"alpha"
     vfs.release(fh)
+
+
+# --- item 8: names, link counts, appends seen by readers ----------------------------------
+def test_too_long_names_answer_enametoolong_everywhere(env):
+    vfs, journal, _ = env
+    long = "n" * 256
+    ok = "n" * 255
+    calls = {"lookup": lambda: vfs.getattr(f"/One/{long}"), "lookup in a folder": lambda: vfs.getattr(f"/One/d/{long}"),
+             "lookup of an object": lambda: vfs.getattr(f"/{long}"),
+             "create": lambda: vfs.create(f"/One/{long}"), "mkdir": lambda: vfs.mkdir(f"/One/{long}"),
+             "mkdir at the root": lambda: vfs.mkdir(f"/{long}"),
+             "rename to": lambda: vfs.rename("/One/a.txt", f"/One/{long}"),
+             "rename from": lambda: vfs.rename(f"/One/{long}", "/One/b.txt"),
+             "unlink": lambda: vfs.unlink(f"/One/{long}"), "rmdir": lambda: vfs.rmdir(f"/One/{long}"),
+             "open": lambda: vfs.open(f"/One/{long}", os.O_RDONLY),
+             "symlink": lambda: vfs.make_special(f"/One/{long}"),
+             "multi-byte": lambda: vfs.create("/One/" + "é" * 128)}             # 256 bytes, 128 characters
+    for what, call in calls.items():
+        with pytest.raises(Exception) as exc:
+            call()
+        assert getattr(exc.value, "errno", None) == errno.ENAMETOOLONG, what
+    assert journal.ops == []
+    fh = vfs.create(f"/One/{ok}")                                    # 255 bytes is fine
+    vfs.release(fh)
+    with pytest.raises(Exception) as exc:
+        vfs.make_special("/One/link")
+    assert exc.value.errno == errno.EPERM
+    with pytest.raises(Exception) as exc:
+        vfs.getattr("/One/missing")
+    assert exc.value.errno == errno.ENOENT
+
+
+def test_folder_link_count_is_two_plus_subfolders(env):
+    vfs, _, _ = env
+    assert vfs.getattr("/").nlink == 3                                # one object
+    assert vfs.getattr("/One").nlink == 2
+    vfs.mkdir("/One/d1")
+    vfs.mkdir("/One/d2")
+    vfs.mkdir("/One/d1/e")
+    fh = vfs.create("/One/d1/file.txt")
+    vfs.release(fh)
+    assert vfs.getattr("/One").nlink == 4 and vfs.getattr("/One/d1").nlink == 3
+    assert vfs.getattr("/One/d2").nlink == 2 and vfs.getattr("/One/d1/e").nlink == 2
+    vfs.mkdir("/Two")
+    assert vfs.getattr("/").nlink == 4
+
+
+def test_open_reader_sees_a_remote_append(env):
+    """tail -f: a read-only handle reads past its version's end into a longer newer version."""
+    vfs, _, source = env
+    fh, _ = vfs.open("/One/a.txt", os.O_RDONLY)
+    assert vfs.read(fh, 0, 4096) == b"alpha"
+    assert vfs.read(fh, 5, 4096) == b""                               # at the end, nothing newer yet
+    source.files[("o1", "a.txt")] = b"alpha\nbeta\n"                   # another device appended
+    vfs.ns.put_doc(object_doc("o1", "One", {"a.txt": b"alpha\nbeta\n", "big.bin": b"B" * (2 * MiB)},
+                              version=2))
+    assert vfs.getattr("/One/a.txt").size == 11                       # fstat sees the growth
+    assert vfs.read(fh, 5, 4096) == b"\nbeta\n"                       # and the read returns the new bytes
+    assert vfs.read(fh, 0, 4096) == b"alpha\nbeta\n"
+    vfs.release(fh)
+    assert vfs._held == {}
+
+
+def test_open_reader_keeps_its_longer_version_when_the_new_one_is_shorter(env):
+    vfs, _, source = env
+    fh, _ = vfs.open("/One/a.txt", os.O_RDONLY)
+    assert vfs.read(fh, 0, 4096) == b"alpha"
+    source.files[("o1", "a.txt")] = b"al"
+    vfs.ns.put_doc(object_doc("o1", "One", {"a.txt": b"al", "big.bin": b"B" * (2 * MiB)}, version=2))
+    assert vfs.getattr("/One/a.txt").size == 5                        # close-to-open for a shrink
+    assert vfs.read(fh, 0, 4096) == b"alpha"
+    vfs.release(fh)
+    assert vfs.getattr("/One/a.txt").size == 2
