@@ -184,10 +184,12 @@ class WriteBack:
     # --- journal callbacks ---
     def on_applied(self, op: Op, doc: dict[str, Any] | None) -> None:
         """``op`` is on the server; ``doc`` is the object after it."""
-        self._mark_applied(op)
+        # the server's document first, only then stop replaying the op: in between, a view rebuilt
+        # by another thread would show neither (a folder made here vanished for a moment: issue 12)
         if doc is not None:
             self.ns.put_doc(doc)
-        elif op.kind == "delete_object":
+        self._mark_applied(op)
+        if doc is None and op.kind == "delete_object":
             self.ns.drop(op.oaio_id)
         if op.kind == "put_file":
             with self._lock:

@@ -159,3 +159,67 @@ def test_open_reader_keeps_its_longer_version_when_the_new_one_is_shorter(env):
     assert vfs.read(fh, 0, 4096) == b"alpha"
     vfs.release(fh)
     assert vfs.getattr("/One/a.txt").size == 2
+
+
+# --- item 9: a folder made here never vanishes while its creation is applied -----------------
+def _with_dir(doc: dict, path: str, version: int) -> dict:
+    doc = dict(doc, version=version, files=[*doc["files"], {"path": path, "kind": "dir", "size": 0,
+                                                            "sha256": None, "version": version, "mtime": 2.0e9}])
+    return doc
+
+
+def test_applied_mkdir_stays_visible_while_the_drive_is_told(env):
+    """on_applied: the server's document is in the namespace before the op stops being replayed."""
+    vfs, journal, _ = env
+    vfs.mkdir("/One/d3")
+    op = journal.ops[-1]
+    seen: list[bool] = []
+    real_put = vfs.ns.put_doc
+
+    def put_doc(doc):                      # another thread rebuilds the view in the middle of on_applied
+        vfs.ns.local_changed("o1")
+        seen.append(vfs.getattr("/One/d3").mode & 0o040000 != 0)
+        real_put(doc)
+
+    vfs.ns.put_doc = put_doc
+    base = object_doc("o1", "One", {"a.txt": b"alpha", "big.bin": b"B" * (2 * MiB)})
+    vfs.writeback.on_applied(op, _with_dir(base, "d3", 2))
+    journal.finish(op)
+    assert seen == [True]
+    fh = vfs.create("/One/d3/f3.txt")
+    vfs.release(fh)
+
+
+def test_relist_older_than_a_journal_answer_keeps_new_folders_and_objects(env, tmp_path):
+    """A listing requested before this mount's changes were applied must not take them back."""
+    from oaiofs.vfs.feed import ChangeFeed, ListingStore
+
+    vfs, journal, _ = env
+    ns = vfs.ns
+    stale = [object_doc("o1", "One", {"a.txt": b"alpha", "big.bin": b"B" * (2 * MiB)}),
+             object_doc("gone", "Gone", {})]
+    ns.put_doc(stale[1])                                             # known before the listing is asked for
+    vfs.mkdir("/New")
+    create = journal.ops[-1]
+    vfs.mkdir("/One/d3")
+    mkdir = journal.ops[-1]
+
+    class Api:
+        def list_objects(self):
+            # while the listing is on its way, the journal applies both ops and reports the documents
+            for op, doc in ((create, object_doc(create.oaio_id, "New", {}, version=1)),
+                            (mkdir, _with_dir(stale[0], "d3", 2))):
+                vfs.writeback.on_applied(op, doc)
+                journal.finish(op)
+            return [stale[0]], 7                                     # "gone" was deleted meanwhile
+
+    feed = ChangeFeed(Api(), ns, vfs.cache, ListingStore(tmp_path / "listing.json"), {"server": "x"})
+    feed._relist()
+    assert vfs.getattr("/One/d3").mode & 0o040000 and vfs.getattr("/New").mode & 0o040000
+    assert "Gone" not in dict(vfs.readdir("/"))
+    fh = vfs.create("/New/f.txt")
+    vfs.release(fh)
+    fresh = [object_doc("o1", "One", {"a.txt": b"alpha"}, version=3)]   # a later, newer listing wins
+    feed.api = type("Later", (), {"list_objects": lambda self: (fresh, 8)})()
+    feed._relist()
+    assert sorted(dict(vfs.readdir("/One"))) == ["a.txt", "values.json"]
