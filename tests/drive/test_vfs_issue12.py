@@ -223,3 +223,125 @@ def test_relist_older_than_a_journal_answer_keeps_new_folders_and_objects(env, t
     feed.api = type("Later", (), {"list_objects": lambda self: (fresh, 8)})()
     feed._relist()
     assert sorted(dict(vfs.readdir("/One"))) == ["a.txt", "values.json"]
+
+
+def test_randomized_local_folders_and_files_while_ops_apply_and_the_feed_relists(env, tmp_path):
+    """Bounded randomized concurrency (seeded; ``OAIOFS_STRESS_SEED`` replays): two threads make folders
+    and files (in a new object and an existing one) while a journal thread applies their ops and reports
+    the server's documents, and a feed thread puts other objects' documents and re-lists with listings
+    that are already stale when they arrive. Nothing made here may vanish at any step."""
+    import copy
+    import hashlib
+    import random
+    import threading
+    import time
+
+    from oaiofs.vfs.feed import ChangeFeed, ListingStore
+
+    vfs, journal, _ = env
+    seed = int(os.environ.get("OAIOFS_STRESS_SEED") or random.randrange(1 << 30))
+    vfs.mkdir("/New")
+    server: dict[str, dict] = {"o1": object_doc("o1", "One", {"a.txt": b"alpha", "big.bin": b"B" * (2 * MiB)})}
+    server_lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def apply_ops() -> None:                                   # the journal's worker
+        rng = random.Random(f"{seed}-journal")
+        while not stop.is_set() or any(o.state == "pending" for o in journal.ops):
+            op = next((o for o in list(journal.ops) if o.state == "pending"), None)
+            if op is None:
+                time.sleep(0.0005)
+                continue
+            with server_lock:
+                doc = server.get(op.oaio_id)
+                if op.kind == "create_object":
+                    doc = server[op.oaio_id] = object_doc(op.oaio_id, op.values["_name"], {}, version=1)
+                else:
+                    doc["version"] += 1
+                    entry = {"path": op.path, "kind": "dir" if op.kind == "mkdir" else "file", "size": op.size or 0,
+                             "sha256": op.sha256, "version": doc["version"], "mtime": 2.0e9}
+                    doc["files"] = [f for f in doc["files"] if f["path"] != op.path] + [entry]
+                answer = copy.deepcopy(doc)
+            if rng.random() < 0.5:
+                time.sleep(rng.random() / 1000)
+            vfs.writeback.on_applied(op, answer)
+            journal.finish(op)
+
+    class Api:                                                 # a listing taken now, delivered a bit later
+        def __init__(self, rng: random.Random) -> None:
+            self.rng = rng
+
+        def list_objects(self):
+            with server_lock:
+                docs = copy.deepcopy(list(server.values()))
+            time.sleep(self.rng.random() / 200)
+            return docs, 1
+
+    def feed() -> None:
+        rng = random.Random(f"{seed}-feed")
+        change_feed = ChangeFeed(Api(rng), vfs.ns, vfs.cache, ListingStore(tmp_path / "l.json"), {"s": "x"})
+        n = 0
+        while not stop.is_set():
+            n += 1
+            with server_lock:
+                other = object_doc("o2", "Other", {f"r{i}.txt": b"r" for i in range(n % 50)}, version=n)
+                server["o2"] = other
+            vfs.ns.put_doc(copy.deepcopy(other))
+            if rng.random() < 0.2:
+                change_feed._relist()
+
+    made: list[tuple[str, bool]] = []
+    made_lock = threading.Lock()
+
+    def check_all(who: str) -> None:
+        with made_lock:
+            seen = list(made)
+        for path, is_dir in seen:
+            try:
+                attr = vfs.getattr(path)
+            except Exception as exc:  # noqa: BLE001 - collected
+                errors.append(f"{who}: {path} vanished ({exc!r})")
+                return
+            if bool(attr.mode & 0o040000) != is_dir:
+                errors.append(f"{who}: {path} changed kind")
+
+    def local(name: str) -> None:
+        rng = random.Random(f"{seed}-{name}")
+        try:
+            for step in range(150):
+                if errors:
+                    return
+                top = rng.choice(["/New", "/One"])
+                with made_lock:
+                    dirs = [p for p, d in made if d and p.startswith(top)]
+                parent = rng.choice(dirs) if dirs and rng.random() < 0.5 else top
+                if rng.random() < 0.5:
+                    d = f"{parent}/{name}{step}"
+                    vfs.mkdir(d)
+                    with made_lock:
+                        made.append((d, True))
+                    parent = d
+                f = f"{parent}/{name}{step}.txt"
+                fh = vfs.create(f)                             # ENOENT here was the bug
+                vfs.write(fh, 0, hashlib.sha256(f.encode()).digest())
+                vfs.release(fh)
+                with made_lock:
+                    made.append((f, False))
+                check_all(name)
+        except Exception as exc:  # noqa: BLE001 - collected
+            errors.append(f"{name}: {exc!r}")
+
+    workers = [threading.Thread(target=local, args=(n,)) for n in "ab"]
+    helpers = [threading.Thread(target=apply_ops), threading.Thread(target=feed)]
+    for t in helpers + workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=120)
+    stop.set()
+    for t in helpers:
+        t.join(timeout=60)
+    assert not errors, f"seed {seed}: {errors[:3]}"
+    check_all("end")
+    assert not errors, f"seed {seed}: {errors[:3]}"
+    assert all(o.state == "done" for o in journal.ops)
