@@ -10,13 +10,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from oaiofs import protocol
+from oaiofs.spawn import oaiofs_argv
 
 from .measure import BenchError
 
@@ -63,7 +63,7 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
 
 
 def _oaiofs(*args: str) -> list[str]:
-    return [sys.executable, "-m", "oaiofs", *args]
+    return oaiofs_argv(*args)
 
 
 class ServerHandle:

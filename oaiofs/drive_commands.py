@@ -28,6 +28,7 @@ from typing import Any
 
 from . import exitcodes
 from .protocol import XATTR_INFO, XATTR_MOUNT_STATUS, XATTR_PIN
+from .spawn import oaiofs_argv
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,29 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def is_dead_mount(mountpoint: Path) -> bool:
+    """True if ``mountpoint`` is a FUSE mount whose process has gone (kill -9, crash): ENOTCONN."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
+
+
+def clean_dead_mount(mountpoint: Path) -> str | None:
+    """Detach the dead mount at ``mountpoint`` (``fusermount -u``, else lazily); why not, or None."""
+    result = subprocess.run(["fusermount", "-u", str(mountpoint)], capture_output=True, text=True)
+    if result.returncode != 0 and is_dead_mount(mountpoint):
+        result = subprocess.run(["fusermount", "-uz", str(mountpoint)], capture_output=True, text=True)
+    if is_dead_mount(mountpoint):
+        return result.stderr.strip() or result.stdout.strip() or "still not connected"
+    try:
+        registry_path(mountpoint).unlink()
+    except OSError:
+        pass
+    return None
+
+
 def check_mountpoint(mountpoint: Path) -> str | None:
     """Why ``mountpoint`` cannot be mounted on, or None."""
     if not mountpoint.exists():
@@ -189,6 +213,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc), exitcodes.USAGE)
     mountpoint = args.mountpoint.absolute()
+    if is_dead_mount(mountpoint):
+        problem = clean_dead_mount(mountpoint)
+        if problem:
+            return _fail(f"{mountpoint} is a dead mount (its mount process has ended) and cannot be cleaned: "
+                         f"{problem}")
+        print(f"oaiofs: cleaned up the dead mount at {mountpoint} (its mount process had ended; "
+              "its queued changes resume with this mount)", file=sys.stderr)
     problem = check_mountpoint(mountpoint)
     if problem:
         return _fail(problem, exitcodes.MOUNTPOINT)
@@ -209,11 +240,11 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
     """Run the foreground mount as a child; return once it is mounted (0) or has failed."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     log_path = cache_dir / "mount.log"
-    argv = [sys.executable, "-m", "oaiofs", *(["-v"] * min(getattr(args, "verbose", 0), 2)), "mount",
-            str(mountpoint), "--server", args.server, "--user", args.user, "--cache", str(cache_dir),
-            "--cache-size", str(args.cache_size), "--attr-timeout", str(args.attr_timeout),
-            "--entry-timeout", str(args.entry_timeout), "--poll", str(args.poll), "--foreground",
-            "--log-format", args.log_format]
+    argv = oaiofs_argv(*(["-v"] * min(getattr(args, "verbose", 0), 2)), "mount",
+                       str(mountpoint), "--server", args.server, "--user", args.user, "--cache", str(cache_dir),
+                       "--cache-size", str(args.cache_size), "--attr-timeout", str(args.attr_timeout),
+                       "--entry-timeout", str(args.entry_timeout), "--poll", str(args.poll), "--foreground",
+                       "--log-format", args.log_format)
     if args.metrics_addr:
         argv += ["--metrics-addr", args.metrics_addr]
     if args.config:      # the child reads the same file (every value it needs is on its command line)
@@ -468,6 +499,13 @@ def cmd_umount(args: argparse.Namespace) -> int:
             return _fail("no mountpoint: give one (or --drive NAME with a mountpoint in the config file)", 2)
         args.mountpoint = found
     mountpoint = args.mountpoint.absolute()
+    if is_dead_mount(mountpoint):
+        problem = clean_dead_mount(mountpoint)
+        if problem:
+            return _fail(f"cannot clean the dead mount at {mountpoint}: {problem}")
+        print(f"oaiofs: {mountpoint} was a dead mount (its mount process had ended); cleaned it up "
+              "(queued changes resume on the next mount)")
+        return 0
     if not os.path.ismount(mountpoint):
         return _fail(f"{mountpoint} is not mounted")
     if not args.force:
@@ -523,6 +561,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     code = 0
     for mountpoint in mounts:
         status = read_status(mountpoint)
+        if status is None and is_dead_mount(mountpoint):
+            code = _fail(f"{mountpoint} is a dead mount (its mount process has ended); "
+                         "`oaiofs mount` or `oaiofs umount` cleans it up")
+            continue
         if status is None:
             code = _fail(f"{mountpoint} is not a mounted oaiofs drive")
             continue

@@ -210,10 +210,10 @@ class OaioFuseOps(Operations):
 
     # hard links, fifos, sockets and device nodes stay refused: see docs/drive.md
     def link(self, target: str, source: str) -> None:
-        raise FuseOSError(errno.EPERM)
+        self.vfs.make_special(target)
 
     def mknod(self, path: str, mode: int, dev: int) -> None:
-        raise FuseOSError(errno.EPERM)
+        self.vfs.make_special(path)
 
     # --- extended attributes ---
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:

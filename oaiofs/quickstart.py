@@ -18,6 +18,7 @@ import platformdirs
 
 from . import protocol
 from .errors import OaioError, Unauthorized
+from .spawn import oaiofs_argv
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ def start_server(data: Path, port: int) -> str:
         return url
     data.mkdir(parents=True, exist_ok=True)
     with open(data / "server.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "oaiofs", "serve", "--data", str(data),
-                                 "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen(oaiofs_argv("serve", "--data", str(data),
+                                            "--host", "127.0.0.1", "--port", str(port)),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     (data / "server.pid").write_text(str(proc.pid))
@@ -84,7 +85,7 @@ def ensure_user(data: Path, url: str, user: str, password: str) -> None:
         return
     except Unauthorized:
         pass
-    subprocess.run([sys.executable, "-m", "oaiofs", "user", "add", user, "--data", str(data)],
+    subprocess.run(oaiofs_argv("user", "add", user, "--data", str(data)),
                    check=True, env=dict(os.environ, OAIOFS_PASSWORD=password))
 
 
@@ -108,8 +109,8 @@ def mount(url: str, user: str, password: str, mountpoint: Path, data: Path) -> N
         log.info("%s is already mounted", mountpoint)
         return
     mountpoint.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "oaiofs", "mount", str(mountpoint), "--server", url,
-                    "--user", user, "--cache", str(data / f"cache-{user}")],
+    subprocess.run(oaiofs_argv("mount", str(mountpoint), "--server", url,
+                               "--user", user, "--cache", str(data / f"cache-{user}")),
                    check=True, env=dict(os.environ, OAIOFS_PASSWORD=password))
 
 

@@ -15,7 +15,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import pytest
 import requests
+
+from oaiofs.spawn import oaiofs_argv
 
 if TYPE_CHECKING:
     from oaiofs.client.api import ApiClient
@@ -121,8 +122,8 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oaiofs", "serve", "--data", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+            oaiofs_argv("serve", "--data", str(self.data_dir),
+                        "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args),
             stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
 
@@ -150,8 +151,8 @@ class ServerProcess:
 
     def add_user(self, name: str, password: str = PASSWORD) -> str:
         """Create a user through the CLI (``oaiofs user add``)."""
-        subprocess.run([sys.executable, "-m", "oaiofs", "user", "add", name, "--data", str(self.data_dir),
-                        *[a for a in self.extra_args if a.startswith(("--db", "--blobs"))]],
+        subprocess.run(oaiofs_argv("user", "add", name, "--data", str(self.data_dir),
+                                   *[a for a in self.extra_args if a.startswith(("--db", "--blobs"))]),
                        check=True, env=dict(self.env, OAIOFS_PASSWORD=password),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         return name

@@ -38,6 +38,19 @@ class NoAttribute(OaioError):
     code, http_status, errno = "no_attribute", 404, _errno.ENODATA
 
 
+class NameTooLong(OaioError):
+    """A path component longer than ``protocol.MAX_NAME_BYTES``: ENAMETOOLONG."""
+
+    code, http_status, errno = "name_too_long", 400, _errno.ENAMETOOLONG
+
+
+def check_name_lengths(path: str, limit: int) -> None:
+    """Raise :class:`NameTooLong` if a component of the mount path ``path`` is over ``limit`` bytes."""
+    for part in path.split("/"):
+        if len(part) * 4 > limit and len(part.encode("utf-8", "surrogateescape")) > limit:
+            raise NameTooLong(f"a name in {path[:80]!r}... is longer than {limit} bytes")
+
+
 class NotCached(OaioError):
     """The bytes are not in the cache and the server cannot be reached: EIO."""
 

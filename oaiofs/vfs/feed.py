@@ -96,8 +96,9 @@ class ChangeFeed:
             return False
 
     def _relist(self) -> None:
+        mark = self.ns.doc_mark()
         docs, cursor = self.api.list_objects()
-        self.ns.load(docs)
+        self.ns.load(docs, since=mark)
         self.cursor = cursor
         self.online = True
         self._persist()

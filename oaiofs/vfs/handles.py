@@ -28,6 +28,7 @@ class FileHandle:
     base_version: int            # the server version the opened bytes belong to (0 = a new file)
     read_state: ReadState = field(default_factory=ReadState)
     wrote: bool = False
+    unfilled: bool = False       # opened for writing offline: the old bytes are fetched at the first write
 
     @property
     def path(self) -> str:

@@ -20,7 +20,7 @@ import cachetools
 
 from .. import protocol
 from ..errors import NotFound
-from .errors import NotADirectory
+from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
 
@@ -44,6 +44,8 @@ class Namespace:
         self._names: dict[str, str] | None = None               # root folder name -> oaio_id
         self._name_of: dict[str, str] = {}
         self.generation = 0                                     # bumps on every change (for listeners)
+        self._doc_seq = 0                                       # bumps when a doc is put or dropped
+        self._doc_seq_of: dict[str, int] = {}                   # oaio_id -> _doc_seq of its last put/drop
 
     def set_pending_source(self, pending_ops: PendingOps) -> None:
         """Attach the journal's ``pending`` once it exists; rebuilds the overlay."""
@@ -53,10 +55,31 @@ class Namespace:
             self._changed_locked(None)
 
     # --- updates from the server ---
-    def load(self, docs: Iterable[Mapping[str, Any]]) -> None:
-        """Replace everything with a full listing."""
+    def doc_mark(self) -> int:
+        """A mark to pass to :meth:`load` for a listing requested after this call."""
         with self._lock:
-            self._docs = {d["oaio_id"]: dict(d) for d in docs if not d.get("deleted")}
+            return self._doc_seq
+
+    def load(self, docs: Iterable[Mapping[str, Any]], since: int | None = None) -> None:
+        """Replace everything with a full listing.
+
+        With ``since`` (a :meth:`doc_mark` taken before the listing was requested), what was
+        learned about an object after the mark (``put_doc``, ``drop``: a journal answer or a feed
+        event that overtook the listing) wins over the listing unless the listing is newer, so a
+        re-list never takes back an object or folder this mount just created."""
+        with self._lock:
+            listed = {d["oaio_id"]: dict(d) for d in docs if not d.get("deleted")}
+            if since is not None:
+                for oaio_id, seq in self._doc_seq_of.items():
+                    if seq <= since:
+                        continue
+                    known, fresh = self._docs.get(oaio_id), listed.get(oaio_id)
+                    if known is None:
+                        listed.pop(oaio_id, None)               # dropped after the listing was asked for
+                    elif fresh is None or known.get("version", 0) > fresh.get("version", 0):
+                        listed[oaio_id] = known
+            self._docs = listed
+            self._doc_seq_of.clear()                            # every later mark is past these
             self._changed_locked(None)
 
     def put_doc(self, doc: Mapping[str, Any]) -> None:
@@ -70,12 +93,16 @@ class Namespace:
                 self._docs.pop(oaio_id, None)
             else:
                 self._docs[oaio_id] = dict(doc)
+            self._doc_seq += 1
+            self._doc_seq_of[oaio_id] = self._doc_seq
             self._changed_locked(oaio_id)
 
     def drop(self, oaio_id: str) -> None:
         """The object is gone or no longer visible."""
         with self._lock:
             self._docs.pop(oaio_id, None)
+            self._doc_seq += 1
+            self._doc_seq_of[oaio_id] = self._doc_seq
             self._changed_locked(oaio_id)
 
     def docs(self) -> list[dict[str, Any]]:
@@ -177,6 +204,7 @@ class Namespace:
             oaio_id = self.root_names().get(parts[0])
             view = self.view(oaio_id) if oaio_id else None
             if view is None:
+                check_name_lengths(path, protocol.MAX_NAME_BYTES)      # only on a miss: no cost on hits
                 raise NotFound(f"no object folder {parts[0]!r}")
             if len(parts) == 1:
                 return Node("object", view)
@@ -188,6 +216,7 @@ class Namespace:
                 parent = view.entries.get("/".join(parts[1:-1]))
                 if parent is not None and parent.kind in ("file", "link"):
                     raise NotADirectory(f"{path}: a parent is a file")
+                check_name_lengths(path, protocol.MAX_NAME_BYTES)
                 raise NotFound(f"{path}: no such file")
             return Node(entry.kind, view, entry)
 

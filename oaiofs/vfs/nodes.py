@@ -55,6 +55,7 @@ class ObjectView:
     children: dict[str, dict[str, Entry]] = field(default_factory=dict)   # folder path -> name -> entry
     local: bool = False           # created locally, not yet on the server
     _values_bytes: bytes | None = None
+    subdirs: dict[str, int] = field(default_factory=dict)   # folder path -> number of sub-folders
 
     @property
     def writable(self) -> bool:
@@ -78,12 +79,15 @@ class ObjectView:
                 if parent not in self.entries or self.entries[parent].kind != "dir":
                     self.entries[parent] = Entry(parent, "dir", mtime=entry.mtime, version=entry.version)
         self.children = {"": {}}
+        self.subdirs = {}
         for entry in self.entries.values():
             if entry.kind == "dir":
                 self.children.setdefault(entry.path, {})
         for path, entry in self.entries.items():
             parent, _, name = path.rpartition("/")
             self.children.setdefault(parent, {})[name] = entry
+            if entry.kind == "dir":
+                self.subdirs[parent] = self.subdirs.get(parent, 0) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +186,18 @@ def collision_suffix(oaio_id: str) -> str:
 
 
 def node_attr(node: Node) -> Attr:
-    """Mode, size and mtime of a resolved node (sizes/mtimes are the server's, patched locally)."""
+    """Mode, size and mtime of a resolved node (sizes/mtimes are the server's, patched locally).
+
+    A folder's link count is 2 + its sub-folders (``find`` and ``ls`` rely on it); the root's
+    (2 + objects) is set by ``Vfs.getattr``, which knows the root folder names."""
     if node.kind == "root":
         return Attr(stat.S_IFDIR | ROOT_DIR_MODE, 0, 0.0, 2)
     view = node.view
     assert view is not None
     writable = view.writable
     if node.kind == "object":
-        return Attr(stat.S_IFDIR | (RW_DIR_MODE if writable else RO_DIR_MODE), 0, view.mtime, 2)
+        return Attr(stat.S_IFDIR | (RW_DIR_MODE if writable else RO_DIR_MODE), 0, view.mtime,
+                    2 + view.subdirs.get("", 0))
     if node.kind == "values":
         return Attr(stat.S_IFREG | (RW_FILE_MODE if writable else RO_FILE_MODE),
                     len(view.values_bytes), view.mtime)
@@ -200,7 +208,8 @@ def node_attr(node: Node) -> Attr:
         return Attr(stat.S_IFLNK | protocol.LINK_MODE, entry.size, mtime_ns / 1e9, 1, mtime_ns)
     if entry.kind == "dir":
         bits = entry.mode if entry.mode is not None else RW_DIR_MODE
-        return Attr(stat.S_IFDIR | shown_bits(bits, writable), 0, mtime_ns / 1e9, 2, mtime_ns)
+        return Attr(stat.S_IFDIR | shown_bits(bits, writable), 0, mtime_ns / 1e9,
+                    2 + view.subdirs.get(entry.path, 0), mtime_ns)
     bits = entry.mode if entry.mode is not None else RW_FILE_MODE
     return Attr(stat.S_IFREG | shown_bits(bits, writable), entry.size, mtime_ns / 1e9, 1, mtime_ns)
 

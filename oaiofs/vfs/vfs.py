@@ -10,7 +10,7 @@ disk), :class:`Fetcher` (filling the cache) and a journal (durable queue of chan
 for the server), reached through :class:`WriteBack`; :class:`Xattrs` answers the
 extended attributes.
 
-Lock ordering (outermost first): ``Namespace._lock`` → ``Cache._lock`` →
+Lock ordering (outermost first): ``Vfs._follow_lock`` → ``Namespace._lock`` → ``Cache._lock`` →
 ``Item.cond``; ``WriteBack._lock`` and ``Vfs._held_lock`` are leaves. No lock is
 held across network I/O (``journal.submit`` is a local fsync).
 """
@@ -29,8 +29,9 @@ from .. import protocol
 from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
 from .counters import COUNTERS
-from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted, ReadOnly
-from .fetcher import Candidate, Fetcher
+from .errors import (BadHandle, CrossDevice, IsADirectory, NotADirectory, NotCached, NotPermitted, ReadOnly,
+                     check_name_lengths)
+from .fetcher import Candidate, Fetcher, ReadState
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
 from .metadata import MetadataOps
 from .namespace import Namespace
@@ -76,6 +77,7 @@ class Vfs:
         self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
                              lambda: self.journal.status(), self.status)
         self._held_lock = threading.Lock()
+        self._follow_lock = threading.Lock()         # reader handles moving to a newer version
         self._held: dict[ItemKey, list[Item]] = {}   # clean items open for reading (close-to-open sizes)
         self.meta = MetadataOps(namespace, self.writeback.submit, self.writeback.submit_meta, self._inner_path, self._parent_of)
 
@@ -83,6 +85,8 @@ class Vfs:
     def getattr(self, path: str) -> Attr:
         node = self.ns.resolve(path)
         attr = node_attr(node)
+        if node.kind == "root":
+            return replace(attr, nlink=2 + len(self.ns.root_names()))
         if node.kind != "file":
             return attr
         local = self.cache.dirty_size((node.oaio_id, node.path))
@@ -93,9 +97,11 @@ class Vfs:
         if self._held:
             held = self._held.get((node.oaio_id, node.path))
             if (held and held[0].key == (node.oaio_id, node.path) and not node.entry.local  # type: ignore[union-attr]
-                    and held[0].version != node.entry.version and not held[0].dirty):  # type: ignore[union-attr]
-                # close-to-open: while a reader holds an older version, its size stays visible
-                # (the kernel clamps reads to the size it was last told)
+                    and held[0].version != node.entry.version and not held[0].dirty  # type: ignore[union-attr]
+                    and held[0].size > attr.size):
+                # close-to-open: while a reader holds an older, longer version, its size stays visible
+                # (the kernel clamps reads to the size it was last told); a longer new version shows
+                # its size, and reads past the held end switch to it (``_follow_newer``: tail -f)
                 attr = replace(attr, size=held[0].size)
         return attr
 
@@ -134,13 +140,12 @@ class Vfs:
             return self.handles.add(handle), False
         item, keep_cache = self._open_item(node)
         try:
-            if writing:
-                self._begin_write(item, truncate=bool(flags & os.O_TRUNC))
+            unfilled = self._begin_write(item, truncate=bool(flags & os.O_TRUNC)) if writing else False
         except BaseException:
             self.cache.close(item)
             raise
         assert node.entry is not None
-        fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version))
+        fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version, unfilled=unfilled))
         if not writing:
             with self._held_lock:
                 self._held.setdefault(item.key, []).append(item)
@@ -249,9 +254,18 @@ class Vfs:
                     budget -= e.size
         self.fetcher.fetch_batch(wanted, companions)
 
-    def _begin_write(self, item: Item, truncate: bool) -> None:
+    def _begin_write(self, item: Item, truncate: bool) -> bool:
+        """Make ``item`` writable; True if its old bytes could not be fetched (offline) yet.
+
+        libfuse2 strips ``O_TRUNC`` from ``open`` and sends ``truncate(0)`` after it, so a
+        ``> file`` of an uncached file offline must not fail at open: the fill is retried at the
+        first write or non-zero truncate of the handle (``_fill_before_change``)."""
+        unfilled = False
         if not truncate and not item.dirty:
-            self.fetcher.fill(item)                          # network: before taking the write lock
+            try:
+                self.fetcher.fill(item)                      # network: before taking the write lock
+            except NotCached:
+                unfilled = True
         with item.write_lock:
             item.prepare_write()
             if truncate:
@@ -259,6 +273,13 @@ class Vfs:
                 item.truncate(0)
                 self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
             item.writers += 1
+        return unfilled
+
+    def _fill_before_change(self, handle: FileHandle, keeps: int) -> None:
+        """Fetch the old bytes an offline-opened handle needs before its first change (``keeps`` of them)."""
+        if keeps > 0 and not handle.item.dirty:
+            self.fetcher.fill(handle.item)       # still offline: EIO, nothing changed
+        handle.unfilled = False
 
     # ------------------------------------------------------------------ read / write
     def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -276,12 +297,34 @@ class Vfs:
             buf[:len(data)] = data
             return len(data)
         item = handle.item
+        if offset + size > item.size and not handle.writable:
+            item = self._follow_newer(handle)
         if not (item.dirty or item.complete):
             self.fetcher.wait_for_read(item, handle.read_state, offset, size)
         else:
             COUNTERS.cache_hits += 1
         n = min(size, item.size - offset)
         return os.preadv(item.fd, [buf[:n]], offset) if n > 0 else 0
+
+    def _follow_newer(self, handle: FileHandle) -> Item:
+        """A read past the end of a reader's version: if a longer newer version arrived (another
+        device appended), the handle moves to it, as on NFS, so ``tail -f`` sees the new lines."""
+        old = handle.item
+        view = self.ns.view(old.key[0])
+        entry = view.entries.get(old.key[1]) if view is not None else None
+        if (old.dirty or entry is None or entry.kind != "file" or entry.local or entry.version == old.version
+                or entry.size <= old.size):
+            return old                                   # the common case: a read at the end of the file
+        with self._follow_lock:
+            if handle.item is not old:                   # a concurrent read of this handle moved it
+                return handle.item
+            new = self.cache.open(old.key, version=entry.version, sha256=entry.sha256, size=entry.size)
+            handle.item, handle.base_version, handle.read_state = new, entry.version, ReadState()
+            with self._held_lock:
+                self._held.setdefault(new.key, []).append(new)
+            self._unhold(old)
+        self.cache.close(old)
+        return new
 
     def write(self, fh: int, offset: int, data: bytes | memoryview) -> int:
         """Write through handle ``fh``; ``data`` may be the kernel's buffer, so nothing keeps it."""
@@ -299,6 +342,8 @@ class Vfs:
                 handle.dirty = True
             return len(data)
         item = handle.item
+        if handle.unfilled:
+            self._fill_before_change(handle, item.size)      # may fetch: before the write lock
         with item.write_lock:
             if item.linked:
                 item.prepare_write()
@@ -343,6 +388,8 @@ class Vfs:
                 handle.dirty = True
             return
         item = handle.item
+        if handle.unfilled:
+            self._fill_before_change(handle, min(length, item.size))   # may fetch: before the write lock
         with item.write_lock:
             if item.linked:
                 item.prepare_write()
@@ -612,6 +659,11 @@ class Vfs:
         self._check_writable(path)
         self.meta.utimens(path, times)
 
+    def make_special(self, path: str) -> None:
+        """hard link, mknod: refused (EPERM) — after the checks every create makes (name length)."""
+        self._parent_of(path)
+        raise NotPermitted(f"{path}: only regular files, folders and symbolic links can be created")
+
     def chmod(self, path: str, mode: int) -> None:
         """Set the permission bits (kept on the server; ``w`` stays hidden from read-only subscribers)."""
         self._check_writable(path)
@@ -648,8 +700,9 @@ class Vfs:
         parent = self.ns.resolve(parent_path or "/")
         if not parent.is_dir:
             raise NotADirectory(f"{parent_path} is not a folder")
-        if not name or len(name.encode("utf-8")) > protocol.MAX_NAME_BYTES:
-            raise InvalidValue(f"bad file name {name[:50]!r}")
+        if not name:
+            raise InvalidValue(f"bad file name {name!r}")
+        check_name_lengths(name, protocol.MAX_NAME_BYTES)
         if parent.kind == "root" and safe_name(name) != name:
             raise InvalidValue(f"{name!r} cannot be an object folder name")
         return parent, name

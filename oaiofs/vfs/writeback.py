@@ -196,7 +196,7 @@ class WriteBack:
         Bytes the server already has are just marked clean. Returns how many files were submitted.
         """
         pending = [op for op in self.journal.pending(None) if op.kind == "put_file"]
-        queued = {(op.oaio_id, op.path) for op in pending}
+        queued = {(op.oaio_id, op.path): op for op in pending}      # the newest upload of each file
         with self._lock:          # uploads queued by an earlier run still advance the local history
             for op in pending:
                 rec = self.cache.peek((op.oaio_id, op.path))
@@ -205,12 +205,24 @@ class WriteBack:
                     self._snapshots[op.id] = ((op.oaio_id, op.path), gen, rec.get("history", rec["token"]))
         submitted = 0
         for key, rec in self.cache.dirty_records():
-            if key in queued:
-                continue
             data = self.cache.data_dir / rec["token"]
+            last = queued.get(key)
+            if last is not None and (rec.get("sha256") == last.sha256 or not data.exists()):
+                # the queued upload holds these bytes: the record turns clean (or is dropped, on a
+                # conflict) when it is applied, as if this process had submitted it (issue 12 item 4)
+                with self._lock:
+                    self._snapshots[last.id] = (key, rec.get("write_gen", 0), rec.get("history", rec["token"]))
+                    self._last_op[key] = last
+                continue
             if not data.exists():
                 continue
             sha = file_sha256(data)
+            if last is not None and sha == last.sha256:
+                self.cache.repair_record(key, data.stat().st_size, sha)
+                with self._lock:
+                    self._snapshots[last.id] = (key, rec.get("write_gen", 0), rec.get("history", rec["token"]))
+                    self._last_op[key] = last
+                continue
             self.cache.repair_record(key, data.stat().st_size, sha)
             view = self.ns.view(key[0])
             entry = view.entries.get(key[1]) if view is not None else None
@@ -234,11 +246,13 @@ class WriteBack:
     # --- journal callbacks ---
     def on_applied(self, op: Op, doc: dict[str, Any] | None) -> None:
         """``op`` is on the server; ``doc`` is the object after it."""
-        # the server's document first, then stop replaying the op: a view built in between shows
-        # the op twice (replay is idempotent), never neither
+        # the server's document first, only then stop replaying the op: a view rebuilt in between
+        # by another thread shows the op twice (replay is idempotent), never neither (a folder
+        # made here vanished for a moment: issue 12)
         if doc is not None:
             self.ns.put_doc(doc)
-        elif op.kind == "delete_object":
+        self._mark_applied(op)
+        if doc is None and op.kind == "delete_object":
             self.ns.drop(op.oaio_id)
         self._mark_applied(op)
         if op.kind == "put_file":

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from oaiofs.spawn import oaiofs_argv
 
 from tests.conftest import PASSWORD, ServerProcess, wait_until
 
@@ -78,9 +79,9 @@ def start_mount(mountpoint: Path, cache_dir: Path, server: ServerProcess, user: 
     mountpoint.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     log_path = cache_dir.parent / f"{cache_dir.name}-mount.log"
-    argv = [sys.executable, "-m", "oaiofs", "-v", "mount", str(mountpoint), "--server", server.url,
-            "--user", user, "--cache", str(cache_dir), "--cache-size", cache_size, "--foreground",
-            "--poll", "5", *extra_args]
+    argv = oaiofs_argv("-v", "mount", str(mountpoint), "--server", server.url,
+                       "--user", user, "--cache", str(cache_dir), "--cache-size", cache_size, "--foreground",
+                       "--poll", "5", *extra_args)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=dict(os.environ, OAIOFS_PASSWORD=password))

@@ -4,10 +4,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from oaiofs.drive_commands import is_dead_mount
+from oaiofs.spawn import oaiofs_argv
 
 from tests.conftest import PASSWORD, wait_until
 from tests.drive.helpers import mount_status, server_has
@@ -20,7 +25,7 @@ def oaiofs(*args: str, password: str | None = PASSWORD, **kw) -> subprocess.Comp
     env.pop("OAIOFS_PASSWORD", None)
     if password is not None:
         env["OAIOFS_PASSWORD"] = password
-    return subprocess.run([sys.executable, "-m", "oaiofs", *args], capture_output=True, text=True, env=env,
+    return subprocess.run(oaiofs_argv(*args), capture_output=True, text=True, env=env,
                           stdin=subprocess.DEVNULL, timeout=120, **kw)
 
 
@@ -185,3 +190,96 @@ def test_no_xattrs_mount_lists_and_reports_status(live_server, make_user, api_fo
     finally:
         if os.path.ismount(mnt):
             subprocess.run(["fusermount", "-uz", str(mnt)])
+
+
+def test_mount_from_a_folder_holding_an_oaiofs_folder(live_server, make_user, api_for, tmp_path):
+    """The background child must import the installed package, not ``./oaiofs`` (``~`` after quickstart)."""
+    user = make_user("shadow")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Home"})["oaio_id"]
+    home = tmp_path / "home"
+    (home / "oaiofs").mkdir(parents=True)                              # e.g. quickstart's ~/oaiofs mountpoint
+    (home / "oaiofs" / "__init__.py").write_text("")                   # worst case: it even looks like a package
+    mnt = home / "drive"
+    mnt.mkdir()
+    script = Path(sys.executable).with_name("oaiofs")                  # the console script a user runs
+    env = dict(os.environ, OAIOFS_PASSWORD=PASSWORD)
+    started = subprocess.run([str(script), "mount", str(mnt), "--server", live_server.url, "--user", user,
+                              "--cache", str(tmp_path / "cache")], cwd=home, env=env, capture_output=True,
+                             text=True, stdin=subprocess.DEVNULL, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        (mnt / "Home" / "hello.txt").write_bytes(b"from home")
+        done = subprocess.run([str(script), "umount", str(mnt)], cwd=home, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert server_has(api, oid, "hello.txt", b"from home")
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount", "-uz", str(mnt)])
+
+
+def _kill_mount_process(mnt: Path) -> None:
+    """kill -9 the background mount process of ``mnt`` (its pid is in the mount registry)."""
+    from oaiofs.drive_commands import registry_path
+
+    pid = int(json.loads(registry_path(mnt).read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: is_dead_mount(mnt), timeout=30, message="mountpoint disconnected after kill -9")
+
+
+def test_killed_mount_is_cleaned_by_umount_and_mount(server_factory, tmp_path):
+    """After kill -9: umount cleans the dead mountpoint and says so, mount cleans it itself and mounts,
+    and the queued uploads of the killed mount are uploaded by the next one."""
+    from oaiofs.client.api import ApiClient
+
+    server = server_factory()
+    user = server.add_user("killed-cli")
+    api = ApiClient(server.url, user, PASSWORD)
+    oid = api.create_object({"_name": "Killed"})["oaio_id"]
+    mnt, cache = tmp_path / "kmnt", tmp_path / "kcache"
+    mnt.mkdir()
+    mount_args = ("mount", str(mnt), "--server", server.url, "--user", user, "--cache", str(cache))
+    assert oaiofs(*mount_args).returncode == 0
+    try:
+        server.stop()
+        (mnt / "Killed" / "first.txt").write_bytes(b"queued before the first kill")
+        wait_until(lambda: mount_status(mnt)["ops"], message="first write queued")
+        _kill_mount_process(mnt)
+
+        status = oaiofs("status", str(mnt))
+        assert status.returncode != 0 and "dead mount" in status.stderr
+        cleaned = oaiofs("umount", str(mnt))
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert "dead mount" in cleaned.stdout and not os.path.ismount(mnt)
+        os.stat(mnt)                                                     # an ordinary folder again
+
+        again = oaiofs(*mount_args)                                      # offline, from the cache
+        assert again.returncode == 0, again.stderr
+        assert (mnt / "Killed" / "first.txt").read_bytes() == b"queued before the first kill"
+        (mnt / "Killed" / "second.txt").write_bytes(b"queued before the second kill")
+        wait_until(lambda: len(mount_status(mnt)["ops"]) >= 2, message="second write queued")
+        _kill_mount_process(mnt)
+
+        server.start()
+        third = oaiofs(*mount_args)                                      # cleans the dead mount by itself
+        assert third.returncode == 0, third.stderr
+        assert "dead mount" in third.stderr and os.path.ismount(mnt)
+        wait_until(lambda: server_has(api, oid, "first.txt", b"queued before the first kill")
+                   and server_has(api, oid, "second.txt", b"queued before the second kill"),
+                   timeout=60, message="both killed mounts' queued uploads applied")
+        wait_until(lambda: not mount_status(mnt)["ops"], timeout=60, message="journal drained")
+        assert oaiofs("umount", str(mnt)).returncode == 0 and not os.path.ismount(mnt)
+    finally:
+        if os.path.ismount(mnt) or is_dead_mount(mnt):
+            subprocess.run(["fusermount", "-uz", str(mnt)])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert oaiofs("mount", str(fresh), "--server", server.url, "--user", user,
+                  "--cache", str(tmp_path / "fresh-cache")).returncode == 0
+    try:
+        assert (fresh / "Killed" / "first.txt").read_bytes() == b"queued before the first kill"
+        assert (fresh / "Killed" / "second.txt").read_bytes() == b"queued before the second kill"
+    finally:
+        if oaiofs("umount", str(fresh)).returncode != 0:
+            subprocess.run(["fusermount", "-uz", str(fresh)])
