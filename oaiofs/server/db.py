@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
+POOL_TIMEOUT_S = 30
+
+
+def pool_args(slots: int) -> dict[str, Any]:
+    """Pool sizes for ``slots`` admitted requests (see :mod:`oaiofs.server.admission`).
+
+    A request mostly holds one connection; a few hold a second one briefly (tus,
+    long-poll fetches), and the purge loop takes one: ``slots`` kept open plus as
+    many again (and a little) on demand, so an admitted request never waits for one.
+    """
+    return {"pool_size": slots, "max_overflow": slots + 4, "pool_timeout": POOL_TIMEOUT_S}
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, busy timeout, foreign keys, explicit BEGINs."""
     url = normalize_url(url)
@@ -52,6 +66,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(database))
+    else:
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith(("pool_", "max_overflow"))}
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
                            **kwargs)
 
@@ -70,6 +87,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         conn.exec_driver_sql("BEGIN")      # deferred: readers never wait; writers use lock_for_write
 
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file (and its WAL/shm companions) readable by this user only (0600)."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            fd = os.open(name, os.O_CREAT | os.O_RDWR, 0o600) if name == path else None
+            if fd is not None:
+                os.close(fd)
+            if name.exists():
+                os.chmod(name, 0o600)
+        except OSError as exc:      # e.g. a read-only location: SQLite reports it properly later
+            log.debug("cannot make %s private: %s", name, exc)
 
 
 def make_sessionmaker(engine: Engine, **info: Any) -> sessionmaker[Session]:
