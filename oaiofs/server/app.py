@@ -29,6 +29,7 @@ from .. import __version__, protocol
 from ..errors import OaioError
 from . import db as dbmod
 from .admission import Admission, AdmissionMiddleware, size_thread_pool
+from .edge import StrictInput
 from .changes import Notifier
 from .deps import CommitBeforeResponse
 from .settings import ServerSettings
@@ -143,7 +144,7 @@ class JsonBodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
+        if length is not None and length.isascii() and length.isdigit() and int(length) > self.limit:
             await self._too_large(scope, receive, send, int(length) <= DRAIN_LIMIT)
             return
         chunks, total, more = [], 0, True
@@ -237,6 +238,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(CommitBeforeResponse)
     app.add_middleware(AdmissionMiddleware, admission=admission)   # inside JsonBodyLimit: bodies are read first
+    app.add_middleware(StrictInput, json_paths=JsonBodyLimit.applies)
     app.add_middleware(JsonBodyLimit)
     for router in _routers():
         app.include_router(router)

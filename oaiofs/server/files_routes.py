@@ -78,7 +78,7 @@ async def put_file(oaio_id: str, path: str, request: Request, base_version: int 
                    mtime: float | None = None) -> dict[str, Any]:
     """Store the body as the new version of the file (``X-OAIO-Sha256`` checks it end to end)."""
     length = request.headers.get("content-length")
-    if not length or not length.isdigit():
+    if not length or not (length.isascii() and length.isdigit()):
         raise InvalidInput("Content-Length is required for a plain upload (use tus for streams)",
                            http_status=411, code="length_required")
     if base_version is not None and base_version < 0:
@@ -87,7 +87,7 @@ async def put_file(oaio_id: str, path: str, request: Request, base_version: int 
     if base_version is not None:
         metadata[protocol.META_BASE_VERSION] = str(base_version)
     if mtime is not None:
-        metadata[protocol.META_MTIME] = repr(float(mtime))
+        metadata[protocol.META_MTIME] = repr(protocol.parse_finite_float(mtime, "mtime"))
     if request.headers.get(protocol.HEADER_SHA256):
         metadata[protocol.META_SHA256] = request.headers[protocol.HEADER_SHA256]
     service = upload_service(request)
