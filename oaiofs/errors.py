@@ -20,6 +20,7 @@ answers) and an errno (what the drive answers)::
     ├── TooLarge                   413  EFBIG   too_large
     ├── UnsupportedMediaType       415  EINVAL  unsupported_media_type
     ├── ChecksumMismatch           460  EIO     checksum_mismatch
+    ├── TooManyRequests            429  EAGAIN  too_many_requests (login throttling; Retry-After)
     └── Unavailable                503  EIO     unavailable   (also: server unreachable)
 
 The server turns an ``OaioError`` into ``{"error": code, "message": text,
@@ -124,6 +125,12 @@ class ChecksumMismatch(OaioError):
     code, http_status, errno = "checksum_mismatch", 460, _errno.EIO
 
 
+class TooManyRequests(OaioError):
+    """Too many failed logins for this user name or client address; retry after ``detail.retry_after`` s."""
+
+    code, http_status, errno = "too_many_requests", 429, _errno.EAGAIN
+
+
 class Unavailable(OaioError):
     """The server cannot be reached or is overloaded; retry later."""
 
@@ -135,12 +142,12 @@ _BY_CODE: dict[str, type[OaioError]] = {
     for cls in (OaioError, InvalidInput, MalformedJson, InvalidValue, Unauthorized, Forbidden,
                 NotFound, Gone, Conflict, VersionConflict, AlreadyExists, OffsetMismatch,
                 NotEmpty, PreconditionFailed, TooLarge, UnsupportedMediaType, ChecksumMismatch,
-                Unavailable)
+                Unavailable, TooManyRequests)
 }
 _BY_STATUS: dict[int, type[OaioError]] = {
     400: InvalidInput, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     410: Gone, 412: PreconditionFailed, 413: TooLarge, 415: UnsupportedMediaType,
-    422: InvalidValue, 460: ChecksumMismatch, 502: Unavailable, 503: Unavailable, 504: Unavailable,
+    422: InvalidValue, 429: TooManyRequests, 460: ChecksumMismatch, 502: Unavailable, 503: Unavailable, 504: Unavailable,
 }
 
 
