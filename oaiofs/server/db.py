@@ -179,6 +179,7 @@ def run_migrations(db_url: str) -> None:
                 database = make_url(url).database
                 if database and database != ":memory:":
                     Path(database).parent.mkdir(parents=True, exist_ok=True)
+                    _private_file(Path(database))
                     lock_file = stack.enter_context(open(f"{database}.migrate.lock", "a"))
                     fcntl.flock(lock_file, fcntl.LOCK_EX)
             conn = stack.enter_context(engine.connect())
