@@ -249,7 +249,8 @@ def parse_finite_float(raw: str | float, what: str) -> float:
     return value
 
 
-MAX_OAIO_ID_BYTES = 200
+MAX_OAIO_ID_BYTES = 255        # accepted: a file name (the seed's id rule makes long ids, ae.oaio_client)
+MADE_OAIO_ID_BYTES = 200       # ids oaiofs makes itself stay shorter (room for suffixes in local file names)
 _BAD_ID_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
@@ -277,7 +278,7 @@ def make_oaio_id(app_id: str, user: str, device_id: str, values: dict[str, Any],
         url += "/" + str(values["_file_paths"][0])
     oaio_id = defuse(url)
     tail = "⁄" + stamp
-    budget = MAX_OAIO_ID_BYTES - len(tail.encode("utf-8"))
+    budget = MADE_OAIO_ID_BYTES - len(tail.encode("utf-8"))
     while len(oaio_id.encode("utf-8")) > budget:
         oaio_id = oaio_id[:-1]
     return oaio_id + tail

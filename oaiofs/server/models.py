@@ -178,3 +178,6 @@ class CartFile(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
     cart: Mapped[Cart] = relationship(back_populates="files")
+
+
+from . import models_compat  # noqa: E402,F401  (the ae compatibility tables share Base.metadata)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
-from . import changes
+from . import changes, changes_pacifica
 from .admission import release_slot, run_in_slot
 from .deps import get_current_user, get_db, get_state
 from .models import User
@@ -22,6 +22,7 @@ MAX_LIMIT = 5000
 async def get_changes(request: Request, cursor: int = Query(0, ge=0),
                       wait: float = Query(0.0, ge=0.0, le=protocol.MAX_CHANGES_WAIT_S),
                       limit: int = Query(500, ge=1, le=MAX_LIMIT),
+                      format: str = Query("cloudevents", pattern="^(cloudevents|pacifica)$"),
                       user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
     """CloudEvents for the caller after ``cursor``; waits up to ``wait`` seconds for the first one."""
     await run_in_threadpool(db.commit)      # end the auth transaction: no connection held while waiting
@@ -31,7 +32,10 @@ async def get_changes(request: Request, cursor: int = Query(0, ge=0),
 
     def fetch() -> tuple[list[dict], int]:
         with state.sessionmaker() as session:
-            return changes.fetch(session, user_id, cursor, limit)
+            events, next_cursor = changes.fetch(session, user_id, cursor, limit)
+            if format == "pacifica":       # data: the Files records pacifica-downloader's cloudevent() reads
+                events = changes_pacifica.to_pacifica(session, user_id, events)
+            return events, next_cursor
 
     deadline = time.monotonic() + wait
     while True:

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
 from ..errors import InvalidInput, OffsetMismatch, PreconditionFailed, UnsupportedMediaType
-from . import deps
+from . import deps, uploads_ietf
 from .upload_service import (CHUNK_HASHERS, UploadService, UploadView, aware, append_chunk, authenticate,
                              upload_lock, upload_service)
 
@@ -100,6 +100,8 @@ async def tus_options(request: Request) -> Response:
 @router.post(protocol.PATH_UPLOADS, status_code=201)
 async def tus_create(request: Request) -> Response:
     """Creation (and creation-with-upload when the request has a body)."""
+    if uploads_ietf.is_ietf(request):              # IETF resumable uploads (draft interop 5/6)
+        return await uploads_ietf.create(request)
     _check_tus_version(request)
     deferred = request.headers.get("upload-defer-length")
     if deferred is not None:
@@ -127,6 +129,8 @@ async def tus_create(request: Request) -> Response:
 @router.head(protocol.PATH_UPLOADS + "{upload_id}")
 async def tus_head(upload_id: str, request: Request) -> Response:
     """The upload's offset, length and metadata (and its result once complete)."""
+    if uploads_ietf.is_ietf(request):
+        return await uploads_ietf.head(upload_id, request)
     service = upload_service(request)
     _user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
     headers = upload_headers(upload)
@@ -146,6 +150,8 @@ async def tus_patch(upload_id: str, request: Request) -> Response:
     An ``Upload-Length`` header fixes a deferred length (``X-OAIO-Sha256`` may then
     announce the whole file's sha256, if the creation did not).
     """
+    if uploads_ietf.is_ietf(request):
+        return await uploads_ietf.patch(upload_id, request)
     _check_tus_version(request)
     _check_content_type(request)
     start = _int_header(request, "upload-offset", required=True) or 0

@@ -1,0 +1,1 @@
+"""Plugins that let other systems' unmodified clients use oaiofs (optional extras, never imported by oaiofs)."""
