@@ -16,9 +16,11 @@ from . import __version__
 
 # module path -> the sub-commands it registers (for lazy import)
 COMMAND_MODULES = {
-    "oaiofs.server.commands": ("serve", "user", "db"),
+    "oaiofs.server.commands": ("serve", "user", "db", "gc"),
     "oaiofs.drive_commands": ("mount", "umount", "status", "pin", "unpin"),
     "oaiofs.quickstart": ("quickstart",),
+    "oaiofs.mount_helper": ("mount-helper",),
+    "oaiofs.systemd": ("systemd-unit",),
 }
 
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +41,37 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECAS
 def register(subparsers: Any) -> None:
     """Add the drive's sub-commands to the ``oaiofs`` parser."""
     p = subparsers.add_parser("mount", help="mount your oaio objects as a folder")
-    p.add_argument("mountpoint", type=Path)
-    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8470")
-    p.add_argument("--user", required=True)
+    p.add_argument("mountpoint", type=Path, nargs="?",
+                   help="where to mount (default: the drive's mountpoint in the config file)")
+    p.add_argument("--drive", help="a named drive of the config file ([drives.NAME])")
+    p.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/oaiofs/config.toml)")
+    p.add_argument("--server", help="server URL, e.g. http://127.0.0.1:8470")
+    p.add_argument("--user")
+    p.add_argument("--password-file", type=Path,
+                   help="file holding the password (must be private: mode 0600); "
+                        f"else ${PASSWORD_ENV} or a prompt")
     p.add_argument("--cache", type=Path, help="cache folder (default: per user+server in the user cache dir)")
-    p.add_argument("--cache-size", type=parse_size, default="2G", help="cache quota, e.g. 512M, 2G (default 2G)")
+    p.add_argument("--cache-size", type=parse_size, default=None, help="cache quota, e.g. 512M, 2G (default 2G)")
     p.add_argument("--foreground", action="store_true", help="serve in this process until unmounted")
-    p.add_argument("--attr-timeout", type=float, default=1.0, help="kernel attribute cache seconds (default 1)")
-    p.add_argument("--entry-timeout", type=float, default=1.0, help="kernel name cache seconds (default 1)")
-    p.add_argument("--poll", type=float, default=20.0, help="change-feed long-poll seconds (default 20)")
-    p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
-    p.add_argument("--no-xattrs", action="store_true",
+    p.add_argument("--attr-timeout", type=float, default=None, help="kernel attribute cache seconds (default 1)")
+    p.add_argument("--entry-timeout", type=float, default=None, help="kernel name cache seconds (default 1)")
+    p.add_argument("--poll", type=float, default=None, help="change-feed long-poll seconds (default 20)")
+    p.add_argument("--allow-other", action="store_true", default=None, help="let other users see the mount")
+    p.add_argument("--no-xattrs", action="store_true", default=None,
                    help="no extended attributes at all (the kernel stops forwarding xattr calls); "
                         "`oaiofs pin`/`unpin` and getfattr do not work")
+    p.add_argument("--metrics-addr", metavar="HOST:PORT",
+                   help="serve Prometheus metrics of this mount at http://HOST:PORT/metrics")
+    p.add_argument("--log-format", choices=("text", "json"), default=None, help="mount log format (default text)")
     p.set_defaults(func=cmd_mount)
 
     p = subparsers.add_parser("umount", help="unmount, after pending uploads are done")
-    p.add_argument("mountpoint", type=Path)
+    p.add_argument("mountpoint", type=Path, nargs="?", help="default: the --drive's mountpoint in the config file")
+    p.add_argument("--drive", help="a named drive of the config file")
+    p.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/oaiofs/config.toml)")
     p.add_argument("--force", action="store_true", help="do not wait: queued uploads resume on the next mount")
     p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    p.add_argument("--lazy", action="store_true", help="detach now even if files are open (fusermount -z)")
     p.set_defaults(func=cmd_umount)
 
     p = subparsers.add_parser("status", help="uploads, conflicts, cache use and online state of mounts")
@@ -110,16 +123,81 @@ def check_mountpoint(mountpoint: Path) -> str | None:
 
 
 # ---------------------------------------------------------------- mount
+MOUNT_DEFAULTS: dict[str, Any] = {"cache_size": 2 << 30, "attr_timeout": 1.0, "entry_timeout": 1.0, "poll": 20.0,
+                                  "allow_other": False, "no_xattrs": False, "log_format": "text"}
+
+
+def resolve_mount_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Flags over the config file's drive over the defaults; raises ConfigError for what is missing."""
+    from .config import ConfigError, load_config
+
+    config = load_config(args.config)
+    drive = config.drive(args.drive, args.mountpoint)
+    merged = argparse.Namespace(**vars(args))
+    for key in ("server", "user", "password_file", "mountpoint", "cache", "cache_size", "attr_timeout",
+                "entry_timeout", "poll", "allow_other", "no_xattrs", "metrics_addr", "log_format"):
+        if getattr(args, key, None) is None:
+            value = drive.get(key, MOUNT_DEFAULTS.get(key))
+            if key == "cache_size" and isinstance(value, str):
+                try:
+                    value = parse_size(value)
+                except argparse.ArgumentTypeError as exc:
+                    raise ConfigError(f"{config.path}: cache_size: {exc}") from None
+            setattr(merged, key, value)
+    where = f" (or in {config.path})" if config.path else ""
+    if merged.mountpoint is None:
+        raise ConfigError(f"no mountpoint: give one{where}")
+    for key in ("server", "user"):
+        if not getattr(merged, key):
+            raise ConfigError(f"no {key}: give --{key}{where or ' or write it in the config file'}")
+    if merged.metrics_addr:
+        parse_host_port(merged.metrics_addr)
+    return merged
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port); ConfigError if it is not one."""
+    from .config import ConfigError
+
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:9470)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def mount_password(args: argparse.Namespace) -> str | None:
+    """From ${PASSWORD_ENV}, the password file or a prompt; None if there is no way to get one."""
+    from .config import read_password_file
+
+    password = os.environ.get(PASSWORD_ENV)
+    if password is not None:
+        return password
+    if args.password_file is not None:
+        return read_password_file(args.password_file)
+    if not sys.stdin.isatty():
+        return None
+    return getpass.getpass(f"password for {args.user} at {args.server}: ")
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
+    from . import exitcodes
+    from .config import ConfigError
+
+    try:
+        args = resolve_mount_args(args)
+    except ConfigError as exc:
+        return _fail(str(exc), exitcodes.USAGE)
     mountpoint = args.mountpoint.absolute()
     problem = check_mountpoint(mountpoint)
     if problem:
-        return _fail(problem)
-    password = os.environ.get(PASSWORD_ENV)
+        return _fail(problem, exitcodes.MOUNTPOINT)
+    try:
+        password = mount_password(args)          # after the mountpoint check: no prompt for a busy one
+    except ConfigError as exc:
+        return _fail(str(exc), exitcodes.USAGE)
     if password is None:
-        if not sys.stdin.isatty():
-            return _fail(f"no password: set {PASSWORD_ENV} or run in a terminal")
-        password = getpass.getpass(f"password for {args.user} at {args.server}: ")
+        return _fail(f"no password: set {PASSWORD_ENV}, use --password-file (or password_file in the config file) "
+                     "or run in a terminal", exitcodes.USAGE)
     cache_dir = (args.cache or default_cache_dir(args.server, args.user)).absolute()
     if args.foreground:
         return _serve(args, mountpoint, cache_dir, password)
@@ -133,7 +211,12 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
     argv = [sys.executable, "-m", "oaiofs", *(["-v"] * min(getattr(args, "verbose", 0), 2)), "mount",
             str(mountpoint), "--server", args.server, "--user", args.user, "--cache", str(cache_dir),
             "--cache-size", str(args.cache_size), "--attr-timeout", str(args.attr_timeout),
-            "--entry-timeout", str(args.entry_timeout), "--poll", str(args.poll), "--foreground"]
+            "--entry-timeout", str(args.entry_timeout), "--poll", str(args.poll), "--foreground",
+            "--log-format", args.log_format]
+    if args.metrics_addr:
+        argv += ["--metrics-addr", args.metrics_addr]
+    if args.config:      # the child reads the same file (every value it needs is on its command line)
+        argv += ["--config", str(args.config.absolute())]
     if args.allow_other:
         argv.append("--allow-other")
     if args.no_xattrs:
@@ -148,9 +231,10 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
             status = read_status(mountpoint)
             if status is not None and not status.get("online", True):
                 print(f"oaiofs: {args.server} is unreachable: mounted OFFLINE from the cache at {mountpoint}; "
-                      "changes are queued until it is back", file=sys.stderr)
+                      f"changes are queued until it is back; log: {log_path}", file=sys.stderr)
             else:
-                print(f"oaiofs: mounted {args.user}@{args.server} at {mountpoint} (pid {child.pid})")
+                print(f"oaiofs: mounted {args.user}@{args.server} at {mountpoint} (pid {child.pid}); "
+                      f"log: {log_path}")
             return 0
         code = child.poll()
         if code is not None:
@@ -175,10 +259,14 @@ def _log_tail(path: Path, start: int) -> str:
 
 def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password: str) -> int:
     """Mount in this process until the kernel unmounts it."""
+    from . import exitcodes
     from .errors import OaioError, Unauthorized, Unavailable
     from .fuse_ops import FuseOptions, mount
+    from .logsetup import use_log_format
     from .vfs.drive import Drive, DriveConfig
     from .vfs.journal import JournalBusy
+
+    use_log_format(args.log_format)
 
     config = DriveConfig(server=args.server, user=args.user, password=password, cache_dir=cache_dir,
                          cache_bytes=args.cache_size, long_poll_s=args.poll)
@@ -190,10 +278,11 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
         online = drive.start()
     except Unauthorized:
         drive.stop()
-        return _fail(f"login refused: wrong user name or password for {args.user} at {args.server}", 2)
+        return _fail(f"login refused: wrong user name or password for {args.user} at {args.server}", exitcodes.LOGIN)
     except Unavailable:
         drive.stop()
-        return _fail(f"server {args.server} is unreachable and nothing is cached in {cache_dir}", 3)
+        return _fail(f"server {args.server} is unreachable and nothing is cached in {cache_dir}",
+                     exitcodes.UNREACHABLE)
     except OaioError as err:
         drive.stop()
         return _fail(f"cannot mount: {err.message}")
@@ -207,9 +296,19 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
             stopped = True
             drive.stop()
 
+    metrics = None
+    if args.metrics_addr:
+        from .metrics import MountMetrics
+
+        metrics = MountMetrics(drive.vfs.status)
+        try:
+            metrics.serve(*parse_host_port(args.metrics_addr))
+        except OSError as exc:
+            stop()
+            return _fail(f"cannot serve metrics at {args.metrics_addr}: {exc.strerror or exc}", exitcodes.USAGE)
     options = FuseOptions(attr_timeout=args.attr_timeout, entry_timeout=args.entry_timeout,
                           fsname=f"oaiofs:{args.user}", allow_other=args.allow_other,
-                          xattrs=not args.no_xattrs)
+                          xattrs=not args.no_xattrs, observer=metrics.observe_fuse_op if metrics else None)
     publisher = StatusPublisher(drive.vfs.status, mountpoint, cache_dir)
     publisher.start()
     try:
@@ -219,6 +318,8 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
         return _fail(f"cannot mount {mountpoint}: {exc}")
     finally:
         publisher.stop()
+        if metrics is not None:
+            metrics.stop()
     stop()
     return 0
 
@@ -231,7 +332,10 @@ def registry_path(mountpoint: Path) -> Path:
     import platformdirs
 
     digest = hashlib.sha256(str(mountpoint.absolute()).encode()).hexdigest()[:32]
-    return Path(platformdirs.user_runtime_dir("oaiofs")) / "mounts" / f"{digest}.json"
+    with warnings.catch_warnings():   # no XDG_RUNTIME_DIR (root, services): its fallback is fine, say nothing
+        warnings.simplefilter("ignore")
+        runtime = platformdirs.user_runtime_dir("oaiofs")
+    return Path(runtime) / "mounts" / f"{digest}.json"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -351,6 +455,16 @@ def _upload_progress(status: dict[str, Any]) -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------- umount
 def cmd_umount(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+
+    if args.mountpoint is None:
+        try:
+            found = load_config(args.config).drive(args.drive).get("mountpoint")
+        except ConfigError as exc:
+            return _fail(str(exc), 2)
+        if found is None:
+            return _fail("no mountpoint: give one (or --drive NAME with a mountpoint in the config file)", 2)
+        args.mountpoint = found
     mountpoint = args.mountpoint.absolute()
     if not os.path.ismount(mountpoint):
         return _fail(f"{mountpoint} is not mounted")
@@ -358,7 +472,8 @@ def cmd_umount(args: argparse.Namespace) -> int:
         code = _wait_for_uploads(mountpoint, args.timeout)
         if code:
             return code
-    result = subprocess.run(["fusermount", "-u", str(mountpoint)], capture_output=True, text=True)
+    result = subprocess.run(["fusermount", "-uz" if getattr(args, "lazy", False) else "-u", str(mountpoint)],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         return _fail(f"cannot unmount {mountpoint}: {result.stderr.strip() or result.stdout.strip()}")
     print(f"oaiofs: unmounted {mountpoint}" + (" (queued changes resume on the next mount)" if args.force else ""))
@@ -382,7 +497,7 @@ def _wait_for_uploads(mountpoint: Path, timeout: float | None) -> int:
             if deadline is not None and time.monotonic() > deadline:
                 bar.close()
                 return _fail(f"{pending} changes still pending after {timeout}s; not unmounted "
-                             "(use --force to unmount and upload them on the next mount)")
+                             "(use --force to unmount and upload them on the next mount)", 6)
             if not status.get("online", True):
                 bar.set_description(f"offline, waiting ({pending} pending)")
             time.sleep(0.25)

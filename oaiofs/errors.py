@@ -21,6 +21,7 @@ answers) and an errno (what the drive answers)::
     ├── UnsupportedMediaType       415  EINVAL  unsupported_media_type
     ├── ChecksumMismatch           460  EIO     checksum_mismatch
     ├── TooManyRequests            429  EAGAIN  too_many_requests (login throttling; Retry-After)
+    ├── InsufficientStorage        507  ENOSPC  insufficient_storage
     └── Unavailable                503  EIO     unavailable   (also: server unreachable)
 
 The server turns an ``OaioError`` into ``{"error": code, "message": text,
@@ -131,6 +132,12 @@ class TooManyRequests(OaioError):
     code, http_status, errno = "too_many_requests", 429, _errno.EAGAIN
 
 
+class InsufficientStorage(OaioError):
+    """The server's storage is full (or below its reserve); nothing was stored."""
+
+    code, http_status, errno = "insufficient_storage", 507, _errno.ENOSPC
+
+
 class Unavailable(OaioError):
     """The server cannot be reached or is overloaded; retry later."""
 
@@ -142,12 +149,13 @@ _BY_CODE: dict[str, type[OaioError]] = {
     for cls in (OaioError, InvalidInput, MalformedJson, InvalidValue, Unauthorized, Forbidden,
                 NotFound, Gone, Conflict, VersionConflict, AlreadyExists, OffsetMismatch,
                 NotEmpty, PreconditionFailed, TooLarge, UnsupportedMediaType, ChecksumMismatch,
-                Unavailable, TooManyRequests)
+                InsufficientStorage, Unavailable, TooManyRequests)
 }
 _BY_STATUS: dict[int, type[OaioError]] = {
     400: InvalidInput, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     410: Gone, 412: PreconditionFailed, 413: TooLarge, 415: UnsupportedMediaType,
-    422: InvalidValue, 429: TooManyRequests, 460: ChecksumMismatch, 502: Unavailable, 503: Unavailable, 504: Unavailable,
+    422: InvalidValue, 429: TooManyRequests, 460: ChecksumMismatch, 502: Unavailable, 507: InsufficientStorage,
+    503: Unavailable, 504: Unavailable,
 }
 
 

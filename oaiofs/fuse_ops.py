@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,6 +43,8 @@ class FuseOptions:
     allow_other: bool = False
     debug: bool = False
     xattrs: bool = True            # False: no xattr callbacks at all (libfuse answers ENOSYS)
+    # called after every request as observer(op, seconds, failed) (metrics); None: no timing at all
+    observer: Callable[[str, float, bool], None] | None = None
 
 
 class _WorkerThreadStates:
@@ -224,6 +227,27 @@ class OaioFuseOps(Operations):
         self.vfs.xattrs.removexattr(path, name)
 
 
+class _ObservedFuseOps(OaioFuseOps):
+    """:class:`OaioFuseOps` that reports each request's operation, duration and failure to an observer.
+
+    A separate class so that a mount without metrics keeps the plain ``__call__``."""
+
+    def __init__(self, vfs: Vfs, observer: Callable[[str, float, bool], None],
+                 on_destroy: Callable[[], None] | None = None, xattrs: bool = True) -> None:
+        super().__init__(vfs, on_destroy, xattrs)
+        self._observer = observer
+
+    def __call__(self, op: str, *args: Any) -> Any:
+        start = time.perf_counter()
+        failed = True
+        try:
+            result = super().__call__(op, *args)
+            failed = False
+            return result
+        finally:
+            self._observer(op, time.perf_counter() - start, failed)
+
+
 class _DirectReadFUSE(FUSE):
     """fusepy's FUSE, but reads land straight in the kernel's buffer (``preadv``) and writes go from
     it straight to the cache file (``pwrite``): no bytes object, no extra copy, no 128 KiB malloc
@@ -265,7 +289,11 @@ def mount(vfs: Vfs, mountpoint: str, options: FuseOptions | None = None,
     extra: dict[str, Any] = {}
     if options.allow_other:
         extra["allow_other"] = True
-    _DirectReadFUSE(OaioFuseOps(vfs, on_destroy, xattrs=options.xattrs), mountpoint, raw_fi=True, foreground=True,
+    if options.observer is not None:
+        ops: OaioFuseOps = _ObservedFuseOps(vfs, options.observer, on_destroy, xattrs=options.xattrs)
+    else:
+        ops = OaioFuseOps(vfs, on_destroy, xattrs=options.xattrs)
+    _DirectReadFUSE(ops, mountpoint, raw_fi=True, foreground=True,
                     nothreads=False, debug=options.debug, fsname=options.fsname, subtype="oaiofs",
                     big_writes=True, max_read=MAX_IO_BYTES, max_write=MAX_IO_BYTES,
                     max_readahead=READAHEAD_KERNEL_BYTES, attr_timeout=options.attr_timeout,

@@ -430,6 +430,8 @@ CART_WAIT_PARAM = "wait"             # HEAD /carts/{uid}?wait=S long-polls until
 CART_ERROR_CODE_HEADER = "X-OAIO-Error"  # on a failed cart: the error code (e.g. checksum_mismatch)
 # X-Pacifica-Message is printable ASCII: other characters are percent-encoded (UTF-8)
 MAX_CART_WAIT_S = 60.0
+MAX_CART_FILES = 100_000             # file ids per cart (422 beyond)
+MAX_CART_BODY_BYTES = 32 << 20       # bytes of a cart's create body (413 beyond)
 
 
 def cart_file_id(oaio_id: str, path: str) -> str:

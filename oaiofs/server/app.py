@@ -28,10 +28,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__, protocol
 from ..errors import OaioError
 from . import db as dbmod
+from . import openapi
 from .admission import Admission, AdmissionMiddleware, size_thread_pool
 from .edge import StrictInput
 from .changes import Notifier
 from .deps import CommitBeforeResponse
+from .diskfull import is_disk_full, storage_full
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,8 @@ def open_blobs(settings: ServerSettings) -> Any:
     except (ImportError, AttributeError) as exc:
         log.warning("no blob store available (%s); file transfers are disabled", exc)
         return None
-    return opener(settings.blobs_url, settings.data_dir, settings.s3_endpoint)
+    return opener(settings.blobs_url, settings.data_dir, settings.s3_endpoint,
+                  min_free_bytes=settings.min_free_bytes)
 
 
 def _error_response(err: OaioError) -> JSONResponse:
@@ -123,29 +126,42 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):
+            log.warning("disk full on %s %s: %s", request.method, request.url.path, exc)
+            return _error_response(storage_full())
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal", "message": "internal server error", "detail": {}}, status_code=500)
 
 
 class JsonBodyLimit:
-    """Refuse JSON API bodies over ``limit`` bytes with 413 before they reach a handler."""
+    """Refuse JSON API bodies over their limit with 413 before they reach a handler.
+
+    The body is read in pieces and given up on as soon as it passes the limit, so an
+    oversized body never sits in memory: ``limit`` for the JSON API,
+    ``protocol.MAX_CART_BODY_BYTES`` for a cart's create body; file and tus bodies are
+    streamed by their handlers and not limited here.
+    """
 
     def __init__(self, app: Any, limit: int = JSON_BODY_LIMIT) -> None:
         self.app, self.limit = app, limit
 
-    @staticmethod
-    def applies(path: str) -> bool:
-        return (path.startswith(protocol.API_PREFIX) and "/files/" not in path
-                and not path.startswith(protocol.PATH_UPLOADS) and not path.startswith(protocol.PATH_CARTS))
+    def limit_for(self, path: str) -> int | None:
+        """The body limit of ``path`` (None: not a JSON body this middleware limits)."""
+        if not path.startswith(protocol.API_PREFIX) or path.startswith(protocol.PATH_UPLOADS):
+            return None
+        if path.startswith(protocol.PATH_CARTS + "/"):
+            return protocol.MAX_CART_BODY_BYTES if "/files/" not in path else None
+        return None if "/files/" in path else self.limit
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or not self.applies(scope["path"]):
+        limit = self.limit_for(scope["path"]) if scope["type"] == "http" else None
+        if limit is None or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isascii() and length.isdigit() and int(length) > self.limit:
-            await self._too_large(scope, receive, send, int(length) <= DRAIN_LIMIT)
+        if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
+            await self._too_large(scope, receive, send, limit, int(length) <= DRAIN_LIMIT)
             return
         chunks, total, more = [], 0, True
         while more:
@@ -155,8 +171,8 @@ class JsonBodyLimit:
             chunk = message.get("body", b"")
             total += len(chunk)
             more = message.get("more_body", False)
-            if total > self.limit:
-                await self._too_large(scope, receive, send, more)
+            if total > limit:
+                await self._too_large(scope, receive, send, limit, more)
                 return
             chunks.append(chunk)
         body = b"".join(chunks)
@@ -171,7 +187,8 @@ class JsonBodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: dict, receive: Callable, send: Callable, more: bool = True) -> None:
+    async def _too_large(self, scope: dict, receive: Callable, send: Callable, limit: int,
+                         more: bool = True) -> None:
         # read (and drop) a moderately oversized body first so the client sees the 413, not a broken pipe
         drained = 0
         while more and drained <= DRAIN_LIMIT:
@@ -180,8 +197,8 @@ class JsonBodyLimit:
                 return
             drained += len(message.get("body", b""))
             more = message.get("more_body", False)
-        body = {"error": "too_large", "message": f"request body is larger than {self.limit} bytes",
-                "detail": {"limit": self.limit}}
+        body = {"error": "too_large", "message": f"request body is larger than {limit} bytes",
+                "detail": {"limit": limit}}
         await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 
@@ -194,7 +211,8 @@ def _routers() -> list[Any]:
 async def _purge_loop(state: AppState) -> None:
     """Periodically drop expired tokens and let the transfer services purge their leftovers."""
     from . import routes_auth
-    names = ("oaiofs.server.uploads", "oaiofs.server.carts", "oaiofs.server.compat_ae.storage")
+    names = ("oaiofs.server.uploads", "oaiofs.server.carts", "oaiofs.server.compat_ae.storage",
+             "oaiofs.server.blob_gc")
     while True:
         for purge in [routes_auth.purge_expired_tokens] + [getattr(importlib.import_module(n), "purge_expired", None)
                                                               for n in names]:
@@ -232,17 +250,28 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 await task
             engine.dispose()
 
-    app = FastAPI(title="oaiofs", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="oaiofs", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Stores and shares oaio objects (values + files) between users and devices.")
     app.state.oaiofs = state
     install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(CommitBeforeResponse)
     app.add_middleware(AdmissionMiddleware, admission=admission)   # inside JsonBodyLimit: bodies are read first
-    app.add_middleware(StrictInput, json_paths=JsonBodyLimit.applies)
+    app.add_middleware(StrictInput)
     app.add_middleware(JsonBodyLimit)
     for router in _routers():
         app.include_router(router)
+    _install_operations(app, state)
     return app
+
+
+def _install_operations(app: FastAPI, state: AppState) -> None:
+    """``/healthz``, ``/metrics`` (+ request metrics, outermost) and the offline ``/docs``, ``/redoc``."""
+    from . import apidocs, health, metrics
+
+    app.include_router(health.router)
+    apidocs.install(app)
+    metrics.install(app, state)
 
 
 def app_from_env() -> FastAPI:

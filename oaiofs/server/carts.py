@@ -9,6 +9,8 @@ computed from the blob in a background thread. ``HEAD`` reports the status in
 ``X-Pacifica-Status``/``X-Pacifica-Message`` (and long-polls with ``?wait=S``); ``GET``
 streams a deterministic tar with Content-Length and Range; single members are served
 at ``/carts/{uid}/files/{path}``. Carts are bound to their creator (others get 404),
+and every request re-checks the creator's right to read the objects the cart (or the
+member) comes from: after an unsubscription or a deletion it answers 403. Carts
 expire after ``cart_ttl_s`` without access and are evicted least-recently-used when
 the carts of all users pin more than ``cart_quota_bytes``.
 """
@@ -17,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -28,16 +32,16 @@ from urllib.parse import quote
 from cachetools import LRUCache
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
-from ..errors import Conflict, InvalidValue, MalformedJson, NotFound, OaioError
+from ..errors import Conflict, Forbidden, InvalidValue, MalformedJson, NotFound, OaioError
 from . import access
 from . import db as dbmod
 from .byteranges import ranged_response
 from .files_routes import blob_response
-from .models import Cart, CartFile, FileEntry, User, utcnow
+from .models import Cart, CartFile, FileEntry, OaiObject, Subscription, User, utcnow
 from .tarlayout import TarLayout, TarMember
 from .upload_service import authenticate, aware, transaction, transfer_state
 
@@ -45,11 +49,16 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["carts"])
 CART_FILE_ROUTE = protocol.PATH_CART_FILE.replace("{path}", "{path:path}")
-MAX_CART_FILES = 100_000
+MAX_CART_FILES = protocol.MAX_CART_FILES
+BUILD_BATCH = 1000                        # cart rows read / written per short transaction
+BUILD_PAUSE_S = 0.01                      # SQLite: breathing room for other writers between batches
+BUILDING_PREFIX = "#building-"            # uid of a cart under construction ('#' is not a valid uid)
 STALE_STAGING_S = 600                     # a preparation silent this long is restarted by the purge
 TOUCH_EVERY_S = 30                        # a cart's last use is recorded at most this often
 _LAYOUTS: LRUCache[tuple[int, float, str], TarLayout] = LRUCache(32)
 _LAYOUT_LOCK = threading.Lock()
+_CART_OBJECTS: LRUCache[tuple[int, float], tuple[str, ...]] = LRUCache(256)   # a cart's objects never change
+RIGHTS_BATCH = 500                        # object ids per rights query
 CHECKSUM_FAILED = "checksum mismatch for "   # how the message of a cart failed by a checksum starts
 _HEADER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
 _UID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
@@ -126,67 +135,112 @@ class CartService:
 
     # creation
     def create(self, user_id: int, uid: str, files: list[FileRequest]) -> str:
-        """Make the cart (replacing an older one with the same uid); returns its status."""
+        """Make the cart (replacing an older one with the same uid); returns its status.
+
+        Built in batches so that no write lock is held for long: the files are pinned
+        in read transactions, the rows are written under a hidden uid in batches of
+        ``BUILD_BATCH`` (each its own short transaction), and the finished cart then
+        replaces the old one of the same uid in one short transaction.
+        """
+        pinned = self._pin(user_id, files)
+        status, message = self._verify_by_metadata(pinned)
         now = utcnow()
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            user = db.get(User, user_id)
-            pinned = self._pin(db, user, files)
-            db.execute(delete(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
-            cart = Cart(uid=uid, user_id=user_id, status=protocol.CART_STAGING, message="",
-                        size=sum(f.size for f in pinned), created=now, accessed=now,
+            cart = Cart(uid=BUILDING_PREFIX + secrets.token_hex(8), user_id=user_id, status=status,
+                        message=message, size=sum(f["size"] for f in pinned), created=now, accessed=now,
                         expires=now + dt.timedelta(seconds=self.settings.cart_ttl_s))
-            cart.files = pinned
-            status, message = self._verify_by_metadata(pinned)
-            cart.status, cart.message = status, message
             db.add(cart)
             db.flush()
             cart_id = cart.id
+        try:
+            for start in range(0, len(pinned), BUILD_BATCH):
+                self._pause_between_batches(start)
+                with transaction(self.state) as db:
+                    dbmod.lock_for_write(db)
+                    db.execute(insert(CartFile), [dict(row, cart_id=cart_id)
+                                                  for row in pinned[start:start + BUILD_BATCH]])
+            with transaction(self.state) as db:
+                dbmod.lock_for_write(db)
+                old = list(db.scalars(select(Cart.id).where(Cart.user_id == user_id, Cart.uid == uid)))
+                db.execute(update(Cart).where(Cart.id.in_(old)).values(uid=BUILDING_PREFIX + "old"))
+                db.execute(update(Cart).where(Cart.id == cart_id).values(uid=uid))
+        except BaseException:
+            self.drop_carts([cart_id])
+            raise
+        self.drop_carts(old)
         self.evict_over_quota(keep=cart_id)
         if status == protocol.CART_STAGING:
             self.start_preparing(cart_id)
         logger.info("cart %s of user %d: %d files, %s", uid, user_id, len(files), status)
         return status
 
-    @staticmethod
-    def _pin(db: Any, user: User, files: list[FileRequest]) -> list[CartFile]:
-        """Cart rows pinned to the current blobs of readable files (404 names the first missing one)."""
+    def _pause_between_batches(self, start: int) -> None:
+        if start and dbmod.is_sqlite(self.state.engine):
+            time.sleep(BUILD_PAUSE_S)
+
+    def drop_carts(self, cart_ids: list[int]) -> None:
+        """Delete carts, their members in batches (no long write lock for a big cart)."""
+        for cart_id in cart_ids:
+            while True:
+                with transaction(self.state) as db:
+                    dbmod.lock_for_write(db)
+                    batch = list(db.scalars(select(CartFile.id).where(CartFile.cart_id == cart_id)
+                                            .limit(BUILD_BATCH)))
+                    if not batch:
+                        db.execute(delete(Cart).where(Cart.id == cart_id))
+                        break
+                    db.execute(delete(CartFile).where(CartFile.id.in_(batch)))
+                self._pause_between_batches(1)
+
+    def _pin(self, user_id: int, files: list[FileRequest]) -> list[dict[str, Any]]:
+        """Cart rows pinned to the current blobs of readable files (404 names the first missing one).
+
+        Read-only: objects are checked one by one, their entries looked up ``BUILD_BATCH`` paths at a time.
+        """
         by_object: dict[str, list[FileRequest]] = {}
         for req in files:
             by_object.setdefault(req.oaio_id, []).append(req)
-        entries: dict[tuple[str, str], FileEntry] = {}
-        for oaio_id, reqs in by_object.items():
-            try:
-                obj, _right = access.load_object(db, user, oaio_id, "read")
-            except OaioError as exc:
-                raise type(exc)(f"cannot add {reqs[0].file_id!r}: {exc.message}", {"id": reqs[0].file_id}) from None
-            paths = [r.path for r in reqs]
-            for entry in db.scalars(select(FileEntry).where(FileEntry.object_id == obj.id,
-                                                            FileEntry.path.in_(paths))):
-                entries[(oaio_id, entry.path)] = entry
+        entries: dict[tuple[str, str], tuple[Any, ...]] = {}
+        with transaction(self.state) as db:
+            user = db.get(User, user_id)
+            for oaio_id, reqs in by_object.items():
+                try:
+                    obj, _right = access.load_object(db, user, oaio_id, "read")
+                except OaioError as exc:
+                    raise type(exc)(f"cannot add {reqs[0].file_id!r}: {exc.message}",
+                                    {"id": reqs[0].file_id}) from None
+                paths = sorted({r.path for r in reqs})
+                for start in range(0, len(paths), BUILD_BATCH):
+                    for row in db.execute(select(FileEntry.path, FileEntry.kind, FileEntry.blob_key, FileEntry.size,
+                                                 FileEntry.sha256, FileEntry.mtime, FileEntry.version)
+                                          .where(FileEntry.object_id == obj.id,
+                                                 FileEntry.path.in_(paths[start:start + BUILD_BATCH]))):
+                        entries[(oaio_id, row.path)] = tuple(row)
         pinned = []
         for req in files:
             entry = entries.get((req.oaio_id, req.path))
-            if entry is None or entry.kind != "file" or not entry.blob_key:
+            if entry is None or entry[1] != "file" or not entry[2]:
                 raise NotFound(f"no file {req.file_id!r}", {"id": req.file_id})
-            pinned.append(CartFile(file_id=req.file_id, bundle_path=req.bundle_path, oaio_id=req.oaio_id,
-                                   path=req.path, blob_key=entry.blob_key, size=entry.size, sha256=entry.sha256,
-                                   hashtype=req.hashtype, hashsum=req.hashsum, mtime=entry.mtime,
-                                   version=entry.version, status=protocol.CART_STAGING))
+            _path, _kind, key, size, sha, mtime, version = entry
+            pinned.append({"file_id": req.file_id, "bundle_path": req.bundle_path, "oaio_id": req.oaio_id,
+                           "path": req.path, "blob_key": key, "size": size, "sha256": sha,
+                           "hashtype": req.hashtype, "hashsum": req.hashsum, "mtime": mtime,
+                           "version": version, "status": protocol.CART_STAGING, "message": ""})
         return pinned
 
     @staticmethod
-    def _verify_by_metadata(files: list[CartFile]) -> tuple[str, str]:
+    def _verify_by_metadata(files: list[dict[str, Any]]) -> tuple[str, str]:
         """Settle every sha256 request from the stored hash; the cart is ready if nothing is left."""
         pending = False
         for f in files:
-            if f.hashtype != "sha256":
+            if f["hashtype"] != "sha256":
                 pending = True
                 continue
-            if f.hashsum != f.sha256:
-                f.status, f.message = protocol.CART_ERROR, "sha256 does not match the stored file"
-                return protocol.CART_ERROR, f"{CHECKSUM_FAILED}{f.file_id}: sha256 is {f.sha256}"
-            f.status = protocol.CART_READY
+            if f["hashsum"] != f["sha256"]:
+                f["status"], f["message"] = protocol.CART_ERROR, "sha256 does not match the stored file"
+                return protocol.CART_ERROR, f"{CHECKSUM_FAILED}{f['file_id']}: sha256 is {f['sha256']}"
+            f["status"] = protocol.CART_READY
         return (protocol.CART_STAGING, "") if pending else (protocol.CART_READY, "")
 
     # background preparation (hash types other than sha256)
@@ -226,37 +280,68 @@ class CartService:
             db.execute(update(Cart).where(Cart.id == cart_id).values(status=status, message=message))
 
     # reading
-    def get(self, user_id: int, uid: str, *, touch: bool = False) -> Cart:
-        """The caller's cart without its members (404 for unknown uids and other users' carts).
+    def get(self, user_id: int, uid: str, *, touch: bool = False, member: str | None = None,
+            check_rights: bool = True) -> tuple[Cart, CartFile | None]:
+        """The caller's cart (404 for unknown uids and other users' carts) and, if asked, one member.
 
-        ``touch`` marks it used (for LRU eviction and expiry), at most once per ``TOUCH_EVERY_S``
-        so that ranged reads of a cart do not each write to the database.
+        ``check_rights`` re-checks that the caller may still read every object the cart
+        (or just ``member``) comes from: a revoked subscription or a deleted object
+        answers 403. ``touch`` marks the cart used (for LRU eviction and expiry), at
+        most once per ``TOUCH_EVERY_S`` so that ranged reads do not each write.
         """
         with transaction(self.state) as db:
             cart = db.scalar(select(Cart).where(Cart.user_id == user_id, Cart.uid == uid))
             if cart is None:
                 raise NotFound(f"no cart {uid!r}", {"uid": uid})
+            found = None
+            if member is not None:
+                found = db.scalar(select(CartFile).where(CartFile.cart_id == cart.id,
+                                                         CartFile.bundle_path == member))
+                if found is None:
+                    raise NotFound(f"no member {member!r} in cart {uid!r}", {"uid": uid, "path": member})
+            if check_rights:
+                oaio_ids = (found.oaio_id,) if found is not None else self._cart_objects(db, cart)
+                self._check_rights(db, user_id, uid, oaio_ids)
             now = utcnow()
             if touch and aware(cart.accessed) < now - dt.timedelta(seconds=TOUCH_EVERY_S):
                 dbmod.lock_for_write(db)
                 cart.accessed = now
                 cart.expires = now + dt.timedelta(seconds=self.settings.cart_ttl_s)
-            return cart
+            return cart, found
 
-    def ready_cart(self, user_id: int, uid: str) -> Cart:
-        """The caller's cart, touched; a failed cart raises ``Conflict`` naming the failure."""
-        cart = self.get(user_id, uid, touch=True)
+    @staticmethod
+    def _cart_objects(db: Any, cart: Cart) -> tuple[str, ...]:
+        """The ids of the objects ``cart``'s members come from (cached: a made cart never changes)."""
+        key = (cart.id, aware(cart.created).timestamp())
+        with _LAYOUT_LOCK:
+            cached = _CART_OBJECTS.get(key)
+        if cached is None:
+            cached = tuple(db.scalars(select(CartFile.oaio_id).where(CartFile.cart_id == cart.id).distinct()))
+            with _LAYOUT_LOCK:
+                _CART_OBJECTS[key] = cached
+        return cached
+
+    @staticmethod
+    def _check_rights(db: Any, user_id: int, uid: str, oaio_ids: tuple[str, ...]) -> None:
+        """403 unless ``user_id`` is still subscribed to every one of ``oaio_ids`` and none is deleted."""
+        readable: set[str] = set()
+        for start in range(0, len(oaio_ids), RIGHTS_BATCH):
+            batch = oaio_ids[start:start + RIGHTS_BATCH]
+            readable.update(db.scalars(
+                select(OaiObject.oaio_id).join(Subscription, Subscription.object_id == OaiObject.id)
+                .where(OaiObject.oaio_id.in_(batch), Subscription.user_id == user_id,
+                       OaiObject.deleted.is_(None))))
+        lost = [oaio_id for oaio_id in oaio_ids if oaio_id not in readable]
+        if lost:
+            raise Forbidden(f"cart {uid!r} holds files of {lost[0]!r}, which you may no longer read "
+                            "(unsubscribed or deleted)", {"uid": uid, "oaio_id": lost[0], "count": len(lost)})
+
+    def ready_cart(self, user_id: int, uid: str, member: str | None = None) -> tuple[Cart, CartFile | None]:
+        """The caller's cart (and member), touched; a failed cart raises ``Conflict`` naming the failure."""
+        cart, found = self.get(user_id, uid, touch=True, member=member)
         if cart.status == protocol.CART_ERROR:
             raise Conflict(f"cart {uid!r} failed: {cart.message}", {"uid": uid, "message": cart.message})
-        return cart
-
-    def member(self, cart: Cart, path: str) -> CartFile:
-        """One member of ``cart`` by its bundle path (one indexed lookup, not the whole cart)."""
-        with transaction(self.state) as db:
-            member = db.scalar(select(CartFile).where(CartFile.cart_id == cart.id, CartFile.bundle_path == path))
-        if member is None:
-            raise NotFound(f"no member {path!r} in cart {cart.uid!r}", {"uid": cart.uid, "path": path})
-        return member
+        return cart, found
 
     def layout(self, cart: Cart, top: str) -> TarLayout:
         """The cart's tar layout under ``top`` (cached: ranged reads of one cart reuse it)."""
@@ -273,8 +358,12 @@ class CartService:
 
     def delete(self, user_id: int, uid: str) -> None:
         with transaction(self.state) as db:
-            if db.execute(delete(Cart).where(Cart.user_id == user_id, Cart.uid == uid)).rowcount == 0:
+            dbmod.lock_for_write(db)
+            ids = list(db.scalars(select(Cart.id).where(Cart.user_id == user_id, Cart.uid == uid)))
+            if not ids:
                 raise NotFound(f"no cart {uid!r}", {"uid": uid})
+            db.execute(update(Cart).where(Cart.id.in_(ids)).values(uid=BUILDING_PREFIX + "deleted"))
+        self.drop_carts(ids)
 
     # eviction and expiry
     def evict_over_quota(self, keep: int | None = None) -> int:
@@ -287,12 +376,12 @@ class CartService:
             # PostgreSQL (READ COMMITTED, no write lock) a sum read before a concurrent
             # eviction committed, with candidates read after it, evicted the kept newest
             # cart too (issue 11: both carts of test_carts_are_evicted_over_quota_and_expire).
-            carts = db.execute(select(Cart.id, Cart.size).order_by(Cart.accessed)).all()
-            total = sum(size for _, size in carts)
-            for cart_id, size in carts:
+            carts = db.execute(select(Cart.id, Cart.size, Cart.uid).order_by(Cart.accessed)).all()
+            total = sum(size for _, size, _uid in carts)
+            for cart_id, size, uid in carts:
                 if total <= quota:
                     break
-                if cart_id == keep:
+                if cart_id == keep or uid.startswith(BUILDING_PREFIX):    # never one being built
                     continue
                 # A cart a concurrent eviction already took counts as gone all the same.
                 evicted += db.execute(delete(Cart).where(Cart.id == cart_id)).rowcount or 0
@@ -329,6 +418,25 @@ def tar_layout(files: list[CartFile], top: str) -> TarLayout:
                                 blob_key=f.blob_key or "", sha256=f.sha256) for f in files])
 
 
+def tar_names(filename: str | None) -> tuple[str, str]:
+    """(download name, top folder of every member) for ``?filename=``: ``x.tar`` -> ``x/...``.
+
+    The top folder must be one clean path component: no ``/`` or ``\\``, not ``.`` or
+    ``..`` (``...tar`` would make members ``../…``), no control characters (422 otherwise).
+    """
+    name = filename or utcnow().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
+    top = name[:-4] if name.endswith(".tar") and len(name) > 4 else name
+    try:
+        if "/" in top:
+            raise InvalidValue("has a '/'")
+        if top != protocol.VALUES_FILE:          # reserved inside objects only
+            protocol.normalize_file_path(top)
+    except InvalidValue:
+        raise InvalidValue("filename must be a plain file name (no '/', '\\', '.', '..' or control characters)",
+                           {"filename": name[:100]}) from None
+    return name, top
+
+
 def header_text(text: str) -> str:
     """``text`` as a header value: printable ASCII kept, everything else percent-encoded (UTF-8)."""
     return quote(text, safe=_HEADER_SAFE)
@@ -348,17 +456,23 @@ def _cart_service(request: Request) -> CartService:
 
 # --- HTTP layer ----------------------------------------------------------------------------------
 
+def _parse_body(raw: bytes) -> list[FileRequest]:
+    """Decode and validate a create body (in a worker thread: big carts take a while)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalformedJson("request body is not valid JSON") from None
+    return parse_fileids(body)
+
+
 @router.post(protocol.PATH_CART, status_code=201)
 async def create_cart(uid: str, request: Request) -> Response:
     """cartd create: 201 ``{"message": "Cart Processing has begun"}``."""
     check_uid(uid)
     service = _cart_service(request)
     user_id = await run_in_threadpool(authenticate, request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise MalformedJson("request body is not valid JSON") from None
-    files = parse_fileids(body)
+    raw = await request.body()       # JsonBodyLimit caps it at protocol.MAX_CART_BODY_BYTES (413)
+    files = await run_in_threadpool(_parse_body, raw)
     status = await run_in_threadpool(service.create, user_id, uid, files)
     return JSONResponse({"message": "Cart Processing has begun", "status": status}, status_code=201)
 
@@ -371,7 +485,7 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     deadline = time.monotonic() + max(0.0, min(wait, protocol.MAX_CART_WAIT_S))
     delay = 0.05
     while True:
-        cart = await run_in_threadpool(service.get, user_id, uid)
+        cart, _member = await run_in_threadpool(service.get, user_id, uid)
         if cart.status not in (protocol.CART_WAITING, protocol.CART_STAGING) or time.monotonic() >= deadline:
             break
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -380,27 +494,25 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     return Response(status_code=status_code, headers=_status_headers(cart))
 
 
-async def _ready_cart(service: Any, request: Request, uid: str) -> Any:
-    """The caller's cart ``uid`` if it is ready, else cartd's 202 answer."""
+async def _ready_cart(service: Any, request: Request, uid: str, member: str | None = None) -> Any:
+    """(cart, member) of the caller's cart ``uid`` if it is ready and still readable, else cartd's 202 answer."""
     user_id = await run_in_threadpool(authenticate, request)
-    cart = await run_in_threadpool(service.ready_cart, user_id, uid)
+    cart, found = await run_in_threadpool(service.ready_cart, user_id, uid, member)
     if cart.status != protocol.CART_READY:
         return JSONResponse({"message": "The cart is not ready for download."}, status_code=202,
                             headers=_status_headers(cart))
-    return cart
+    return cart, found
 
 
 @router.api_route(protocol.PATH_CART, methods=["GET"], response_class=Response)
 async def download_cart(uid: str, request: Request, filename: str | None = None) -> Response:
     """cartd download: the tar (202 while not ready); Content-Length and Range supported."""
     service = _cart_service(request)
-    cart = await _ready_cart(service, request, uid)
-    if isinstance(cart, Response):
-        return cart
-    name = filename or utcnow().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
-    if "/" in name or not name.strip(".") or any(ord(c) < 32 for c in name):
-        raise InvalidValue("filename must be a plain file name", {"filename": name[:100]})
-    top = name[:-4] if name.endswith(".tar") and len(name) > 4 else name
+    ready = await _ready_cart(service, request, uid)
+    if isinstance(ready, Response):
+        return ready
+    cart, _member = ready
+    name, top = tar_names(filename)
     layout = await run_in_threadpool(service.layout, cart, top)
     blobs = service.blobs
     tag = hashlib.sha256(f"{cart.id}/{cart.created}/{top}".encode()).hexdigest()[:32]
@@ -415,10 +527,10 @@ async def download_cart(uid: str, request: Request, filename: str | None = None)
 async def download_cart_file(uid: str, path: str, request: Request) -> Response:
     """One member of a ready cart, as pinned when the cart was made (Range supported)."""
     service = _cart_service(request)
-    cart = await _ready_cart(service, request, uid)
-    if isinstance(cart, Response):
-        return cart
-    member = await run_in_threadpool(service.member, cart, path)
+    ready = await _ready_cart(service, request, uid, path)
+    if isinstance(ready, Response):
+        return ready
+    _cart, member = ready
     info = {"blob_key": member.blob_key, "size": member.size, "sha256": member.sha256,
             "version": member.version, "mtime": member.mtime}
     return blob_response(request, service.blobs, info)

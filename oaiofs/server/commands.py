@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-requests", type=int, default=None, metavar="N",
                        help="API requests doing database work at once, per process (default: 16); "
                             "more wait in a queue, and beyond that get 503 + Retry-After")
+    serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text", help="log format (default text)")
     serve.set_defaults(func=cmd_serve)
 
     user = subparsers.add_parser("user", help="manage server users")
@@ -43,6 +45,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--blobs", default=None, help=argparse.SUPPRESS)   # accepted for symmetry with serve
     add.add_argument("--admin", action="store_true", help="make the user an administrator")
     add.set_defaults(func=cmd_user_add)
+
+    gc = subparsers.add_parser("gc", help="remove blobs no file, cart or upload refers to any more",
+                               description="Remove stored file data no file entry, cart or upload refers to "
+                                           "(data of deleted or replaced files) once it has been unreferenced "
+                                           "for the grace period. The server does this in the background too.")
+    _add_storage_args(gc)
+    gc.add_argument("--blobs", default=None, help="blob store URL: a folder or s3://bucket/prefix")
+    gc.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL")
+    gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    gc.add_argument("--grace", type=float, default=None, metavar="SECONDS",
+                    help="grace period (default: the server setting, OAIOFS_BLOB_GC_GRACE_S or 3600)")
+    gc.set_defaults(func=cmd_gc)
 
     db = subparsers.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -137,6 +151,33 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """``oaiofs gc [--dry-run]``: one blob collection; prints what went (or would go)."""
+    from types import SimpleNamespace
+
+    from . import blob_gc
+    from .app import open_blobs
+    from .db import make_engine, make_sessionmaker
+
+    settings = _settings(args)
+    if not _migrate(settings.database_url):
+        return 1
+    engine = make_engine(settings.database_url)
+    try:
+        state = SimpleNamespace(settings=settings, sessionmaker=make_sessionmaker(engine), blobs=open_blobs(settings))
+        report = blob_gc.collect(state, dry_run=args.dry_run, grace_s=args.grace)
+    finally:
+        engine.dispose()
+    verb = "would remove" if args.dry_run else "removed"
+    for key, size in report.removed:
+        print(f"{verb} {key} ({size} bytes)")
+    for key, size in report.waiting:
+        print(f"unreferenced, in its grace period: {key} ({size} bytes)")
+    print(f"{report.blobs} blobs, {report.referenced} referenced; {verb} {len(report.removed)} "
+          f"({report.removed_bytes} bytes); {len(report.waiting)} in their grace period")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``oaiofs serve``: migrate, then run uvicorn (one process, or ``--workers N``)."""
     import uvicorn
@@ -148,13 +189,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     where = settings.db_url.split("@")[-1] if settings.db_url else settings.data_dir   # never print a DB password
     print(f"oaiofs server on http://{settings.host}:{settings.port} (data: {where}, "
           f"{settings.workers} worker{'s' if settings.workers > 1 else ''}); Ctrl+C stops it", file=sys.stderr)
+    from ..logsetup import use_log_format
+    from .logconfig import uvicorn_log_config
+
+    use_log_format(args.log_format)
+    log_config = uvicorn_log_config(log_level, args.access_log, args.log_format)
     if settings.workers > 1:
+        import shutil
+        import tempfile
+
         os.environ.update(settings.to_env())
-        uvicorn.run("oaiofs.server.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        # prometheus-client's multiprocess mode: each worker writes its values there, /metrics sums them
+        metrics_dir = tempfile.mkdtemp(prefix="oaiofs-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            uvicorn.run("oaiofs.server.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                        workers=settings.workers, log_level=None, access_log=args.access_log,
+                        log_config=log_config, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
         from .app import create_app
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                    access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=None,
+                    access_log=args.access_log, log_config=log_config,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     return 0

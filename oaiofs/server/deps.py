@@ -15,6 +15,8 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+
+from .diskfull import is_disk_full, storage_full
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -97,6 +99,8 @@ def _finish_sessions(sessions: list[Session], commit: bool) -> OaioError | None:
         for session in sessions:
             session.rollback()
         log.exception("commit failed")
+        if is_disk_full(exc):
+            return storage_full("the server's disk is full; the change was not stored")
         if isinstance(exc, OperationalError):
             return Unavailable("the database is busy; try again")
         return OaioError("internal server error")

@@ -3,7 +3,7 @@
 * the path and the query string must be valid UTF-8 once percent-decoded (else
   400 ``invalid_input``): otherwise Starlette would turn the bad bytes into U+FFFD
   and two different raw names would land on one file;
-* a JSON body (the API routes :class:`~oaiofs.server.app.JsonBodyLimit` covers)
+* a JSON body of the JSON API routes (:func:`json_api_path`)
   must pass :func:`oaiofs.protocol.check_json_body`: UTF-8, finite numbers, valid
   strings and keys, at most ``MAX_JSON_DEPTH`` levels (400/422).
 
@@ -20,6 +20,12 @@ from fastapi.responses import JSONResponse
 
 from .. import protocol
 from ..errors import InvalidInput, OaioError
+
+
+def json_api_path(path: str) -> bool:
+    """True for the JSON API routes (not file, tus or cart bodies: those are streamed or parsed by their routes)."""
+    return (path.startswith(protocol.API_PREFIX) and not path.startswith(protocol.PATH_UPLOADS)
+            and not path.startswith(protocol.PATH_CARTS) and "/files/" not in path)
 
 
 def check_url(scope: dict) -> None:
@@ -39,7 +45,7 @@ def check_url(scope: dict) -> None:
 class StrictInput:
     """ASGI middleware applying :func:`check_url` and :func:`~oaiofs.protocol.check_json_body`."""
 
-    def __init__(self, app: Any, json_paths: Callable[[str], bool]) -> None:
+    def __init__(self, app: Any, json_paths: Callable[[str], bool] = json_api_path) -> None:
         self.app, self.json_paths = app, json_paths
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:

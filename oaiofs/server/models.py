@@ -180,4 +180,11 @@ class CartFile(Base):
     cart: Mapped[Cart] = relationship(back_populates="files")
 
 
+class BlobGc(Base):
+    """A blob seen unreferenced by the garbage collector, and since when (``oaiofs.server.blob_gc``)."""
+    __tablename__ = "blob_gc"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 from . import models_compat  # noqa: E402,F401  (the ae compatibility tables share Base.metadata)

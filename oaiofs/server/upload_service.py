@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect
 from .. import protocol
 from ..errors import (ChecksumMismatch, Conflict, Gone, InvalidInput, InvalidValue, NotFound, OaioError,
                       OffsetMismatch, TooLarge, VersionConflict)
-from . import access, deps, objects
+from . import access, blob_gc, deps, objects
 from . import db as dbmod
 from .blobs import blob_key
 from .models import FileEntry, OaiObject, Upload, User, utcnow
@@ -232,6 +232,8 @@ class UploadService:
             raise TooLarge(f"Upload-Length exceeds the maximum of {self.settings.max_upload_bytes} bytes",
                            {"max_size": self.settings.max_upload_bytes})
         target = parse_target(metadata)
+        if length:
+            self.blobs.check_space(length)               # 507 now rather than after the bytes came
         upload_id = secrets.token_urlsafe(24)
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
@@ -244,7 +246,11 @@ class UploadService:
                          metadata_json=json.dumps(metadata, ensure_ascii=False), staging_json="{}",
                          created=now, expires=now + dt.timedelta(seconds=self.settings.upload_expiry_s))
             db.add(row)
-        staging = self.blobs.staging_create(upload_id)      # after the row: no orphan staging areas
+        try:
+            staging = self.blobs.staging_create(upload_id)  # after the row: no orphan staging areas
+        except BaseException:
+            self.discard(upload_id)                         # ... and no orphan row either
+            raise
         with transaction(self.state) as db:
             db.execute(update(Upload).where(Upload.id == upload_id).values(staging_json=json.dumps(staging)))
             view = UploadView.of(db.get(Upload, upload_id))
@@ -370,8 +376,10 @@ class UploadService:
                                        "nothing was committed",
                                        {"expected": target.sha256, "actual": sha256, "path": target.path})
             with transaction(self.state) as db:
+                blob_gc.lock_for_commit(db)       # the upload now refers to the blob (see blob_gc)
                 db.execute(update(Upload).where(Upload.id == upload.id)
-                           .values(result_json=json.dumps({"sha256": sha256, "size": upload.length})))
+                           .values(result_json=json.dumps({"sha256": sha256, "size": upload.length}),
+                                   sha256=sha256))
         key = blob_key(sha256)
         self.blobs.staging_commit(upload.id, key, upload.staging)
         try:

@@ -35,6 +35,7 @@ from ..errors import (AlreadyExists, ChecksumMismatch, Gone, NotFound, OaioError
                       Unauthorized, Unavailable, VersionConflict)
 from ..conflicts import conflict_path
 from ..merge import merge_values
+from .counters import COUNTERS
 from .opstore import Op
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,12 @@ class OpApplier:
             self._save(op)
 
         first: list[float] = []       # [monotonic time, offset] of the first report of this attempt
+        reported = [-1]               # the offset of the last report (bytes sent since count as uploaded)
 
         def on_progress(offset: int, size: int = 0, *_rest: Any) -> None:
+            if reported[0] >= 0 and offset > reported[0]:
+                COUNTERS.upload_bytes += offset - reported[0]
+            reported[0] = offset
             if not first:
                 first.extend((time.monotonic(), offset))
                 if offset:

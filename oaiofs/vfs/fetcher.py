@@ -22,6 +22,7 @@ from typing import ContextManager, Iterator, Protocol
 from ..client.uploads import file_sha256
 from ..errors import OaioError, Unavailable
 from .cache import Cache, Item, ItemKey
+from .counters import COUNTERS
 from .errors import NotCached
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Stream:
                     if self.cancelled or not item.store(self.pos, chunk):
                         return
                     self.pos += len(chunk)
+                    COUNTERS.download_bytes += len(chunk)
                     if not self._may_continue():
                         return
         except Exception as exc:  # noqa: BLE001 - handed to the waiting readers
@@ -143,20 +145,25 @@ class Fetcher:
         if offset >= end:
             return
         window = state.observe(offset, end)
-        if not item.dirty:
-            self.wait_range(item, offset, end, ahead=min(item.size, end + window))
+        if not item.dirty and self.wait_range(item, offset, end, ahead=min(item.size, end + window)):
+            COUNTERS.cache_misses += 1
+        else:
+            COUNTERS.cache_hits += 1
 
     def read(self, item: Item, state: ReadState, offset: int, size: int) -> bytes:
         """Bytes ``[offset, offset+size)`` of ``item``, waiting only for that range."""
         self.wait_for_read(item, state, offset, size)
         return item.read(offset, max(0, min(size, item.size - offset)))
 
-    def wait_range(self, item: Item, start: int, end: int, ahead: int | None = None) -> None:
-        """Block until ``[start, end)`` is present; keep streams going up to ``ahead``."""
+    def wait_range(self, item: Item, start: int, end: int, ahead: int | None = None) -> bool:
+        """Block until ``[start, end)`` is present; keep streams going up to ``ahead``.
+
+        True if the range was not all there yet (a cache miss)."""
         ahead = max(ahead or end, end)
         with item.cond:
             if item.ranges.contains(start, ahead):
-                return
+                return False
+            missed = not item.ranges.contains(start, end)
             while not item.ranges.contains(start, end):
                 if item.error is not None and not item.streams:
                     error, item.error = item.error, None
@@ -164,6 +171,7 @@ class Fetcher:
                 self._ensure_stream_locked(item, start, ahead)
                 item.cond.wait(WAIT_TICK_S)
             self._ensure_stream_locked(item, end, ahead)    # read-ahead past this read
+        return missed
 
     def fill(self, item: Item) -> None:
         """Fetch all of ``item`` (before writing to it, or for a pin)."""
@@ -228,6 +236,7 @@ class Fetcher:
                         continue
                     self.cache.install(cand.key, path, version=cand.version, sha256=cand.sha256,
                                        size=cand.size)
+                    COUNTERS.download_bytes += cand.size
         self.cache.enforce_quota()
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from .. import protocol
 from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
+from .counters import COUNTERS
 from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted
 from .fetcher import Candidate, Fetcher
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
@@ -66,6 +67,8 @@ class Vfs:
         self.options = options or VfsOptions()
         self.handles = HandleTable()
         self.extra_status = extra_status or (lambda: {})
+        self._releasing = 0                      # releases in progress (status: not yet in the journal)
+        self._releasing_lock = threading.Lock()
         self.uid, self.gid = os.getuid(), os.getgid()
         self.writeback = WriteBack(journal, namespace, cache)
         self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
@@ -249,6 +252,8 @@ class Vfs:
         item = handle.item
         if not (item.dirty or item.complete):
             self.fetcher.wait_for_read(item, handle.read_state, offset, size)
+        else:
+            COUNTERS.cache_hits += 1
         n = min(size, item.size - offset)
         return os.preadv(item.fd, [buf[:n]], offset) if n > 0 else 0
 
@@ -313,6 +318,15 @@ class Vfs:
 
     def release(self, fh: int) -> None:
         """Last close of a handle: a changed file goes to the journal before this returns."""
+        with self._releasing_lock:
+            self._releasing += 1
+        try:
+            self._release(fh)
+        finally:
+            with self._releasing_lock:
+                self._releasing -= 1
+
+    def _release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
         if isinstance(handle, ValuesHandle):
             try:
@@ -519,9 +533,15 @@ class Vfs:
 
     # ------------------------------------------------------------------ status / callbacks
     def status(self) -> dict[str, Any]:
+        # files open for writing or being closed: their changes are not in the journal yet. Read in
+        # this order (handles, releases, journal), a file is never missed: a release increments
+        # ``_releasing`` before it pops its handle and submits to the journal before it decrements.
+        writing = sum(1 for h in self.handles.all() if h.writable)
+        writing += self._releasing
         doc = dict(self.journal.status())
         doc["cache"] = self.cache.stats()
         doc["objects"] = len(self.ns.object_ids())
+        doc["open_for_writing"] = writing
         doc.update(self.extra_status())
         doc["online"] = bool(doc.get("online", True)) and bool(doc.get("feed_online", True))
         return doc

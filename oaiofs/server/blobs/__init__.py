@@ -86,13 +86,25 @@ class BlobStore(Protocol):
     def staging_ids(self) -> list[str]:
         """Ids of every staging area present (for purging leftovers)."""
 
+    def check_space(self, nbytes: int) -> None:
+        """Raise ``InsufficientStorage`` (507) if ``nbytes`` more would not fit (no-op where unknown)."""
 
-def open_blob_store(url: str | None, data_dir: Path, s3_endpoint: str | None = None) -> BlobStore:
-    """The blob store for ``url``: ``s3://bucket[/prefix]``, a folder path, or ``<data_dir>/blobs``."""
+    def list_blobs(self) -> Iterator[tuple[str, float, int]]:
+        """Every final blob as (key, last-modified epoch seconds, size), for garbage collection."""
+
+
+def open_blob_store(url: str | None, data_dir: Path, s3_endpoint: str | None = None, *,
+                    min_free_bytes: int = 0) -> BlobStore:
+    """The blob store for ``url``: ``s3://bucket[/prefix]``, a folder path, or ``<data_dir>/blobs``.
+
+    ``min_free_bytes`` (local stores): staging writes that would leave less free space on
+    the blob folder's file system answer 507, so the database next to it can still write
+    (value changes and deletes keep working on a full disk).
+    """
     if url and url.startswith("s3://"):
         s3 = importlib.import_module(__name__ + ".s3")
         return s3.open_s3_store(url, endpoint=s3_endpoint)
     from .local import LocalBlobStore
     if url and url.startswith("file://"):
         url = url[len("file://"):]
-    return LocalBlobStore(Path(url) if url else Path(data_dir) / "blobs")
+    return LocalBlobStore(Path(url) if url else Path(data_dir) / "blobs", min_free_bytes=min_free_bytes)

@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from ...errors import NotFound
-from . import READ_CHUNK, check_key, check_upload_id
+from ...errors import InsufficientStorage, NotFound
+from ..diskfull import FULL_ERRNOS
+from . import READ_CHUNK, check_key, check_upload_id, _KEY_RE
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +21,9 @@ logger = logging.getLogger(__name__)
 class LocalBlobStore:
     """Content-addressed blobs and upload staging files under one folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
+        self.min_free_bytes = min_free_bytes
         self.staging_dir = self.root / "staging"
         self.staging_dir.mkdir(parents=True, exist_ok=True)
         (self.root / "sha256").mkdir(exist_ok=True)
@@ -59,6 +61,26 @@ class LocalBlobStore:
         except FileNotFoundError:
             pass
 
+    def list_blobs(self) -> Iterator[tuple[str, float, int]]:
+        base = self.root / "sha256"
+        for dirpath, _dirs, names in os.walk(base):
+            for name in names:
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if _KEY_RE.match(key):
+                    try:
+                        st = path.stat()
+                    except FileNotFoundError:
+                        continue
+                    yield key, st.st_mtime, st.st_size
+
+    def check_space(self, nbytes: int) -> None:
+        st = os.statvfs(self.root)
+        free = st.f_bavail * st.f_frsize
+        if free - max(0, nbytes) < self.min_free_bytes:
+            raise InsufficientStorage("the server's disk is full; nothing was stored",
+                                      {"free_bytes": free, "needed": nbytes})
+
     # --- staging ---
     def _staging_path(self, upload_id: str) -> Path:
         return self.staging_dir / check_upload_id(upload_id)
@@ -73,11 +95,27 @@ class LocalBlobStore:
             handle = open(path, "r+b")
         except FileNotFoundError:
             raise NotFound("upload staging area is missing", {"upload_id": upload_id}) from None
-        with handle:
-            handle.seek(offset)
-            handle.write(data)
-            handle.truncate(offset + len(data))
+        try:
+            with handle:
+                self.check_space(len(data))
+                handle.seek(offset)
+                handle.write(data)
+                handle.truncate(offset + len(data))
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                self._truncate(path, offset)
+                raise InsufficientStorage("the server's disk is full; nothing was stored",
+                                          {"offset": offset}) from None
+            raise
         return state
+
+    @staticmethod
+    def _truncate(path: Path, size: int) -> None:
+        """Give back what a failed write had taken (best effort)."""
+        try:
+            os.truncate(path, size)
+        except OSError:
+            pass
 
     def staging_read(self, upload_id: str, state: dict[str, Any]) -> Iterator[bytes]:
         try:
@@ -93,9 +131,14 @@ class LocalBlobStore:
             if dst.is_file():
                 return
             raise NotFound("upload staging area is missing", {"upload_id": upload_id})
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with open(src, "rb") as handle:
-            os.fsync(handle.fileno())
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with open(src, "rb") as handle:
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise InsufficientStorage("the server's disk is full; nothing was stored") from None
+            raise
         if dst.is_file():                   # same bytes already stored: dedupe
             src.unlink()
             return

@@ -50,7 +50,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import Gone, InvalidValue, NotFound, OffsetMismatch, TooLarge, Unavailable
-from . import READ_CHUNK, check_key, check_upload_id
+from . import _KEY_RE, READ_CHUNK, check_key, check_upload_id
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +353,21 @@ class S3BlobStore:
         ids = {key[len(root):].split("/", 1)[0] for key in self._list_keys(root)}
         ids.update(u["Key"][len(root):].split("/", 1)[0] for u in self._multipart_uploads(root))
         return sorted(i for i in ids if i)
+
+    def check_space(self, nbytes: int) -> None:
+        """S3 has no free-space figure; a full bucket surfaces as the server's error."""
+
+    @s3_errors
+    def list_blobs(self) -> Iterator[tuple[str, float, int]]:
+        """Every final blob under the prefix as (key, last-modified epoch seconds, size)."""
+        root = f"{self.prefix}sha256/"
+        out: list[tuple[str, float, int]] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root):
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(self.prefix):]
+                if _KEY_RE.match(key):
+                    out.append((key, obj["LastModified"].timestamp(), int(obj.get("Size", 0))))
+        return iter(out)
 
     @s3_errors
     def abort_stale_multipart_uploads(self, older_than_s: float) -> int:

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ... import protocol
 from ...errors import InvalidValue, NotFound, TooLarge
-from .. import access, deps
+from .. import access, blob_gc, deps
 from ..blobs import blob_key
 from ..files_routes import blob_response
 from ..models import FileEntry, OaiObject, User
@@ -58,11 +58,19 @@ def _check_stage_target(state: Any, user_id: int, oaio_id: str) -> None:
 
 def _record(state: Any, user_id: int, oaio_id: str, stamp: str, path: str, key: str, size: int, sha256: str) -> None:
     with transaction(state) as db:
+        blob_gc.lock_for_commit(db)      # the row refers to the blob before it is committed (see blob_gc)
         db.execute(delete(CompatAeStagedFile).where(
             CompatAeStagedFile.user_id == user_id, CompatAeStagedFile.oaio_id == oaio_id,
             CompatAeStagedFile.stamp == stamp, CompatAeStagedFile.path == path))
         db.add(CompatAeStagedFile(user_id=user_id, oaio_id=oaio_id, stamp=stamp, path=path, blob_key=key,
                                   size=size, sha256=sha256))
+
+
+def _unrecord(state: Any, user_id: int, oaio_id: str, stamp: str, path: str) -> None:
+    with transaction(state) as db:
+        db.execute(delete(CompatAeStagedFile).where(
+            CompatAeStagedFile.user_id == user_id, CompatAeStagedFile.oaio_id == oaio_id,
+            CompatAeStagedFile.stamp == stamp, CompatAeStagedFile.path == path))
 
 
 @router.put("/files/{raw:path}")
@@ -91,11 +99,15 @@ async def put_file(raw: str, request: Request) -> dict[str, Any]:
             raise InvalidValue("the body does not match X-OAIO-Sha256; nothing was stored",
                                {"expected": announced[:64], "actual": sha256})
         key = blob_key(sha256)
-        await run_in_threadpool(state.blobs.staging_commit, staging_id, key, staging)
+        await run_in_threadpool(_record, state, user_id, oaio_id, stamp, path, key, size, sha256)
+        try:
+            await run_in_threadpool(state.blobs.staging_commit, staging_id, key, staging)
+        except BaseException:
+            await run_in_threadpool(_unrecord, state, user_id, oaio_id, stamp, path)
+            raise
     except BaseException:
         await run_in_threadpool(state.blobs.staging_delete, staging_id, staging)
         raise
-    await run_in_threadpool(_record, state, user_id, oaio_id, stamp, path, key, size, sha256)
     log.info("staged %s/%s/%s (%d bytes) for user %d", oaio_id, stamp, path, size, user_id)
     return {"path": f"{oaio_id}/{stamp}/{path}", "size": size, "sha256": sha256}
 
