@@ -18,6 +18,7 @@ from . import __version__
 COMMAND_MODULES = {
     "oaiofs.server.commands": ("serve", "user", "db", "gc"),
     "oaiofs.drive_commands": ("mount", "umount", "status", "pin", "unpin"),
+    "oaiofs.share_commands": ("share", "unshare", "access", "info", "conflicts", "retry", "discard"),
     "oaiofs.quickstart": ("quickstart",),
     "oaiofs.mount_helper": ("mount-helper",),
     "oaiofs.systemd": ("systemd-unit",),

@@ -26,7 +26,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .protocol import XATTR_MOUNT_STATUS, XATTR_PIN
+from . import exitcodes
+from .protocol import XATTR_INFO, XATTR_MOUNT_STATUS, XATTR_PIN
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("status", help="uploads, conflicts, cache use and online state of mounts")
     p.add_argument("mountpoint", type=Path, nargs="?")
     p.add_argument("--json", action="store_true", help="print the raw status document")
+    p.add_argument("-v", "--details", action="store_true", help="list every pending change and conflict")
     p.set_defaults(func=cmd_status)
 
     p = subparsers.add_parser("pin", help="fetch an object/folder/file and keep it in the cache")
@@ -180,7 +182,6 @@ def mount_password(args: argparse.Namespace) -> str | None:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from . import exitcodes
     from .config import ConfigError
 
     try:
@@ -259,7 +260,6 @@ def _log_tail(path: Path, start: int) -> str:
 
 def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password: str) -> int:
     """Mount in this process until the kernel unmounts it."""
-    from . import exitcodes
     from .errors import OaioError, Unauthorized, Unavailable
     from .fuse_ops import FuseOptions, mount
     from .logsetup import use_log_format
@@ -276,8 +276,10 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
         return _fail(f"the cache {cache_dir} is in use by another mount")
     try:
         online = drive.start()
-    except Unauthorized:
+    except Unauthorized as err:
         drive.stop()
+        if err.code == "account_disabled":
+            return _fail(f"login refused: the account {args.user} is disabled at {args.server}", exitcodes.LOGIN)
         return _fail(f"login refused: wrong user name or password for {args.user} at {args.server}", exitcodes.LOGIN)
     except Unavailable:
         drive.stop()
@@ -449,7 +451,7 @@ def _upload_progress(status: dict[str, Any]) -> tuple[int, int, int]:
     """(ops pending, bytes done, bytes total) of the queued uploads."""
     ops = status.get("ops", [])
     total = sum(int(o.get("size") or 0) for o in ops if o.get("kind") == "put_file")
-    done = sum(int(o.get("offset") or 0) for o in ops if o.get("kind") == "put_file")
+    done = sum(min(int(o.get("offset") or 0), int(o.get("size") or 0)) for o in ops if o.get("kind") == "put_file")
     return len(ops), done, total
 
 
@@ -481,7 +483,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
 
 
 def _wait_for_uploads(mountpoint: Path, timeout: float | None) -> int:
-    from tqdm import tqdm
+    from .progress import ByteBar
 
     status = _fresh_status(mountpoint)
     if status is None:
@@ -490,31 +492,26 @@ def _wait_for_uploads(mountpoint: Path, timeout: float | None) -> int:
     if not pending:
         return 0
     deadline = None if timeout is None else time.monotonic() + timeout
-    bar = tqdm(total=total or None, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=f"uploading ({pending} pending)", file=sys.stderr)
+    bar = ByteBar(f"uploading ({pending} pending)", total=total - done)
     try:
         while pending:
             if deadline is not None and time.monotonic() > deadline:
                 bar.close()
                 return _fail(f"{pending} changes still pending after {timeout}s; not unmounted "
-                             "(use --force to unmount and upload them on the next mount)", 6)
-            if not status.get("online", True):
-                bar.set_description(f"offline, waiting ({pending} pending)")
+                             "(use --force to unmount and upload them on the next mount)", exitcodes.PENDING)
             time.sleep(0.25)
             status = read_status(mountpoint) or {}
             pending, done, total = _upload_progress(status)
-            bar.total = max(total, bar.n) or None
-            bar.n = done
-            bar.set_description(f"uploading ({pending} pending)")
-            bar.refresh()
+            online = status.get("online", True)
+            bar.remaining(total - done, desc=f"{'uploading' if online else 'OFFLINE, waiting'} ({pending} pending)")
     except KeyboardInterrupt:
         bar.close()
         return _fail("interrupted: still mounted, uploads continue", 130)
     bar.close()
     failed = status.get("failed", [])
     if failed:
-        print(f"oaiofs: {len(failed)} change(s) failed and are kept in the cache (see 'oaiofs status')",
-              file=sys.stderr)
+        print(f"oaiofs: {len(failed)} change(s) failed and are kept in the cache (see 'oaiofs status'; "
+              "'oaiofs retry PATH' or 'oaiofs discard PATH')", file=sys.stderr)
     return 0
 
 
@@ -532,32 +529,47 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(dict(status, mountpoint=str(mountpoint)), indent=2))
         else:
-            print(format_status(mountpoint, status))
+            print(format_status(mountpoint, status, details=getattr(args, "details", False)))
     return code
 
 
-def format_status(mountpoint: Path, status: dict[str, Any]) -> str:
-    """The human-readable status of one mount."""
+def format_status(mountpoint: Path, status: dict[str, Any], details: bool = False) -> str:
+    """The human-readable status of one mount: a one-line summary, then what needs attention
+    (a refused login, failed changes); pending changes and conflicts one by one with ``details``."""
     cache = status.get("cache", {})
-    lines = [f"{mountpoint}: {status.get('user', '?')}@{status.get('server', '?')} — "
-             f"{'online' if status.get('online') else 'OFFLINE'}",
-             f"  cache: {_human(cache.get('used_bytes', 0))} of {_human(cache.get('quota_bytes', 0))} used, "
+    ops, failed, conflicts = status.get("ops", []), status.get("failed", []), status.get("conflicts", [])
+    pending, done, total = _upload_progress(status)
+    refused = status.get("refused")
+    state = "READ-ONLY, OFFLINE" if refused else "online" if status.get("online") else "OFFLINE"
+    upload = f" ({_human(total - done)} to upload)" if total > done else ""
+    lines = [f"{mountpoint}: {status.get('user', '?')}@{status.get('server', '?')} — {state} — "
+             f"{pending} pending{upload}, {len(failed)} failed, {len(conflicts)} conflict(s); "
+             f"cache: {_human(cache.get('used_bytes', 0))} of {_human(cache.get('quota_bytes', 0))}, "
              f"{len(cache.get('pins', []))} pinned, {status.get('objects', 0)} objects"]
-    ops = status.get("ops", [])
-    lines.append(f"  pending: {len(ops)}" + ("" if ops else " (all changes are on the server)"))
-    for op in ops:
-        progress = ""
-        if op.get("kind") == "put_file":
-            progress = f" {_human(op.get('offset', 0))}/{_human(op.get('size', 0))}"
-        err = f" — last error: {op['error']}" if op.get("error") else ""
-        target = f"{op.get('oaio_id')}/{op.get('path')}"
-        lines.append(f"    [{op.get('state')}] {op.get('kind')} {target}{progress}{err}")
-    for op in status.get("failed", []):
-        lines.append(f"  FAILED: {op.get('kind')} {op.get('oaio_id')}/{op.get('path')}: {op.get('error')} "
-                     "(local bytes kept)")
-    for conflict in status.get("conflicts", []):
-        lines.append(f"  conflict: {conflict.get('oaio_id')}/{conflict.get('path')} -> "
-                     f"{conflict.get('conflict_path')}")
+    if refused:
+        lines.append(f"  the server refuses this login: {refused}")
+        lines.append("  the drive is read-only until the server accepts the login again (cached files stay readable)")
+    names = status.get("names", {})
+
+    def where(entry: dict[str, Any]) -> str:
+        oid = entry.get("oaio_id")
+        return f"{mountpoint / names.get(oid, oid or '?')}/{entry.get('path') or 'values.json'}"
+
+    for op in failed:
+        lines.append(f"  FAILED: {op.get('kind')} {where(op)}: {op.get('error')} (local bytes kept; "
+                     "'oaiofs retry' or 'oaiofs discard')")
+    if details:
+        lines.append(f"  pending: {len(ops)}" + ("" if ops else " (all changes are on the server)"))
+        for op in ops:
+            progress = ""
+            if op.get("kind") == "put_file":
+                progress = f" {_human(op.get('offset', 0))}/{_human(op.get('size', 0))}"
+            err = f" — last error: {op['error']}" if op.get("error") else ""
+            lines.append(f"    [{op.get('state')}] {op.get('kind')} {where(op)}{progress}{err}")
+        for conflict in conflicts:
+            lines.append(f"  conflict: {where(conflict)} -> {conflict.get('conflict_path')}")
+    elif ops or conflicts:
+        lines.append("  ('oaiofs status -v' lists them; 'oaiofs conflicts' the conflict copies)")
     return "\n".join(lines)
 
 
@@ -579,7 +591,7 @@ def _no_xattrs_message(verb: str, path: Path) -> str:
             f"remount without --no-xattrs to {verb}")
 
 
-def _set_pin(path: Path, pinned: bool) -> int:
+def _set_pin(path: Path, pinned: bool, quiet: bool = False) -> int:
     """Ask the mount (through the ``user.oaio.pin`` xattr) to pin or release ``path``."""
     verb = "pin" if pinned else "unpin"
     try:
@@ -588,12 +600,63 @@ def _set_pin(path: Path, pinned: bool) -> int:
         if exc.errno in _NO_XATTRS:
             return _fail(_no_xattrs_message(verb, path))
         return _fail(f"cannot {verb} {path}: {exc.strerror}")
-    print(f"oaiofs: pinned {path} (fetched and kept in the cache)" if pinned else f"oaiofs: unpinned {path}")
+    if not quiet:
+        print(f"oaiofs: pinned {path} (fetched and kept in the cache)" if pinned else f"oaiofs: unpinned {path}")
     return 0
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    return _set_pin(args.path, True)
+    """Pin with a bar of bytes fetched (the mount fetches inside the setxattr; we watch ``user.oaio.info``)."""
+    from .progress import ByteBar
+    from .share_commands import CommandError, find_mount
+
+    path = args.path
+    try:
+        mountpoint = find_mount(path)
+    except CommandError as err:
+        return _fail(str(err))
+    info = _pin_info(path)
+    if info is not None:
+        quota = int(((read_status(mountpoint) or {}).get("cache") or {}).get("quota_bytes") or 0)
+        if quota and info["size"] > quota:
+            print(f"oaiofs: warning: {path} holds {_human(info['size'])}, more than the cache quota "
+                  f"{_human(quota)}: pinned files are never evicted, so the cache will grow past its quota "
+                  "(unpin something or mount with a larger --cache-size)", file=sys.stderr)
+    outcome: dict[str, Any] = {}
+
+    def pin() -> None:
+        outcome["code"] = _set_pin(path, True, quiet=True)
+
+    worker = threading.Thread(target=pin, name="pin", daemon=True)
+    worker.start()
+    bar = ByteBar(f"fetching {path.name or path}", total=info["size"], done=info["cached_bytes"]) \
+        if info is not None and not getattr(args, "quiet", False) else None
+    try:
+        while worker.is_alive():
+            worker.join(0.25)
+            now = _pin_info(path) if bar is not None and worker.is_alive() else None
+            if bar is not None and now is not None:
+                bar.progress(now["cached_bytes"], now["size"])
+        if bar is not None and outcome.get("code") == 0:
+            final = _pin_info(path)
+            if final is not None:
+                bar.progress(final["cached_bytes"], final["size"])
+    except KeyboardInterrupt:
+        return _fail("interrupted: the mount goes on fetching what it started; the path stays pinned", 130)
+    finally:
+        if bar is not None:
+            bar.close()
+    if outcome.get("code") == 0:
+        print(f"oaiofs: pinned {path} (fetched and kept in the cache)")
+    return int(outcome.get("code", 1))
+
+
+def _pin_info(path: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads(os.getxattr(path, XATTR_INFO))
+        return info if "cached_bytes" in info else None
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:

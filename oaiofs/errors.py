@@ -171,5 +171,5 @@ def error_from_response(status: int, body: Any) -> OaioError:
         message = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         message = message[:500]
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status) or OaioError
-    err = cls(f"HTTP {status}: {message or cls.code}", detail, http_status=status)
+    err = cls(f"HTTP {status}: {message or cls.code}", detail, http_status=status, code=code or None)
     return err

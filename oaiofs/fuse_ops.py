@@ -84,7 +84,7 @@ _worker_states = _WorkerThreadStates()
 class OaioFuseOps(Operations):
     """fusepy operations over a Vfs."""
 
-    use_ns = False
+    use_ns = True                  # stat times and utimens in nanoseconds (UTIME_NOW/OMIT: vfs/metadata.py)
     flag_utime_omit_ok = 1
 
     def __init__(self, vfs: Vfs, on_destroy: Callable[[], None] | None = None, xattrs: bool = True) -> None:
@@ -185,7 +185,8 @@ class OaioFuseOps(Operations):
         self.vfs.chmod(path, mode)
 
     def chown(self, path: str, uid: int, gid: int) -> None:
-        self.vfs.chmod(path, 0)
+        """Owners are the mounting user's: accepted and ignored (``cp -a``/``tar`` as that user)."""
+        self.vfs.getattr(path)
 
     # --- namespace ---
     def mkdir(self, path: str, mode: int) -> None:
@@ -201,8 +202,13 @@ class OaioFuseOps(Operations):
         self.vfs.rename(old, new)
 
     def symlink(self, target: str, source: str) -> None:
-        raise FuseOSError(errno.EPERM)
+        """fusepy names them backwards: ``target`` is the new link's path, ``source`` what it points to."""
+        self.vfs.symlink(source, target)
 
+    def readlink(self, path: str) -> str:
+        return self.vfs.readlink(path)
+
+    # hard links, fifos, sockets and device nodes stay refused: see docs/drive.md
     def link(self, target: str, source: str) -> None:
         raise FuseOSError(errno.EPERM)
 

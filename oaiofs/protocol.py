@@ -20,6 +20,10 @@ HTTP Basic; errors are ``{"error": code, "message": text, "detail": {}}``, see
   DELETE /api/v1/objects/{oaio_id}[?base_version=N]  -> 200 ObjectDoc (tombstone)
   GET    /api/v1/objects/{oaio_id}/files/{path}      -> bytes (Range supported; ETag = sha256)
   PUT    /api/v1/objects/{oaio_id}/files/{path}      bytes [?base_version=N] -> 200 FileDoc (plain upload)
+  PATCH  /api/v1/objects/{oaio_id}/files/{path}      {"mode"?, "mtime_ns"?, "base_version"?} -> 200 ObjectDoc
+                                            (metadata only: chmod/utimes without re-sending the bytes)
+  PUT    /api/v1/objects/{oaio_id}/links/{path}      {"target", "mtime_ns"?, "base_version"?}
+                                            -> 200 ObjectDoc (a symbolic link)
   DELETE /api/v1/objects/{oaio_id}/files/{path}[?base_version=N] -> 200 ObjectDoc (dir: recursive)
   POST   /api/v1/objects/{oaio_id}/dirs/{path}       -> 201 ObjectDoc (an explicit, possibly empty folder)
   POST   /api/v1/objects/{oaio_id}/move     {"src","dst","base_version"?,"overwrite"?} -> 200 ObjectDoc
@@ -41,8 +45,14 @@ ObjectDoc::
 
 FileDoc::
 
-  {"path": "a/b.txt", "kind": "file"|"dir", "size": int, "sha256": hex|null,
-   "version": int, "stamp": str, "mtime": float}
+  {"path": "a/b.txt", "kind": "file"|"dir"|"link", "size": int, "sha256": hex|null,
+   "version": int, "stamp": str, "mtime": float, "mtime_ns": int, "mode": int, "target": str|null}
+
+``mode`` holds the permission bits the writer set (0o644 by default for files, 0o755 for
+folders; set-user/group-id bits are dropped); a mount shows them without ``w`` to a
+subscriber who may not write. ``mtime_ns`` is the modification time in nanoseconds
+(``mtime`` is the same time in float seconds). A ``link`` stores its ``target`` as given
+(``size`` = its length in bytes); it has no bytes and no sha256.
 
 ``version`` of an object goes up by one on every change (values, files,
 deletion). A file's ``version`` is the object version at which that file was
@@ -76,11 +86,15 @@ PATH_USERS = API_PREFIX + "/users"
 PATH_OBJECTS = API_PREFIX + "/objects"
 PATH_OBJECT = API_PREFIX + "/objects/{oaio_id}"
 PATH_FILE = API_PREFIX + "/objects/{oaio_id}/files/{path}"
+PATH_LINK = API_PREFIX + "/objects/{oaio_id}/links/{path}"
 PATH_DIR = API_PREFIX + "/objects/{oaio_id}/dirs/{path}"
 PATH_MOVE = API_PREFIX + "/objects/{oaio_id}/move"
 PATH_SUBSCRIPTIONS = API_PREFIX + "/objects/{oaio_id}/subscriptions"
 PATH_SUBSCRIPTION = API_PREFIX + "/objects/{oaio_id}/subscriptions/{username}"
 PATH_CHANGES = API_PREFIX + "/changes"
+PATH_ADMIN_USERS = API_PREFIX + "/admin/users"               # administrators only
+PATH_ADMIN_USER = API_PREFIX + "/admin/users/{username}"
+ERROR_ACCOUNT_DISABLED = "account_disabled"                  # 401 code for a disabled account
 PATH_UPLOADS = API_PREFIX + "/uploads/"
 PATH_CARTS = API_PREFIX + "/carts"
 PATH_CART = API_PREFIX + "/carts/{uid}"
@@ -291,8 +305,25 @@ XATTR_SHA256 = XATTR_PREFIX + "sha256"
 XATTR_VERSION = XATTR_PREFIX + "version"
 XATTR_PIN = XATTR_PREFIX + "pin"                    # settable: "1" pins, "0" releases
 XATTR_MOUNT_STATUS = XATTR_PREFIX + "mount_status"  # on the mount root: JSON status of the mount
+XATTR_ID = XATTR_PREFIX + "id"                      # on an object folder (and inside it): the object id
+XATTR_INFO = XATTR_PREFIX + "info"                  # JSON: id, version, right, owner, sync state (oaiofs info)
+XATTR_ACCESS = XATTR_PREFIX + "access"              # on an object folder: JSON users and rights (from the server)
+XATTR_CONTROL = XATTR_PREFIX + "control"            # settable: a JSON request to the mount (share, retry, ...)
+XATTR_RESULT_PREFIX = XATTR_PREFIX + "result."      # + the request's nonce: its JSON result
+CONTROL_OPS = ("share", "retry", "discard", "clear_conflicts")
 
 # --- values ---
+# Desktop metadata that must never become an object folder at the drive's root: trash folders of the
+# freedesktop.org trash spec (GLib then offers permanent deletion), KDE's .directory, macOS' .DS_Store etc.
+DESKTOP_METADATA_NAMES = frozenset({".Trash", ".directory", ".DS_Store", ".Spotlight-V100", ".fseventsd",
+                                    ".TemporaryItems", ".Trashes", ".hidden", "Thumbs.db", "desktop.ini"})
+
+
+def is_desktop_metadata(name: str) -> bool:
+    """True for names of desktop metadata (``.Trash-1000``, ``.directory``, ``._x`` …) refused at the root."""
+    return name in DESKTOP_METADATA_NAMES or name.startswith((".Trash-", "._"))
+
+
 VALUES_FILE = "values.json"          # the drive's view of an object's values
 RESERVED_VALUE_KEYS = ("_name", "_root_path", "_file_paths")
 MAX_VALUES_BYTES = 1 << 20           # 1 MiB of JSON per object
@@ -353,6 +384,69 @@ def normalize_file_path(path: Any) -> str:
     return path
 
 
+# --- POSIX metadata: kinds, modes, times, symbolic links ---
+KIND_FILE, KIND_DIR, KIND_LINK = "file", "dir", "link"
+DEFAULT_FILE_MODE, DEFAULT_DIR_MODE, LINK_MODE = 0o644, 0o755, 0o777
+MODE_BITS = 0o1777                   # what is stored: rwx for all, sticky; never set-user/group-id
+MAX_LINK_TARGET_BYTES = 4095         # PATH_MAX - 1 (readlink's buffer)
+MAX_MTIME_NS = (1 << 63) - 1
+
+
+def validate_mode(mode: Any) -> int:
+    """Permission bits as stored (``& MODE_BITS``); ``InvalidValue`` unless an int in 0..0o7777."""
+    if isinstance(mode, str):
+        text = mode.strip().lower()
+        try:
+            mode = int(text[2:], 8) if text.startswith("0o") else int(text, 10)
+        except ValueError:
+            raise InvalidValue("mode must be an integer (permission bits)", {"mode": mode[:20]}) from None
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise InvalidValue("mode must be an integer between 0 and 0o7777", {"mode": str(mode)[:20]})
+    return mode & MODE_BITS
+
+
+def validate_mtime_ns(value: Any) -> int:
+    """A modification time in nanoseconds since the epoch (may be negative)."""
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise InvalidValue("mtime_ns must be an integer (nanoseconds)", {"mtime_ns": value[:30]}) from None
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_MTIME_NS:
+        raise InvalidValue("mtime_ns must be a 64-bit integer (nanoseconds)", {"mtime_ns": str(value)[:30]})
+    return value
+
+
+def validate_link_target(target: Any) -> str:
+    """A symbolic link's target, stored as given: a non-empty string without NUL, at most 4095 bytes."""
+    if not isinstance(target, str) or not target:
+        raise InvalidValue("link target must be a non-empty string")
+    if "\x00" in target:
+        raise InvalidValue("link target must not contain NUL", {"target": target[:200]})
+    try:
+        size = len(target.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidValue("link target must be valid UTF-8", {"target": target[:200].encode("utf-8", "replace")
+                                                                  .decode("utf-8")}) from None
+    if size > MAX_LINK_TARGET_BYTES:
+        raise InvalidValue(f"link target is longer than {MAX_LINK_TARGET_BYTES} bytes", {"size": size})
+    return target
+
+
+def link_escapes(link_path: str, target: str) -> bool:
+    """True if ``target`` of a link at ``link_path`` (relative to its tree's top) points outside that tree."""
+    if target.startswith("/"):
+        return True
+    depth = len(link_path.split("/")) - 1
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            return True
+    return False
+
+
 def parent_dirs(path: str) -> list[str]:
     """All ancestor folders of ``a/b/c`` -> ``['a', 'a/b']``."""
     parts = path.split("/")[:-1]
@@ -385,6 +479,8 @@ META_PATH = "path"
 META_BASE_VERSION = "base_version"
 META_SHA256 = "sha256"
 META_MTIME = "mtime"
+META_MTIME_NS = "mtime_ns"          # int nanoseconds; wins over META_MTIME
+META_MODE = "mode"                  # permission bits, decimal or 0o-octal
 # response headers after the last byte (also on HEAD of a completed upload)
 HEADER_UPLOAD_RESULT_VERSION = "X-OAIO-Version"
 HEADER_UPLOAD_RESULT_SHA256 = "X-OAIO-Sha256"
@@ -456,6 +552,9 @@ class FileDoc(TypedDict):
     version: int
     stamp: str
     mtime: float
+    mtime_ns: int
+    mode: int
+    target: str | None
 
 
 class ObjectDoc(TypedDict):

@@ -228,15 +228,41 @@ class ApiClient:
         return resp.content
 
     def put_file(self, oaio_id: str, path: str, data: bytes | IO[bytes], *, base_version: int | None = None,
-                 mtime: float | None = None) -> dict[str, Any]:
+                 mtime: float | None = None, mtime_ns: int | None = None, mode: int | None = None) -> dict[str, Any]:
         """Upload a whole file in one request (small files; use ``TusUploader`` for big ones)."""
         params: dict[str, Any] = {}
         if base_version is not None:
             params["base_version"] = base_version
         if mtime is not None:
             params["mtime"] = mtime
+        if mtime_ns is not None:
+            params["mtime_ns"] = int(mtime_ns)
+        if mode is not None:
+            params["mode"] = int(mode)
         return self._json("PUT", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None,
                           data=data, headers={"Content-Type": "application/octet-stream"})
+
+    def set_file_meta(self, oaio_id: str, path: str, *, mode: int | None = None, mtime_ns: int | None = None,
+                      base_version: int | None = None) -> dict[str, Any]:
+        """chmod/utimes of a file, folder or link without sending bytes; returns the object document."""
+        body: dict[str, Any] = {}
+        if mode is not None:
+            body["mode"] = int(mode)
+        if mtime_ns is not None:
+            body["mtime_ns"] = int(mtime_ns)
+        if base_version is not None:
+            body["base_version"] = base_version
+        return self._json("PATCH", self._file_path(protocol.PATH_FILE, oaio_id, path), json=body)
+
+    def make_link(self, oaio_id: str, path: str, target: str, *, mtime_ns: int | None = None,
+                  base_version: int | None = None) -> dict[str, Any]:
+        """Create or replace a symbolic link ``path`` -> ``target``; returns the object document."""
+        body: dict[str, Any] = {"target": target}
+        if mtime_ns is not None:
+            body["mtime_ns"] = int(mtime_ns)
+        if base_version is not None:
+            body["base_version"] = base_version
+        return self._json("PUT", self._file_path(protocol.PATH_LINK, oaio_id, path), json=body)
 
     def delete_file(self, oaio_id: str, path: str, base_version: int | None = None) -> dict[str, Any]:
         """Delete a file or (recursively) a folder; returns the object document."""

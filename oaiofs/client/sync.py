@@ -47,6 +47,8 @@ from ..errors import (AlreadyExists, Forbidden, Gone, InvalidValue, NotFound, Oa
                       Unavailable, VersionConflict)
 from ..protocol import (make_oaio_id, normalize_file_path, now_stamp, stamp_to_datetime,
                         validate_oaio_id, is_stamp)
+from .. import protocol
+from . import file_meta
 from .conflicts import conflict_path, merge_with_conflict_copies
 from .carts import cart_entry
 from .local_paths import is_inside, list_files, local_sha256, safe_join, stat_key
@@ -353,6 +355,11 @@ class Synchronizer:
             known = obj.files.get(path)
             sha = local_sha256(local, known)
             if known and known.get("sha256") == sha:
+                changed = file_meta.meta_changed(local, known)      # chmod/touch only: no bytes again
+                if changed:
+                    self.api.set_file_meta(obj.oaio_id, path, **changed)
+                    obj.files[path] = {**known, **changed, "local": stat_key(local)}
+                    self.state.save(obj)
                 continue
             base = int((known or {}).get("version") or 0)
             try:
@@ -367,7 +374,7 @@ class Synchronizer:
                 continue
             obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
                                "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime,
-                               "local": stat_key(local)}
+                               "local": stat_key(local), **file_meta.local_meta(local)}
             self.state.save(obj)               # confirmed by the server: keep it even if a later step fails
             report.uploaded.append(f"{obj.oaio_id}/{path}")
         for path in dropped:
@@ -402,8 +409,9 @@ class Synchronizer:
                 self.state.save(obj)
 
         try:
+            meta = file_meta.local_meta(local)
             result = self.uploader.upload_file(local, obj.oaio_id, path, url=url, sha256=sha, base_version=base,
-                                               mtime=local.stat().st_mtime, on_url=remember, on_progress=progress)
+                                               on_url=remember, on_progress=progress, **meta)
         except VersionConflict:
             obj.uploads.pop(path, None)       # that upload can never commit
             self.state.save(obj)
@@ -505,7 +513,7 @@ class Synchronizer:
 
     @staticmethod
     def _file_entry(fd: dict[str, Any]) -> dict[str, Any]:
-        return {k: fd.get(k) for k in ("kind", "sha256", "size", "version", "mtime")}
+        return {k: fd.get(k) for k in ("kind", "sha256", "size", "version", "mtime", "mode", "mtime_ns", "target")}
 
     def _pull(self, doc: dict[str, Any], obj: OaiObject | None, report: SyncReport) -> None:
         """Make the local copy of one object equal to the server's ``doc``."""
@@ -526,14 +534,26 @@ class Synchronizer:
                 continue
             server_files[path] = fd
         fetch: dict[str, dict[str, Any]] = {}
+        confine = Path(obj.root_path) if obj.root_path else self.state.root
         for path, fd in server_files.items():
             target = safe_join(root, path)
             if fd.get("kind") == "dir":
                 target.mkdir(parents=True, exist_ok=True)
                 continue
+            if fd.get("kind") == protocol.KIND_LINK:
+                try:
+                    if file_meta.make_link(confine, target, fd.get("target") or ""):
+                        report.downloaded.append(f"{oaio_id}/{path}")
+                except (InvalidValue, OSError) as exc:
+                    report.errors.append(f"{oaio_id}: link {path!r} not created: {getattr(exc, 'message', exc)}")
+                    obj.incomplete = True
+                continue
             known = obj.files.get(path)
             local_sha = local_sha256(target, known)
             if local_sha == fd.get("sha256"):
+                if fd.get("mode") is not None and file_meta.meta_changed(target, {**fd}):
+                    with contextlib.suppress(OSError):
+                        file_meta.apply_meta(target, fd)              # chmod/touch made elsewhere
                 continue
             base_sha = (known or {}).get("sha256")
             if local_sha is not None and local_sha != base_sha:   # edited here without update_file
@@ -547,7 +567,10 @@ class Synchronizer:
                 continue                      # never delete inside a user-chosen folder
             with contextlib.suppress(InvalidValue, OSError):
                 target = safe_join(root, path)
-                if local_sha256(target, known) == known.get("sha256"):
+                if known.get("kind") == protocol.KIND_LINK:
+                    if target.is_symlink() and os.readlink(target) == known.get("target"):
+                        target.unlink()
+                elif local_sha256(target, known) == known.get("sha256"):
                     target.unlink()
         obj.files = {p: self._file_entry(fd) for p, fd in server_files.items()}
         for path, entry in obj.files.items():    # every file here now has the server's content
@@ -580,6 +603,8 @@ class Synchronizer:
                 if not is_inside(target.parent, root):
                     raise InvalidValue("file path leads outside its root folder", {"path": path})
                 os.replace(safe_join(staging, path), target)
+                with contextlib.suppress(OSError):
+                    file_meta.apply_meta(target, fd)
                 report.downloaded.append(f"{oaio_id}/{path}")
         finally:
             shutil.rmtree(staging, ignore_errors=True)

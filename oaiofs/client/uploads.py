@@ -83,7 +83,8 @@ class TusUploader:
         return urlsplit(url).path
 
     def create(self, oaio_id: str, path: str, size: int | None, *, sha256: str | None = None,
-               base_version: int | None = None, mtime: float | None = None) -> str:
+               base_version: int | None = None, mtime: float | None = None, mtime_ns: int | None = None,
+               mode: int | None = None) -> str:
         """Open an upload (rights and a stale ``base_version`` are checked now); returns its URL.
 
         ``size`` None defers the length (tus ``creation-defer-length``): a later PATCH
@@ -96,6 +97,10 @@ class TusUploader:
             meta[protocol.META_SHA256] = sha256
         if mtime is not None:
             meta[protocol.META_MTIME] = repr(float(mtime))
+        if mtime_ns is not None:
+            meta[protocol.META_MTIME_NS] = str(int(mtime_ns))
+        if mode is not None:
+            meta[protocol.META_MODE] = str(int(mode))
         headers = dict(_TUS, **{"Upload-Metadata": protocol.encode_upload_metadata(meta)})
         if size is None:
             headers["Upload-Defer-Length"] = "1"
@@ -162,7 +167,8 @@ class TusUploader:
     def upload_file(self, local_path: str | os.PathLike[str], oaio_id: str, path: str, *, url: str | None = None,
                     sha256: str | None = None, base_version: int | None = None, mtime: float | None = None,
                     on_url: Callable[[str], None] | None = None,
-                    on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+                    on_progress: ProgressCallback | None = None, mtime_ns: int | None = None,
+                    mode: int | None = None) -> dict[str, Any]:
         """Upload ``local_path`` as ``path`` of ``oaio_id``; returns ``{"version", "sha256", "size"}``.
 
         With ``url`` (persisted from an earlier ``on_url``, or a deferred-length upload
@@ -174,8 +180,10 @@ class TusUploader:
         local_path = Path(local_path)
         size = local_path.stat().st_size
         sha256 = sha256 or file_sha256(local_path)
-        if mtime is None:
-            mtime = local_path.stat().st_mtime
+        if mtime is None and mtime_ns is None:
+            mtime_ns = local_path.stat().st_mtime_ns
+        if mtime is None and mtime_ns is not None:
+            mtime = mtime_ns / 1e9
         offset = 0
         resumed = url is not None               # an earlier attempt was interrupted: checksum every chunk
         fix_length = False                      # the upload's length is deferred: the PATCHes fix it
@@ -200,7 +208,8 @@ class TusUploader:
                     offset = state["offset"]
         for fresh_attempt in (1, 2):
             if url is None:
-                url = self.create(oaio_id, path, size, sha256=sha256, base_version=base_version, mtime=mtime)
+                url = self.create(oaio_id, path, size, sha256=sha256, base_version=base_version, mtime=mtime,
+                                  mtime_ns=mtime_ns, mode=mode)
                 if on_url is not None:
                     on_url(url)
             with open(local_path, "rb") as handle, ThreadPoolExecutor(1, thread_name_prefix="tus-read") as pool:

@@ -203,9 +203,9 @@ class JsonBodyLimit:
 
 
 def _routers() -> list[Any]:
-    from . import carts, compat_ae, files_routes, routes_auth, routes_changes, routes_objects, uploads
+    from . import carts, compat_ae, files_routes, routes_admin, routes_auth, routes_changes, routes_objects, uploads
     return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router,
-            uploads.router, carts.router, *compat_ae.routers]
+            uploads.router, carts.router, routes_admin.router, *compat_ae.routers]
 
 
 async def _purge_loop(state: AppState) -> None:

@@ -1,4 +1,6 @@
-"""Server sub-commands: ``oaiofs serve``, ``oaiofs user add``, ``oaiofs db upgrade``."""
+"""Server sub-commands: ``oaiofs serve``, ``oaiofs user add``, ``oaiofs db upgrade``.
+
+``oaiofs user list|passwd|del|disable|enable|admin`` live in :mod:`.admin_commands`."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--blobs", default=None, help=argparse.SUPPRESS)   # accepted for symmetry with serve
     add.add_argument("--admin", action="store_true", help="make the user an administrator")
     add.set_defaults(func=cmd_user_add)
+    from .admin_commands import register_user_actions
+    register_user_actions(user_sub, _add_storage_args)
 
     gc = subparsers.add_parser("gc", help="remove blobs no file, cart or upload refers to any more",
                                description="Remove stored file data no file entry, cart or upload refers to "
@@ -111,7 +115,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
     from . import security
-    from .db import has_schema, make_engine, make_sessionmaker
+    from .db import make_engine, make_sessionmaker
     from .models import User
 
     settings = _settings(args)
@@ -135,7 +139,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         return 2
     engine = make_engine(settings.database_url)
     try:
-        if not has_schema(engine) and not _migrate(settings.database_url):
+        if not _migrate(settings.database_url):      # also brings an older schema up to date
             return 1
         with make_sessionmaker(engine).begin() as db:
             if db.scalar(select(User.id).where(User.username == name)) is not None:

@@ -20,6 +20,7 @@ from .diskfull import is_disk_full, storage_full
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from .. import protocol
 from ..errors import OaioError, Unauthorized, Unavailable
 from . import security
 from .throttle import LoginThrottle
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SESSIONS_KEY = "oaiofs.sessions"     # request.scope entry: the sessions to finish before responding
+ACCOUNT_DISABLED = protocol.ERROR_ACCOUNT_DISABLED
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oaiofs"'}
 
 
@@ -168,6 +170,16 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def check_enabled(user: User) -> User:
+    """``user``, or 401 ``account_disabled`` if an administrator disabled the account."""
+    if user.disabled:
+        err = unauthorized(f"the account {user.username!r} is disabled; ask the server administrator")
+        err.code = ACCOUNT_DISABLED
+        err.detail = {"username": user.username}
+        raise err
+    return user
+
+
 def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
     """The authenticated caller (``Bearer`` token or HTTP ``Basic``), else 401."""
     header = request.headers.get("authorization", "")
@@ -180,7 +192,7 @@ def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
         user = user_from_token(db, credentials)
         if user is None:
             raise unauthorized("invalid or expired token")
-        return user
+        return check_enabled(user)
     if scheme == "basic" and credentials:
         try:
             username, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
@@ -189,5 +201,5 @@ def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
         user = user_from_password(db, username, password, client_address(request)) if sep else None
         if user is None:
             raise unauthorized("wrong user name or password")
-        return user
+        return check_enabled(user)
     raise unauthorized("unsupported authorization scheme")

@@ -75,7 +75,8 @@ async def get_file(oaio_id: str, path: str, request: Request) -> Response:
 
 @router.put(FILE_ROUTE)
 async def put_file(oaio_id: str, path: str, request: Request, base_version: int | None = None,
-                   mtime: float | None = None) -> dict[str, Any]:
+                   mtime: float | None = None, mtime_ns: int | None = None,
+                   mode: str | None = None) -> dict[str, Any]:
     """Store the body as the new version of the file (``X-OAIO-Sha256`` checks it end to end)."""
     length = request.headers.get("content-length")
     if not length or not (length.isascii() and length.isdigit()):
@@ -88,6 +89,10 @@ async def put_file(oaio_id: str, path: str, request: Request, base_version: int 
         metadata[protocol.META_BASE_VERSION] = str(base_version)
     if mtime is not None:
         metadata[protocol.META_MTIME] = repr(protocol.parse_finite_float(mtime, "mtime"))
+    if mtime_ns is not None:
+        metadata[protocol.META_MTIME_NS] = str(protocol.validate_mtime_ns(mtime_ns))
+    if mode is not None:
+        metadata[protocol.META_MODE] = str(protocol.validate_mode(mode))
     if request.headers.get(protocol.HEADER_SHA256):
         metadata[protocol.META_SHA256] = request.headers[protocol.HEADER_SHA256]
     service = upload_service(request)

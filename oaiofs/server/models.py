@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint)
+                        Text, UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 
@@ -36,6 +36,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(150), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # 401 everywhere
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -76,13 +77,17 @@ class FileEntry(Base):
     object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(String(4096))
     path_hash: Mapped[str] = mapped_column(String(64))             # sha256(path), kept by _set_path_hash
-    kind: Mapped[str] = mapped_column(String(8), default="file")   # "file" | "dir"
+    kind: Mapped[str] = mapped_column(String(8), default="file")   # "file" | "dir" | "link"
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     blob_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     stamp: Mapped[str] = mapped_column(String(20))
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
+    # POSIX metadata (revision 0005_posix_metadata): permission bits, mtime in ns, link target
+    mode: Mapped[int] = mapped_column(Integer, default=0o644)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    target: Mapped[str | None] = mapped_column(String(4096), nullable=True)
 
     object: Mapped[OaiObject] = relationship(back_populates="files")
 

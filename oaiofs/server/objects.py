@@ -48,7 +48,7 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.timezone.utc).isoformat()
 
 
-_FILE_FIELDS = ("path", "kind", "size", "sha256", "version", "stamp", "mtime")
+_FILE_FIELDS = ("path", "kind", "size", "sha256", "version", "stamp", "mtime", "mtime_ns", "mode", "target")
 _OBJECT_FIELDS = ("oaio_id", "values_json", "version", "stamp", "created", "updated", "deleted", "app_id",
                   "device_id")
 
@@ -139,6 +139,35 @@ def check_file_base(obj: OaiObject, path: str, entry: FileEntry | None, base_ver
 _check_file_base = check_file_base    # earlier private name, still used by callers
 
 
+def set_mtime(entry: FileEntry, mtime_ns: int) -> None:
+    """Set both time columns of ``entry`` (``mtime`` float seconds, ``mtime_ns`` exact)."""
+    entry.mtime_ns = int(mtime_ns)
+    entry.mtime = mtime_ns / 1e9
+
+
+def _new_dir(obj: OaiObject, path: str, now_ns: int) -> FileEntry:
+    entry = FileEntry(path=path, kind=DIR, size=0, version=obj.version, stamp=obj.stamp,
+                      mode=protocol.DEFAULT_DIR_MODE)
+    set_mtime(entry, now_ns)
+    return entry
+
+
+def touch_parents(entries: dict[str, FileEntry], *paths: str) -> list[str]:
+    """A name was added to or removed from the folders holding ``paths``: their mtime becomes now.
+
+    Returns the folders touched (the object's top folder has no entry and is skipped).
+    """
+    now_ns = time.time_ns()
+    touched = []
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        entry = entries.get(parent) if parent else None
+        if entry is not None and entry.kind == DIR and parent not in touched:
+            set_mtime(entry, now_ns)
+            touched.append(parent)
+    return touched
+
+
 def _bump(obj: OaiObject) -> None:
     """Advance the object's version and stamp (stamps stay strictly increasing)."""
     now = dt.datetime.now(dt.timezone.utc)
@@ -173,7 +202,7 @@ def _ensure_parents(obj: OaiObject, entries: dict[str, FileEntry], path: str) ->
     created = []
     for parent in protocol.parent_dirs(path):
         if parent not in entries:
-            entry = FileEntry(path=parent, kind=DIR, size=0, version=obj.version, stamp=obj.stamp, mtime=time.time())
+            entry = _new_dir(obj, parent, time.time_ns())
             obj.files.append(entry)
             entries[parent] = entry
             created.append(parent)
@@ -246,11 +275,14 @@ def delete_object(db: Session, user: User, obj: OaiObject, base_version: int | N
 
 # --- files and folders ---
 def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key: str, size: int, sha256: str,
-                mtime: float | None, base_version: int | None) -> FileEntry:
+                mtime: float | None, base_version: int | None, mtime_ns: int | None = None,
+                mode: int | None = None) -> FileEntry:
     """Point ``path`` at a stored blob (new file or new version), inside the caller's transaction.
 
     Checks ``base_version`` against the file's version, creates missing parent
-    folders, bumps the object version and emits ``updated``.
+    folders, bumps the object version and emits ``updated``. A link at ``path`` is
+    replaced by the file. ``mode`` None keeps the file's bits (0o644 for a new file);
+    ``mtime_ns`` wins over ``mtime``; neither means now.
     """
     path = protocol.normalize_file_path(path)
     entries = _entries(obj)
@@ -261,14 +293,22 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
     _check_parents(obj, entries, path)
     _bump(obj)
     created = _ensure_parents(obj, entries, path)
+    touched: list[str] = []
     if entry is None:
-        entry = FileEntry(path=path, kind=FILE)
+        entry = FileEntry(path=path, kind=FILE, mode=protocol.DEFAULT_FILE_MODE)
         obj.files.append(entry)
+        touched = touch_parents(entries, path)
+    elif entry.kind != FILE:                # a link replaced by a file
+        entry.kind, entry.target, entry.mode = FILE, None, protocol.DEFAULT_FILE_MODE
     entry.blob_key, entry.size, entry.sha256 = blob_key, size, sha256
     entry.version, entry.stamp = obj.version, obj.stamp
-    entry.mtime = float(mtime) if mtime is not None else time.time()
+    if mode is not None:
+        entry.mode = protocol.validate_mode(mode)
+    if mtime_ns is None:
+        mtime_ns = round(float(mtime) * 1e9) if mtime is not None else time.time_ns()
+    set_mtime(entry, mtime_ns)
     db.flush()
-    _updated(db, obj, user, changed=[path, *created])
+    _updated(db, obj, user, changed=[path, *created, *touched])
     return entry
 
 
@@ -282,10 +322,11 @@ def make_dir(db: Session, user: User, obj: OaiObject, path: str) -> FileEntry:
     _check_parents(obj, entries, path)
     _bump(obj)
     created = _ensure_parents(obj, entries, path)
-    entry = FileEntry(path=path, kind=DIR, size=0, version=obj.version, stamp=obj.stamp, mtime=time.time())
+    entry = _new_dir(obj, path, time.time_ns())
     obj.files.append(entry)
+    touched = touch_parents(entries, path)
     db.flush()
-    _updated(db, obj, user, changed=[path, *created])
+    _updated(db, obj, user, changed=[path, *created, *touched])
     return entry
 
 
@@ -305,10 +346,12 @@ def delete_path(db: Session, user: User, obj: OaiObject, path: str, base_version
     doomed = _subtree(entries, path)
     for item in doomed:
         obj.files.remove(item)
+        entries.pop(item.path, None)
     _bump(obj)
+    touched = touch_parents(entries, path)
     db.flush()
     removed = [e.path for e in doomed]
-    _updated(db, obj, user, removed=removed)
+    _updated(db, obj, user, changed=touched, removed=removed)
     return removed
 
 
@@ -333,7 +376,7 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
     if target is not None:
         if not overwrite:
             raise AlreadyExists(f"{dst!r} already exists", {"oaio_id": obj.oaio_id, "path": dst})
-        if target.kind != entry.kind:
+        if (target.kind == DIR) != (entry.kind == DIR):      # files and links replace each other
             raise Conflict(f"cannot replace a {target.kind} with a {entry.kind}", {"path": dst})
         if target.kind == DIR and len(_subtree(entries, dst)) > 1:
             raise NotEmpty(f"folder {dst!r} is not empty", {"path": dst})
@@ -345,9 +388,12 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
     moved = _subtree(entries, src)
     removed = [e.path for e in moved]
     for item in moved:
+        del entries[item.path]
         item.path = dst + item.path[len(src):]
         item.version, item.stamp = obj.version, obj.stamp
+        entries[item.path] = item
+    touched = touch_parents(entries, src, dst)
     db.flush()
     new_paths = [e.path for e in moved]
-    _updated(db, obj, user, changed=[*new_paths, *created], removed=removed)
+    _updated(db, obj, user, changed=[*new_paths, *created, *touched], removed=removed)
     return new_paths

@@ -57,6 +57,8 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("get", "/api/v1/objects/{oaio_id}/files/{path}"): _FILE_GET,
     ("head", "/api/v1/objects/{oaio_id}/files/{path}"): _FILE_GET,
     ("put", "/api/v1/objects/{oaio_id}/files/{path}"): {200, 411, 460} | _WRITE,
+    ("patch", "/api/v1/objects/{oaio_id}/files/{path}"): {200} | _WRITE,
+    ("put", "/api/v1/objects/{oaio_id}/links/{path}"): {200} | _WRITE,
     ("post", "/api/v1/objects/{oaio_id}/dirs/{path}"): {201} | _WRITE,
     ("post", "/api/v1/objects/{oaio_id}/move"): {200} | _WRITE,
     ("get", "/api/v1/objects/{oaio_id}/subscriptions"): {200, 403} | _READ,
@@ -74,6 +76,11 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("delete", "/api/v1/carts/{uid}"): {200} | _READ,
     ("get", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
     ("head", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
+    # administration (routes_admin.py): 403 for a caller who is not an administrator
+    ("get", "/api/v1/admin/users"): {200, 403} | _AUTH,
+    ("post", "/api/v1/admin/users"): {201, 400, 403, 409, 413, 422} | _AUTH,
+    ("patch", "/api/v1/admin/users/{username}"): {200, 400, 403, 404, 413, 422} | _AUTH,
+    ("delete", "/api/v1/admin/users/{username}"): {200, 403, 404, 422} | _AUTH,
 }
 PUBLIC = {("get", "/api/v1/stamp"), ("post", "/api/v1/auth/login"), ("options", "/api/v1/uploads/"),
           ("options", "/api/v1/uploads/{upload_id}")}

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from .. import protocol
 from . import security
-from .deps import client_address, get_current_user, get_db, get_state, unauthorized, user_from_password
+from .deps import check_enabled, client_address, get_current_user, get_db, get_state, unauthorized, user_from_password
 from .models import Token, User
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def login(body: LoginBody, request: Request, db: Session = Depends(get_db)) -> d
     user = user_from_password(db, body.username, body.password, client_address(request))
     if user is None:
         raise unauthorized("wrong user name or password")
+    check_enabled(user)
     token = security.new_token()
     expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=get_state(request).settings.token_ttl_s)
     db.add(Token(token_hash=security.token_hash(token), user_id=user.id, expires=expires))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from sqlalchemy.orm import Session
 
 from .. import protocol
-from . import changes, objects, subscriptions
+from . import changes, metadata, objects, subscriptions
 from .access import load_object
 from .deps import get_current_user, get_db
 from .models import User
@@ -41,6 +41,20 @@ class MoveBody(BaseModel):
     dst: StrictStr
     base_version: StrictInt | None = Field(None, ge=0)
     overwrite: StrictBool = False
+
+
+class FileMetaBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: StrictInt | None = None
+    mtime_ns: StrictInt | None = None
+    base_version: StrictInt | None = Field(None, ge=0)
+
+
+class LinkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: StrictStr
+    mtime_ns: StrictInt | None = None
+    base_version: StrictInt | None = Field(None, ge=0)
 
 
 class SubscriptionBody(BaseModel):
@@ -102,6 +116,25 @@ def delete_file(oaio_id: str, path: str, base_version: int | None = BaseVersion,
     """Delete a file, or a folder recursively."""
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
     objects.delete_path(db, user, obj, path, base_version)
+    return objects.object_doc(obj, right)
+
+
+@router.patch("/objects/{oaio_id}/files/{path:path}")
+def patch_file(oaio_id: str, path: str, body: FileMetaBody, user: User = Depends(get_current_user),
+               db: Session = Depends(get_db)) -> dict:
+    """chmod/utimes: change ``mode`` and/or ``mtime_ns`` of a file, folder or link; no bytes move."""
+    obj, right = load_object(db, user, oaio_id, "update", for_update=True)
+    metadata.set_file_meta(db, user, obj, path, mode=body.mode, mtime_ns=body.mtime_ns,
+                           base_version=body.base_version)
+    return objects.object_doc(obj, right)
+
+
+@router.put("/objects/{oaio_id}/links/{path:path}")
+def put_link(oaio_id: str, path: str, body: LinkBody, user: User = Depends(get_current_user),
+             db: Session = Depends(get_db)) -> dict:
+    """Create or replace a symbolic link (its target is stored as given)."""
+    obj, right = load_object(db, user, oaio_id, "update", for_update=True)
+    metadata.make_link(db, user, obj, path, body.target, mtime_ns=body.mtime_ns, base_version=body.base_version)
     return objects.object_doc(obj, right)
 
 

@@ -78,6 +78,8 @@ class Target:
     base_version: int | None = None
     sha256: str | None = None
     mtime: float | None = None
+    mtime_ns: int | None = None
+    mode: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -99,6 +101,12 @@ def parse_target(meta: dict[str, str]) -> Target:
     raw = meta.get(protocol.META_MTIME)
     if raw not in (None, ""):
         target.mtime = protocol.parse_finite_float(raw, "mtime (seconds since the epoch)")
+    raw = meta.get(protocol.META_MTIME_NS)
+    if raw not in (None, ""):
+        target.mtime_ns = protocol.validate_mtime_ns(raw)
+    raw = meta.get(protocol.META_MODE)
+    if raw not in (None, ""):
+        target.mode = protocol.validate_mode(raw)
     return target
 
 
@@ -271,7 +279,7 @@ class UploadService:
                                       {"current_version": 0, "path": target.path}) from None
             return None
         entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == target.path))
-        if entry is not None and entry.kind != "file":
+        if entry is not None and entry.kind == "dir":           # a link is replaced by the file
             raise Conflict(f"{target.path!r} is a folder", {"oaio_id": target.oaio_id, "path": target.path})
         objects._check_file_base(obj, target.path, entry, target.base_version)
         return obj
@@ -413,7 +421,8 @@ class UploadService:
             if obj is None:
                 obj = objects.create_object(db, user, {}, oaio_id=target.oaio_id)
             entry = objects.commit_file(db, user, obj, target.path, blob_key=key, size=size, sha256=sha256,
-                                        mtime=target.mtime, base_version=target.base_version)
+                                        mtime=target.mtime, base_version=target.base_version,
+                                        mtime_ns=target.mtime_ns, mode=target.mode)
             result = {"version": entry.version, "sha256": sha256, "size": size,
                       "oaio_id": target.oaio_id, "path": target.path}
             row.offset = size

@@ -58,6 +58,7 @@ class Outcome:
     result_version: int | None = None
     conflict_path: str = ""
     error: OaioError | None = None
+    base_held: bool = True              # False: the op's base version was stale (applied without it)
 
 
 def is_transient(err: OaioError) -> bool:
@@ -167,17 +168,19 @@ class OpApplier:
         return Outcome("done", doc, doc.get("version"))
 
     def _apply_move(self, op: Op) -> Outcome:
+        held = True
         try:
             doc = self.api.move(op.oaio_id, op.path, op.dst, base_version=op.base_version, overwrite=True)
         except VersionConflict:
             log.info("%s/%s: changed on the server; moving the server's version to %s",
                      op.oaio_id, op.path, op.dst)
             doc = self.api.move(op.oaio_id, op.path, op.dst, overwrite=True)
+            op.base_version, held = None, False     # the drive must not take the moved file as its own
         except NotFound:
             doc = self.api.get_object(op.oaio_id)
             if _find_file(doc, op.path) is not None or _find_file(doc, op.dst) is None:
                 raise
-        return Outcome("done", doc, doc.get("version"))   # (re-applied after a crash: already moved)
+        return Outcome("done", doc, doc.get("version"), base_held=held)   # (re-applied after a crash: already moved)
 
     def _apply_put_file(self, op: Op) -> Outcome:
         assert op.data_file, "put_file op without a snapshot"
@@ -187,7 +190,8 @@ class OpApplier:
         if not op.conflict_path:
             try:
                 result = self._upload(op, op.path, op.base_version)
-                return Outcome("done", self._doc_or_none(op.oaio_id), int(result["version"]))
+                doc = self._meta_fixup(op, self._doc_or_none(op.oaio_id))
+                return Outcome("done", doc, int(result["version"]))
             except ChecksumMismatch:
                 self._check_snapshot_unchanged(op)
                 raise
@@ -201,6 +205,38 @@ class OpApplier:
         path, version = self._first_free_conflict_name(
             op, op.path, op.sha256, lambda target: self._upload(op, target, 0, conflict=True))
         return Outcome("conflict", self._doc_or_none(op.oaio_id), version, path)
+
+    def _apply_set_meta(self, op: Op) -> Outcome:
+        """chmod/utimens: metadata only, last writer wins; a file deleted meanwhile needs nothing."""
+        try:
+            doc = self.api.set_file_meta(op.oaio_id, op.path, mode=op.mode, mtime_ns=op.mtime_ns)
+        except NotFound:
+            doc = self.api.get_object(op.oaio_id)    # raises if the object itself is not visible
+            if _find_file(doc, op.path) is not None:
+                raise
+            log.info("%s/%s: gone before its mode/mtime reached the server", op.oaio_id, op.path)
+        return Outcome("done", doc, doc.get("version"))
+
+    def _apply_symlink(self, op: Op) -> Outcome:
+        doc = self.api.make_link(op.oaio_id, op.path, op.target or "", mtime_ns=op.mtime_ns)
+        return Outcome("done", doc, doc.get("version"))
+
+    # --- helpers -----------------------------------------------------------------------
+    def _meta_fixup(self, op: Op, doc: dict[str, Any] | None) -> dict[str, Any] | None:
+        """An upload streamed while the file was written was created before its mode/mtime were
+        known: set them now (metadata only) if the server's file does not show them."""
+        current = _find_file(doc, op.path) if doc is not None else None
+        if current is None or current.get("sha256") != op.sha256:
+            return doc
+        mode = op.mode if op.mode is not None and current.get("mode") != op.mode else None
+        mtime_ns = op.mtime_ns if op.mtime_ns and current.get("mtime_ns") != op.mtime_ns else None
+        if mode is None and mtime_ns is None:
+            return doc
+        try:
+            return self.api.set_file_meta(op.oaio_id, op.path, mode=mode, mtime_ns=mtime_ns)
+        except OaioError as err:
+            log.warning("%s/%s: uploaded, but its mode/mtime were not set: %s", op.oaio_id, op.path, err)
+            return doc
 
     # --- helpers -----------------------------------------------------------------------
     def _check_snapshot_unchanged(self, op: Op) -> None:
@@ -247,7 +283,8 @@ class OpApplier:
                      op.upload_url, op.offset)
         return self.uploader.upload_file(Path(op.data_file or ""), op.oaio_id, target, url=op.upload_url,
                                          sha256=op.sha256, base_version=base_version, mtime=op.mtime,
-                                         on_url=on_url, on_progress=on_progress)
+                                         on_url=on_url, on_progress=on_progress, mtime_ns=op.mtime_ns,
+                                         mode=op.mode)
 
     def _throttle(self, first: list[float], offset: int) -> None:
         """Sleep so this upload stays under ``upload_limit_bps`` (wakes early when the journal stops)."""

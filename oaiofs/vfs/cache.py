@@ -76,12 +76,16 @@ class Item:
         self.dirty = dirty
         self.cond = threading.Condition(threading.Lock())
         self.fd_lock = threading.Lock()   # fetchers' writes vs. closing or swapping the fd (not readers)
+        # local changes vs. their snapshot: writes, truncates, writer counts and the journal hand-over
+        # (a release's submit) are serialized, so a snapshot and its size never mix two writers' states
+        self.write_lock = threading.Lock()
         self.open_count = 0
         self.writers = 0
         self.detached = False             # replaced by a newer version while open
         self.error: Exception | None = None
         self.streams: list[Any] = []      # fetcher streams filling this item
         self.write_gen = 0                # bumps on every local change
+        self.history = token              # names this local history (kept across copy-on-write)
         self.linked = False               # the journal may hold a hard link to the data file
         self.closed = False
         self._old_fds: list[int] = []
@@ -214,7 +218,7 @@ class Item:
     def record(self) -> dict[str, Any]:
         return {"token": self.token, "size": self.size, "version": self.version, "sha256": self.sha256,
                 "ranges": self.ranges.to_list(), "dirty": self.dirty, "atime": time.time(),
-                "write_gen": self.write_gen}
+                "write_gen": self.write_gen, "history": self.history}
 
 
 class Cache:
@@ -239,8 +243,9 @@ class Cache:
         """The item holding (oaio_id, path) at this server version; opened (count +1)."""
         with self._lock:
             item = self._items.get(key) or self._load_locked(key)
-            if item is not None and not item.dirty and (item.version != version or item.sha256 != sha256
-                                                        or item.size != size):
+            # an item open for writing is the local history even while clean: never swapped under it
+            if item is not None and not item.dirty and not item.writers and (
+                    item.version != version or item.sha256 != sha256 or item.size != size):
                 self._retire_locked(item)
                 item = None
             if item is None:
@@ -335,6 +340,58 @@ class Cache:
             item.dirty, item.version, item.sha256 = False, version, sha256
             self.persist(item)
             return True
+
+    def committed(self, key: ItemKey, version: int, sha256: str | None, write_gen: int, token: str) -> None:
+        """This mount's snapshot of ``key`` (taken at ``write_gen``) is on the server as ``version``.
+
+        The item turns clean if it was not written since; if it was, it stays dirty but its
+        base version advances: the next upload of this history is based on our own commit.
+        ``token`` names the history: an item created anew since (unlink + create) is not touched.
+        """
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                with item.cond:
+                    same_bytes = item.sha256 is not None and item.sha256 == sha256
+                    if item.detached or not (item.history == token or same_bytes):
+                        return
+                    if item.history == token and item.write_gen == write_gen:
+                        item.dirty, item.sha256 = False, sha256
+                    elif not (item.dirty or same_bytes):
+                        return
+                    item.version = version
+                    self.persist(item)
+                return
+            rec = self.index.get(_record_key(key))
+            same_bytes = rec is not None and rec.get("sha256") is not None and rec.get("sha256") == sha256
+            if rec and (rec.get("dirty") or same_bytes) and (rec.get("history", token) == token or same_bytes):
+                rec.update(version=version, dirty=bool(rec.get("dirty")) and rec.get("write_gen") != write_gen)
+                self.index.set(_record_key(key), rec)
+
+    def moved_committed(self, key: ItemKey, base_version: int, version: int) -> None:
+        """This mount's move to ``key`` is on the server as ``version``; a local history that was
+        at ``base_version`` (the moved one) continues from there."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                with item.cond:
+                    if not item.detached and item.version == base_version:
+                        item.version = version
+                        self.persist(item)
+                return
+            rec = self.index.get(_record_key(key))
+            if rec and rec.get("version") == base_version:
+                rec.update(version=version)
+                self.index.set(_record_key(key), rec)
+
+    def dirty_size(self, key: ItemKey) -> int | None:
+        """The size of ``key``'s local changes while they are in memory (None: no local changes open).
+
+        Lock-free: the dict lookup is atomic, and a size read during a write is one of the two states."""
+        item = self._items.get(key)
+        if item is None or not item.dirty or item.detached:
+            return None
+        return item.size
 
     def mark_clean_key(self, key: ItemKey, version: int, sha256: str | None, write_gen: int) -> None:
         """Like :meth:`mark_clean` for an item that may only exist on disk by now."""
@@ -486,6 +543,7 @@ class Cache:
         item = Item(self, key, rec["token"], rec["size"], rec["version"], rec["sha256"],
                     RangeSet(tuple(r) for r in rec["ranges"]), dirty=rec.get("dirty", False))
         item.write_gen = rec.get("write_gen", 0)
+        item.history = rec.get("history", item.history)
         self._items[key] = item
         return item
 

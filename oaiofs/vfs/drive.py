@@ -21,6 +21,7 @@ from ..client.api import ApiClient
 from ..client.carts import CartDownloader
 from ..client.uploads import TusUploader
 from .cache import Cache
+from .control import Control
 from .feed import ChangeFeed, ListingStore
 from .fetcher import Fetcher
 from .journal import Journal
@@ -70,6 +71,11 @@ class Drive:
         self.vfs = Vfs(self.namespace, self.cache, self.fetcher, self.journal,
                        VfsOptions(device_id=config.device_id), extra_status=self._status_extras)
         self.namespace.set_pending_source(self.vfs.writeback.pending_ops)
+        self.vfs.xattrs.control = Control(self.api, self.namespace, self.journal, self.vfs.writeback, root,
+                                          self.vfs.xattrs.file_status, lambda: self.vfs.status()["online"],
+                                          origin=f"{config.user}@{config.device_id}",
+                                          on_subscription=self.feed.refresh, cache=self.cache)
+        self.vfs.read_only = lambda: self.feed.refused
         self.online = False
 
     def start(self) -> bool:
@@ -93,5 +99,5 @@ class Drive:
 
     def _status_extras(self) -> dict[str, Any]:
         return {"feed_online": self.feed.online, "server": self.api.base_url, "user": self.config.user,
-                "cursor": self.feed.cursor}
+                "cursor": self.feed.cursor, "refused": self.feed.refused}
 

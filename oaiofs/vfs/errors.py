@@ -48,3 +48,27 @@ class NotSupported(OaioError):
     """An extended attribute or operation the drive does not offer: ENOTSUP."""
 
     code, http_status, errno = "not_supported", 400, _errno.ENOTSUP
+
+
+class NameTooLong(OaioError):
+    """A link target longer than PATH_MAX: ENAMETOOLONG."""
+
+    code, http_status, errno = "name_too_long", 422, _errno.ENAMETOOLONG
+
+
+class NotALink(OaioError):
+    """readlink of something that is not a symbolic link: EINVAL."""
+
+    code, http_status, errno = "not_a_link", 400, _errno.EINVAL
+
+
+class IsALink(OaioError):
+    """The drive never follows a link by itself (open of a link's own path): ELOOP."""
+
+    code, http_status, errno = "is_a_link", 409, _errno.ELOOP
+
+
+class ReadOnly(OaioError):
+    """The mount is read-only for now (e.g. the account was disabled on the server): EROFS."""
+
+    code, http_status, errno = "read_only", 403, _errno.EROFS

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import Gone, NotFound, OaioError, Unavailable
+from ..errors import Gone, NotFound, OaioError, Unauthorized, Unavailable
 from .cache import Cache
 from .namespace import Namespace
 
@@ -69,6 +69,7 @@ class ChangeFeed:
         self.on_change = on_change or (lambda oaio_id: None)
         self.cursor = 0
         self.online = False
+        self.refused: str | None = None      # why the server refuses our login (disabled account, new password)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dirty_since = 0.0
@@ -129,6 +130,9 @@ class ChangeFeed:
                     log.warning("server reachable: the mount is online")
                 events, cursor = self.api.changes(self.cursor, wait=self.long_poll_s)
                 self.online = True
+                if self.refused:
+                    log.warning("the server accepts our login again: the mount is writable")
+                    self.refused = None
                 delay = RETRY_MIN_S
                 with self._lock:
                     ids = list(dict.fromkeys([e.get("subject") or e.get("data", {}).get("oaio_id")
@@ -145,6 +149,15 @@ class ChangeFeed:
             except Unavailable as exc:
                 if self.online:
                     log.warning("server unreachable (%s): the mount is offline; retrying", exc.message)
+                self.online = False
+                need_relist = True
+                self._stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            except Unauthorized as exc:
+                if self.refused is None:
+                    log.warning("the server refuses our login (%s): the mount is read-only and offline; "
+                                "retrying", exc.message)
+                self.refused = exc.message
                 self.online = False
                 need_relist = True
                 self._stop.wait(delay)

@@ -230,6 +230,16 @@ class Journal:
         log.warning("%s %s: failed %s op %d discarded by the user", op.oaio_id, op.path, op.kind, op.id)
         return True
 
+    def clear_conflicts(self) -> int:
+        """Forget the conflict records (``oaiofs conflicts --clear``); the conflict copies stay."""
+        return self._store.clear_conflicts()
+
+    def failed_op(self, op_id: int) -> Op | None:
+        """A copy of the failed op ``op_id`` (with its kept bytes' path), or None."""
+        with self._cond:
+            op = self._failed.get(op_id)
+            return dataclasses.replace(op) if op is not None else None
+
     def start(self) -> None:
         """Start the worker threads (idempotent)."""
         with self._cond:
@@ -344,8 +354,6 @@ class Journal:
                         op.kind, op.id, op.error, op.data_file or "the journal")
             self._notify(self._on_failed, final, outcome.error or OaioError(op.error))
         else:
-            with self._cond:
-                self._chain_locked(op, outcome)
             self._store.delete(op)
             if outcome.state == "conflict":
                 self._store.add_conflict(op, outcome.conflict_path, {"origin": self.origin})
@@ -353,6 +361,9 @@ class Journal:
             self._notify(self._on_applied, final, outcome.doc)
             self._store.remove_data(op.data_file)
         with self._cond:                 # only now may wait() return: the drive has been told
+            # rebase after the callbacks: an op submitted before this point is queued here, one
+            # submitted after it was based on what on_applied told the drive (see writeback.py)
+            self._chain_locked(op, outcome)
             self._dequeue_locked(op)
             op.state = outcome.state
             if op.state == "failed":
@@ -395,6 +406,8 @@ class Journal:
             file_versions[applied.path] = 0
         elif applied.kind == "move":
             file_versions[applied.path] = 0
+            if not outcome.base_held:
+                return               # the source had changed elsewhere: later ops must meet that change
             moved = next((f for f in (outcome.doc or {}).get("files", []) if f.get("path") == applied.dst), None)
             if moved is not None:
                 file_versions[applied.dst] = int(moved["version"])
@@ -447,6 +460,10 @@ def _check_op(op: Op, data_source: Path | None) -> None:
         raise ValueError("put_values needs the full new values (a dict)")
     if op.kind in ("put_file", "mkdir", "delete_path", "move") and not op.path:
         raise ValueError(f"{op.kind} needs a path")
+    if op.kind in ("set_meta", "symlink") and not op.path:
+        raise ValueError(f"{op.kind} needs a path")
+    if op.kind == "symlink" and not op.target:
+        raise ValueError("symlink needs a target")
     if op.kind == "move" and not op.dst:
         raise ValueError("move needs dst")
 

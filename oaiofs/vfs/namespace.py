@@ -101,10 +101,29 @@ class Namespace:
             files = self._open_files.setdefault(oaio_id, {})
             entry = files.get(path)
             if entry is not None:           # the view shares this Entry: update it in place
-                entry.size, entry.mtime = size, mtime
+                entry.size, entry.mtime, entry.mtime_ns = size, mtime, 0
                 return
             files[path] = Entry(path, "file", size, None, 0, mtime, local=True)
             self._changed_locked(oaio_id, names=False)
+
+    def update_open_file(self, oaio_id: str, path: str, *, mode: int | None = None,
+                         mtime_ns: int | None = None) -> bool:
+        """chmod/utimens of a file open with unsaved writes (they go with its upload); False if not open."""
+        with self._lock:
+            entry = self._open_files.get(oaio_id, {}).get(path)
+            if entry is None:
+                return False
+            if mode is not None:
+                entry.mode = mode
+            if mtime_ns is not None:
+                entry.mtime, entry.mtime_ns = mtime_ns / 1e9, mtime_ns
+            self._changed_locked(oaio_id, names=False)
+            return True
+
+    def open_file(self, oaio_id: str, path: str) -> Entry | None:
+        """The entry of a file open with unsaved writes (shared: read, do not keep)."""
+        with self._lock:
+            return self._open_files.get(oaio_id, {}).get(path)
 
     def clear_open_file(self, oaio_id: str, path: str) -> None:
         with self._lock:
@@ -167,7 +186,7 @@ class Namespace:
             entry = view.entries.get(inner)
             if entry is None:
                 parent = view.entries.get("/".join(parts[1:-1]))
-                if parent is not None and parent.kind == "file":
+                if parent is not None and parent.kind in ("file", "link"):
                     raise NotADirectory(f"{path}: a parent is a file")
                 raise NotFound(f"{path}: no such file")
             return Node(entry.kind, view, entry)

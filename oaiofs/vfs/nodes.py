@@ -24,12 +24,20 @@ class Entry:
     """One file or folder inside an object (server state, possibly patched by local changes)."""
 
     path: str
-    kind: str                     # "file" | "dir"
+    kind: str                     # "file" | "dir" | "link"
     size: int = 0
     sha256: str | None = None
     version: int = 0              # server version of the file; 0 = never committed
     mtime: float = 0.0
     local: bool = False           # changed locally and not yet committed
+    mode: int | None = None       # permission bits the writer set (None: the default of the kind)
+    mtime_ns: int = 0             # exact mtime; 0 = only ``mtime`` is known
+    target: str | None = None     # a link's target, as given
+
+    @property
+    def time_ns(self) -> int:
+        """The mtime in nanoseconds."""
+        return self.mtime_ns or round(self.mtime * 1e9)
 
 
 @dataclass(slots=True)
@@ -102,6 +110,10 @@ class Node:
     def is_dir(self) -> bool:
         return self.kind in ("root", "object", "dir")
 
+    @property
+    def is_link(self) -> bool:
+        return self.kind == "link"
+
 
 @dataclass(frozen=True, slots=True)
 class Attr:
@@ -111,11 +123,14 @@ class Attr:
     size: int
     mtime: float
     nlink: int = 1
+    mtime_ns: int = 0             # exact mtime when known (0: from ``mtime``)
 
     def as_dict(self, uid: int, gid: int) -> dict[str, int | float]:
+        """fusepy's stat dict with times in nanoseconds (the adapter sets ``use_ns``)."""
         blocks = (self.size + 511) // 512
+        ns = self.mtime_ns or round(self.mtime * 1e9)
         return {"st_mode": self.mode, "st_size": self.size, "st_nlink": self.nlink,
-                "st_mtime": self.mtime, "st_ctime": self.mtime, "st_atime": self.mtime,
+                "st_mtime": ns, "st_ctime": ns, "st_atime": ns,
                 "st_uid": uid, "st_gid": gid, "st_blocks": blocks, "st_blksize": 128 * 1024}
 
 
@@ -152,9 +167,13 @@ def safe_name(text: str) -> str:
 
 
 def base_dir_name(view: ObjectView) -> str:
-    """The folder name an object would like: its ``_name``, else its id."""
+    """The folder name an object would like: its ``_name``, else its id.
+
+    An object named like desktop metadata (e.g. a ``.Trash-0`` object made by an older drive
+    or through the API) gets its id suffix, so that no file manager takes it for a trash folder."""
     name = view.values.get("_name")
-    return safe_name(name if isinstance(name, str) and name.strip() else view.oaio_id)
+    base = safe_name(name if isinstance(name, str) and name.strip() else view.oaio_id)
+    return base + collision_suffix(view.oaio_id) if protocol.is_desktop_metadata(base) else base
 
 
 def collision_suffix(oaio_id: str) -> str:
@@ -176,6 +195,16 @@ def node_attr(node: Node) -> Attr:
                     len(view.values_bytes), view.mtime)
     entry = node.entry
     assert entry is not None
+    mtime_ns = entry.time_ns or round(view.mtime * 1e9)
+    if entry.kind == "link":
+        return Attr(stat.S_IFLNK | protocol.LINK_MODE, entry.size, mtime_ns / 1e9, 1, mtime_ns)
     if entry.kind == "dir":
-        return Attr(stat.S_IFDIR | (RW_DIR_MODE if writable else RO_DIR_MODE), 0, entry.mtime or view.mtime, 2)
-    return Attr(stat.S_IFREG | (RW_FILE_MODE if writable else RO_FILE_MODE), entry.size, entry.mtime or view.mtime)
+        bits = entry.mode if entry.mode is not None else RW_DIR_MODE
+        return Attr(stat.S_IFDIR | shown_bits(bits, writable), 0, mtime_ns / 1e9, 2, mtime_ns)
+    bits = entry.mode if entry.mode is not None else RW_FILE_MODE
+    return Attr(stat.S_IFREG | shown_bits(bits, writable), entry.size, mtime_ns / 1e9, 1, mtime_ns)
+
+
+def shown_bits(bits: int, writable: bool) -> int:
+    """The permission bits a mount shows: the stored ones, without any ``w`` for a read-only subscriber."""
+    return bits & protocol.MODE_BITS if writable else bits & protocol.MODE_BITS & ~0o222

@@ -34,7 +34,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-OP_KINDS = ("create_object", "put_values", "put_file", "mkdir", "delete_path", "move", "delete_object")
+OP_KINDS = ("create_object", "put_values", "put_file", "mkdir", "delete_path", "move", "delete_object",
+            "set_meta", "symlink")
 ACTIVE_STATES = ("pending", "running")
 TERMINAL_STATES = ("done", "failed", "conflict")
 
@@ -86,6 +87,9 @@ class Op:
     result_version: int | None = None
     created: float = 0.0
     conflict_path: str = ""          # set once a conflict copy is being written
+    mode: int | None = None          # put_file/set_meta/mkdir: permission bits (None: keep/default)
+    mtime_ns: int | None = None      # put_file/set_meta/symlink: exact mtime (None: op.mtime / keep)
+    target: str | None = None        # symlink: the link's target
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -211,6 +215,11 @@ class OpStore:
                                     " FROM conflicts ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{"op_id": r[0], "kind": r[1], "oaio_id": r[2], "path": r[3], "conflict_path": r[4],
                  "detail": json.loads(r[5]), "time": r[6]} for r in rows]
+
+    def clear_conflicts(self) -> int:
+        """Forget every conflict record (the copies themselves stay); returns how many."""
+        with self._lock:
+            return self._db.execute("DELETE FROM conflicts").rowcount or 0
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._lock:

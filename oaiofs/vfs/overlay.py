@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Mapping
 
+from .metadata import apply_meta_op
 from .nodes import Entry, ObjectView, iso_to_epoch
 
 # failed ops that removed or moved something are not replayed: the server's state shows
@@ -23,7 +24,9 @@ def view_from_doc(doc: Mapping[str, Any]) -> ObjectView:
                       mtime=iso_to_epoch(doc.get("updated")))
     for f in doc.get("files", []):
         view.entries[f["path"]] = Entry(f["path"], f.get("kind", "file"), int(f.get("size") or 0),
-                                        f.get("sha256"), int(f.get("version") or 0), float(f.get("mtime") or 0))
+                                        f.get("sha256"), int(f.get("version") or 0), float(f.get("mtime") or 0),
+                                        mode=f.get("mode"), mtime_ns=int(f.get("mtime_ns") or 0),
+                                        target=f.get("target"))
     return view
 
 
@@ -39,6 +42,13 @@ def build_view(doc: Mapping[str, Any] | None, ops: Iterable[Any], open_files: Ma
         view = apply_op(view, op, me)
     if view is not None:
         for path, entry in open_files.items():
+            old = view.entries.get(path)
+            if entry.mode is None and old is not None and old.kind == "file":
+                entry.mode = old.mode           # a file being rewritten keeps its bits
+            if old is None:                     # created here, not yet released: a new name in its folder
+                parent = view.entries.get(path.rpartition("/")[0])
+                if parent is not None and parent.kind == "dir" and parent.time_ns < round(entry.mtime * 1e9):
+                    parent.mtime, parent.mtime_ns = entry.mtime, 0
             view.entries[path] = entry
         view.index()
     return view
@@ -59,18 +69,41 @@ def apply_op(view: ObjectView | None, op: Any, me: str) -> ObjectView | None:
         view.values = dict(op.values or {})
         view._values_bytes = None
     elif op.kind == "put_file":
+        old = view.entries.get(op.path)
+        if old is None:
+            _touch_parent(view, op)
         _drop_tree(view, op.path)
+        mode = getattr(op, "mode", None)
+        if mode is None and old is not None and old.kind == "file":
+            mode = old.mode
         view.entries[op.path] = Entry(op.path, "file", op.size, op.sha256,
-                                      view.entries[op.path].version if op.path in view.entries else 0,
-                                      now, local=True)
+                                      old.version if old is not None else 0,
+                                      now, local=True, mode=mode, mtime_ns=getattr(op, "mtime_ns", None) or 0)
     elif op.kind == "mkdir":
         if op.path not in view.entries:
-            view.entries[op.path] = Entry(op.path, "dir", mtime=now, local=True)
+            _touch_parent(view, op)
+            view.entries[op.path] = Entry(op.path, "dir", mtime=now, local=True, mode=getattr(op, "mode", None))
     elif op.kind == "delete_path":
+        if op.path in view.entries:
+            _touch_parent(view, op)
         _drop_tree(view, op.path)
     elif op.kind == "move":
+        if op.path in view.entries:
+            _touch_parent(view, op)
+            _touch_parent(view, op, op.dst)
         _move_tree(view, op.path, op.dst)
+    elif op.kind in ("set_meta", "symlink"):
+        apply_meta_op(view, op, _touch_parent)
     return view
+
+
+def _touch_parent(view: ObjectView, op: Any, path: str | None = None) -> None:
+    """A name was added or removed: the folder's mtime becomes the time of the op (as on the server)."""
+    parent = (path if path is not None else op.path).rpartition("/")[0]
+    entry = view.entries.get(parent) if parent else None
+    if entry is not None and entry.kind == "dir":
+        entry.mtime = float(getattr(op, "created", 0) or time.time())
+        entry.mtime_ns = 0
 
 
 def _drop_tree(view: ObjectView, path: str) -> None:
@@ -89,4 +122,5 @@ def _move_tree(view: ObjectView, src: str, dst: str) -> None:
         del view.entries[key]
         new_path = dst + key[len(src):]
         view.entries[new_path] = Entry(new_path, entry.kind, entry.size, entry.sha256, entry.version,
-                                       entry.mtime, local=True)
+                                       entry.mtime, local=True, mode=entry.mode, mtime_ns=entry.mtime_ns,
+                                       target=entry.target)

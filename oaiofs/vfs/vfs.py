@@ -29,9 +29,10 @@ from .. import protocol
 from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
 from .cache import Cache, Item, ItemKey
 from .counters import COUNTERS
-from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted
+from .errors import BadHandle, CrossDevice, IsADirectory, NotADirectory, NotPermitted, ReadOnly
 from .fetcher import Candidate, Fetcher
 from .handles import FileHandle, Handle, HandleTable, ValuesHandle
+from .metadata import MetadataOps
 from .namespace import Namespace
 from .nodes import Attr, Node, node_attr, safe_name
 from .opstore import Op
@@ -69,20 +70,30 @@ class Vfs:
         self.extra_status = extra_status or (lambda: {})
         self._releasing = 0                      # releases in progress (status: not yet in the journal)
         self._releasing_lock = threading.Lock()
+        self.read_only: Callable[[], str | None] = lambda: None   # a reason makes every change EROFS
         self.uid, self.gid = os.getuid(), os.getgid()
         self.writeback = WriteBack(journal, namespace, cache)
         self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
                              lambda: self.journal.status(), self.status)
         self._held_lock = threading.Lock()
         self._held: dict[ItemKey, list[Item]] = {}   # clean items open for reading (close-to-open sizes)
+        self.meta = MetadataOps(namespace, self.writeback.submit, self.writeback.submit_meta, self._inner_path, self._parent_of)
 
     # ------------------------------------------------------------------ metadata
     def getattr(self, path: str) -> Attr:
         node = self.ns.resolve(path)
         attr = node_attr(node)
-        if node.kind == "file" and self._held:
+        if node.kind != "file":
+            return attr
+        local = self.cache.dirty_size((node.oaio_id, node.path))
+        if local is not None:
+            # the latest local state wins over the namespace, which learns of a write only at
+            # its release (the kernel computes O_APPEND offsets and clamps reads with this size)
+            return attr if local == attr.size else replace(attr, size=local)
+        if self._held:
             held = self._held.get((node.oaio_id, node.path))
-            if held and held[0].version != node.entry.version and not held[0].dirty:  # type: ignore[union-attr]
+            if (held and held[0].key == (node.oaio_id, node.path) and not node.entry.local  # type: ignore[union-attr]
+                    and held[0].version != node.entry.version and not held[0].dirty):  # type: ignore[union-attr]
                 # close-to-open: while a reader holds an older version, its size stays visible
                 # (the kernel clamps reads to the size it was last told)
                 attr = replace(attr, size=held[0].size)
@@ -108,9 +119,12 @@ class Vfs:
         node = self.ns.resolve(path)
         if node.is_dir:
             raise IsADirectory(f"{path} is a folder")
+        MetadataOps.refuse_link(node, path)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
         view = node.view
         assert view is not None
+        if writing:
+            self._check_writable(path)
         if writing and not view.writable:
             raise Forbidden(f"{path}: read-only (access right {view.access_right!r})")
         if node.kind == "values":
@@ -134,6 +148,7 @@ class Vfs:
 
     def create(self, path: str, mode: int = 0o644) -> int:
         """Create (or truncate) a regular file inside an object."""
+        self._check_writable(path)
         parent, name = self._parent_of(path)
         if parent.kind == "root":
             raise NotPermitted(f"{path}: only folders (objects) can be created at the root")
@@ -157,6 +172,7 @@ class Vfs:
         item = self.cache.create_local((view.oaio_id, inner))
         item.writers += 1
         self.ns.set_open_file(view.oaio_id, inner, 0, time.time())
+        self.ns.update_open_file(view.oaio_id, inner, mode=protocol.validate_mode(mode & 0o7777))
         return self.handles.add(FileHandle(view.oaio_id, item, True, 0, wrote=True))
 
     def _open_item(self, node: Node) -> tuple[Item, bool]:
@@ -166,14 +182,24 @@ class Vfs:
         before = self.cache.peek(key)
         if entry.local and (before is None or not before["dirty"]):
             ops = self.writeback.pending_ops(view.oaio_id)
-            put = next((o for o in reversed(ops) if o.kind == "put_file" and o.path == entry.path), None)
-            if put is not None and put.data_file and (before is None or before["sha256"] != put.sha256):
+            # the newest op that put bytes here: a put_file, or a move onto this path (then the
+            # bytes are the moved file's, cached or on the server once the move is applied)
+            last = next((o for o in reversed(ops) if (o.kind == "put_file" and o.path == entry.path) or (
+                o.kind == "move" and (o.dst == entry.path or entry.path.startswith(o.dst + "/")))), None)
+            put = last if last is not None and last.kind == "put_file" else None
+            if (put is not None and put.data_file and (before is None or before["sha256"] != put.sha256)
+                    and (before is None or not before["open"])):     # never swap an item others hold
                 return self._open_from_journal(key, put), False
             if before is None:
                 self._wait_for_move(entry.path, ops)
         # the kernel may keep its pages only if these exact bytes were cached before this open
         keep = before is not None and (before["dirty"] or (before["version"] == entry.version
                                                            and before["sha256"] == entry.sha256))
+        if entry.local and before is not None:
+            # local changes pending: the cached item is this mount's history, whatever version the
+            # namespace shows meanwhile (it learns of our own commits a little later)
+            item = self.cache.open(key, version=before["version"], sha256=before["sha256"], size=before["size"])
+            return item, keep
         if before is None and 0 < entry.size <= self.options.small_file_bytes:
             self._fetch_small(node)
         item = self.cache.open(key, version=entry.version, sha256=entry.sha256, size=entry.size)
@@ -186,6 +212,7 @@ class Vfs:
             shutil.copyfileobj(src, dst, 1 << 20)
         item.size = op.size
         item.sha256 = op.sha256
+        item.version = op.base_version or 0                      # the history continues from the op's base
         item.ranges.add(0, op.size)
         self.cache.account(op.size)
         self.writeback.track(op, item)                           # clean once the journal applies it
@@ -223,16 +250,15 @@ class Vfs:
         self.fetcher.fetch_batch(wanted, companions)
 
     def _begin_write(self, item: Item, truncate: bool) -> None:
-        if truncate:
+        if not truncate and not item.dirty:
+            self.fetcher.fill(item)                          # network: before taking the write lock
+        with item.write_lock:
             item.prepare_write()
-            item.truncate(0)
-        else:
-            if not item.dirty:
-                self.fetcher.fill(item)
-            item.prepare_write()
-        item.writers += 1
-        if truncate:
-            self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
+            if truncate:
+                self.writeback.changed(item.key)
+                item.truncate(0)
+                self.ns.set_open_file(item.key[0], item.key[1], 0, time.time())
+            item.writers += 1
 
     # ------------------------------------------------------------------ read / write
     def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -273,12 +299,15 @@ class Vfs:
                 handle.dirty = True
             return len(data)
         item = handle.item
-        if item.linked:
-            item.prepare_write()
-        written = item.write(offset, data)
-        handle.wrote = True
-        self.writeback.wrote(item, handle.base_version, offset, written)
-        self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
+        with item.write_lock:
+            if item.linked:
+                item.prepare_write()
+            written = item.write(offset, data)
+            handle.wrote = True
+            if item.detached:                # removed or replaced while open: nothing to show or upload
+                return written
+            self.writeback.wrote(item, offset, written)
+            self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
         return written
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> None:
@@ -286,9 +315,21 @@ class Vfs:
             handle = self.handles.get(fh)
             self._truncate_handle(handle, length)
             return
+        node = self.ns.resolve(path)
+        if node.kind == "values":
+            # open(values.json, O_TRUNC) arrives as open + truncate(path) without a handle (libfuse2):
+            # the truncate belongs to the handles open for writing, which hold the new text
+            editing = [h for h in self.handles.all() if isinstance(h, ValuesHandle) and h.writable
+                       and h.oaio_id == node.oaio_id]
+            for handle in editing:
+                self._truncate_handle(handle, length)
+            if editing:
+                return
         own = self.open(path, os.O_WRONLY)[0]
         try:
             self._truncate_handle(self.handles.get(own), length)
+            if node.kind == "values":
+                self.flush(own)                 # `truncate -s 0 values.json`: EINVAL, values unchanged
         finally:
             self.release(own)
 
@@ -302,12 +343,14 @@ class Vfs:
                 handle.dirty = True
             return
         item = handle.item
-        if item.linked:
-            item.prepare_write()
-        self.writeback.changed(item.key)
-        item.truncate(length)
-        handle.wrote = True
-        self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
+        with item.write_lock:
+            if item.linked:
+                item.prepare_write()
+            self.writeback.changed(item.key)
+            item.truncate(length)
+            handle.wrote = True
+            if not item.detached:
+                self.ns.set_open_file(handle.oaio_id, item.key[1], item.size, time.time())
 
     # ------------------------------------------------------------------ flush / release / fsync
     def flush(self, fh: int) -> None:
@@ -339,9 +382,10 @@ class Vfs:
             self._unhold(item)
         try:
             if handle.writable:
-                item.writers -= 1
-                if item.writers == 0:
-                    self.writeback.submit_file(handle.item, handle.base_version)
+                with item.write_lock:
+                    item.writers -= 1
+                    if item.writers == 0:
+                        self.writeback.submit_file(item)
         finally:
             self.cache.close(item)
 
@@ -354,17 +398,35 @@ class Vfs:
                         del self._held[key]
                     return
 
+    def _forget_held(self, oaio_id: str, path: str, moved_from: str | None = None) -> None:
+        """``path`` was replaced or removed here: readers of what it was no longer set its size
+        (a file renamed from ``moved_from`` takes its readers along)."""
+        with self._held_lock:
+            for key in [k for k in self._held if k[0] == oaio_id and (k[1] == path or k[1].startswith(path + "/"))]:
+                del self._held[key]
+            if moved_from is not None:
+                for key in [k for k in self._held if k[0] == oaio_id
+                            and (k[1] == moved_from or k[1].startswith(moved_from + "/"))]:
+                    self._held[(oaio_id, path + key[1][len(moved_from):])] = self._held.pop(key)
+
     def fsync(self, fh: int) -> None:
-        """Return once the server has committed this file's bytes (or raise why not)."""
+        """Return once this file's bytes are durable in the journal (server reachable or not).
+
+        Raises the error of the file's previous upload if the server refused it for good."""
         handle = self.handles.get(fh)
         if isinstance(handle, ValuesHandle):
-            op = self._submit_values(handle)
             key = (handle.oaio_id, protocol.VALUES_FILE)
+            failure = self.writeback.last_failure(key)
+            self._submit_values(handle)
         else:
-            key = handle.item.key
-            dirty = handle.item.dirty and handle.writable
-            op = self.writeback.submit_file(handle.item, handle.base_version) if dirty else None
-        self.writeback.wait(key, op)
+            item = handle.item
+            with item.write_lock:
+                key = item.key
+                failure = self.writeback.last_failure(key)
+                if item.dirty and handle.writable:
+                    self.writeback.submit_file(item)
+        if failure is not None:
+            raise failure
 
     def _submit_values(self, handle: ValuesHandle) -> Op | None:
         with handle.lock:
@@ -379,7 +441,8 @@ class Vfs:
                 log.warning("values.json of %s refused: %s", handle.oaio_id, err.message)
                 raise
             handle.submitted = text
-        return self._submit_new_values(handle.oaio_id, values, handle.base_values, handle.base_version)
+            base_values, handle.base_values = handle.base_values, values   # the next save builds on this one
+        return self._submit_new_values(handle.oaio_id, values, base_values, handle.base_version)
 
     def _submit_new_values(self, oaio_id: str, values: dict[str, Any], base_values: dict[str, Any],
                            base_version: int | None) -> Op:
@@ -390,18 +453,25 @@ class Vfs:
     # ------------------------------------------------------------------ namespace changes
     def mkdir(self, path: str, mode: int = 0o755) -> None:
         parent, name = self._parent_of(path)
+        self._check_writable(path)
         self._must_not_exist(path)
         if parent.kind == "root":
+            self._refuse_metadata(name, path)
             values = {"_name": name}
             oaio_id = protocol.make_oaio_id(self.options.app_id, self.ns.me, self.options.device_id,
                                             values, protocol.now_stamp())
             self.writeback.submit(Op("create_object", oaio_id, values=values, mtime=time.time()))
             return
         self._need_update(parent, path)
-        self.writeback.submit(Op("mkdir", parent.oaio_id, self._inner_path(parent, name), mtime=time.time()))
+        inner = self._inner_path(parent, name)
+        self.writeback.submit(Op("mkdir", parent.oaio_id, inner, mtime=time.time()))
+        bits = protocol.validate_mode(mode & 0o7777)
+        if bits != protocol.DEFAULT_DIR_MODE:
+            self.writeback.submit(Op("set_meta", parent.oaio_id, inner, mode=bits))
 
     def rmdir(self, path: str) -> None:
         node = self.ns.resolve(path)
+        self._check_writable(path)
         if not node.is_dir:
             raise NotADirectory(f"{path} is not a folder")
         if node.kind == "root":
@@ -422,6 +492,7 @@ class Vfs:
 
     def unlink(self, path: str) -> None:
         node = self.ns.resolve(path)
+        self._check_writable(path)
         if node.is_dir:
             raise IsADirectory(f"{path} is a folder")
         view = node.view
@@ -437,9 +508,11 @@ class Vfs:
         self.writeback.submit(Op("delete_path", view.oaio_id, node.path, base_version=base, mtime=time.time()))
         self.cache.remove(view.oaio_id, node.path, tree=False)
         self.ns.clear_open_file(view.oaio_id, node.path)
+        self._forget_held(view.oaio_id, node.path)
 
     def rename(self, old: str, new: str) -> None:
         src = self.ns.resolve(old)
+        self._check_writable(old)
         dst_parent, dst_name = self._parent_of(new)
         if src.kind == "root":
             raise NotPermitted("the root cannot be renamed")
@@ -477,11 +550,21 @@ class Vfs:
             if target is not None and not target.is_dir:
                 self.writeback.submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
         else:
-            self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()))
+            self.writeback.submit(Op("move", view.oaio_id, src.path, dst=dst_inner, mtime=time.time()),
+                                  base=lambda: self._history_version(view.oaio_id, src))
         folders = src.is_dir or (target is not None and target.is_dir)
-        self.cache.rename(view.oaio_id, src.path, dst_inner, tree=folders)
-        self.ns.move_open_files(view.oaio_id, src.path, dst_inner)
-        self.writeback.moved(view.oaio_id, src.path, dst_inner)
+        src_path = src.path                   # move_open_files renames the open file's Entry in place
+        self.writeback.moved(view.oaio_id, src_path, dst_inner, tree=folders)
+        self.ns.move_open_files(view.oaio_id, src_path, dst_inner)
+        self._forget_held(view.oaio_id, dst_inner, src_path)
+
+    def _history_version(self, oaio_id: str, node: Node) -> int | None:
+        """The server version a file's local history is at (None for folders): a move based on it
+        lets the history continue at the new name (the journal rebases it after pending uploads)."""
+        if node.kind != "file" or node.entry is None:
+            return None
+        rec = self.cache.peek((oaio_id, node.path))
+        return int(rec["version"]) if rec is not None else node.entry.version
 
     def _only_here(self, oaio_id: str, node: Node) -> bool:
         """A file that exists only on this mount (created, not yet handed to the journal)."""
@@ -501,6 +584,7 @@ class Vfs:
             raise Forbidden(f"renaming {self.ns.name_of(view.oaio_id)!r} changes its _name (needs U, D or C)")
         if dst_name in self.ns.root_names():
             raise NotEmpty(f"{new} exists")
+        self._refuse_metadata(dst_name, new)
         values = dict(view.values, _name=dst_name)
         self._submit_new_values(view.oaio_id, values, dict(view.values), view.version)
 
@@ -523,13 +607,23 @@ class Vfs:
         self._submit_new_values(oaio_id, values, dict(view.values), view.version)
         self.unlink(self._mount_path(src))
 
-    def utimens(self, path: str, times: tuple[float, float] | None) -> None:
-        """Accepted and ignored: mtimes are the server's (set when a file is committed)."""
-        self.ns.resolve(path)
+    def utimens(self, path: str, times: tuple[int, int] | None) -> None:
+        """Set the mtime (ns; ``UTIME_NOW``/``UTIME_OMIT`` as fusepy passes them; atime is not kept)."""
+        self._check_writable(path)
+        self.meta.utimens(path, times)
 
     def chmod(self, path: str, mode: int) -> None:
-        """Accepted and ignored: modes show access rights, they cannot be changed here."""
-        self.ns.resolve(path)
+        """Set the permission bits (kept on the server; ``w`` stays hidden from read-only subscribers)."""
+        self._check_writable(path)
+        self.meta.chmod(path, mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        """``ln -s target path``: the target is stored as given, never resolved by the drive."""
+        self._check_writable(path)
+        self.meta.symlink(target, path)
+
+    def readlink(self, path: str) -> str:
+        return self.meta.readlink(path)
 
     # ------------------------------------------------------------------ status / callbacks
     def status(self) -> dict[str, Any]:
@@ -544,6 +638,8 @@ class Vfs:
         doc["open_for_writing"] = writing
         doc.update(self.extra_status())
         doc["online"] = bool(doc.get("online", True)) and bool(doc.get("feed_online", True))
+        named = {e.get("oaio_id") for key in ("ops", "failed", "conflicts") for e in doc.get(key, ())}
+        doc["names"] = {oid: self.ns.name_of(oid) for oid in named if oid and self.ns.name_of(oid)}
         return doc
 
     # ------------------------------------------------------------------ helpers
@@ -568,6 +664,19 @@ class Vfs:
     def _mount_path(self, node: Node) -> str:
         assert node.view is not None
         return "/" + (self.ns.name_of(node.view.oaio_id) or node.view.oaio_id) + "/" + node.path
+
+    def _check_writable(self, path: str) -> None:
+        reason = self.read_only()
+        if reason:
+            raise ReadOnly(f"{path}: the drive is read-only: {reason}")
+
+    @staticmethod
+    def _refuse_metadata(name: str, path: str) -> None:
+        """No object named like desktop metadata: a refused ``.Trash-<uid>`` makes GLib file managers offer
+        permanent deletion instead of leaving a trash object on the server (docs/drive.md, "Delete")."""
+        if protocol.is_desktop_metadata(name):
+            raise NotPermitted(f"{path}: desktop metadata ({name}) cannot be an object; this drive has no "
+                               "desktop trash (delete permanently)")
 
     def _must_not_exist(self, path: str) -> None:
         try:

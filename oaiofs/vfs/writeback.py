@@ -2,23 +2,36 @@
 
 It remembers which cache item (and write generation) each ``put_file`` op
 snapshotted, so the item turns clean with the server's version when the op is
-applied (unless it was written again meanwhile); the newest op per path, so
-``fsync`` knows what to wait for; and the ops already reported applied, which the
-namespace's overlay must no longer replay even while the journal still lists them.
+applied (unless it was written again meanwhile: then only its base version
+advances); the newest op per path, so ``fsync`` can report a failed upload; and the
+ops already reported applied, which the namespace's overlay must no longer replay
+even while the journal still lists them.
+
+One writer is one history (docs/drive.md, "Consistency"): a ``put_file`` is based on
+``Item.version``, the server version the local bytes descend from, which advances
+with this mount's own commits (``on_applied``). A snapshot submitted while an older
+one is still queued is rebased by the journal's chaining; one submitted after the
+older one was applied reads the advanced version. ``_lock`` makes these two cases
+exhaustive: it is held while the base is read and the op submitted, and while
+``on_applied`` advances the version (the journal rebases queued ops after that
+callback returns).
 
 Locking: ``_lock`` guards the bookkeeping and is held around ``journal.submit``
 (a local fsync, no network) so an op's callback cannot overtake its registration.
-It is taken after ``Item.cond`` is released and never while holding the namespace lock.
+Order: ``Item.write_lock`` → ``_meta_lock`` → ``_lock`` → ``Cache._lock`` → ``Item.cond``;
+``_lock`` is never taken while holding the namespace lock. ``_meta_lock`` makes
+"chmod/utimens of a file being released" atomic with its ``put_file`` snapshot: the change
+goes with the upload or after it.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..client.uploads import file_sha256
-from ..errors import OaioError, Unavailable, error_from_response
+from ..errors import OaioError, error_from_response
 from .cache import Cache, Item, ItemKey
 from .namespace import Namespace
 from .opstore import Op
@@ -26,8 +39,6 @@ from .stream_upload import SequentialWrites
 
 log = logging.getLogger(__name__)
 
-FSYNC_TIMEOUT_S = 600.0
-OFFLINE_FSYNC_WAIT_S = 5.0       # offline, fsync reports EIO soon (the change stays queued)
 APPLIED_PRUNE_AT = 10_000
 
 
@@ -48,18 +59,21 @@ class WriteBack:
         self.ns = namespace
         self.cache = cache
         self._lock = threading.Lock()
-        self._snapshots: dict[int, tuple[ItemKey, int]] = {}    # put_file op id -> (item key, write_gen)
+        # chmod/utimens vs the last release of a dirty file: the mode/mtime go with the upload or in
+        # a set_meta op after it, never lost in between (outer to ``_lock`` and the namespace lock)
+        self._meta_lock = threading.Lock()
+        self._snapshots: dict[int, tuple[ItemKey, int, str]] = {}   # put_file op id -> (key, write_gen, history)
         self._last_op: dict[ItemKey, Op] = {}                   # newest op per (oaio_id, path)
         self._applied: frozenset[int] = frozenset()             # replaced, never mutated: read lock-free
         # files written sequentially from offset 0 start uploading while still open
         self.streams = SequentialWrites(journal) if hasattr(journal, "begin_stream") else None
 
     # --- uploading while a file is written ---
-    def wrote(self, item: Item, base_version: int | None, offset: int, length: int) -> None:
+    def wrote(self, item: Item, offset: int, length: int) -> None:
         """A write landed in ``item``: feed (or start, or spoil) its upload-while-writing stream."""
         if self.streams is not None:
             oaio_id, path = item.key
-            self.streams.wrote(item.key, oaio_id, path, base_version, item.data_path, offset, length)
+            self.streams.wrote(item.key, oaio_id, path, item.version, item.data_path, offset, length)
 
     def changed(self, key: ItemKey) -> None:
         """The file changed other than by appending (truncate, rename): stop streaming it."""
@@ -73,16 +87,22 @@ class WriteBack:
         return [op for op in ops if op.id not in applied] if applied else ops
 
     # --- handing over ---
-    def submit(self, op: Op, key: ItemKey | None = None) -> Op:
-        """Queue a metadata op (durable when this returns)."""
+    def submit(self, op: Op, key: ItemKey | None = None, base: Callable[[], int | None] | None = None) -> Op:
+        """Queue a metadata op (durable when this returns); ``base`` gives its base version, read
+        under the lock like a put_file's (see the module doc)."""
         with self._lock:
+            if base is not None:
+                op.base_version = base()
             op = self.journal.submit(op)
             self._last_op[key or (op.oaio_id, op.path)] = op
         self.ns.local_changed(op.oaio_id)
         return op
 
-    def submit_file(self, item: Item, base_version: int | None) -> Op | None:
-        """Snapshot a changed file into the journal (before the release that calls this returns)."""
+    def submit_file(self, item: Item) -> Op | None:
+        """Snapshot a changed file into the journal (before the release/fsync that calls this returns).
+
+        The caller holds ``item.write_lock``: no write can land between the snapshot and
+        the bookkeeping (the op's size is the file's size)."""
         stream = self.streams.take(item.key) if self.streams is not None else None
         if not item.dirty or item.detached:
             if stream is not None:
@@ -91,56 +111,98 @@ class WriteBack:
                 log.debug("%s/%s was removed while open; not uploaded", *item.key)
                 self.ns.clear_open_file(*item.key)
             return None
+        with self._lock:
+            queued = any(key == item.key and gen == item.write_gen for key, gen, _ in self._snapshots.values())
+        if queued and self.ns.open_file(*item.key) is None:
+            # opened for writing but not written (touch, chmod on an open fd): the journal already
+            # holds these bytes; a second upload would also undo a utimens made since
+            if stream is not None:
+                stream.abort()
+            return None
         oaio_id, path = item.key
         sha256 = item.finish_hash()
-        # base 0 = "must not exist yet" for new files; the journal rebases chained ops
-        op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=time.time(),
-                base_version=base_version)
-        with self._lock:
-            op = self.journal.submit(op, item.data_path, stream=stream)
-            item.linked = True              # the journal holds a hard link: copy before the next write
-            self._snapshots[op.id] = (item.key, item.write_gen)
-            self._last_op[item.key] = op
-            self.cache.persist(item)
-        self.ns.clear_open_file(oaio_id, path)
+        with self._meta_lock:
+            shown = self.ns.open_file(oaio_id, path)      # mode/mtime set while open (cp -a, tar) go along
+            mtime_ns = shown.mtime_ns if shown is not None and shown.mtime_ns else time.time_ns()
+            with self._lock:
+                # base: the version this history descends from (0 = "must not exist yet" for a new
+                # file); read under _lock, see the module doc; the journal rebases chained ops
+                op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=mtime_ns / 1e9,
+                        base_version=item.version, mtime_ns=mtime_ns,
+                        mode=shown.mode if shown is not None else None)
+                op = self.journal.submit(op, item.data_path, stream=stream)
+                item.linked = True              # the journal holds a hard link: copy before the next write
+                self._snapshots[op.id] = (item.key, item.write_gen, item.history)
+                self._last_op[item.key] = op
+                self.cache.persist(item)
+            self.ns.clear_open_file(oaio_id, path)
         self.ns.local_changed(oaio_id)
         return op
+
+    def submit_meta(self, op: Op) -> Op | None:
+        """chmod/utimens (``set_meta`` op): onto the pending upload of a file open with unsaved
+        writes, else into the journal (durable when this returns). None if it went with the file."""
+        with self._meta_lock:
+            if self.ns.update_open_file(op.oaio_id, op.path, mode=op.mode, mtime_ns=op.mtime_ns):
+                return None
+            return self.submit(op)
 
     def track(self, op: Op, item: Item) -> None:
         """``item`` holds the bytes of the pending ``op`` (re-read from the journal)."""
         with self._lock:
-            self._snapshots[op.id] = (item.key, item.write_gen)
+            self._snapshots[op.id] = (item.key, item.write_gen, item.history)
 
-    def moved(self, oaio_id: str, src: str, dst: str) -> None:
+    def moved(self, oaio_id: str, src: str, dst: str, tree: bool) -> None:
+        """Move the cache items of ``src`` (a file or folder) to ``dst``; their pending snapshots and
+        newest ops follow them (under ``_lock``: an upload reported meanwhile finds its item)."""
         self.changed((oaio_id, src))
-        with self._lock:
-            if (oaio_id, src) in self._last_op:
-                self._last_op[(oaio_id, dst)] = self._last_op.pop((oaio_id, src))
 
-    def wait(self, key: ItemKey, op: Op | None = None) -> None:
-        """fsync: block until ``op`` (default: the newest op of ``key``) is on the server, or raise."""
-        op = op or self._last_op.get(key)
+        def renamed(key: ItemKey) -> ItemKey | None:
+            if key[0] != oaio_id or not (key[1] == src or key[1].startswith(src + "/")):
+                return None
+            return (oaio_id, dst + key[1][len(src):])
+        with self._lock:
+            self.cache.rename(oaio_id, src, dst, tree=tree)
+            for op_id, (key, gen, history) in list(self._snapshots.items()):
+                new_key = renamed(key)
+                if new_key is not None:
+                    self._snapshots[op_id] = (new_key, gen, history)
+            for key in list(self._last_op):
+                new_key = renamed(key)
+                if new_key is not None:
+                    self._last_op[new_key] = self._last_op.pop(key)
+
+    def last_failure(self, key: ItemKey) -> OaioError | None:
+        """The error of ``key``'s newest op if the server refused it for good (rights, object gone).
+
+        fsync reports it (once: the next snapshot becomes the newest op); a conflict is no
+        failure: both versions were kept."""
+        op = self._last_op.get(key)
         if op is None:
-            return
-        online = getattr(self.journal, "online", True)
+            return None
         try:
-            done = self.journal.wait(op, timeout=FSYNC_TIMEOUT_S if online else OFFLINE_FSYNC_WAIT_S)
+            done = self.journal.wait(op, timeout=0)
         except TimeoutError:
-            raise Unavailable(f"{key[1]}: saved locally and queued, but the server "
-                              f"{'is unreachable' if not online else 'did not confirm it in time'}") from None
-        if done.state == "failed":
-            code, _, message = done.error.partition(": ")
-            raise error_from_response(0, {"error": code, "message": f"{key[1]}: not saved on the server: "
-                                                                    f"{message or done.error}"})
-        if done.state == "conflict":
-            raise Unavailable(f"{key[1]}: changed elsewhere; your bytes were saved as a conflict copy")
+            return None
+        if done.state != "failed":
+            return None
+        code, _, message = done.error.partition(": ")
+        return error_from_response(0, {"error": code, "message": f"{key[1]}: not saved on the server: "
+                                                                f"{message or done.error}"})
 
     def recover(self) -> int:
         """Start-up: hand the journal local bytes it never got (the mount died with the file open).
 
         Bytes the server already has are just marked clean. Returns how many files were submitted.
         """
-        queued = {(op.oaio_id, op.path) for op in self.journal.pending(None) if op.kind == "put_file"}
+        pending = [op for op in self.journal.pending(None) if op.kind == "put_file"]
+        queued = {(op.oaio_id, op.path) for op in pending}
+        with self._lock:          # uploads queued by an earlier run still advance the local history
+            for op in pending:
+                rec = self.cache.peek((op.oaio_id, op.path))
+                if rec is not None and (rec.get("dirty") or rec.get("sha256") == op.sha256):
+                    gen = rec.get("write_gen", 0) if rec.get("sha256") == op.sha256 else -1
+                    self._snapshots[op.id] = ((op.oaio_id, op.path), gen, rec.get("history", rec["token"]))
         submitted = 0
         for key, rec in self.cache.dirty_records():
             if key in queued:
@@ -162,7 +224,7 @@ class WriteBack:
                     base_version=rec.get("version") or None)
             with self._lock:
                 op = self.journal.submit(op, data)
-                self._snapshots[op.id] = (key, rec.get("write_gen", 0))
+                self._snapshots[op.id] = (key, rec.get("write_gen", 0), rec.get("history", rec["token"]))
             log.warning("%s/%s: local changes from an interrupted mount queued for upload", *key)
             submitted += 1
         if submitted:
@@ -172,20 +234,27 @@ class WriteBack:
     # --- journal callbacks ---
     def on_applied(self, op: Op, doc: dict[str, Any] | None) -> None:
         """``op`` is on the server; ``doc`` is the object after it."""
-        self._mark_applied(op)
+        # the server's document first, then stop replaying the op: a view built in between shows
+        # the op twice (replay is idempotent), never neither
         if doc is not None:
             self.ns.put_doc(doc)
         elif op.kind == "delete_object":
             self.ns.drop(op.oaio_id)
+        self._mark_applied(op)
         if op.kind == "put_file":
-            with self._lock:
-                snapshot = self._snapshots.pop(op.id, None)
             version = op.result_version
             if version is None and doc is not None:
                 version = next((f["version"] for f in doc.get("files", []) if f["path"] == op.path), None)
-            if snapshot is not None and version is not None:
-                key, gen = snapshot
-                self.cache.mark_clean_key(key, version, op.sha256, gen)
+            with self._lock:            # a submit reading the item's base waits for the advance
+                snapshot = self._snapshots.pop(op.id, None)
+                if snapshot is not None and version is not None:
+                    key, gen, history = snapshot
+                    self.cache.committed(key, version, op.sha256, gen, history)
+        elif op.kind == "move" and op.base_version is not None and doc is not None:
+            moved = next((f for f in doc.get("files", []) if f["path"] == op.dst and f.get("kind") == "file"), None)
+            if moved is not None:       # our own move: a local history of the moved file continues from it
+                with self._lock:
+                    self.cache.moved_committed((op.oaio_id, op.dst), op.base_version, int(moved["version"]))
         with self._lock:
             for key in [k for k, last in self._last_op.items() if last.id == op.id]:
                 del self._last_op[key]                  # fsync after this has nothing to wait for
@@ -198,12 +267,25 @@ class WriteBack:
             with self._lock:
                 snapshot = self._snapshots.pop(op.id, None)
             if snapshot is not None:
-                self.cache.drop_if_unchanged(*snapshot)   # the server's version shows under the name
+                key, gen, _history = snapshot
+                self.cache.drop_if_unchanged(key, gen)    # the server's version shows under the name
         self.ns.local_changed(op.oaio_id)
 
     def on_failed(self, op: Op, err: OaioError) -> None:
         log.warning("%s of %s/%s failed permanently (%s); local bytes kept", op.kind, op.oaio_id,
                     op.path, err.message)
+        self.ns.local_changed(op.oaio_id)
+
+    def on_discarded(self, op: Op) -> None:
+        """The user discarded failed ``op`` (``oaiofs discard``): the server's version shows again."""
+        with self._lock:
+            snapshot = self._snapshots.pop(op.id, None)
+            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
+                del self._last_op[key]
+        if snapshot is not None:
+            self.cache.drop_if_unchanged(*snapshot)
+        elif op.kind == "put_file":
+            self.cache.remove(op.oaio_id, op.path, tree=False)
         self.ns.local_changed(op.oaio_id)
 
     def _mark_applied(self, op: Op) -> None:

@@ -1,13 +1,17 @@
 """The drive's extended attributes (``user.oaio.*``): per-file state, pins and the mount status.
 
 Read with ``getfattr -d``; ``user.oaio.pin`` is also settable (``oaiofs pin`` / ``unpin``).
+``user.oaio.id`` (listed on object folders), ``user.oaio.info``, ``user.oaio.access``,
+``user.oaio.control`` and ``user.oaio.result.<nonce>`` are the command line's channel to
+the running mount (:mod:`.control`; set :attr:`Xattrs.control`).
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Callable
 
-from ..protocol import XATTR_MOUNT_STATUS, XATTR_PIN, XATTR_SHA256, XATTR_STATUS, XATTR_VERSION
+from ..protocol import (XATTR_ACCESS, XATTR_CONTROL, XATTR_ID, XATTR_INFO, XATTR_MOUNT_STATUS, XATTR_PIN,
+                        XATTR_RESULT_PREFIX, XATTR_SHA256, XATTR_STATUS, XATTR_VERSION)
 from .cache import Cache, ItemKey
 from .errors import NoAttribute, NotPermitted, NotSupported
 from .fetcher import Fetcher
@@ -29,6 +33,7 @@ class Xattrs:
         self.pending_ops = pending_ops
         self.journal_status = journal_status
         self.mount_status = mount_status
+        self.control: Any = None      # a .control.Control, set by the Drive (None: no control channel)
 
     def listxattr(self, path: str) -> list[str]:
         node = self.ns.resolve(path)
@@ -36,7 +41,9 @@ class Xattrs:
             return [XATTR_MOUNT_STATUS]
         if node.kind in ("file",):
             return list(FILE_XATTRS)
-        if node.kind in ("object", "dir"):
+        if node.kind == "object":
+            return [XATTR_PIN, XATTR_ID]
+        if node.kind == "dir":
             return [XATTR_PIN]
         return [XATTR_VERSION]
 
@@ -44,6 +51,15 @@ class Xattrs:
         node = self.ns.resolve(path)
         if node.kind == "root" and name == XATTR_MOUNT_STATUS:
             return json.dumps(self.mount_status(), indent=2, default=str).encode("utf-8")
+        if self.control is not None:
+            if name == XATTR_ID:
+                return self.control.object_id(node)
+            if name == XATTR_INFO:
+                return self.control.info(node)
+            if name == XATTR_ACCESS:
+                return self.control.access(node)
+            if name.startswith(XATTR_RESULT_PREFIX):
+                return self.control.result(name[len(XATTR_RESULT_PREFIX):])
         view = node.view
         if view is None:
             raise NoAttribute(f"{path}: no attribute {name}")
@@ -93,6 +109,9 @@ class Xattrs:
                    and float(c.get("time") or 0) >= mtime for c in conflicts)
 
     def setxattr(self, path: str, name: str, value: bytes) -> None:
+        if name == XATTR_CONTROL and self.control is not None:
+            self.control.request(self.ns.resolve(path), value)
+            return
         if name != XATTR_PIN:
             raise NotSupported(f"{name} cannot be set (only {XATTR_PIN})")
         node = self.ns.resolve(path)

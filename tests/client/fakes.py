@@ -163,7 +163,8 @@ class FakeUploader:
 
     def upload_file(self, local_path: Path, oaio_id: str, path: str, *, url: str | None = None,
                     sha256: str | None = None, base_version: int | None = None, mtime: float | None = None,
-                    on_url: Any = None, on_progress: Any = None) -> dict[str, Any]:
+                    on_url: Any = None, on_progress: Any = None, mtime_ns: int | None = None,
+                    mode: int | None = None) -> dict[str, Any]:
         self.api.server.check()
         self.calls.append((oaio_id, path, url))
         if on_url is not None and url is None:

@@ -414,3 +414,45 @@ def test_a_server_with_a_new_database_is_listed_again(server_factory, tmp_path: 
     objz = client.client_objectz
     assert new_doc["oaio_id"] in objz
     assert old.oaio_id not in objz          # synced, unchanged and unknown to the server: it vanished
+
+
+def _modes_and_times(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_mode & 0o777, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def test_folders_keep_mtimes_and_exec_bits_and_links_arrive_confined(pair, live_server: ServerProcess,
+                                                                       tmp_path: Path) -> None:
+    a1, _a2, b1 = pair
+    folder = tmp_path / "proj"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(folder / "bin" / "run.sh", 0o755)
+    (folder / "data.txt").write_text("data")
+    os.utime(folder / "data.txt", ns=(0, 1_500_000_000_123_456_789))
+    obj = a1.register_folder(str(folder))
+    assert obj is not None, a1.error_message
+    assert a1.upsert_subscription(obj.oaio_id, b1.user_name, "r") > 0
+    assert b1.synchronize_with_server_if_online(), b1.error_message
+    bob_folder = b1.files_root(obj.oaio_id)
+    assert _modes_and_times(bob_folder) == _modes_and_times(folder)
+    # chmod/touch only: a metadata call, the same bytes are not sent again
+    sent_before = {f["path"]: f["version"] for f in a1.api.get_object(obj.oaio_id)["files"]}
+    os.chmod(folder / "data.txt", 0o700)
+    os.utime(folder / "bin" / "run.sh", ns=(0, 1_000_000_000_000_000_001))
+    assert a1.update_folder(obj.oaio_id) is not None, a1.error_message
+    after = {f["path"]: f for f in a1.api.get_object(obj.oaio_id)["files"]}
+    assert {p: f["version"] for p, f in after.items()} == sent_before
+    assert after["data.txt"]["mode"] == 0o700 and after["bin/run.sh"]["mtime_ns"] == 1_000_000_000_000_000_001
+    assert b1.synchronize_with_server_if_online(), b1.error_message
+    assert _modes_and_times(bob_folder) == _modes_and_times(folder)
+    # links from the server: created when they stay inside client_root, refused otherwise
+    with ApiClient(live_server.url, a1.user_name, PASSWORD) as raw:
+        raw.make_link(obj.oaio_id, "bin/data", "../data.txt")
+        raw.make_link(obj.oaio_id, "evil", "../../../../../../etc/passwd")
+        raw.make_link(obj.oaio_id, "abs", "/etc/passwd")
+    assert not b1.synchronize_with_server_if_online()
+    assert "outside client_root" in b1.error_message
+    assert os.readlink(bob_folder / "bin" / "data") == "../data.txt"
+    assert (bob_folder / "bin" / "data").read_text() == "data"
+    assert not os.path.lexists(bob_folder / "evil") and not os.path.lexists(bob_folder / "abs")

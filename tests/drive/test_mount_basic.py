@@ -12,7 +12,7 @@ import pytest
 from oaiofs.errors import Gone, NotFound
 from oaiofs.vfs.nodes import collision_suffix
 from tests.conftest import wait_until
-from tests.drive.helpers import server_file, server_has, sha256
+from tests.drive.helpers import mount_status, server_file, server_has, sha256
 from tests.durability.helpers import server_uploads
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,11 +58,13 @@ def test_writes_reach_the_server(live_server, user_api, mounted_drive):
     (obj / "big.bin").write_bytes(payload)
     os.makedirs(obj / "a/b")
     (obj / "a/b/c.txt").write_text("c")
-    with open(obj / "synced.txt", "wb") as fh:                                    # fsync = committed
+    with open(obj / "synced.txt", "wb") as fh:                                    # fsync = in the journal
         fh.write(b"durable")
         fh.flush()
         os.fsync(fh.fileno())
-        assert server_has(api, oid, "synced.txt", b"durable")
+        assert any(op["path"] == "synced.txt" for op in mount_status(drive.mountpoint)["ops"]) \
+            or server_has(api, oid, "synced.txt", b"durable")                       # queued, or already sent
+    wait_until(lambda: server_has(api, oid, "synced.txt", b"durable"), message="fsynced file uploaded")
     wait_until(lambda: server_has(api, oid, "log.txt", b"one\ntwo\n"), message="append uploaded")
     wait_until(lambda: server_has(api, oid, "big.bin", payload), message="big file uploaded")
     wait_until(lambda: server_has(api, oid, "a/b/c.txt", b"c"), message="nested file uploaded")

@@ -162,7 +162,8 @@ class FakeUploader:
     def upload_file(self, local_path: Path, oaio_id: str, path: str, *, url: str | None = None,
                     sha256: str | None = None, base_version: int | None = None, mtime: float | None = None,
                     on_url: Callable[[str], None] | None = None,
-                    on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                    on_progress: Callable[[int, int], None] | None = None, mtime_ns: int | None = None,
+                    mode: int | None = None) -> dict[str, Any]:
         data = Path(local_path).read_bytes()
         self.s._enter("upload", oaio_id, path)
         upload = self.s.uploads.get(url) if url is not None else None

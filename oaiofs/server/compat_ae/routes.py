@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from ... import protocol
 from ...errors import InvalidValue, MalformedJson, TooLarge, Unauthorized
 from .. import security
-from ..deps import get_db, get_state, user_from_password
+from ..deps import check_enabled, get_db, get_state, user_from_password
 from ..models import Token, User
 from . import headers, service, session
 
@@ -80,6 +80,7 @@ def login(request: Request, response: Response, body: Any = Depends(json_body),
     user = user_from_password(db, body["username"], body["password"])
     if user is None:
         raise Unauthorized("wrong user name or password")
+    check_enabled(user)
     session.start_session(db, user, response, get_state(request).settings.token_ttl_s)
     session.rotate_csrf(response)
     log.info("ae client of %s logged in", user.username)

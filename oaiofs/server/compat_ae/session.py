@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ...errors import Forbidden, Unauthorized
 from .. import security
-from ..deps import user_from_token
+from ..deps import check_enabled, user_from_token
 from ..models import Token, User
 
 CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE = "csrftoken", "X-CSRFToken", "sessionid"
@@ -65,7 +65,7 @@ def session_user(request: Request, db: Session) -> User:
     user = user_from_token(db, token) if token and len(token) <= 256 else None
     if user is None:
         raise Unauthorized("no valid session: POST login/ first")
-    return user
+    return check_enabled(user)          # a disabled account: 401 account_disabled
 
 
 def end_session(request: Request, db: Session, response: Response) -> None:
