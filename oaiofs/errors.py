@@ -20,6 +20,7 @@ answers) and an errno (what the drive answers)::
     ├── TooLarge                   413  EFBIG   too_large
     ├── UnsupportedMediaType       415  EINVAL  unsupported_media_type
     ├── ChecksumMismatch           460  EIO     checksum_mismatch
+    ├── TooManyRequests            429  EAGAIN  too_many_requests (login throttling; Retry-After)
     ├── InsufficientStorage        507  ENOSPC  insufficient_storage
     └── Unavailable                503  EIO     unavailable   (also: server unreachable)
 
@@ -125,6 +126,12 @@ class ChecksumMismatch(OaioError):
     code, http_status, errno = "checksum_mismatch", 460, _errno.EIO
 
 
+class TooManyRequests(OaioError):
+    """Too many failed logins for this user name or client address; retry after ``detail.retry_after`` s."""
+
+    code, http_status, errno = "too_many_requests", 429, _errno.EAGAIN
+
+
 class InsufficientStorage(OaioError):
     """The server's storage is full (or below its reserve); nothing was stored."""
 
@@ -142,12 +149,13 @@ _BY_CODE: dict[str, type[OaioError]] = {
     for cls in (OaioError, InvalidInput, MalformedJson, InvalidValue, Unauthorized, Forbidden,
                 NotFound, Gone, Conflict, VersionConflict, AlreadyExists, OffsetMismatch,
                 NotEmpty, PreconditionFailed, TooLarge, UnsupportedMediaType, ChecksumMismatch,
-                InsufficientStorage, Unavailable)
+                InsufficientStorage, Unavailable, TooManyRequests)
 }
 _BY_STATUS: dict[int, type[OaioError]] = {
     400: InvalidInput, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     410: Gone, 412: PreconditionFailed, 413: TooLarge, 415: UnsupportedMediaType,
-    422: InvalidValue, 460: ChecksumMismatch, 502: Unavailable, 507: InsufficientStorage, 503: Unavailable, 504: Unavailable,
+    422: InvalidValue, 429: TooManyRequests, 460: ChecksumMismatch, 502: Unavailable, 507: InsufficientStorage,
+    503: Unavailable, 504: Unavailable,
 }
 
 

@@ -66,11 +66,13 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
+import json
+import math
 import re
 import unicodedata
 from typing import Any, Iterable, TypedDict
 
-from .errors import InvalidInput, InvalidValue
+from .errors import InvalidInput, InvalidValue, MalformedJson
 
 API_PREFIX = "/api/v1"
 DEFAULT_PORT = 8470
@@ -133,7 +135,7 @@ def userz_access_sort_key(entry: dict[str, str]) -> str:
 # --- stamps (seed: naive UTC, 20 digits) ---
 STAMP_FORMAT = "%Y%m%d%H%M%S%f"
 OLDEST_SYNC_STAMP = "20221231111111012345"
-_STAMP_RE = re.compile(r"^\d{20}$")
+_STAMP_RE = re.compile(r"^[0-9]{20}$")
 
 
 def now_stamp(now: _dt.datetime | None = None) -> str:
@@ -173,6 +175,94 @@ def defuse(value: str) -> str:
     return "".join(out)
 
 
+# --- strict input: the edge validators (every request input passes one of these) ---
+MAX_JSON_DEPTH = 64                  # nesting of a JSON request body (values included)
+MAX_DIGITS = 20                      # an integer in a header or metadata (> 2**63)
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` if it is valid Unicode (encodable as UTF-8: no lone surrogates), else ``InvalidValue``."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidValue(f"{what} is not valid UTF-8 text (lone surrogate)") from None
+    return value
+
+
+def check_json(doc: Any, what: str = "JSON document", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``doc`` if every number in it is finite, every string and key valid UTF-8 and it nests at most
+    ``max_depth`` levels deep; else ``InvalidValue``."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            check_text(value, what)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidValue(f"{what}: numbers must be finite (no NaN or Infinity)")
+        elif isinstance(value, (dict, list)):
+            if depth > max_depth:
+                raise InvalidValue(f"{what} is nested deeper than {max_depth} levels", {"max_depth": max_depth})
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(key, str):
+                        check_text(key, what)
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+    return doc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidValue(f"{name} is not a finite number (JSON has no NaN or Infinity)")
+
+
+def check_json_body(body: bytes, what: str = "request body") -> None:
+    """Refuse a JSON request body that is not UTF-8 (400) or breaks :func:`check_json` (422).
+
+    A body that is not JSON at all passes: the JSON parser of the route answers that (400).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJson(f"{what} is not valid UTF-8") from None
+    try:
+        doc = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InvalidValue(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels",
+                           {"max_depth": MAX_JSON_DEPTH}) from None
+    except json.JSONDecodeError:
+        return
+    except ValueError:        # e.g. an integer of more than 4300 digits
+        raise InvalidValue(f"{what} holds a number that is too long") from None
+    check_json(doc, what)
+
+
+def parse_ascii_int(raw: str, what: str, error: type[InvalidInput] = InvalidInput) -> int:
+    """A non-negative integer written in ASCII digits (``isdigit()`` also takes '²' and '٣')."""
+    text = raw.strip()
+    if not text or len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        raise error(f"{what} must be a non-negative integer (ASCII digits)", {"value": text[:40]})
+    return int(text)
+
+
+def parse_finite_float(raw: str | float, what: str) -> float:
+    """A finite number (ASCII text or float); NaN, Infinity and overflows like ``1e400`` are refused."""
+    if isinstance(raw, str):
+        if not raw.isascii():
+            raise InvalidValue(f"{what} must be a number written in ASCII")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidValue(f"{what} must be a number", {"value": raw[:40]}) from None
+    else:
+        value = float(raw)
+    if not math.isfinite(value):
+        raise InvalidValue(f"{what} must be a finite number", {"value": str(raw)[:40]})
+    return value
+
+
 MAX_OAIO_ID_BYTES = 255        # accepted: a file name (the seed's id rule makes long ids, ae.oaio_client)
 MADE_OAIO_ID_BYTES = 200       # ids oaiofs makes itself stay shorter (room for suffixes in local file names)
 _BAD_ID_CHARS = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -182,6 +272,7 @@ def validate_oaio_id(oaio_id: Any) -> str:
     """Return ``oaio_id`` if it is a URL- and filename-safe id, else raise ``InvalidValue``."""
     if not isinstance(oaio_id, str) or not oaio_id:
         raise InvalidValue("oaio_id must be a non-empty string")
+    check_text(oaio_id, "oaio_id")
     if oaio_id in (".", "..") or _BAD_ID_CHARS.search(oaio_id):
         raise InvalidValue("oaio_id must not contain '/', '\\', control characters or be '.'/'..'",
                            {"oaio_id": oaio_id[:80]})
@@ -242,6 +333,7 @@ def validate_values(values: Any) -> dict[str, Any]:
     """Check that ``values`` is a JSON object whose reserved keys have the seed's types."""
     if not isinstance(values, dict):
         raise InvalidValue("values must be a JSON object")
+    check_json(values, "values")
     for key in values:
         if not isinstance(key, str):
             raise InvalidValue("value keys must be strings")
@@ -259,18 +351,21 @@ def validate_values(values: Any) -> dict[str, Any]:
 # --- file paths inside an object ---
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
+MAX_PATH_DEPTH = 256                 # folders a path may nest (each level is a folder entry)
 
 
 def normalize_file_path(path: Any) -> str:
     """Return a clean relative ``a/b/c`` path or raise ``InvalidValue``.
 
-    Refused: non-strings, empty paths, absolute paths, ``.``/``..`` parts, empty
-    parts, backslashes, NUL and other control characters, names over 255 bytes,
-    paths over 4096 bytes, and ``values.json`` at the object's top level.
+    Refused: non-strings, empty paths, text that is not valid UTF-8, absolute
+    paths, ``.``/``..`` parts, empty parts, backslashes, NUL and other control
+    characters, names over 255 bytes, paths over 4096 bytes or 256 levels, and
+    ``values.json`` at the object's top level.
     Unicode is NFC-normalised so that one name has one spelling.
     """
     if not isinstance(path, str) or not path:
         raise InvalidValue("file path must be a non-empty string")
+    check_text(path, "file path")
     path = unicodedata.normalize("NFC", path)
     if path.startswith("/") or "\\" in path or re.search(r"[\x00-\x1f\x7f]", path):
         raise InvalidValue("file path must be relative, without backslashes or control characters",
@@ -282,6 +377,8 @@ def normalize_file_path(path: Any) -> str:
         raise InvalidValue(f"a file name is longer than {MAX_NAME_BYTES} bytes", {"path": path[:200]})
     if len(path.encode("utf-8")) > MAX_PATH_BYTES:
         raise InvalidValue(f"file path is longer than {MAX_PATH_BYTES} bytes")
+    if len(parts) > MAX_PATH_DEPTH:
+        raise InvalidValue(f"file path is deeper than {MAX_PATH_DEPTH} levels", {"max_depth": MAX_PATH_DEPTH})
     if path == VALUES_FILE:
         raise InvalidValue(f"'{VALUES_FILE}' is reserved at the top of an object")
     return path

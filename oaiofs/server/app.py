@@ -29,6 +29,8 @@ from .. import __version__, protocol
 from ..errors import OaioError
 from . import db as dbmod
 from . import openapi
+from .admission import Admission, AdmissionMiddleware, size_thread_pool
+from .edge import StrictInput
 from .changes import Notifier
 from .deps import CommitBeforeResponse
 from .diskfull import is_disk_full, storage_full
@@ -53,6 +55,7 @@ class AppState:
     sessionmaker: sessionmaker[Session]
     blobs: Any
     notifier: Notifier
+    admission: Admission | None = None
     closing: bool = False     # set on SIGTERM/SIGINT: open long-polls answer at once
 
 
@@ -157,7 +160,7 @@ class JsonBodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             await self._too_large(scope, receive, send, limit, int(length) <= DRAIN_LIMIT)
             return
         chunks, total, more = [], 0, True
@@ -226,15 +229,18 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The oaiofs ASGI application for ``settings`` (schema must be migrated already)."""
     settings = settings or ServerSettings.from_env()
     settings.ensure_dirs()
-    engine = dbmod.make_engine(settings.database_url)
+    slots = settings.max_active_requests
+    engine = dbmod.make_engine(settings.database_url, **dbmod.pool_args(slots))
     notifier = Notifier()
+    admission = Admission(slots, settings.max_queued_requests, settings.queue_wait_s)
     state = AppState(settings=settings, engine=engine,
                      sessionmaker=dbmod.make_sessionmaker(engine, notifier=notifier),
-                     blobs=open_blobs(settings), notifier=notifier)
+                     blobs=open_blobs(settings), notifier=notifier, admission=admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _end_long_polls_on_signals(state)
+        size_thread_pool(slots)
         task = asyncio.create_task(_purge_loop(state))
         try:
             yield
@@ -250,6 +256,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(CommitBeforeResponse)
+    app.add_middleware(AdmissionMiddleware, admission=admission)   # inside JsonBodyLimit: bodies are read first
+    app.add_middleware(StrictInput)
     app.add_middleware(JsonBodyLimit)
     for router in _routers():
         app.include_router(router)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Mapping
 from fastapi import Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=([0-9]{0,20})-([0-9]{0,20})$")   # ASCII digits only
 FILE_CHUNK = 1 << 20                 # FileResponse piece size (Starlette's default is 64 KiB)
 
 

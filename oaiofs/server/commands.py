@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=protocol.DEFAULT_PORT)
     serve.add_argument("--workers", type=int, default=1, help="server processes (needs a shared database)")
+    serve.add_argument("--token-ttl", type=int, default=None, metavar="SECONDS",
+                       help="lifetime of login tokens (default: 30 days)")
+    serve.add_argument("--max-requests", type=int, default=None, metavar="N",
+                       help="API requests doing database work at once, per process (default: 16); "
+                            "more wait in a queue, and beyond that get 503 + Retry-After")
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text", help="log format (default text)")
     serve.set_defaults(func=cmd_serve)
@@ -70,7 +75,8 @@ def _settings(args: argparse.Namespace) -> "ServerSettings":
     if args.data is not None:
         kwargs["data_dir"] = args.data
     for name, attr in (("blobs", "blobs_url"), ("s3_endpoint", "s3_endpoint"), ("host", "host"),
-                       ("port", "port"), ("workers", "workers")):
+                       ("port", "port"), ("workers", "workers"), ("token_ttl", "token_ttl_s"),
+                       ("max_requests", "max_active_requests")):
         if getattr(args, name, None) is not None:
             kwargs[attr] = getattr(args, name)
     settings = ServerSettings(**kwargs)

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import protocol
 from ..errors import OaioError, Unauthorized, Unavailable
 from . import security
+from .throttle import LoginThrottle
 from .models import Token, User
 
 if TYPE_CHECKING:
@@ -134,20 +135,39 @@ _verified_lock = threading.Lock()
 _verified_key = os.urandom(32)   # keyed HMAC: a cache entry is useless for guessing outside this process
 
 
-def user_from_password(db: Session, username: str, password: str) -> User | None:
-    """The user if ``password`` is right."""
+LOGIN_THROTTLE = LoginThrottle()   # per process (see oaiofs.server.throttle)
+
+
+def user_from_password(db: Session, username: str, password: str, address: str | None = None) -> User | None:
+    """The user if ``password`` is right.
+
+    Recently verified credentials answer from the cache; otherwise the login
+    throttle may refuse at once (429, before any hashing), and an unknown user
+    name costs the same scrypt as a known one.
+    """
     user = db.scalar(select(User).where(User.username == username))
+    if user is not None:
+        key = hmac.new(_verified_key, f"{user.password_hash}\0{password}".encode("utf-8"), "sha256").hexdigest()
+        with _verified_lock:
+            if key in _verified:
+                return user
+    LOGIN_THROTTLE.check(username, address)
     if user is None:
+        security.burn_password_check(password)
+        LOGIN_THROTTLE.failed(username, address)
         return None
-    key = hmac.new(_verified_key, f"{user.password_hash}\0{password}".encode("utf-8"), "sha256").hexdigest()
-    with _verified_lock:
-        if key in _verified:
-            return user
     if not security.verify_password(password, user.password_hash):
+        LOGIN_THROTTLE.failed(username, address)
         return None
+    LOGIN_THROTTLE.succeeded(username)
     with _verified_lock:
         _verified[key] = True
     return user
+
+
+def client_address(request: Request) -> str | None:
+    """The peer address of the request (a proxy in front would need its own limits)."""
+    return request.client.host if request.client else None
 
 
 def check_enabled(user: User) -> User:
@@ -178,7 +198,7 @@ def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
             username, sep, password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise unauthorized("malformed Basic credentials") from None
-        user = user_from_password(db, username, password) if sep else None
+        user = user_from_password(db, username, password, client_address(request)) if sep else None
         if user is None:
             raise unauthorized("wrong user name or password")
         return check_enabled(user)

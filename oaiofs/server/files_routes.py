@@ -79,7 +79,7 @@ async def put_file(oaio_id: str, path: str, request: Request, base_version: int 
                    mode: str | None = None) -> dict[str, Any]:
     """Store the body as the new version of the file (``X-OAIO-Sha256`` checks it end to end)."""
     length = request.headers.get("content-length")
-    if not length or not length.isdigit():
+    if not length or not (length.isascii() and length.isdigit()):
         raise InvalidInput("Content-Length is required for a plain upload (use tus for streams)",
                            http_status=411, code="length_required")
     if base_version is not None and base_version < 0:
@@ -88,7 +88,7 @@ async def put_file(oaio_id: str, path: str, request: Request, base_version: int 
     if base_version is not None:
         metadata[protocol.META_BASE_VERSION] = str(base_version)
     if mtime is not None:
-        metadata[protocol.META_MTIME] = repr(float(mtime))
+        metadata[protocol.META_MTIME] = repr(protocol.parse_finite_float(mtime, "mtime"))
     if mtime_ns is not None:
         metadata[protocol.META_MTIME_NS] = str(protocol.validate_mtime_ns(mtime_ns))
     if mode is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import time
 from typing import Any, Iterable
 
@@ -52,14 +53,27 @@ _OBJECT_FIELDS = ("oaio_id", "values_json", "version", "stamp", "created", "upda
                   "device_id")
 
 
+# NaN/Infinity stored before the input was validated read back as null, so such a document can
+# still be sent as JSON (one user's bad value must not break every subscriber's listing)
+_VALUES_DECODER = json.JSONDecoder(parse_constant=lambda _constant: None)
+
+
+def load_values(text: str | None) -> dict[str, Any]:
+    """An object's stored values (non-finite numbers of old data become null)."""
+    return _VALUES_DECODER.decode(text or "{}")
+
+
 def file_doc(entry: Any) -> dict[str, Any]:
     """A ``FileDoc`` (see :mod:`oaiofs.protocol`) of a ``FileEntry`` or a row with the same fields."""
-    return {name: getattr(entry, name) for name in _FILE_FIELDS}
+    doc = {name: getattr(entry, name) for name in _FILE_FIELDS}
+    if doc["mtime"] is not None and not math.isfinite(doc["mtime"]):
+        doc["mtime"] = 0.0                       # stored before mtimes were validated
+    return doc
 
 
 def _object_dict(obj: Any, owner: str, right: str, files: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "oaio_id": obj.oaio_id, "owner": owner, "values": json.loads(obj.values_json or "{}"),
+        "oaio_id": obj.oaio_id, "owner": owner, "values": load_values(obj.values_json),
         "version": obj.version, "stamp": obj.stamp, "created": _iso(obj.created), "updated": _iso(obj.updated),
         "deleted": _iso(obj.deleted), "access_right": right, "app_id": obj.app_id, "device_id": obj.device_id,
         "files": files,
@@ -242,7 +256,7 @@ def update_values(db: Session, user: User, obj: OaiObject, values: dict[str, Any
         raise InvalidValue("mode must be 'merge' or 'replace'", {"mode": str(mode)[:40]})
     protocol.validate_values(values)
     _check_object_base(obj, base_version)
-    new_values = dict(json.loads(obj.values_json or "{}"), **values) if mode == "merge" else values
+    new_values = dict(load_values(obj.values_json), **values) if mode == "merge" else values
     obj.values_json = _values_json(new_values)
     _bump(obj)
     _updated(db, obj, user, values_changed=True)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from .. import protocol
 from . import security
-from .deps import check_enabled, get_current_user, get_db, get_state, unauthorized, user_from_password
+from .deps import check_enabled, client_address, get_current_user, get_db, get_state, unauthorized, user_from_password
 from .models import Token, User
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class LoginBody(BaseModel):
 @router.post("/auth/login")
 def login(body: LoginBody, request: Request, db: Session = Depends(get_db)) -> dict:
     """Exchange a user name and password for a bearer token."""
-    user = user_from_password(db, body.username, body.password)
+    user = user_from_password(db, body.username, body.password, client_address(request))
     if user is None:
         raise unauthorized("wrong user name or password")
     check_enabled(user)

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
 from . import changes, changes_pacifica
+from .admission import release_slot, run_in_slot
 from .deps import get_current_user, get_db, get_state
 from .models import User
 
@@ -25,6 +26,7 @@ async def get_changes(request: Request, cursor: int = Query(0, ge=0),
                       user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
     """CloudEvents for the caller after ``cursor``; waits up to ``wait`` seconds for the first one."""
     await run_in_threadpool(db.commit)      # end the auth transaction: no connection held while waiting
+    release_slot(request.scope)             # nor an admission slot: each fetch takes one again
     state = get_state(request)
     user_id = user.id
 
@@ -38,7 +40,7 @@ async def get_changes(request: Request, cursor: int = Query(0, ge=0),
     deadline = time.monotonic() + wait
     while True:
         with state.notifier.listen() as woken:
-            events, next_cursor = await run_in_threadpool(fetch)
+            events, next_cursor = await run_in_slot(state.admission, fetch)
             remaining = deadline - time.monotonic()
             if events or remaining <= 0 or state.closing or await request.is_disconnected():
                 return {"cursor": next_cursor, "events": events}

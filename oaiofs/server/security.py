@@ -37,6 +37,16 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+_dummy_hash: list[str] = []
+
+
+def burn_password_check(password: str) -> None:
+    """Spend what checking ``password`` against a real hash costs (for unknown user names: no timing oracle)."""
+    if not _dummy_hash:
+        _dummy_hash.append(hash_password(secrets.token_urlsafe(16)))
+    verify_password(password, _dummy_hash[0])
+
+
 def new_token() -> str:
     """A fresh random login token (URL-safe, 256 bits)."""
     return secrets.token_urlsafe(32)

@@ -24,6 +24,7 @@ def default_data_dir() -> Path:
 
 
 _ENV_NUMBERS = ("upload_expiry_s", "cart_ttl_s", "cart_quota_bytes", "max_upload_bytes", "purge_interval_s",
+                "token_ttl_s", "max_active_requests", "max_queued_requests", "queue_wait_s",
                 "min_free_bytes", "blob_gc_grace_s")
 
 
@@ -44,6 +45,9 @@ class ServerSettings:
     max_upload_bytes: int = 64 * 1024 ** 3
     workers: int = 1
     purge_interval_s: float = 300.0      # expired uploads/carts/tokens are purged this often (and at start-up)
+    max_active_requests: int = 16        # API requests doing database work at once (per process)
+    max_queued_requests: int = 512       # requests waiting for one of those; beyond: 503 + Retry-After
+    queue_wait_s: float = 20.0           # longest wait in that queue before a 503
     min_free_bytes: int = 32 * 1024 ** 2  # local blobs: uploads stop (507) before the disk has less free
     blob_gc_grace_s: float = 3600.0      # an unreferenced blob is removed after being seen so this long
 
@@ -63,8 +67,11 @@ class ServerSettings:
         return self.db_url or f"sqlite:///{self.data_dir / 'oaiofs.db'}"
 
     def ensure_dirs(self) -> None:
-        """Create the data folder."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data folder, private to this user (0700)."""
+        existed = self.data_dir.exists()
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not existed:
+            os.chmod(self.data_dir, 0o700)     # mkdir's mode is filtered by the umask
 
     def to_env(self) -> dict[str, str]:
         """These settings as an environment entry (read back with :meth:`from_env`)."""

@@ -91,9 +91,7 @@ def parse_target(meta: dict[str, str]) -> Target:
                     path=protocol.normalize_file_path(meta[protocol.META_PATH]), extra=dict(meta))
     raw = meta.get(protocol.META_BASE_VERSION)
     if raw not in (None, ""):
-        if not raw.isdigit():
-            raise InvalidValue("base_version must be a non-negative integer")
-        target.base_version = int(raw)
+        target.base_version = protocol.parse_ascii_int(raw, "base_version", InvalidValue)
     raw = meta.get(protocol.META_SHA256)
     if raw not in (None, ""):
         raw = raw.lower()
@@ -102,10 +100,7 @@ def parse_target(meta: dict[str, str]) -> Target:
         target.sha256 = raw
     raw = meta.get(protocol.META_MTIME)
     if raw not in (None, ""):
-        try:
-            target.mtime = float(raw)
-        except ValueError:
-            raise InvalidValue("mtime must be a number (seconds since the epoch)") from None
+        target.mtime = protocol.parse_finite_float(raw, "mtime (seconds since the epoch)")
     raw = meta.get(protocol.META_MTIME_NS)
     if raw not in (None, ""):
         target.mtime_ns = protocol.validate_mtime_ns(raw)
@@ -494,7 +489,7 @@ async def receive_chunk(service: UploadService, request: Request, upload: Upload
                              {"offset": upload.offset})
     limit = service.limit(upload)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and start + int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and start + int(declared) > limit:
         raise TooLarge("the chunk goes past Upload-Length (or the maximum upload size)", {"upload_length": limit})
     writer = ChunkWriter(service.blobs, upload, start, checksum, limit)
     writing: asyncio.Future[None] | None = None       # receiving the next piece overlaps this write

@@ -39,9 +39,7 @@ def _int_header(request: Request, name: str, *, required: bool) -> int | None:
         if required:
             raise InvalidInput(f"missing {name} header")
         return None
-    if not raw.strip().isdigit():
-        raise InvalidInput(f"{name} must be a non-negative integer", {name: raw[:40]})
-    return int(raw)
+    return protocol.parse_ascii_int(raw, name)
 
 
 def parse_checksum(header: str | None) -> tuple[str, bytes] | None:

@@ -70,9 +70,7 @@ def _int(request: Request, name: str) -> int | None:
     raw = request.headers.get(name)
     if raw is None:
         return None
-    if not raw.strip().isdigit():
-        raise InvalidInput(f"{name} must be a non-negative integer", {name: raw[:40]})
-    return int(raw)
+    return protocol.parse_ascii_int(raw, name)     # ASCII digits only ('²'.isdigit() is True)
 
 
 def _check_part_type(request: Request) -> None:

@@ -197,3 +197,14 @@ def test_server_with_a_missing_bucket_refuses_to_start(shared_backend, tmp_path:
                            "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "S3 bucket 'no-such-oaiofs-bucket' is not usable" in done.stderr
+
+
+def test_hundred_clients_over_two_processes_all_answered_without_5xx(two_servers) -> None:
+    """Issue 13 item 1 on PostgreSQL + S3: no pool stall, no 5xx but a deliberate 503 + Retry-After."""
+    from bench.load import PASSWORD as LOAD_PASSWORD, prepare_clients, run_load
+    a, b = two_servers
+    users = [a.add_user(f"load-{uuid.uuid4().hex[:8]}", LOAD_PASSWORD) for _ in range(4)]
+    result = run_load(prepare_clients([a.url, b.url], users, 100), duration=4.0)
+    assert result.unanswered == 0 and result.resets == 0, result.error_samples
+    assert result.errors == 0, (result.statuses, result.error_samples)
+    assert result.answered >= 100
