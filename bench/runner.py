@@ -17,6 +17,7 @@ from oaiofs.client.api import ApiClient
 from . import profiling
 from .config import BenchConfig
 from .dataset import Dataset, populate
+from .measure import BenchError
 from .processes import MountHandle, ServerHandle, Watchdog
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from ..errors import OaioError
 from . import db as dbmod
 from . import openapi
 from .admission import Admission, AdmissionMiddleware, size_thread_pool
-from .edge import StrictInput
+from .edge import StrictInput, replay_body
 from .changes import Notifier
 from .deps import CommitBeforeResponse
 from .diskfull import is_disk_full, storage_full
@@ -175,17 +175,7 @@ class JsonBodyLimit:
                 await self._too_large(scope, receive, send, limit, more)
                 return
             chunks.append(chunk)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await replay_body(self.app, scope, b"".join(chunks), receive, send)
 
     async def _too_large(self, scope: dict, receive: Callable, send: Callable, limit: int,
                          more: bool = True) -> None:

@@ -9,8 +9,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import protocol
+
+if TYPE_CHECKING:                       # imported lazily at run time: `oaiofs --help` stays fast
+    from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_S = 5   # open long-polls are cut after this on SIGTERM
@@ -69,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     upgrade.set_defaults(func=cmd_db_upgrade)
 
 
-def _settings(args: argparse.Namespace) -> "ServerSettings":
+def _settings(args: argparse.Namespace) -> ServerSettings:
     from .settings import ServerSettings
     kwargs = {"db_url": args.db}
     if args.data is not None:

@@ -74,16 +74,21 @@ class StrictInput:
             except OaioError as err:
                 await _error(err)(scope, receive, send)
                 return
-        sent = False
+        await replay_body(self.app, scope, body, receive, send)
 
-        async def replay() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+async def replay_body(app: Any, scope: dict, body: bytes, receive: Callable, send: Callable) -> None:
+    """Call ``app`` with a body a middleware has already read whole (then ``receive`` as usual)."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    await app(scope, replay, send)
 
 
 def _error(err: OaioError) -> JSONResponse:

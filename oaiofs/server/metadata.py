@@ -14,10 +14,9 @@ import time
 from sqlalchemy.orm import Session
 
 from .. import protocol
-from ..errors import Conflict, InvalidValue
+from ..errors import InvalidValue
 from .models import FileEntry, OaiObject, User
-from .objects import (DIR, _bump, _check_parents, _ensure_parents, _entries, _get_entry, _updated,
-                      check_file_base, set_mtime, touch_parents)
+from .objects import _bump, _entries, _get_entry, _updated, check_file_base, place_entry, set_mtime
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +48,12 @@ def make_link(db: Session, user: User, obj: OaiObject, path: str, target: str, *
     path = protocol.normalize_file_path(path)
     target = protocol.validate_link_target(target)
     new_mtime = protocol.validate_mtime_ns(mtime_ns) if mtime_ns is not None else time.time_ns()
-    entries = _entries(obj)
-    entry = entries.get(path)
-    if entry is not None and entry.kind == DIR:
-        raise Conflict(f"{path!r} is a folder", {"oaio_id": obj.oaio_id, "path": path})
-    check_file_base(obj, path, entry, base_version)
-    _check_parents(obj, entries, path)
-    _bump(obj)
-    created = _ensure_parents(obj, entries, path)
-    touched: list[str] = []
-    if entry is None:
-        entry = FileEntry(path=path)
-        obj.files.append(entry)
-        touched = touch_parents(entries, path)
+    entry, _, changed = place_entry(obj, path, base_version)
     entry.kind, entry.target, entry.mode = protocol.KIND_LINK, target, protocol.LINK_MODE
     entry.blob_key, entry.sha256, entry.size = None, None, len(target.encode("utf-8"))
     entry.version, entry.stamp = obj.version, obj.stamp
     set_mtime(entry, new_mtime)
     db.flush()
-    _updated(db, obj, user, changed=[path, *created, *touched])
+    _updated(db, obj, user, changed=changed)
     log.debug("%s linked %s/%s -> %r", user.username, obj.oaio_id, path, target)
     return entry

@@ -285,19 +285,9 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
     ``mtime_ns`` wins over ``mtime``; neither means now.
     """
     path = protocol.normalize_file_path(path)
-    entries = _entries(obj)
-    entry = entries.get(path)
-    if entry is not None and entry.kind == DIR:
-        raise Conflict(f"{path!r} is a folder", {"oaio_id": obj.oaio_id, "path": path})
-    check_file_base(obj, path, entry, base_version)
-    _check_parents(obj, entries, path)
-    _bump(obj)
-    created = _ensure_parents(obj, entries, path)
-    touched: list[str] = []
-    if entry is None:
-        entry = FileEntry(path=path, kind=FILE, mode=protocol.DEFAULT_FILE_MODE)
-        obj.files.append(entry)
-        touched = touch_parents(entries, path)
+    entry, fresh, changed = place_entry(obj, path, base_version)
+    if fresh:
+        entry.kind, entry.mode = FILE, protocol.DEFAULT_FILE_MODE
     elif entry.kind != FILE:                # a link replaced by a file
         entry.kind, entry.target, entry.mode = FILE, None, protocol.DEFAULT_FILE_MODE
     entry.blob_key, entry.size, entry.sha256 = blob_key, size, sha256
@@ -308,8 +298,29 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
         mtime_ns = round(float(mtime) * 1e9) if mtime is not None else time.time_ns()
     set_mtime(entry, mtime_ns)
     db.flush()
-    _updated(db, obj, user, changed=[path, *created, *touched])
+    _updated(db, obj, user, changed=changed)
     return entry
+
+
+def place_entry(obj: OaiObject, path: str, base_version: int | None) -> tuple[FileEntry, bool, list[str]]:
+    """Where a file or link lands (``path`` normalised): checks the base version and the parents,
+    bumps the object version and makes missing parent folders. Returns the entry at ``path``
+    (appended if new), whether it is new, and every path the change touched (for the event)."""
+    entries = _entries(obj)
+    entry = entries.get(path)
+    if entry is not None and entry.kind == DIR:
+        raise Conflict(f"{path!r} is a folder", {"oaio_id": obj.oaio_id, "path": path})
+    check_file_base(obj, path, entry, base_version)
+    _check_parents(obj, entries, path)
+    _bump(obj)
+    created = _ensure_parents(obj, entries, path)
+    touched: list[str] = []
+    fresh = entry is None
+    if entry is None:
+        entry = FileEntry(path=path)
+        obj.files.append(entry)
+        touched = touch_parents(entries, path)
+    return entry, fresh, [path, *created, *touched]
 
 
 def make_dir(db: Session, user: User, obj: OaiObject, path: str) -> FileEntry:

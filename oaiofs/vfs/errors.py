@@ -39,7 +39,8 @@ class NoAttribute(OaioError):
 
 
 class NameTooLong(OaioError):
-    """A path component longer than ``protocol.MAX_NAME_BYTES``: ENAMETOOLONG."""
+    """A path component longer than ``protocol.MAX_NAME_BYTES``, or a link target longer than
+    ``protocol.MAX_LINK_TARGET_BYTES``: ENAMETOOLONG."""
 
     code, http_status, errno = "name_too_long", 400, _errno.ENAMETOOLONG
 
@@ -61,12 +62,6 @@ class NotSupported(OaioError):
     """An extended attribute or operation the drive does not offer: ENOTSUP."""
 
     code, http_status, errno = "not_supported", 400, _errno.ENOTSUP
-
-
-class NameTooLong(OaioError):
-    """A link target longer than PATH_MAX: ENAMETOOLONG."""
-
-    code, http_status, errno = "name_too_long", 422, _errno.ENAMETOOLONG
 
 
 class NotALink(OaioError):

@@ -69,7 +69,6 @@ def test_schemathesis_finds_no_5xx_and_conforming_responses(server_factory, tmp_
     spec = requests.get(server.url + "/openapi.json").json()
     spec_file = tmp_path / "openapi.json"
     spec_file.write_text(json.dumps(_with_examples(spec, seeds)))
-    report = tmp_path / "report"
     run = subprocess.run(
         [st, "run", str(spec_file), "--url", server.url, "--auth", f"{seeds['alice']}:{PASSWORD}",
          "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", "20131",
