@@ -297,7 +297,8 @@ class WriteBack:
             for key in [k for k, last in self._last_op.items() if last.id == op.id]:
                 del self._last_op[key]
         if snapshot is not None:
-            self.cache.drop_if_unchanged(*snapshot)
+            key, gen, _history = snapshot
+            self.cache.drop_if_unchanged(key, gen)
         elif op.kind == "put_file":
             self.cache.remove(op.oaio_id, op.path, tree=False)
         self.ns.local_changed(op.oaio_id)
