@@ -87,7 +87,8 @@ def test_metrics_with_two_worker_processes(tmp_path):
 
 
 def test_healthz_names_the_failing_blob_store(server_factory, tmp_path):
-    server = server_factory()
+    # a local blob folder made unusable (also in the PostgreSQL + S3 leg: the failure is made on disk)
+    server = server_factory(env={"OAIOFS_DB_URL": f"sqlite:///{tmp_path / 'health.db'}"})
     ok = requests.get(server.url + "/healthz", timeout=30)
     assert ok.status_code == 200 and ok.json()["checks"] == {"database": {"ok": True}, "blobs": {"ok": True}}
     blobs = server.data_dir / "blobs"
