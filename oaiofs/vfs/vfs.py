@@ -657,7 +657,27 @@ class Vfs:
     def utimens(self, path: str, times: tuple[int, int] | None) -> None:
         """Set the mtime (ns; ``UTIME_NOW``/``UTIME_OMIT`` as fusepy passes them; atime is not kept)."""
         self._check_writable(path)
+        node = self.ns.resolve(path)
+        if node.kind == "dir":
+            self._hand_over_writes_under(node.oaio_id, node.path)
         self.meta.utimens(path, times)
+
+    def _hand_over_writes_under(self, oaio_id: str, folder: str) -> None:
+        """Queue the bytes of files written under ``folder`` before a change of its mtime.
+
+        The kernel releases a closed file after ``close`` returns, so ``tar x`` (or ``cp -a``)
+        can set a folder's mtime while the release of a new file inside is still on its way:
+        the file's upload, applied after the folder's ``set_meta``, would move the folder's
+        mtime again on the server. Snapshotting them here (as fsync does) keeps the order."""
+        prefix = folder + "/"
+        for handle in self.handles.all():
+            item = getattr(handle, "item", None)
+            if (item is None or not handle.writable or item.key[0] != oaio_id
+                    or not item.key[1].startswith(prefix)):
+                continue
+            with item.write_lock:
+                if item.dirty and not item.detached:
+                    self.writeback.submit_file(item)
 
     def make_special(self, path: str) -> None:
         """hard link, mknod: refused (EPERM) — after the checks every create makes (name length)."""
