@@ -3,14 +3,20 @@
 ``create`` posts a cartd cart, ``wait`` long-polls its status (one request per
 up to 60 s instead of cartd's 1-second polling), ``download`` streams the cart's
 tar straight to disk: every member is checked against a safe relative path (no
-absolute paths, ``..``, links or devices), written to ``<name>.part``, verified
+absolute paths, ``..``, hard links or devices), written to ``<name>.part``, verified
 against the sha256 the server put in the member's PAX header (and the hashsum
-asked for, if this downloader made the cart) and only then renamed into place.
+asked for, if this downloader made the cart) and only then renamed into place
+with the member's mode bits and mtime (ns). Symbolic link members become links
+(their checksum is over the target's bytes) unless the target is absolute or
+leads outside ``dest_dir`` (also through other links): those are not created but
+listed in :attr:`CartDownloader.refused_links`. Nothing is ever written through
+a link (:mod:`oaiofs.client.safe_links`).
 A cut connection resumes with HTTP Range: the member being written continues
 from its last byte via the single-member endpoint, the tar from the next member.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -32,7 +38,8 @@ from cachetools import LRUCache
 from .. import protocol
 from ..errors import ChecksumMismatch, InvalidValue, Unavailable, error_from_response
 from .api import ApiClient, quote_id, quote_path
-from .tarstream import TarStream
+from .safe_links import escaped, place_link, prepare_parent
+from .tarstream import TarStream, mtime_ns
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,8 @@ class _Partial:
     mtime: float
     sha256: str | None
     next_pos: int                          # tar offset of the member after it
+    mode: int | None = None                # permission bits of the member (None: leave as created)
+    mtime_ns: int | None = None            # exact mtime (None: ``mtime``)
 
 
 @dataclass
@@ -91,6 +100,7 @@ class CartDownloader:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cart-write")
         self._verified: LRUCache[Path, str] = LRUCache(VERIFIED_KEPT)
         self._verified_lock = threading.Lock()
+        self.refused_links: list[tuple[str, str, str]] = []   # (member path, target, why) of the last download
 
     def _count(self, size: int) -> None:
         self.bytes_received += size
@@ -170,13 +180,14 @@ class CartDownloader:
         written: list[Path] = []
         progress = _Progress()
         failures = 0
+        self.refused_links = []
         while True:
             try:
                 if progress.partial is not None:
                     written.append(self._finish_partial(uid, dest, progress.partial, verify))
                     progress.pos, progress.partial = progress.partial.next_pos, None
                 if self._stream_tar(uid, dest, progress, verify, written, on_progress):
-                    return written
+                    return self._drop_escaped_links(dest, written)
             except _TRANSPORT_ERRORS as exc:
                 failures += 1
                 if failures >= self.max_attempts:
@@ -202,11 +213,17 @@ class CartDownloader:
             stream = TarStream(resp.raw, on_bytes=self._count)
             for member, _header_at in stream:
                 rel = member_path(member.name)
+                if member.issym():
+                    link = self._make_link(uid, dest, rel, member, verify)
+                    if link is not None:
+                        written.append(link)
+                    progress.pos = base + member.offset_data
+                    continue
                 if not member.isreg():
-                    raise InvalidValue(f"tar member {member.name!r} is not a regular file")
+                    raise InvalidValue(f"tar member {member.name!r} is not a regular file or link")
                 padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
                 info = _Partial(rel, member.size, float(member.mtime), member.pax_headers.get(PAX_SHA256),
-                                base + member.offset_data + padded)
+                                base + member.offset_data + padded, member.mode, mtime_ns(member))
                 try:
                     written.append(self._write_member(uid, dest, info, stream, verify))
                 except _TRANSPORT_ERRORS:
@@ -217,12 +234,52 @@ class CartDownloader:
                     on_progress(len(written))
         return True
 
+    def _make_link(self, uid: str, dest: Path, rel: str, member: tarfile.TarInfo, verify: bool) -> Path | None:
+        """Create the link of a ``SYMTYPE`` member (checked like a file's bytes); None if refused."""
+        target = member.linkname
+        if verify:
+            digest = target.encode("utf-8", "surrogateescape")
+            asked = self._expected.get(uid, {}).get(rel)
+            wanted = {member.pax_headers[PAX_SHA256]} if member.pax_headers.get(PAX_SHA256) else set()
+            got = {"sha256": hashlib.sha256(digest).hexdigest()}
+            if asked and asked[0] in hashlib.algorithms_available:
+                got[asked[0]] = hashlib.new(asked[0], digest).hexdigest()
+                if asked[0] != "sha256" and got[asked[0]] != asked[1]:
+                    raise ChecksumMismatch(f"{rel}: {asked[0]} is {got[asked[0]]}, expected {asked[1]}",
+                                           {"path": rel, "hashtype": asked[0]})
+                if asked[0] == "sha256":
+                    wanted.add(asked[1])
+            if wanted and wanted != {got["sha256"]}:
+                raise ChecksumMismatch(f"{rel}: sha256 is {got['sha256']}, expected {' and '.join(sorted(wanted))}",
+                                       {"path": rel, "hashtype": "sha256"})
+        try:
+            place_link(dest, rel, target)
+        except InvalidValue as exc:
+            self.refused_links.append((rel, target, exc.message))
+            log.warning("cart %s: link %r -> %r not created: %s", uid, rel, target[:200], exc.message)
+            return None
+        link = dest / rel
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.utime(link, ns=(mtime_ns(member),) * 2, follow_symlinks=False)
+        return link
+
+    def _drop_escaped_links(self, dest: Path, written: list[Path]) -> list[Path]:
+        """Remove links that lead outside ``dest`` through other links (each is fine by its name alone)."""
+        links = [p for p in written if p.is_symlink()]
+        bad = set(escaped(dest, links))
+        for link in bad:
+            target = os.readlink(link)
+            link.unlink()
+            rel = link.relative_to(dest).as_posix()
+            self.refused_links.append((rel, target, "link target leads outside the folder through other links"))
+            log.warning("link %r -> %r removed: it leads outside %s through other links", rel, target[:200], dest)
+        return [p for p in written if p not in bad]
+
     def _write_member(self, uid: str, dest: Path, info: _Partial, source: TarStream,
                       verify: bool) -> Path:
         """Copy one member from the tar stream to ``<name>.part``, hashing on the way."""
-        target = dest / info.rel
+        target = prepare_parent(dest, info.rel)
         part = target.with_name(target.name + ".part")
-        target.parent.mkdir(parents=True, exist_ok=True)
         hashers = self._hashers(uid, info) if verify else {}
 
         def consume(piece: bytes) -> None:
@@ -230,7 +287,7 @@ class CartDownloader:
             for hasher in hashers.values():
                 hasher.update(piece)
 
-        with open(part, "wb") as out:
+        with _open_part(part, truncate=True) as out:
             if info.size <= COPY_PIECE:              # small: one piece, a thread hop would cost more than it hides
                 while piece := source.read(COPY_PIECE):
                     consume(piece)
@@ -248,14 +305,14 @@ class CartDownloader:
 
     def _finish_partial(self, uid: str, dest: Path, info: _Partial, verify: bool) -> Path:
         """Continue a member cut mid-way with a Range request for its missing tail."""
-        target = dest / info.rel
+        target = prepare_parent(dest, info.rel)
         part = target.with_name(target.name + ".part")
-        have = part.stat().st_size if part.exists() else 0
+        have = part.stat().st_size if part.exists() and not part.is_symlink() else 0
         if have > info.size:
             part.unlink()
             have = 0
         if have < info.size:
-            with self.open_member(uid, info.rel, start=have) as resp, open(part, "ab") as out:
+            with self.open_member(uid, info.rel, start=have) as resp, _open_part(part, truncate=not have) as out:
                 if resp.status_code == 200 and have:
                     out.truncate(0)         # the server ignored the range: take the whole body
                 for piece in resp.iter_content(COPY_PIECE):
@@ -294,8 +351,13 @@ class CartDownloader:
                 part.unlink(missing_ok=True)
                 raise ChecksumMismatch(f"{info.rel}: {name} is {hasher.hexdigest()}, expected "
                                        f"{' and '.join(sorted(wanted))}", {"path": info.rel, "hashtype": name})
-        os.replace(part, target)
-        os.utime(target, (info.mtime, info.mtime))
+        if info.mode is not None:
+            os.chmod(part, info.mode & 0o777)
+        os.replace(part, target)             # replaces a link at ``target``, never writes through it
+        if info.mtime_ns is not None:
+            os.utime(target, ns=(info.mtime_ns, info.mtime_ns))
+        else:
+            os.utime(target, (info.mtime, info.mtime))
         if hashers and "sha256" in hashers:
             with self._verified_lock:
                 self._verified[target] = hashers["sha256"].hexdigest()
@@ -309,3 +371,11 @@ class CartDownloader:
         """
         with self._verified_lock:
             return self._verified.pop(Path(path), None)
+
+
+def _open_part(part: Path, *, truncate: bool) -> Any:
+    """Open a ``.part`` file for writing (appending unless ``truncate``) without following a link there."""
+    if part.is_symlink():
+        part.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if truncate else os.O_APPEND)
+    return os.fdopen(os.open(part, flags, 0o600), "wb" if truncate else "ab")

@@ -3,9 +3,9 @@
 ``tarfile``'s stream mode copies every byte through a join-and-slice buffer, which
 halves download speed; this reader parses headers with ``tarfile.TarInfo.frombuf``
 (checksums included) and hands member data straight from the socket. It knows
-regular files, folders and PAX extended headers (what the oaiofs server writes);
-anything else (links, devices, GNU long names) is reported as-is for the caller to
-refuse. Offsets are counted so a broken download can resume with Range.
+regular files, folders, symbolic links and PAX extended headers (what the oaiofs
+server writes: ``path``, ``linkpath``, ``size``, ``mtime`` with nanoseconds); anything
+else (hard links, devices, GNU long names) is reported as-is for the caller to refuse. Offsets are counted so a broken download can resume with Range.
 """
 from __future__ import annotations
 
@@ -32,6 +32,18 @@ def parse_pax(data: bytes) -> dict[str, str]:
         records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos = end
     return records
+
+
+def mtime_ns(info: tarfile.TarInfo) -> int:
+    """A member's exact mtime in nanoseconds (PAX ``mtime`` ``[-]seconds[.fraction]``, else the header's)."""
+    text = info.pax_headers.get("mtime")
+    if text is None:
+        return int(info.mtime) * 1_000_000_000
+    sign = -1 if text.startswith("-") else 1
+    whole, _, frac = text.lstrip("+-").partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()):
+        raise tarfile.HeaderError(f"malformed PAX mtime {text[:40]!r}")
+    return sign * (int(whole) * 1_000_000_000 + int((frac + "000000000")[:9]))
 
 
 class TarStream:
@@ -85,6 +97,8 @@ class TarStream:
                 info.name = pax["path"]
             if "size" in pax:
                 info.size = int(pax["size"])
+            if "linkpath" in pax:
+                info.linkname = pax["linkpath"]
             if "mtime" in pax:
                 info.mtime = float(pax["mtime"])
             info.pax_headers, pax = pax, {}

@@ -8,7 +8,10 @@ stored one are verified by metadata at once; other hash types (md5, sha1, ...) a
 computed from the blob in a background thread. ``HEAD`` reports the status in
 ``X-Pacifica-Status``/``X-Pacifica-Message`` (and long-polls with ``?wait=S``); ``GET``
 streams a deterministic tar with Content-Length and Range; single members are served
-at ``/carts/{uid}/files/{path}``. Carts are bound to their creator (others get 404),
+at ``/carts/{uid}/files/{path}``. Members keep their stored mode bits and mtime (ns);
+a symbolic link is a tar ``SYMTYPE`` member whose target is stored as given (its
+"content" for hashsums is the target's UTF-8 bytes; the single-member endpoint
+answers 409 for it). Carts are bound to their creator (others get 404),
 and every request re-checks the creator's right to read the objects the cart (or the
 member) comes from: after an unsubscription or a deletion it answers 403. Carts
 expire after ``cart_ttl_s`` without access and are evicted least-recently-used when
@@ -213,21 +216,12 @@ class CartService:
                 paths = sorted({r.path for r in reqs})
                 for start in range(0, len(paths), BUILD_BATCH):
                     for row in db.execute(select(FileEntry.path, FileEntry.kind, FileEntry.blob_key, FileEntry.size,
-                                                 FileEntry.sha256, FileEntry.mtime, FileEntry.version)
+                                                 FileEntry.sha256, FileEntry.mtime, FileEntry.version,
+                                                 FileEntry.mode, FileEntry.mtime_ns, FileEntry.target)
                                           .where(FileEntry.object_id == obj.id,
                                                  FileEntry.path.in_(paths[start:start + BUILD_BATCH]))):
                         entries[(oaio_id, row.path)] = tuple(row)
-        pinned = []
-        for req in files:
-            entry = entries.get((req.oaio_id, req.path))
-            if entry is None or entry[1] != "file" or not entry[2]:
-                raise NotFound(f"no file {req.file_id!r}", {"id": req.file_id})
-            _path, _kind, key, size, sha, mtime, version = entry
-            pinned.append({"file_id": req.file_id, "bundle_path": req.bundle_path, "oaio_id": req.oaio_id,
-                           "path": req.path, "blob_key": key, "size": size, "sha256": sha,
-                           "hashtype": req.hashtype, "hashsum": req.hashsum, "mtime": mtime,
-                           "version": version, "status": protocol.CART_STAGING, "message": ""})
-        return pinned
+        return [pin_row(req, entries.get((req.oaio_id, req.path))) for req in files]
 
     @staticmethod
     def _verify_by_metadata(files: list[dict[str, Any]]) -> tuple[str, str]:
@@ -251,12 +245,13 @@ class CartService:
         """Hash the pinned blobs whose requested hash type is not sha256; set ready or error."""
         try:
             with transaction(self.state) as db:
-                todo = [(f.id, f.file_id, f.blob_key, f.hashtype, f.hashsum)
+                todo = [(f.id, f.file_id, f.blob_key, f.hashtype, f.hashsum, f.target if f.kind == "link" else None)
                         for f in db.scalars(select(CartFile).where(CartFile.cart_id == cart_id,
                                                                    CartFile.status != protocol.CART_READY))]
-            for row_id, file_id, key, hashtype, hashsum in todo:
+            for row_id, file_id, key, hashtype, hashsum, target in todo:
                 hasher = hashlib.new(hashtype)
-                for piece in self.blobs.open_range(key, 0, None):
+                pieces = [target.encode("utf-8")] if target is not None else self.blobs.open_range(key, 0, None)
+                for piece in pieces:
                     hasher.update(piece)
                 ok = hasher.hexdigest() == hashsum
                 with transaction(self.state) as db:
@@ -412,10 +407,38 @@ def purge_expired(state: Any) -> int:
     return CartService(state).purge_expired()
 
 
+def pin_row(req: FileRequest, entry: tuple[Any, ...] | None) -> dict[str, Any]:
+    """The cart row of ``req`` pinned to ``entry`` (a file with a blob, or a link); 404 for anything else."""
+    if entry is None or not (entry[1] == protocol.KIND_FILE and entry[2] or entry[1] == protocol.KIND_LINK):
+        raise NotFound(f"no file {req.file_id!r}", {"id": req.file_id})
+    _path, kind, key, size, sha, mtime, version, mode, mtime_ns, target = entry
+    if kind == protocol.KIND_LINK:
+        key, size, sha = None, 0, link_sha256(target or "")
+    return {"file_id": req.file_id, "bundle_path": req.bundle_path, "oaio_id": req.oaio_id,
+            "path": req.path, "blob_key": key, "size": size, "sha256": sha,
+            "hashtype": req.hashtype, "hashsum": req.hashsum, "mtime": mtime,
+            "version": version, "status": protocol.CART_STAGING, "message": "",
+            "kind": kind, "mode": mode, "mtime_ns": mtime_ns or 0,
+            "target": target if kind == protocol.KIND_LINK else None}
+
+
+def link_sha256(target: str) -> str:
+    """What a link's hashsum is computed over: its target's UTF-8 bytes."""
+    return hashlib.sha256(target.encode("utf-8")).hexdigest()
+
+
+def tar_member(f: CartFile, top: str) -> TarMember:
+    """The tar member of one cart row (old rows: mode 0644, float mtime)."""
+    link = f.kind == protocol.KIND_LINK
+    return TarMember(name=f"{top}/{f.bundle_path}", size=0 if link else f.size, mtime=f.mtime,
+                     blob_key=f.blob_key or "", sha256=f.sha256,
+                     mode=protocol.LINK_MODE if link else (f.mode if f.mode is not None else 0o644),
+                     mtime_ns=f.mtime_ns or None, target=(f.target or "") if link else None)
+
+
 def tar_layout(files: list[CartFile], top: str) -> TarLayout:
     """The deterministic tar of cart members under the folder ``top``."""
-    return TarLayout([TarMember(name=f"{top}/{f.bundle_path}", size=f.size, mtime=f.mtime,
-                                blob_key=f.blob_key or "", sha256=f.sha256) for f in files])
+    return TarLayout([tar_member(f, top) for f in files])
 
 
 def tar_names(filename: str | None) -> tuple[str, str]:
@@ -531,6 +554,9 @@ async def download_cart_file(uid: str, path: str, request: Request) -> Response:
     if isinstance(ready, Response):
         return ready
     _cart, member = ready
+    if member.kind == protocol.KIND_LINK:
+        raise Conflict(f"cart member {path!r} is a symbolic link: it has no bytes (the tar holds its target)",
+                       {"uid": uid, "path": path})
     info = {"blob_key": member.blob_key, "size": member.size, "sha256": member.sha256,
             "version": member.version, "mtime": member.mtime}
     return blob_response(request, service.blobs, info)

@@ -180,6 +180,11 @@ class CartFile(Base):
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
     version: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="waiting")
+    # POSIX metadata of the member (revision 0009_cart_posix): a link has no blob, only its target
+    kind: Mapped[str] = mapped_column(String(8), default="file")     # "file" | "link"
+    mode: Mapped[int] = mapped_column(Integer, default=0o644)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)      # 0: older cart, use ``mtime``
+    target: Mapped[str | None] = mapped_column(String(4096), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
 
     cart: Mapped[Cart] = relationship(back_populates="files")

@@ -5,6 +5,12 @@ to 512 bytes, two zero blocks, padded to tar's 10 KiB record), so a cart can
 announce ``Content-Length`` and answer Range requests while streaming the bytes
 straight from the blob store. Every member carries its sha256 in the PAX record
 ``OAIO.sha256`` so a client can verify what it extracts.
+
+Members carry the stored POSIX metadata: permission bits, the mtime in nanoseconds
+(PAX ``mtime`` as ``seconds.nanoseconds`` when it is not whole seconds, as GNU tar
+writes it) and symbolic links as ``SYMTYPE`` members whose target is stored as given
+(long ones in PAX ``linkpath``); a link has no data, its ``OAIO.sha256`` is the
+sha256 of its target's UTF-8 bytes.
 """
 from __future__ import annotations
 
@@ -20,13 +26,16 @@ _ZEROS = bytes(RECORD)
 
 @dataclasses.dataclass(frozen=True)
 class TarMember:
-    """One regular file of the tar, its bytes being the blob ``blob_key``."""
+    """One member of the tar: a regular file whose bytes are the blob ``blob_key``, or a link to ``target``."""
 
     name: str
     size: int
     mtime: float
     blob_key: str
     sha256: str | None = None
+    mode: int = 0o644
+    mtime_ns: int | None = None          # exact mtime; None: ``mtime``
+    target: str | None = None            # set: a symbolic link (``size`` 0, no blob)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,15 +47,32 @@ class _Segment:
     padding: int = 0                 # zero bytes (data padding, end of archive)
 
 
+def pax_mtime(mtime_ns: int) -> str:
+    """``mtime_ns`` as a PAX ``mtime`` value: ``seconds.nanoseconds`` (exact, also before 1970)."""
+    sign = "-" if mtime_ns < 0 else ""
+    seconds, nanos = divmod(abs(mtime_ns), 1_000_000_000)
+    return f"{sign}{seconds}.{nanos:09d}"
+
+
 def member_header(member: TarMember) -> bytes:
     """The PAX-format header block(s) of ``member``."""
     info = tarfile.TarInfo(member.name)
-    info.size = member.size
-    info.mtime = int(member.mtime)
-    info.mode = 0o644
-    info.type = tarfile.REGTYPE
+    pax: dict[str, str] = {}
+    mtime_ns = member.mtime_ns if member.mtime_ns is not None else round(member.mtime * 1e9)
+    seconds = mtime_ns // 1_000_000_000
+    if mtime_ns % 1_000_000_000 or not 0 <= seconds < 8 ** 11:
+        pax["mtime"] = pax_mtime(mtime_ns)
+        info.mtime = min(max(seconds, 0), 8 ** 11 - 1)
+    else:
+        info.mtime = seconds
+    info.mode = member.mode & 0o7777
+    if member.target is not None:
+        info.type, info.size, info.linkname = tarfile.SYMTYPE, 0, member.target
+    else:
+        info.type, info.size = tarfile.REGTYPE, member.size
     if member.sha256:
-        info.pax_headers = {PAX_SHA256: member.sha256}
+        pax[PAX_SHA256] = member.sha256
+    info.pax_headers = pax
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
@@ -60,6 +86,8 @@ class TarLayout:
             header = member_header(member)
             self.segments.append(_Segment(pos, len(header), header=header))
             pos += len(header)
+            if member.target is not None:
+                continue                 # a link: no data blocks
             self.segments.append(_Segment(pos, member.size, member=member))
             pos += member.size
             pad = -member.size % BLOCK
