@@ -48,7 +48,8 @@ from ..protocol import (NO_ACCESS_RIGHT, can_delete, can_update, defuse, is_stam
                         normalize_file_path, userz_access_sort_key, validate_oaio_id, validate_values)
 from .api import ApiClient
 from .carts import CartDownloader
-from .local_paths import is_inside, list_files, resolve_placeholders, safe_join
+from .file_meta import list_entries
+from .local_paths import is_inside, resolve_placeholders, safe_join
 from .local_state import LAST_SYNC_STAMP_FILE, LocalState, atomic_write_bytes
 from .oaio_object import OaiObject
 from .sync import SyncReport, Synchronizer, next_stamp
@@ -261,12 +262,15 @@ class OaioClient:
         return self._local_change("register_file", change)
 
     def register_folder(self, root_path: str, stamp: str = "", csh_id: str = "") -> OaiObject | None:
-        """Register every file below ``root_path`` (recursively, hidden ones included)."""
+        """Register every file and symbolic link below ``root_path`` (recursively, hidden ones included).
+
+        Links are attached as links (never followed), their targets as given (see
+        :mod:`oaiofs.client.file_meta`)."""
         def change() -> OaiObject:
             root = resolve_placeholders(root_path)
             if not root.is_dir():
                 raise InvalidValue(f"folder {root} does not exist")
-            obj = self._new_object({"_root_path": root_path, "_file_paths": list_files(root)}, stamp, "", csh_id,
+            obj = self._new_object({"_root_path": root_path, "_file_paths": list_entries(root)}, stamp, "", csh_id,
                                    root)
             self.state.save(obj)
             return obj
@@ -331,7 +335,8 @@ class OaioClient:
             root = self._sync.files_root(obj)
             if not root.is_dir():
                 raise InvalidValue(f"folder {root} does not exist")
-            obj.client_values = {**obj.client_values, "_file_paths": list_files(root)}
+            kept = [p for p, f in obj.files.items() if f.get("refused")]   # server links not created here
+            obj.client_values = {**obj.client_values, "_file_paths": sorted({*list_entries(root), *kept})}
             obj.client_stamp = self._stamp(stamp, obj.client_stamp)
             self.state.save(obj)
             return obj

@@ -346,8 +346,15 @@ class Synchronizer:
             except InvalidValue as exc:
                 report.errors.append(f"{obj.oaio_id}: attached file path refused: {exc.message}")
         added_conflicts: list[str] = []
-        dropped = [p for p in base_paths if p not in wanted and obj.files.get(p, {}).get("kind") == "file"]
+        dropped = [p for p in base_paths if p not in wanted and self._droppable(obj.files.get(p, {}), p)]
         for path in wanted:
+            link = file_meta.local_link(root, path)
+            if link is not None:
+                self._push_link(obj, path, link, report)
+                continue
+            known = obj.files.get(path) or {}
+            if known.get("kind") == protocol.KIND_LINK and (known.get("refused") or not os.path.lexists(root / path)):
+                continue                      # a server link refused (or removed) here: nothing to send
             local = safe_join(root, path)
             if not local.is_file():
                 report.errors.append(f"{obj.oaio_id}: attached file {path!r} is missing in {root}")
@@ -389,6 +396,26 @@ class Synchronizer:
             self.state.save(obj)
         if added_conflicts:
             self._add_file_paths(obj, added_conflicts)
+
+    @staticmethod
+    def _droppable(known: dict[str, Any], path: str) -> bool:
+        """A file, or a link this device could have created: missing locally means deleted here."""
+        if known.get("kind") == protocol.KIND_LINK:
+            return not known.get("refused") and not file_meta.refused(path, known.get("target") or "")
+        return known.get("kind") == "file"
+
+    def _push_link(self, obj: OaiObject, path: str, link: Path, report: SyncReport) -> None:
+        """Send one local symbolic link (as a link, target as given)."""
+        try:
+            entry = file_meta.push_link(self.api, obj.oaio_id, path, link, obj.files.get(path))
+        except VersionConflict:
+            report.conflicts.append(f"{obj.oaio_id}: link {path!r} was changed on the server too; the server's "
+                                    f"version is kept (the local one pointed to {os.readlink(link)!r})")
+            return
+        if entry is not None:
+            obj.files[path] = entry
+            self.state.save(obj)
+            report.uploaded.append(f"{obj.oaio_id}/{path}")
 
     def _upload(self, obj: OaiObject, path: str, local: Path, sha: str, base: int) -> dict[str, Any]:
         """Resumable upload of one file; the tus URL is persisted so a new process resumes it."""
@@ -527,26 +554,30 @@ class Synchronizer:
         for fd in doc.get("files", []):
             try:
                 path = self._clean(fd.get("path"))
-                safe_join(root, path)
+                if fd.get("kind") != protocol.KIND_LINK:     # a link is placed by file_meta.make_link
+                    safe_join(root, path)
             except InvalidValue as exc:
                 report.errors.append(f"{oaio_id}: refused file path from the server: {exc.message}")
                 obj.incomplete = True
                 continue
             server_files[path] = fd
         fetch: dict[str, dict[str, Any]] = {}
-        confine = Path(obj.root_path) if obj.root_path else self.state.root
+        refused: set[str] = set()            # links not created here (absent locally: not deleted here)
+        created: list[str] = []
         for path, fd in server_files.items():
-            target = safe_join(root, path)
-            if fd.get("kind") == "dir":
-                target.mkdir(parents=True, exist_ok=True)
-                continue
             if fd.get("kind") == protocol.KIND_LINK:
                 try:
-                    if file_meta.make_link(confine, target, fd.get("target") or ""):
+                    if file_meta.make_link(root, path, fd):
+                        created.append(path)
                         report.downloaded.append(f"{oaio_id}/{path}")
                 except (InvalidValue, OSError) as exc:
                     report.errors.append(f"{oaio_id}: link {path!r} not created: {getattr(exc, 'message', exc)}")
                     obj.incomplete = True
+                    refused.add(path)
+                continue
+            target = safe_join(root, path)
+            if fd.get("kind") == "dir":
+                target.mkdir(parents=True, exist_ok=True)
                 continue
             known = obj.files.get(path)
             local_sha = local_sha256(target, known)
@@ -562,17 +593,28 @@ class Synchronizer:
                 report.conflicts.append(f"{oaio_id}: unregistered local change of {path!r} kept as {keep!r}")
             fetch[path] = fd
         self._download(oaio_id, fetch, root, report)
+        if not obj.root_path:                # in filez/ every link came from a pull: re-check them all
+            created = [p for p, fd in server_files.items() if fd.get("kind") == protocol.KIND_LINK]
+        for path in file_meta.drop_escaping_links(root, created):
+            report.errors.append(f"{oaio_id}: link {path!r} removed: it leads outside client_root "
+                                 "(the object's folder) through other links")
+            obj.incomplete = True
+            refused.add(path)
         for path, known in obj.files.items():
             if path in server_files or known.get("kind") == "dir" or obj.root_path:
                 continue                      # never delete inside a user-chosen folder
             with contextlib.suppress(InvalidValue, OSError):
-                target = safe_join(root, path)
                 if known.get("kind") == protocol.KIND_LINK:
-                    if target.is_symlink() and os.readlink(target) == known.get("target"):
-                        target.unlink()
-                elif local_sha256(target, known) == known.get("sha256"):
+                    link = file_meta.local_link(root, path)
+                    if link is not None and os.readlink(link) == known.get("target"):
+                        link.unlink()
+                    continue
+                target = safe_join(root, path)
+                if local_sha256(target, known) == known.get("sha256"):
                     target.unlink()
         obj.files = {p: self._file_entry(fd) for p, fd in server_files.items()}
+        for path in refused:
+            obj.files[path]["refused"] = True
         for path, entry in obj.files.items():    # every file here now has the server's content
             with contextlib.suppress(OSError):
                 if entry.get("kind") == "file":

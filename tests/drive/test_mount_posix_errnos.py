@@ -73,6 +73,10 @@ def test_posix_checks(live_server, make_user, api_for, mounted_drive, tmp_path):
     assert os.stat(f).st_mtime_ns == 1_000_000_000_000_000_005
     utimensat(f, (5, 0), (0, UTIME_OMIT))                  # atime only: mtime stays
     assert os.stat(f).st_mtime_ns == 1_000_000_000_000_000_005
+    assert os.stat(f).st_atime_ns == os.stat(f).st_mtime_ns  # atime is not stored: it shows the mtime
+    before = os.stat(top / "ro.txt").st_mtime_ns
+    utimensat(top / "ro.txt", (0, UTIME_NOW), (0, UTIME_OMIT))   # touch -a of an untouched file: no change
+    assert os.stat(top / "ro.txt").st_mtime_ns == before == os.stat(top / "ro.txt").st_atime_ns
     utimensat(f, (0, UTIME_OMIT), (0, UTIME_OMIT))         # nothing: no error, no change
     assert os.stat(f).st_mtime_ns == 1_000_000_000_000_000_005
     start = time.time_ns()
