@@ -152,6 +152,15 @@ def test_random_tree_round_trips_through_two_clients_and_a_mount(live_server, ma
     assert snapshot(down) == reference
     fresh = mounted_drive(live_server, user)
     assert snapshot(fresh.path(obj.oaio_id), skip=("values.json",)) == reference
+
+    # and back: device b changes modes, times and links; device a's own folder follows
+    os.chmod(down / files[3], 0o700)
+    os.utime(down / files[4], ns=(0, 1_111_111_111_222_222_222))
+    os.symlink(os.path.relpath(down / files[5], down / files[0].rpartition("/")[0]),
+               down / files[0].rpartition("/")[0] / "from-b")
+    assert b.update_folder(obj.oaio_id) is not None and b.error_message == "", b.error_message
+    assert a.synchronize_with_server_if_online(), a.error_message
+    assert snapshot(src) == snapshot(down)
     a.close()
     b.close()
 
