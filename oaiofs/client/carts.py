@@ -90,8 +90,10 @@ class CartDownloader:
     """Creates, waits for, downloads and deletes carts through one :class:`ApiClient`."""
 
     def __init__(self, api: ApiClient, max_attempts: int = 8, backoff_cap_s: float = 30.0,
-                 backoff_base_s: float = 0.25) -> None:
+                 backoff_base_s: float = 0.25, keep_modes: bool = True) -> None:
+        """``keep_modes=False``: files keep the mode they were created with (a cache needs rw files)."""
         self.api = api
+        self.keep_modes = keep_modes
         self.max_attempts = max_attempts
         self.backoff_cap_s = backoff_cap_s
         self.backoff_base_s = backoff_base_s
@@ -223,7 +225,8 @@ class CartDownloader:
                     raise InvalidValue(f"tar member {member.name!r} is not a regular file or link")
                 padded = -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
                 info = _Partial(rel, member.size, float(member.mtime), member.pax_headers.get(PAX_SHA256),
-                                base + member.offset_data + padded, member.mode, mtime_ns(member))
+                                base + member.offset_data + padded, member.mode if self.keep_modes else None,
+                                mtime_ns(member))
                 try:
                     written.append(self._write_member(uid, dest, info, stream, verify))
                 except _TRANSPORT_ERRORS:

@@ -58,7 +58,7 @@ class Drive:
                              device_id=config.device_id)
         self.cache = Cache(root, config.cache_bytes)
         self.namespace = Namespace(config.user)
-        self.fetcher = Fetcher(CartSource(CartDownloader(self.api)), self.cache)
+        self.fetcher = Fetcher(CartSource(CartDownloader(self.api, keep_modes=False)), self.cache)
         self.identity = {"server": self.api.base_url, "user": config.user}
         self.feed = ChangeFeed(self.api, self.namespace, self.cache, ListingStore(root / "listing.json"),
                                self.identity, long_poll_s=config.long_poll_s)

@@ -144,6 +144,10 @@ def test_cart_downloader_creates_safe_links_and_refuses_escaping_ones(tree, tmp_
     assert {r[0] for r in downloader.refused_links} == ESCAPING
     assert (dest / "bin" / "tool").read_bytes() == tree["files"]["lib/tool.py"][0]
     assert not list(dest.rglob("*.part"))
+    # the drive's cache wants its files read-writable: keep_modes=False leaves the created mode
+    cache = CartDownloader(tree["api"], keep_modes=False)
+    ro = cache.fetch([cart_entry(tree["oaio_id"], "ro.txt", sha256(tree["files"]["ro.txt"][0]))], tmp_path / "c")
+    assert [p.stat().st_mode & 0o777 for p in ro] == [0o600]
 
 
 def test_cart_downloader_never_writes_through_links(tree, tmp_path: Path):
