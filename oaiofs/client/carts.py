@@ -262,8 +262,9 @@ class CartDownloader:
             log.warning("cart %s: link %r -> %r not created: %s", uid, rel, target[:200], exc.message)
             return None
         link = dest / rel
+        when = mtime_ns(member)
         with contextlib.suppress(OSError, NotImplementedError):
-            os.utime(link, ns=(mtime_ns(member),) * 2, follow_symlinks=False)
+            os.utime(link, ns=(when, when), follow_symlinks=False)
         return link
 
     def _drop_escaped_links(self, dest: Path, written: list[Path]) -> list[Path]:

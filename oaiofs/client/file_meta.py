@@ -76,8 +76,9 @@ def make_link(root: Path, path: str, fd: dict[str, Any]) -> bool:
         raise InvalidValue("link target leads outside client_root (the object's folder)",
                            {"path": path[:200], "target": target[:200]})
     changed = not same and place_link(root, path, target)
-    if fd.get("mtime_ns") is not None and link.lstat().st_mtime_ns != int(fd["mtime_ns"]):
-        os.utime(link, ns=(int(fd["mtime_ns"]),) * 2, follow_symlinks=False)
+    when = fd.get("mtime_ns")
+    if when is not None and link.lstat().st_mtime_ns != int(when):
+        os.utime(link, ns=(int(when), int(when)), follow_symlinks=False)
     return changed
 
 
