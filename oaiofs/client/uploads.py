@@ -59,7 +59,7 @@ def file_sha256(path: Path) -> str:
     return hasher.hexdigest()
 
 
-class UploadState(dict):
+class UploadState(dict[str, Any]):
     """What ``HEAD`` of an upload says: ``offset``, ``length`` and, once complete, ``version``/``sha256``."""
 
 
@@ -122,7 +122,7 @@ class TusUploader:
 
     def offset(self, url: str) -> int:
         """How many bytes the server has."""
-        return self.status(url)["offset"]
+        return int(self.status(url)["offset"])
 
     def cancel(self, url: str) -> None:
         """Terminate an upload (already gone is fine)."""
@@ -281,7 +281,7 @@ class TusUploader:
         while True:
             try:
                 state = self.status(url)
-                return state["offset"]
+                return int(state["offset"])
             except Unavailable as again:
                 failures = self._backoff(failures, again)
 
