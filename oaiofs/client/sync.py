@@ -55,7 +55,8 @@ from .local_state import LocalState
 from .oaio_object import OaiObject
 from .api import ApiClient
 from .carts import CartDownloader, cart_entry
-from .uploads import TusUploader, file_sha256
+from ..hashing import file_sha256
+from .uploads import TusUploader
 
 log = logging.getLogger(__name__)
 

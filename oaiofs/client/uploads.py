@@ -29,6 +29,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from .. import protocol
+from ..hashing import file_sha256
 from ..errors import (ChecksumMismatch, Gone, InvalidValue, NotFound, OaioError, OffsetMismatch, Unavailable,
                       VersionConflict)
 from .api import ApiClient
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]      # (bytes the server has, total)
 _TUS = {"Tus-Resumable": protocol.TUS_VERSION}
-HASH_PIECE = 1 << 20
 SEND_PIECE = 1 << 20                                # bytes handed to the socket per read of a streamed chunk
 UPLOAD_CHUNK_SIZE = 16 * protocol.CHUNK_UNIT        # 20 MiB: fewer round trips and progress saves per file
 
@@ -48,15 +48,6 @@ def check_chunk_size(chunk_size: int) -> int:
         raise InvalidValue(f"chunk size must be a positive multiple of {protocol.CHUNK_UNIT} bytes (1280 KiB), "
                            f"got {chunk_size!r}", {"chunk_size": chunk_size, "unit": protocol.CHUNK_UNIT})
     return chunk_size
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a local file (read in 1 MiB pieces)."""
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for piece in iter(lambda: handle.read(HASH_PIECE), b""):
-            hasher.update(piece)
-    return hasher.hexdigest()
 
 
 class UploadState(dict[str, Any]):

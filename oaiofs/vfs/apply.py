@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import protocol
-from ..client.uploads import file_sha256
+from ..hashing import file_sha256
 from ..errors import (AlreadyExists, ChecksumMismatch, Gone, NotFound, OaioError, OffsetMismatch,
                       Unauthorized, Unavailable, VersionConflict)
 from ..conflicts import conflict_path

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ContextManager, Iterator, Protocol
 
-from ..client.uploads import file_sha256
+from ..hashing import file_sha256
 from ..errors import OaioError, Unavailable
 from .cache import Cache, Item, ItemKey
 from .counters import COUNTERS
