@@ -354,8 +354,8 @@ class Synchronizer:
             if link is not None:
                 self._push_link(obj, path, link, report)
                 continue
-            known = obj.files.get(path) or {}
-            if known.get("kind") == protocol.KIND_LINK and (known.get("refused") or not os.path.lexists(root / path)):
+            was = obj.files.get(path) or {}
+            if was.get("kind") == protocol.KIND_LINK and (was.get("refused") or not os.path.lexists(root / path)):
                 continue                      # a server link refused (or removed) here: nothing to send
             local = safe_join(root, path)
             if not local.is_file():
@@ -363,6 +363,9 @@ class Synchronizer:
                 continue
             known = obj.files.get(path)
             sha = local_sha256(local, known)
+            if sha is None:                   # replaced by a folder or link since is_file()
+                report.errors.append(f"{obj.oaio_id}: attached file {path!r} is not a regular file in {root}")
+                continue
             if known and known.get("sha256") == sha:
                 changed = file_meta.meta_changed(local, known)      # chmod/touch only: no bytes again
                 if changed:
