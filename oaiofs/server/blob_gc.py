@@ -113,8 +113,12 @@ def collect(state: Any, *, dry_run: bool = False, grace_s: float | None = None,
     listed = {key: (mtime, size) for key, mtime, size in blobs.list_blobs()}
     report = GcReport(blobs=len(listed), dry_run=dry_run)
     with _session(state) as db:
+        if dry_run:                          # what a real run would remove: after the history's trim
+            history.trim(db, state.settings)
         refs = referenced_keys(db)
         seen = {row.key: _aware(row.since) for row in db.scalars(select(BlobGc))}
+        if dry_run:
+            db.rollback()
     report.referenced = len(set(listed) & refs)
     unreferenced = [key for key in listed if key not in refs]
     cutoff = now - grace

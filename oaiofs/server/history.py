@@ -26,7 +26,7 @@ import hashlib
 import logging
 from typing import Any, Collection
 
-from sqlalchemy import and_, delete, false, func, or_, select
+from sqlalchemy import and_, delete, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from .. import protocol
@@ -222,22 +222,41 @@ def restore_values(db: Session, user: User, obj: OaiObject, version: int, *, bas
 
 
 # --- retention ---
-def _doomed(model: Any, partition: tuple[Any, ...], keep: int, cutoff: dt.datetime, cap: int) -> Any:
+def _doomed(model: Any, partition: tuple[Any, ...], keep: int, cutoff: dt.datetime, cap: int,
+            live: Any = None) -> Any:
+    """Ids of the rows the policy drops: past the newest ``keep`` and older than ``cutoff``, past the
+    newest ``cap``, or (``live`` false: the file is gone) older than ``cutoff``."""
     rank = func.row_number().over(partition_by=partition, order_by=(model.version.desc(), model.id.desc()))
-    ranked = select(model.id.label("id"), model.created.label("created"), rank.label("rank")).subquery()
-    too_many = ranked.c.rank > cap if cap > 0 else false()
-    return select(ranked.c.id).where(or_(and_(ranked.c.rank > keep, ranked.c.created < cutoff), too_many))
+    columns = [model.id.label("id"), model.created.label("created"), rank.label("rank")]
+    if live is not None:
+        columns.append(live.label("live"))
+    ranked = select(*columns).subquery()
+    old = ranked.c.created < cutoff
+    conditions = [and_(ranked.c.rank > keep, old)]
+    if cap > 0:
+        conditions.append(ranked.c.rank > cap)
+    if live is not None:
+        conditions.append(and_(ranked.c.live == false(), old))
+    return select(ranked.c.id).where(or_(*conditions))
 
 
 def trim(db: Session, settings: Any, now: dt.datetime | None = None) -> tuple[int, int]:
-    """Drop the versions the retention policy no longer keeps; returns (file versions, values versions)."""
+    """Drop the versions the retention policy no longer keeps; returns (file versions, values versions).
+
+    A version stays while it is one of the newest ``history_keep_versions`` of its file (values:
+    of its object) or younger than ``history_keep_days``, and never past the newest
+    ``history_max_versions``. The versions of a file that no longer exists (deleted, or
+    replaced by a folder or link) stay only for ``history_keep_days``.
+    """
     keep = max(1, int(settings.history_keep_versions))
     cutoff = (now or utcnow()) - dt.timedelta(days=float(settings.history_keep_days))
     cap = max(keep, int(settings.history_max_versions)) if settings.history_max_versions else 0
+    live = exists().where(FileEntry.object_id == FileVersion.object_id,
+                          FileEntry.path_hash == FileVersion.path_hash, FileEntry.kind == "file")
     counts = []
-    for model, partition in ((FileVersion, (FileVersion.object_id, FileVersion.path_hash)),
-                             (ValuesVersion, (ValuesVersion.object_id,))):
-        ids = list(db.scalars(_doomed(model, partition, keep, cutoff, cap)))
+    for model, partition, alive in ((FileVersion, (FileVersion.object_id, FileVersion.path_hash), live),
+                                    (ValuesVersion, (ValuesVersion.object_id,), None)):
+        ids = list(db.scalars(_doomed(model, partition, keep, cutoff, cap, alive)))
         for start in range(0, len(ids), DELETE_BATCH):
             db.execute(delete(model).where(model.id.in_(ids[start:start + DELETE_BATCH])))
         counts.append(len(ids))
