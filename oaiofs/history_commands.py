@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     """Add ``versions`` and ``restore`` to the ``oaiofs`` parser."""
     def remote(p: argparse.ArgumentParser) -> None:
         p.add_argument("file", metavar="FILE", nargs="?", default=None,
-                       help="with --server: the path inside the object (none or values.json: its values)")
+                       help="with --server: the path inside the object (also as OBJECT_ID/FILE; none or "
+                            "values.json: its values)")
         p.add_argument("--server", help="talk to this server directly: PATH is then an object id")
         p.add_argument("--user", help="your user name on --server (password: OAIOFS_PASSWORD or a prompt)")
 
@@ -60,8 +61,15 @@ def _check_version(raw: str) -> int:
     return int(text)
 
 
+def _split_remote(args: argparse.Namespace) -> None:
+    """--server: ``OBJECT_ID FILE`` or ``OBJECT_ID/FILE`` (object ids never hold a '/'); sets path and file."""
+    if args.server and args.file is None and "/" in str(args.path):
+        args.path, _sep, args.file = str(args.path).partition("/")
+
+
 def _remote_file(args: argparse.Namespace) -> str | None:
     """The path inside the object for --server (None: the values)."""
+    _split_remote(args)
     if args.file in (None, "", protocol.VALUES_FILE):
         return None
     return args.file
@@ -117,6 +125,8 @@ def _table(versions: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------- restore
 def cmd_restore(args: argparse.Namespace) -> int:
     if args.restore_version is None:
+        if args.server and args.file is not None:            # the trash takes OBJECT_ID/PATH
+            args.path, args.file = f"{args.path}/{args.file}", None
         try:
             from .trash_commands import restore_from_trash       # the trash (issue 17, its own module)
         except ImportError:

@@ -102,7 +102,7 @@ def test_three_versions_listed_and_the_first_restored_on_another_users_mount(liv
     assert api_a.get_object(oid) == before
 
     # by object id: list and restore the second version as alice (password from the environment)
-    remote = versions(oid, "notes.txt", "--server", live_server.url, "--user", alice, password=PASSWORD)
+    remote = versions(f"{oid}/notes.txt", "--server", live_server.url, "--user", alice, password=PASSWORD)
     assert [v["version"] for v in remote] == [v["version"] for v in after]
     second = listed[1]["version"]
     oaiofs("restore", oid, "notes.txt", "--version", str(second), "--server", live_server.url, "--user", alice,
