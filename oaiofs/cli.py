@@ -19,6 +19,7 @@ COMMAND_MODULES = {
     "oaiofs.server.commands": ("serve", "user", "db", "gc"),
     "oaiofs.drive_commands": ("mount", "umount", "status", "pin", "unpin"),
     "oaiofs.share_commands": ("share", "unshare", "access", "info", "conflicts", "retry", "discard"),
+    "oaiofs.history_commands": ("versions", "restore"),
     "oaiofs.quickstart": ("quickstart",),
     "oaiofs.mount_helper": ("mount-helper",),
     "oaiofs.systemd": ("systemd-unit",),
