@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-requests", type=int, default=None, metavar="N",
                        help="API requests doing database work at once, per process (default: 16); "
                             "more wait in a queue, and beyond that get 503 + Retry-After")
+    serve.add_argument("--trash-days", type=float, default=None, metavar="DAYS",
+                       help="deleted files, folders and objects stay restorable this long (default: 30)")
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text", help="log format (default text)")
     serve.set_defaults(func=cmd_serve)
@@ -83,6 +85,8 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
                        ("max_requests", "max_active_requests")):
         if getattr(args, name, None) is not None:
             kwargs[attr] = getattr(args, name)
+    if getattr(args, "trash_days", None) is not None:
+        kwargs["trash_retention_s"] = args.trash_days * 86400.0
     settings = ServerSettings(**kwargs)
     settings.ensure_dirs()
     return settings
@@ -173,6 +177,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         state = SimpleNamespace(settings=settings, sessionmaker=make_sessionmaker(engine), blobs=open_blobs(settings))
+        if not args.dry_run:                 # trash past its retention period first (server/trash.py)
+            from . import trash
+            trash.purge_expired(state)
         report = blob_gc.collect(state, dry_run=args.dry_run, grace_s=args.grace)
     finally:
         engine.dispose()

@@ -60,8 +60,9 @@ def _file_url(server, oaio_id: str, path: str) -> str:
 
 def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
     """A seeded random history of puts, replacements (with shared contents) and deletes, and a
-    cart; ``oaiofs gc`` removes exactly the blobs no file or cart refers to, after the grace period."""
-    server = server_factory()
+    cart; ``oaiofs gc`` removes exactly the blobs no file or cart refers to, after the grace period.
+    (Retention 0: deleted files leave the trash at the first ``gc``; tests/server/test_trash.py covers the trash.)"""
+    server = server_factory(env={"OAIOFS_TRASH_RETENTION_S": "0"})
     user = server.add_user("gc-user")
     s = _session(server, user)
     oaio_id = unique_id()
@@ -95,8 +96,8 @@ def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
     referenced = {key(d) for d in current.values()} | {key(pinned)}
     expected = written - referenced
     assert expected, "the random history should leave garbage"
-    assert gc(server, "--dry-run", "--grace", "0")[0] == expected
     assert gc(server)[:2] == (set(), expected)                 # default grace: noted, nothing removed
+    assert gc(server, "--dry-run", "--grace", "0")[0] == expected
     assert stored_keys(server) == written
     assert gc(server, "--grace", "0")[0] == expected
     assert stored_keys(server) == referenced
@@ -112,7 +113,8 @@ def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
 
 
 def test_background_gc_after_the_grace_period(server_factory):
-    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "1", "OAIOFS_PURGE_INTERVAL_S": "0.3"})
+    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "1", "OAIOFS_PURGE_INTERVAL_S": "0.3",
+                                 "OAIOFS_TRASH_RETENTION_S": "0"})
     user = server.add_user("gc-bg")
     s = _session(server, user)
     oaio_id = unique_id()
