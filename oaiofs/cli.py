@@ -19,6 +19,7 @@ COMMAND_MODULES = {
     "oaiofs.server.commands": ("serve", "user", "db", "gc"),
     "oaiofs.drive_commands": ("mount", "umount", "status", "pin", "unpin"),
     "oaiofs.share_commands": ("share", "unshare", "access", "info", "conflicts", "retry", "discard"),
+    "oaiofs.trash_commands": ("trash", "restore"),      # restore: merged with i17h's --version (issue 17)
     "oaiofs.quickstart": ("quickstart",),
     "oaiofs.mount_helper": ("mount-helper",),
     "oaiofs.systemd": ("systemd-unit",),

@@ -22,13 +22,15 @@ from .models import Base, utcnow
 class TrashItem(Base):
     """One deletion that can be restored until it expires (deleted + the retention period)."""
     __tablename__ = "trash"
-    __table_args__ = (Index("ix_trash_object_path", "object_id", "path_hash"),)
+    __table_args__ = (Index("ix_trash_object_path", "object_id", "path_hash"),
+                      Index("ix_trash_object_version", "object_id", "version"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(8))                   # "path" | "object"
     path: Mapped[str] = mapped_column(String(4096), default="")    # "" for an object
     path_hash: Mapped[str] = mapped_column(String(64), default="")
     entry_kind: Mapped[str] = mapped_column(String(8))             # "file" | "dir" | "link" | "object"
+    version: Mapped[int] = mapped_column(Integer, default=0)       # the object version the deletion made
     files: Mapped[int] = mapped_column(Integer, default=0)         # files (not folders) in the item
     size: Mapped[int] = mapped_column(BigInteger, default=0)       # their bytes
     deleted: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

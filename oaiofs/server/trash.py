@@ -23,7 +23,7 @@ import logging
 import posixpath
 from typing import Any, Iterable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from .. import protocol
@@ -38,6 +38,7 @@ from .models_trash import TrashFile, TrashItem
 log = logging.getLogger(__name__)
 
 PURGE_BATCH = 200           # expired items dropped per transaction
+ABSORB_BATCH = 200          # earlier deletions read per query when a folder's deletion folds them in
 RESTORED_FORMAT = "%Y-%m-%d %H-%M-%S"
 
 
@@ -47,6 +48,7 @@ def keep_path(db: Session, user: User, obj: OaiObject, path: str, doomed: Iterab
     doomed = list(doomed)
     root = next((e for e in doomed if e.path == path), None)
     item = TrashItem(object_id=obj.id, kind="path", path=path, entry_kind=root.kind if root else "file",
+                     version=obj.version + 1,           # called before delete_path bumps the version
                      files=sum(1 for e in doomed if e.kind == objects.FILE),
                      size=sum(e.size or 0 for e in doomed if e.kind == objects.FILE),
                      deleted=utcnow(), deleted_by=user.username)
@@ -55,14 +57,52 @@ def keep_path(db: Session, user: User, obj: OaiObject, path: str, doomed: Iterab
     db.add_all(TrashFile(trash_id=item.id, path=e.path, kind=e.kind, size=e.size or 0, sha256=e.sha256,
                          blob_key=e.blob_key, version=e.version, mtime=e.mtime or 0.0, mtime_ns=e.mtime_ns or 0,
                          mode=e.mode, target=e.target) for e in doomed)
+    if item.entry_kind == objects.DIR:
+        _absorb(db, obj, item)
     return item
+
+
+def _absorb(db: Session, obj: OaiObject, item: TrashItem) -> None:
+    """Fold the deletions under a removed folder that came just before it into its item.
+
+    ``rm -r`` through a mount deletes entry by entry, children first, each one change of the
+    object: the deletions by the same user under the folder at the versions right below
+    this one (no other change in between) become part of this item, so the trash shows one
+    folder and restores it whole. A change by someone else in between ends the run (the
+    earlier items stay, each restorable on its own).
+    """
+    prefix, expect, absorbed = item.path + "/", item.version - 1, []
+    while expect > 0:
+        batch = db.scalars(select(TrashItem).where(
+            TrashItem.object_id == obj.id, TrashItem.kind == "path",
+            TrashItem.version <= expect, TrashItem.version > expect - ABSORB_BATCH)
+            .order_by(TrashItem.version.desc())).all()
+        matched = 0
+        for prev in batch:
+            if prev.version != expect or not prev.path.startswith(prefix) or prev.deleted_by != item.deleted_by:
+                break
+            absorbed.append(prev)
+            expect -= 1
+            matched += 1
+        if matched < ABSORB_BATCH:
+            break
+    if not absorbed:
+        return
+    ids = [p.id for p in absorbed]
+    for start in range(0, len(ids), 500):
+        db.execute(update(TrashFile).where(TrashFile.trash_id.in_(ids[start:start + 500]))
+                   .values(trash_id=item.id))
+        db.execute(delete(TrashItem).where(TrashItem.id.in_(ids[start:start + 500])))
+    item.files += sum(p.files for p in absorbed)
+    item.size += sum(p.size for p in absorbed)
 
 
 def keep_object(db: Session, user: User, obj: OaiObject) -> TrashItem:
     """Record an object deletion (its file rows stay with the tombstone until the item expires)."""
     db.execute(delete(TrashItem).where(TrashItem.object_id == obj.id, TrashItem.kind == "object"))
     files = [f for f in obj.files if f.kind == objects.FILE]
-    item = TrashItem(object_id=obj.id, kind="object", path="", entry_kind="object", files=len(files),
+    item = TrashItem(object_id=obj.id, kind="object", path="", entry_kind="object", version=obj.version,
+                     files=len(files),
                      size=sum(f.size or 0 for f in files), deleted=obj.deleted or utcnow(),
                      deleted_by=user.username)
     db.add(item)

@@ -30,6 +30,7 @@ from .. import protocol
 from ..conflicts import conflict_path
 from ..errors import InvalidValue, NotFound, OaioError
 from .errors import NoAttribute, NotPermitted
+from . import trash_control
 from .nodes import Node
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,8 @@ class Control:
             return self._discard(node, bool(req.get("really")))
         if op == "clear_conflicts":
             return {"cleared": self.journal.clear_conflicts()}
+        if op in trash_control.OPS:           # oaiofs trash / restore (vfs/trash_control.py)
+            return trash_control.dispatch(self, node, req)
         raise InvalidValue(f"unknown control op {op!r} (one of {', '.join(protocol.CONTROL_OPS)})")
 
     def _on_server(self, node: Node) -> Any:

@@ -193,6 +193,8 @@ def test_random_delete_restore_sequence_matches_a_model(live_server, make_user):
     oid = api.create_object({}, oaio_id=unique_id())["oaio_id"]
     live: dict[str, bytes] = {}
     trashed: list[tuple[str, dict[str, bytes]]] = []      # (deleted root, {path: bytes}) newest last
+    made: list[int] = []                                   # the change counter of each trashed entry
+    changes = 0                                            # object changes so far (each one version)
     names = ["a.txt", "b.txt", "d/c.txt", "d/e/f.txt", "g/h.txt"]
     for step in range(40):
         action = rng.random()
@@ -203,6 +205,7 @@ def test_random_delete_restore_sequence_matches_a_model(live_server, make_user):
             data = f"{path} {step}\n".encode()
             api.put_file(oid, path, data)
             live[path] = data
+            changes += 1
         elif action < 0.75:
             path = rng.choice(sorted(live) + ["d", "g"])
             gone = {p: b for p, b in live.items() if p == path or p.startswith(path + "/")}
@@ -210,9 +213,17 @@ def test_random_delete_restore_sequence_matches_a_model(live_server, make_user):
             if path not in folder:
                 continue
             api.delete_file(oid, path)
+            changes += 1
             for p in gone:
                 del live[p]
+            if path in ("d", "g"):     # a folder folds in the deletions under it just before (rm -r)
+                expect = changes - 1
+                while trashed and made[-1] == expect and trashed[-1][0].startswith(path + "/"):
+                    gone = {**trashed.pop()[1], **gone}
+                    made.pop()
+                    expect -= 1
             trashed.append((path, gone))
+            made.append(changes)
         elif trashed:
             wanted = trashed[rng.randrange(len(trashed))][0]
             for j in range(len(trashed) - 1, -1, -1):      # the server takes the newest deletion holding it
@@ -222,11 +233,13 @@ def test_random_delete_restore_sequence_matches_a_model(live_server, make_user):
                     break
             existing = {f["path"] for f in api.get_object(oid)["files"]}
             dst = trash_api.restore(api, oid, wanted)["restored_as"]
+            changes += 1
             assert (dst == wanted) == (wanted not in existing), (wanted, dst)
             for p, b in part.items():
                 live[dst + p[len(wanted):]] = b
             if root == wanted:
                 trashed.pop(j)
+                made.pop(j)
             else:
                 trashed[j] = (root, {p: b for p, b in gone.items() if p not in part})
         doc = api.get_object(oid)

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column('path', sa.String(length=4096), nullable=False),
         sa.Column('path_hash', sa.String(length=64), nullable=False),
         sa.Column('entry_kind', sa.String(length=8), nullable=False),
+        sa.Column('version', sa.Integer(), nullable=False),
         sa.Column('files', sa.Integer(), nullable=False),
         sa.Column('size', sa.BigInteger(), nullable=False),
         sa.Column('deleted', sa.DateTime(timezone=True), nullable=False),
@@ -32,6 +33,7 @@ def upgrade() -> None:
     op.create_index('ix_trash_object_id', 'trash', ['object_id'])
     op.create_index('ix_trash_deleted', 'trash', ['deleted'])
     op.create_index('ix_trash_object_path', 'trash', ['object_id', 'path_hash'])
+    op.create_index('ix_trash_object_version', 'trash', ['object_id', 'version'])
     op.create_table(
         'trash_files',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -57,6 +59,7 @@ def downgrade() -> None:
     op.drop_index('ix_trash_files_blob_key', table_name='trash_files')
     op.drop_index('ix_trash_files_trash_id', table_name='trash_files')
     op.drop_table('trash_files')
+    op.drop_index('ix_trash_object_version', table_name='trash')
     op.drop_index('ix_trash_object_path', table_name='trash')
     op.drop_index('ix_trash_deleted', table_name='trash')
     op.drop_index('ix_trash_object_id', table_name='trash')
