@@ -111,10 +111,15 @@ def _trash(args: argparse.Namespace) -> int:
         base = "" if at_root else target.relative_to(mount).as_posix().partition("/")[2]
         prefix = "/".join(p for p in (base, inner) if p)
         items = [i for i in items if (folder is None or i["folder"] == folder) and
-                 (not prefix or i["path"] == prefix or i["path"].startswith(prefix + "/"))]
+                 (not prefix or _related(i["path"], prefix))]
     for item in items:
         item["where"] = str(mount / item["folder"] / item["path"]) if item["path"] else str(mount / item["folder"])
     return _print(items, args.json)
+
+
+def _related(path: str, prefix: str) -> bool:
+    """An item at or under ``prefix``, or a deleted folder that held it."""
+    return path == prefix or path.startswith(prefix + "/") or (bool(path) and prefix.startswith(path + "/"))
 
 
 def _size(n: int) -> str:

@@ -31,6 +31,8 @@ class TrashItem(Base):
     path_hash: Mapped[str] = mapped_column(String(64), default="")
     entry_kind: Mapped[str] = mapped_column(String(8))             # "file" | "dir" | "link" | "object"
     version: Mapped[int] = mapped_column(Integer, default=0)       # the object version the deletion made
+    first_version: Mapped[int] = mapped_column(Integer, default=0)  # lowest version of the deletions folded in
+    parent_mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # its folder's mtime before
     files: Mapped[int] = mapped_column(Integer, default=0)         # files (not folders) in the item
     size: Mapped[int] = mapped_column(BigInteger, default=0)       # their bytes
     deleted: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -38,7 +38,6 @@ from .models_trash import TrashFile, TrashItem
 log = logging.getLogger(__name__)
 
 PURGE_BATCH = 200           # expired items dropped per transaction
-ABSORB_BATCH = 200          # earlier deletions read per query when a folder's deletion folds them in
 RESTORED_FORMAT = "%Y-%m-%d %H-%M-%S"
 
 
@@ -47,8 +46,12 @@ def keep_path(db: Session, user: User, obj: OaiObject, path: str, doomed: Iterab
     """Record a path deletion (``doomed``: the entry at ``path`` and its subtree) before it happens."""
     doomed = list(doomed)
     root = next((e for e in doomed if e.path == path), None)
+    parent_path = path.rpartition("/")[0]
+    parent = next((f for f in obj.files if f.path == parent_path), None) if parent_path else None
     item = TrashItem(object_id=obj.id, kind="path", path=path, entry_kind=root.kind if root else "file",
                      version=obj.version + 1,           # called before delete_path bumps the version
+                     first_version=obj.version + 1,
+                     parent_mtime_ns=parent.mtime_ns if parent is not None else None,
                      files=sum(1 for e in doomed if e.kind == objects.FILE),
                      size=sum(e.size or 0 for e in doomed if e.kind == objects.FILE),
                      deleted=utcnow(), deleted_by=user.username)
@@ -73,19 +76,13 @@ def _absorb(db: Session, obj: OaiObject, item: TrashItem) -> None:
     """
     prefix, expect, absorbed = item.path + "/", item.version - 1, []
     while expect > 0:
-        batch = db.scalars(select(TrashItem).where(
-            TrashItem.object_id == obj.id, TrashItem.kind == "path",
-            TrashItem.version <= expect, TrashItem.version > expect - ABSORB_BATCH)
-            .order_by(TrashItem.version.desc())).all()
-        matched = 0
-        for prev in batch:
-            if prev.version != expect or not prev.path.startswith(prefix) or prev.deleted_by != item.deleted_by:
-                break
-            absorbed.append(prev)
-            expect -= 1
-            matched += 1
-        if matched < ABSORB_BATCH:
+        prev = db.scalar(select(TrashItem).where(TrashItem.object_id == obj.id, TrashItem.version <= expect)
+                         .order_by(TrashItem.version.desc()).limit(1))
+        if (prev is None or prev.version != expect or prev.kind != "path" or not prev.path.startswith(prefix)
+                or prev.deleted_by != item.deleted_by):
             break
+        absorbed.append(prev)
+        expect = min(prev.first_version or prev.version, prev.version) - 1    # past what it folded in already
     if not absorbed:
         return
     ids = [p.id for p in absorbed]
@@ -93,6 +90,16 @@ def _absorb(db: Session, obj: OaiObject, item: TrashItem) -> None:
         db.execute(update(TrashFile).where(TrashFile.trash_id.in_(ids[start:start + 500]))
                    .values(trash_id=item.id))
         db.execute(delete(TrashItem).where(TrashItem.id.in_(ids[start:start + 500])))
+    # each deletion moved its folder's mtime: the folders get the mtime they had before the first one
+    before: dict[str, int] = {}
+    for prev in absorbed:                            # newest first: the oldest deletion wins
+        folder = prev.path.rpartition("/")[0]
+        if prev.parent_mtime_ns is not None and (folder == item.path or folder.startswith(prefix)):
+            before[folder] = prev.parent_mtime_ns
+    for folder, mtime_ns in before.items():
+        db.execute(update(TrashFile).where(TrashFile.trash_id == item.id, TrashFile.path == folder)
+                   .values(mtime_ns=mtime_ns, mtime=mtime_ns / 1e9))
+    item.first_version = min(min(p.first_version or p.version, p.version) for p in absorbed)
     item.files += sum(p.files for p in absorbed)
     item.size += sum(p.size for p in absorbed)
 
@@ -102,6 +109,7 @@ def keep_object(db: Session, user: User, obj: OaiObject) -> TrashItem:
     db.execute(delete(TrashItem).where(TrashItem.object_id == obj.id, TrashItem.kind == "object"))
     files = [f for f in obj.files if f.kind == objects.FILE]
     item = TrashItem(object_id=obj.id, kind="object", path="", entry_kind="object", version=obj.version,
+                     first_version=obj.version,
                      files=len(files),
                      size=sum(f.size or 0 for f in files), deleted=obj.deleted or utcnow(),
                      deleted_by=user.username)

@@ -64,8 +64,8 @@ def _list(control: Any, node: Node, offset: int, limit: int) -> dict[str, Any]:
         view = control._on_server(node)
         listing = trash_api.list_trash(control.api, view.oaio_id)
         prefix = node.path
-        items = [i for i in listing["items"]
-                 if not prefix or i["path"] == prefix or i["path"].startswith(prefix + "/")]
+        items = [i for i in listing["items"] if not prefix or i["path"] == prefix
+                 or i["path"].startswith(prefix + "/") or (i["path"] and prefix.startswith(i["path"] + "/"))]
     page = [dict(i, folder=_folder(control, i)) for i in items[offset:offset + limit]]
     return {"items": page, "total": len(items), "offset": offset, "retention_s": listing.get("retention_s")}
 

@@ -193,7 +193,7 @@ def test_random_delete_restore_sequence_matches_a_model(live_server, make_user):
     oid = api.create_object({}, oaio_id=unique_id())["oaio_id"]
     live: dict[str, bytes] = {}
     trashed: list[tuple[str, dict[str, bytes]]] = []      # (deleted root, {path: bytes}) newest last
-    made: list[int] = []                                   # the change counter of each trashed entry
+    made: list[tuple[int, int]] = []                       # change counters (first, last) of each trashed entry
     changes = 0                                            # object changes so far (each one version)
     names = ["a.txt", "b.txt", "d/c.txt", "d/e/f.txt", "g/h.txt"]
     for step in range(40):
@@ -217,13 +217,15 @@ def test_random_delete_restore_sequence_matches_a_model(live_server, make_user):
             for p in gone:
                 del live[p]
             if path in ("d", "g"):     # a folder folds in the deletions under it just before (rm -r)
-                expect = changes - 1
-                while trashed and made[-1] == expect and trashed[-1][0].startswith(path + "/"):
+                expect, first = changes - 1, changes
+                while trashed and made[-1][1] == expect and trashed[-1][0].startswith(path + "/"):
                     gone = {**trashed.pop()[1], **gone}
-                    made.pop()
-                    expect -= 1
+                    first = made.pop()[0]
+                    expect = first - 1
+            else:
+                first = changes
             trashed.append((path, gone))
-            made.append(changes)
+            made.append((first, changes))
         elif trashed:
             wanted = trashed[rng.randrange(len(trashed))][0]
             for j in range(len(trashed) - 1, -1, -1):      # the server takes the newest deletion holding it

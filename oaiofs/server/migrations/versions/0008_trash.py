@@ -23,6 +23,8 @@ def upgrade() -> None:
         sa.Column('path_hash', sa.String(length=64), nullable=False),
         sa.Column('entry_kind', sa.String(length=8), nullable=False),
         sa.Column('version', sa.Integer(), nullable=False),
+        sa.Column('first_version', sa.Integer(), nullable=False),
+        sa.Column('parent_mtime_ns', sa.BigInteger(), nullable=True),
         sa.Column('files', sa.Integer(), nullable=False),
         sa.Column('size', sa.BigInteger(), nullable=False),
         sa.Column('deleted', sa.DateTime(timezone=True), nullable=False),
