@@ -14,7 +14,8 @@ PATH_RESTORE = PATH_OBJECT_TRASH + "/restore"
 def list_trash(api: ApiClient, oaio_id: str | None = None) -> dict[str, Any]:
     """``{"items": [TrashItem], "retention_s"}`` of one object or of every object the user is subscribed to."""
     path = PATH_TRASH if oaio_id is None else PATH_OBJECT_TRASH.format(oaio_id=quote_id(oaio_id))
-    return api.request("GET", path).json()
+    listing: dict[str, Any] = api.request("GET", path).json()
+    return listing
 
 
 def empty_trash(api: ApiClient, oaio_id: str | None = None) -> int:
@@ -33,4 +34,5 @@ def restore(api: ApiClient, oaio_id: str, path: str | None = None, item_id: int 
         body["path"] = path
     if item_id is not None:
         body["id"] = item_id
-    return api.request("POST", PATH_RESTORE.format(oaio_id=quote_id(oaio_id)), json=body).json()
+    result: dict[str, Any] = api.request("POST", PATH_RESTORE.format(oaio_id=quote_id(oaio_id)), json=body).json()
+    return result

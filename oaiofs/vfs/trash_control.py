@@ -41,7 +41,7 @@ def dispatch(control: Any, node: Node, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def folder_names(item: dict[str, Any]) -> list[str]:
@@ -53,7 +53,8 @@ def folder_names(item: dict[str, Any]) -> list[str]:
 
 
 def _folder(control: Any, item: dict[str, Any]) -> str:
-    return control.ns.name_of(item["oaio_id"]) or folder_names(item)[0]
+    name: str | None = control.ns.name_of(item["oaio_id"])
+    return name or folder_names(item)[0]
 
 
 def _list(control: Any, node: Node, offset: int, limit: int) -> dict[str, Any]:
