@@ -49,7 +49,7 @@ def trash_json(*args: str, password: str | None = None) -> list[dict]:
 
 def test_u_users_rm_r_is_restored_by_the_owner(live_server, make_user, api_for, mounted_drive, tmp_path):
     alice, bob = make_user("talice"), make_user("tbob")
-    api_a, api_b = api_for(alice), api_for(bob)
+    api_a = api_for(alice)
     oid = api_a.create_object({"_name": "Team"})["oaio_id"]
     api_a.put_file(oid, "docs/a.txt", b"alpha\n", mtime_ns=MTIME_A, mode=0o600)
     api_a.put_file(oid, "docs/sub/b.bin", os.urandom(300_000))
