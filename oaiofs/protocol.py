@@ -317,7 +317,8 @@ XATTR_INFO = XATTR_PREFIX + "info"                  # JSON: id, version, right, 
 XATTR_ACCESS = XATTR_PREFIX + "access"              # on an object folder: JSON users and rights (from the server)
 XATTR_CONTROL = XATTR_PREFIX + "control"            # settable: a JSON request to the mount (share, retry, ...)
 XATTR_RESULT_PREFIX = XATTR_PREFIX + "result."      # + the request's nonce: its JSON result
-CONTROL_OPS = ("share", "retry", "discard", "clear_conflicts", "versions", "restore_version")
+CONTROL_OPS = ("share", "retry", "discard", "clear_conflicts", "versions", "restore_version", "trash", "restore",
+               "empty_trash")
 
 # --- values ---
 # Desktop metadata that must never become an object folder at the drive's root: trash folders of the

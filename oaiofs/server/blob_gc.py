@@ -27,6 +27,7 @@ from . import history
 from .blobs import blob_key
 from .models import BlobGc, CartFile, FileEntry, Upload, utcnow
 from .models_compat import CompatAeStagedFile
+from .models_trash import TrashFile
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +58,15 @@ def _reference_query(keys: Collection[str] | None, shas: Collection[str] | None)
     carts = select(CartFile.blob_key.label("ref")).where(CartFile.blob_key.is_not(None))
     uploads = select(Upload.sha256.label("ref")).where(Upload.sha256.is_not(None))
     staged = select(CompatAeStagedFile.blob_key.label("ref"))       # ae.oaio_client files deployed, not yet attached
+    trashed = select(TrashFile.blob_key.label("ref")).where(TrashFile.blob_key.is_not(None))   # server/trash.py
     if keys is not None:
         files = files.where(FileEntry.blob_key.in_(keys))
         carts = carts.where(CartFile.blob_key.in_(keys))
         uploads = uploads.where(Upload.sha256.in_(shas or ()))
         staged = staged.where(CompatAeStagedFile.blob_key.in_(keys))
-    # issue 17 (version history / trash): add its table's blob keys here
+        trashed = trashed.where(TrashFile.blob_key.in_(keys))
     kept_versions = history.blob_refs(keys)       # versions kept by the history's retention policy
-    return union(files, carts, uploads, staged, kept_versions)
+    return union(files, carts, uploads, staged, trashed, kept_versions)
 
 
 def referenced_keys(db: Session, keys: Collection[str] | None = None) -> set[str]:

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--history-days", type=float, default=None, metavar="DAYS",
                        help="version history: keep every version younger than DAYS (default 30; "
                             "OAIOFS_HISTORY_KEEP_DAYS); at most OAIOFS_HISTORY_MAX_VERSIONS (1000) per file")
+    serve.add_argument("--trash-days", type=float, default=None, metavar="DAYS",
+                       help="deleted files, folders and objects stay restorable this long (default: 30)")
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text", help="log format (default text)")
     serve.set_defaults(func=cmd_serve)
@@ -92,6 +94,8 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
                        ("history_days", "history_keep_days")):
         if getattr(args, name, None) is not None:
             kwargs[attr] = getattr(args, name)
+    if getattr(args, "trash_days", None) is not None:
+        kwargs["trash_retention_s"] = args.trash_days * 86400.0
     settings = ServerSettings(**kwargs)
     settings.ensure_dirs()
     return settings
@@ -182,8 +186,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         state = SimpleNamespace(settings=settings, sessionmaker=make_sessionmaker(engine), blobs=open_blobs(settings))
-        if not args.dry_run:
-            from . import history
+        if not args.dry_run:                 # trash past its retention period first (server/trash.py)
+            from . import history, trash
+            trash.purge_expired(state)
             trimmed = history.purge_expired(state)
             print(f"version history: {trimmed} version(s) past the retention policy trimmed")
         report = blob_gc.collect(state, dry_run=args.dry_run, grace_s=args.grace)

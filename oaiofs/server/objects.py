@@ -32,6 +32,7 @@ from .. import protocol
 from ..errors import AlreadyExists, Conflict, InvalidValue, NotEmpty, NotFound, TooLarge, VersionConflict
 from . import changes, history
 from . import db as dbmod
+from . import trash
 from .models import FileEntry, OaiObject, Subscription, User
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,7 @@ def delete_object(db: Session, user: User, obj: OaiObject, base_version: int | N
     _check_object_base(obj, base_version)
     _bump(obj)
     obj.deleted = obj.updated
+    trash.keep_object(db, user, obj)      # restorable for the retention period (server/trash.py)
     changes.emit(db, obj, protocol.EVENT_DELETED, {}, actor=user)
     log.info("%s deleted object %r", user.username, obj.oaio_id)
     return obj
@@ -358,6 +360,7 @@ def delete_path(db: Session, user: User, obj: OaiObject, path: str, base_version
     entry = _get_entry(obj, entries, path)
     check_file_base(obj, path, entry, base_version)
     doomed = _subtree(entries, path)
+    trash.keep_path(db, user, obj, path, doomed)      # restorable for the retention period (server/trash.py)
     for item in doomed:
         obj.files.remove(item)
         entries.pop(item.path, None)

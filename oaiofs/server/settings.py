@@ -26,7 +26,7 @@ def default_data_dir() -> Path:
 _ENV_NUMBERS = ("upload_expiry_s", "cart_ttl_s", "cart_quota_bytes", "max_upload_bytes", "purge_interval_s",
                 "token_ttl_s", "max_active_requests", "max_queued_requests", "queue_wait_s",
                 "min_free_bytes", "blob_gc_grace_s", "history_keep_versions", "history_keep_days",
-                "history_max_versions")
+                "history_max_versions", "trash_retention_s")
 
 
 @dataclasses.dataclass
@@ -56,6 +56,7 @@ class ServerSettings:
     history_keep_versions: int = 10
     history_keep_days: float = 30.0
     history_max_versions: int = 1000
+    trash_retention_s: float = 30 * 24 * 3600.0   # deleted files/folders/objects stay restorable this long
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()

@@ -31,6 +31,7 @@ from .. import protocol
 from ..conflicts import conflict_path
 from ..errors import InvalidValue, NotFound, OaioError
 from .errors import NoAttribute, NotPermitted
+from . import trash_control
 from .nodes import Node
 from .seams import ServerApi
 
@@ -161,6 +162,8 @@ class Control:
         if op in ("versions", "restore_version"):     # oaiofs versions / restore --version (history_control.py)
             from .history_control import run as history_op
             return history_op(self, node, req)
+        if op in trash_control.OPS:           # oaiofs trash / restore (vfs/trash_control.py)
+            return trash_control.dispatch(self, node, req)
         raise InvalidValue(f"unknown control op {op!r} (one of {', '.join(protocol.CONTROL_OPS)})")
 
     def _on_server(self, node: Node) -> Any:

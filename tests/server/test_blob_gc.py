@@ -63,8 +63,9 @@ def _file_url(server, oaio_id: str, path: str) -> str:
 
 def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
     """A seeded random history of puts, replacements (with shared contents) and deletes, and a
-    cart; ``oaiofs gc`` removes exactly the blobs no file or cart refers to, after the grace period."""
-    server = server_factory(env=CURRENT_ONLY)
+    cart; ``oaiofs gc`` removes exactly the blobs no file or cart refers to, after the grace period.
+    (History current-only and trash retention 0: tests/server/test_history.py and test_trash.py cover those.)"""
+    server = server_factory(env={**CURRENT_ONLY, "OAIOFS_TRASH_RETENTION_S": "0"})
     user = server.add_user("gc-user")
     s = _session(server, user)
     oaio_id = unique_id()
@@ -98,8 +99,8 @@ def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
     referenced = {key(d) for d in current.values()} | {key(pinned)}
     expected = written - referenced
     assert expected, "the random history should leave garbage"
-    assert gc(server, "--dry-run", "--grace", "0")[0] == expected
     assert gc(server)[:2] == (set(), expected)                 # default grace: noted, nothing removed
+    assert gc(server, "--dry-run", "--grace", "0")[0] == expected
     assert stored_keys(server) == written
     assert gc(server, "--grace", "0")[0] == expected
     assert stored_keys(server) == referenced
@@ -115,7 +116,8 @@ def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
 
 
 def test_background_gc_after_the_grace_period(server_factory):
-    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "1", "OAIOFS_PURGE_INTERVAL_S": "0.3", **CURRENT_ONLY})
+    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "1", "OAIOFS_PURGE_INTERVAL_S": "0.3", **CURRENT_ONLY,
+                                 "OAIOFS_TRASH_RETENTION_S": "0"})
     user = server.add_user("gc-bg")
     s = _session(server, user)
     oaio_id = unique_id()

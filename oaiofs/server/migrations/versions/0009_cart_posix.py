@@ -4,14 +4,14 @@ Members of carts made before this revision are regular files with mode 0644 and
 their float mtime (``mtime_ns`` 0 means: use ``mtime``).
 
 Revision ID: 0009_cart_posix
-Revises: 0007_history
+Revises: 0008_trash
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0009_cart_posix'
-down_revision = '0007_history'
+down_revision = '0008_trash'
 branch_labels = None
 depends_on = None
 
