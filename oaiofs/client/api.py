@@ -8,9 +8,11 @@ Credentials never appear in messages, logs or ``repr``.
 """
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
 import threading
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Sequence
 from urllib.parse import quote
 
 import requests
@@ -37,6 +39,19 @@ def quote_path(path: str) -> str:
     which would address a different file.
     """
     return "/".join(quote(part, safe="") for part in protocol.normalize_file_path(path).split("/"))
+
+
+def batch_body(files: Sequence[protocol.BatchFile]) -> bytes:
+    """The tar body of a batch commit (manifest first, then one member per file; see protocol)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        members = [(protocol.BATCH_MANIFEST_NAME, protocol.batch_manifest(files))]
+        members += [(str(index), item.data) for index, item in enumerate(files)]
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 class ApiClient:
@@ -241,6 +256,26 @@ class ApiClient:
             params["mode"] = int(mode)
         return self._json("PUT", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None,
                           data=data, headers={"Content-Type": "application/octet-stream"})
+
+    def commit_batch(self, oaio_id: str, files: Sequence[protocol.BatchFile]) -> list[dict[str, Any]]:
+        """Commit many small files of one existing object in one request and one server transaction.
+
+        Returns one :class:`~oaiofs.protocol.BatchResult` per file, in order (``status`` "ok",
+        "conflict" or "error"). Whole-request failures (401, 403, 404, 413, 422 for a hostile path
+        or a malformed body, ...) raise the usual ``OaioError``; then nothing was applied.
+        Split big sets with :func:`oaiofs.protocol.plan_batches` first.
+        """
+        files = list(files)
+        if not files:
+            return []
+        resp = self.request("POST", protocol.PATH_BATCH.format(oaio_id=quote_id(oaio_id)),
+                            data=batch_body(files), headers={"Content-Type": protocol.BATCH_CONTENT_TYPE})
+        body = resp.json()
+        results = body["results"]
+        if len(results) != len(files):
+            raise OaioError("the server answered a batch with the wrong number of results",
+                            {"sent": len(files), "results": len(results)})
+        return results
 
     def set_file_meta(self, oaio_id: str, path: str, *, mode: int | None = None, mtime_ns: int | None = None,
                       base_version: int | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ empty ones, and deleting a file leaves its folder in place (like a file system).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -177,6 +178,11 @@ def _bump(obj: OaiObject) -> None:
     obj.version += 1
     obj.stamp = stamp
     obj.updated = now
+
+
+def path_hash(path: str) -> str:
+    """The ``FileEntry.path_hash`` of ``path`` (the indexed way to find one entry)."""
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()
 
 
 def _entries(obj: OaiObject) -> dict[str, FileEntry]:
