@@ -16,6 +16,8 @@ HTTP Basic; errors are ``{"error": code, "message": text, "detail": {}}``, see
   GET    /api/v1/objects                    -> {"objects": [ObjectDoc], "cursor": int}  (visible, not deleted)
   POST   /api/v1/objects                    {"values", "oaio_id"?, "app_id"?, "device_id"?, "stamp"?} -> 201 ObjectDoc
   GET    /api/v1/objects/{oaio_id}          -> ObjectDoc (404 if not visible; 410 if deleted)
+  GET    /api/v1/objects/{oaio_id}?limit=N[&after=P] -> ObjectDoc with at most N files (paths after P, in the
+                                            database's path order) and "files_next": the next page's P or null
   PATCH  /api/v1/objects/{oaio_id}          {"values", "mode": "merge"|"replace", "base_version"?} -> ObjectDoc
   DELETE /api/v1/objects/{oaio_id}[?base_version=N]  -> 200 ObjectDoc (tombstone)
   GET    /api/v1/objects/{oaio_id}/files/{path}      -> bytes (Range supported; ETag = sha256)
@@ -44,6 +46,11 @@ ObjectDoc::
    "created": iso8601, "updated": iso8601, "deleted": iso8601|null,
    "access_right": "C"|"D"|"U"|"r", "app_id", "device_id",
    "files": [FileDoc]}
+
+CompactDoc (``?compact=true`` on the PATCH/DELETE of a file, PUT of a link, POST of a folder and
+a move: the answer's cost does not grow with the object)::
+
+  {"oaio_id", "version", "stamp", "access_right", "changed": [FileDoc], "removed": [path]}
 
 FileDoc::
 
@@ -92,6 +99,7 @@ PATH_FILE = API_PREFIX + "/objects/{oaio_id}/files/{path}"
 PATH_LINK = API_PREFIX + "/objects/{oaio_id}/links/{path}"
 PATH_DIR = API_PREFIX + "/objects/{oaio_id}/dirs/{path}"
 PATH_MOVE = API_PREFIX + "/objects/{oaio_id}/move"
+MAX_FILES_PAGE = 10_000                                  # GET PATH_OBJECT?limit=N pages the file list
 PATH_BATCH = API_PREFIX + "/objects/{oaio_id}/batch"     # batch commit of small files (BATCH_* below)
 PATH_SUBSCRIPTIONS = API_PREFIX + "/objects/{oaio_id}/subscriptions"
 PATH_SUBSCRIPTION = API_PREFIX + "/objects/{oaio_id}/subscriptions/{username}"

@@ -82,10 +82,28 @@ def _object_dict(obj: Any, owner: str, right: str, files: list[dict[str, Any]]) 
     }
 
 
-def object_doc(obj: OaiObject, right: str) -> dict[str, Any]:
-    """An ``ObjectDoc`` of ``obj`` as seen by a subscriber with ``right``."""
-    files = [file_doc(f) for f in sorted(obj.files, key=lambda f: f.path)]
-    return _object_dict(obj, obj.owner.username, right, files)
+def object_doc(obj: OaiObject, right: str, *, limit: int | None = None, after: str | None = None) -> dict[str, Any]:
+    """An ``ObjectDoc`` of ``obj`` as seen by a subscriber with ``right``.
+
+    Files are read as plain rows (not ORM objects) unless ``obj.files`` is loaded already.
+    ``limit`` pages the file list: at most ``limit`` files with paths after ``after`` (in the
+    database's path order) and ``files_next``, the ``after`` of the next page (null: last page).
+    """
+    db = Session.object_session(obj)
+    if limit is None and (db is None or "files" in obj.__dict__):
+        files = [file_doc(f) for f in sorted(obj.files, key=lambda f: f.path)]
+        return _object_dict(obj, obj.owner.username, right, files)
+    assert db is not None
+    query = select(*(getattr(FileEntry, f) for f in _FILE_FIELDS)).where(FileEntry.object_id == obj.id)
+    if limit is None:
+        files = sorted((file_doc(row) for row in db.execute(query)), key=lambda f: f["path"])
+        return _object_dict(obj, obj.owner.username, right, files)
+    if after is not None:
+        query = query.where(FileEntry.path > after)
+    files = [file_doc(row) for row in db.execute(query.order_by(FileEntry.path).limit(limit + 1))]
+    doc = _object_dict(obj, obj.owner.username, right, files[:limit])
+    doc["files_next"] = files[limit - 1]["path"] if len(files) > limit and limit > 0 else None
+    return doc
 
 
 def list_visible(db: Session, user: User) -> list[dict[str, Any]]:
