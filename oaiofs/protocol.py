@@ -390,16 +390,18 @@ DEFAULT_FILE_MODE, DEFAULT_DIR_MODE, LINK_MODE = 0o644, 0o755, 0o777
 MODE_BITS = 0o1777                   # what is stored: rwx for all, sticky; never set-user/group-id
 MAX_LINK_TARGET_BYTES = 4095         # PATH_MAX - 1 (readlink's buffer)
 MAX_MTIME_NS = (1 << 63) - 1
+_MODE_TEXT_RE = re.compile(r"0o([0-7]{1,6})|([0-9]{1,6})", re.ASCII)
+_MTIME_TEXT_RE = re.compile(r"[+-]?[0-9]{1,%d}" % MAX_DIGITS, re.ASCII)
 
 
 def validate_mode(mode: Any) -> int:
     """Permission bits as stored (``& MODE_BITS``); ``InvalidValue`` unless an int in 0..0o7777."""
     if isinstance(mode, str):
         text = mode.strip().lower()
-        try:
-            mode = int(text[2:], 8) if text.startswith("0o") else int(text, 10)
-        except ValueError:
-            raise InvalidValue("mode must be an integer (permission bits)", {"mode": mode[:20]}) from None
+        match = _MODE_TEXT_RE.fullmatch(text)     # ASCII only: int() also takes '٣', '²'... and '1_0'
+        if match is None:
+            raise InvalidValue("mode must be an integer (permission bits, ASCII digits)", {"mode": mode[:20]})
+        mode = int(match[1], 8) if match[1] is not None else int(match[2], 10)
     if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
         raise InvalidValue("mode must be an integer between 0 and 0o7777", {"mode": str(mode)[:20]})
     return mode & MODE_BITS
@@ -408,10 +410,10 @@ def validate_mode(mode: Any) -> int:
 def validate_mtime_ns(value: Any) -> int:
     """A modification time in nanoseconds since the epoch (may be negative)."""
     if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise InvalidValue("mtime_ns must be an integer (nanoseconds)", {"mtime_ns": value[:30]}) from None
+        text = value.strip()
+        if not _MTIME_TEXT_RE.fullmatch(text):    # ASCII only, like parse_ascii_int
+            raise InvalidValue("mtime_ns must be an integer (nanoseconds, ASCII digits)", {"mtime_ns": value[:30]})
+        value = int(text)
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_MTIME_NS:
         raise InvalidValue("mtime_ns must be a 64-bit integer (nanoseconds)", {"mtime_ns": str(value)[:30]})
     return value
