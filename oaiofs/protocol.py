@@ -239,6 +239,25 @@ def check_json_body(body: bytes, what: str = "request body") -> None:
     check_json(doc, what)
 
 
+def load_json_body(body: bytes, what: str = "request body") -> Any:
+    """Parse a JSON request body under the rules of :func:`check_json_body` (one parse, for big bodies);
+    a body that is not JSON answers 400 ``malformed_json``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJson(f"{what} is not valid UTF-8") from None
+    try:
+        doc = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InvalidValue(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels",
+                           {"max_depth": MAX_JSON_DEPTH}) from None
+    except json.JSONDecodeError:
+        raise MalformedJson(f"{what} is not valid JSON") from None
+    except ValueError:        # e.g. an integer of more than 4300 digits
+        raise InvalidValue(f"{what} holds a number that is too long") from None
+    return check_json(doc, what)
+
+
 def parse_ascii_int(raw: str, what: str, error: type[InvalidInput] = InvalidInput) -> int:
     """A non-negative integer written in ASCII digits (``isdigit()`` also takes '²' and '٣')."""
     text = raw.strip()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -36,7 +35,7 @@ from sqlalchemy import delete, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
-from ..errors import Conflict, Forbidden, InvalidValue, MalformedJson, NotFound, OaioError
+from ..errors import Conflict, Forbidden, InvalidValue, NotFound, OaioError
 from . import access
 from . import db as dbmod
 from .byteranges import ranged_response
@@ -457,12 +456,11 @@ def _cart_service(request: Request) -> CartService:
 # --- HTTP layer ----------------------------------------------------------------------------------
 
 def _parse_body(raw: bytes) -> list[FileRequest]:
-    """Decode and validate a create body (in a worker thread: big carts take a while)."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise MalformedJson("request body is not valid JSON") from None
-    return parse_fileids(body)
+    """Decode and validate a create body (in a worker thread: big carts take a while).
+
+    The strict JSON rules of the other API bodies apply (``protocol.load_json_body``): UTF-8,
+    finite numbers, no lone surrogates, bounded nesting."""
+    return parse_fileids(protocol.load_json_body(raw, "cart body"))
 
 
 @router.post(protocol.PATH_CART, status_code=201)

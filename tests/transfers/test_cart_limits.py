@@ -95,3 +95,36 @@ def test_a_write_of_another_user_completes_while_a_big_cart_is_built(server_fact
     cart = server.url + protocol.PATH_CART.format(uid="big")
     assert a.head(cart).headers[protocol.CART_STATUS_HEADER] == protocol.CART_READY
     assert a.get(cart + "/files/copies/029999.txt").content == data
+
+
+def test_hostile_cart_bodies_are_refused_with_a_json_4xx(make_user, api_for, live_server):
+    """A cart body passes the same strict JSON rules as every other API body (NaN, nesting, lone surrogates)."""
+    user = make_user("hostile-cart")
+    api = api_for(user)
+    oaio_id = new_id()
+    api.create_object({}, oaio_id)
+    api.put_file(oaio_id, "f.txt", b"x")
+    entry = _entry(oaio_id, "f.txt", b"x")
+    good = '{"id": "%s", "path": "f.txt", "hashtype": "sha256", "hashsum": "%s"}' % (entry["id"], entry["hashsum"])
+    deep = "[" * 100 + "]" * 100
+    bodies = {
+        "nan": '{"fileids": [%s], "note": NaN}' % good,
+        "infinity": '{"fileids": [%s], "note": [1, -Infinity]}' % good,
+        "overflow": '{"fileids": [%s], "note": 1e400}' % good,
+        "deep": '{"fileids": [%s], "note": %s}' % (good, deep),
+        "surrogate-key": '{"fileids": [%s], "\\ud800": 1}' % good,
+        "surrogate-path": '{"fileids": [%s]}' % good.replace('"path": "f.txt"', '"path": "a\\udc00.txt"'),
+        "surrogate-id": '{"fileids": [%s]}' % good.replace(oaio_id, oaio_id + "\\ud800"),
+        "not-utf8": b'{"fileids": [], "note": "\xff"}',
+    }
+    session = basic_session(user)
+    for name, body in bodies.items():
+        url = live_server.url + protocol.PATH_CART.format(uid=f"hostile-{name}")
+        data = body if isinstance(body, bytes) else body.encode()
+        response = session.post(url, data=data, headers={"Content-Type": "application/json"})
+        assert response.status_code in (400, 422), (name, response.status_code, response.text[:200])
+        assert set(response.json()) == {"error", "message", "detail"}, name
+        assert session.head(url).status_code == 404, name                 # no cart was made
+    url = live_server.url + protocol.PATH_CART.format(uid="hostile-none")
+    assert session.post(url, data=('{"fileids": [%s]}' % good).encode(),
+                        headers={"Content-Type": "application/json"}).status_code == 201    # the control
