@@ -38,6 +38,7 @@ from .. import protocol
 from ..errors import Conflict, Forbidden, InvalidValue, NotFound, OaioError
 from . import access
 from . import db as dbmod
+from .admission import release_slot, run_in_slot
 from .byteranges import ranged_response
 from .files_routes import blob_response
 from .models import Cart, CartFile, FileEntry, OaiObject, Subscription, User, utcnow
@@ -481,9 +482,12 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     service = _cart_service(request)
     user_id = await run_in_threadpool(authenticate, request)
     deadline = time.monotonic() + max(0.0, min(wait, protocol.MAX_CART_WAIT_S))
+    if wait > 0:
+        release_slot(request.scope)        # a waiting long-poll holds no admission slot: each check takes one
     delay = 0.05
     while True:
-        cart, _member = await run_in_threadpool(service.get, user_id, uid)
+        cart, _member = await run_in_slot(service.state.admission if wait > 0 else None,
+                                          lambda: service.get(user_id, uid))
         if cart.status not in (protocol.CART_WAITING, protocol.CART_STAGING) or time.monotonic() >= deadline:
             break
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
