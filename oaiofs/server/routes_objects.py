@@ -13,9 +13,10 @@ from .. import protocol
 from . import changes, metadata, objects, subscriptions
 from .access import load_object
 from .deps import get_current_user, get_db
+from .onehop import OneHopRoute
 from .models import User
 
-router = APIRouter(prefix=protocol.API_PREFIX, tags=["objects"])
+router = APIRouter(prefix=protocol.API_PREFIX, tags=["objects"], route_class=OneHopRoute)
 BaseVersion = Query(None, ge=0, description="the version this change was based on (409 if stale)")
 
 
