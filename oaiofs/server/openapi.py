@@ -157,6 +157,23 @@ _TUS_REQUEST_BY_OP = {
 }
 
 
+# the ae.oaio_client compatibility routes (``/api/``; session cookie + X-CSRFToken, seed semantics)
+_COMPAT_SLUGS = ("login", "logout", "register", "upload", "delete", "subscribe", "wipe_user")
+_COMPAT_AUTH = {400, 401, 413, 422, 429, 503}   # 400: a bad X-OAIO-* header; 401: no session (the client logs in)
+_COMPAT_WRITE = {200, 403, 404, 409, 410, 507} | _COMPAT_AUTH
+OPERATIONS.update({("get", f"/api/{slug}/"): {200, 400} for slug in _COMPAT_SLUGS})    # the CSRF fetch
+OPERATIONS.update({("post", f"/api/{slug}/"): _COMPAT_WRITE for slug in _COMPAT_SLUGS})
+OPERATIONS.update({
+    ("get", "/api/current_stamp/"): {200} | _COMPAT_AUTH,
+    ("get", "/api/oaio_stampz/"): {200} | _COMPAT_AUTH,
+    ("get", "/api/user_subz/{oaio_id}"): {200, 403, 404, 410} | _COMPAT_AUTH,
+    ("get", "/api/csh_args/{csh_id}"): {200, 404} | _COMPAT_AUTH,
+    ("put", "/api/csh/files/{raw}"): {200, 411} | _COMPAT_WRITE,
+    ("get", "/api/csh/files/{raw}"): {200, 206, 304, 403, 404, 410, 416} | _COMPAT_AUTH,
+    ("head", "/api/csh/files/{raw}"): {200, 206, 304, 403, 404, 410, 416} | _COMPAT_AUTH,
+    ("delete", "/api/csh/files/{raw}"): _COMPAT_WRITE,
+})
+
 def _response(status: int, op_key: tuple[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, str(status))}
     if status >= 400 and not (op_key[0] == "head"):

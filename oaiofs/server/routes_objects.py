@@ -15,9 +15,10 @@ from . import changes, metadata, objects, subscriptions
 from .access import load_object
 from .entry_index import index_of
 from .deps import get_current_user, get_db
+from .onehop import OneHopRoute
 from .models import User
 
-router = APIRouter(prefix=protocol.API_PREFIX, tags=["objects"])
+router = APIRouter(prefix=protocol.API_PREFIX, tags=["objects"], route_class=OneHopRoute)
 BaseVersion = Query(None, ge=0, description="the version this change was based on (409 if stale)")
 Compact = Query(False, description="answer a CompactDoc (the changed entries) instead of the whole ObjectDoc")
 
