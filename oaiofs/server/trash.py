@@ -32,6 +32,7 @@ from . import changes
 from . import db as dbmod
 from . import objects
 from .access import user_right
+from .entry_index import path_hash
 from .models import FileEntry, OaiObject, Subscription, User, utcnow
 from .models_trash import TrashFile, TrashItem
 
@@ -47,7 +48,8 @@ def keep_path(db: Session, user: User, obj: OaiObject, path: str, doomed: Iterab
     doomed = list(doomed)
     root = next((e for e in doomed if e.path == path), None)
     parent_path = path.rpartition("/")[0]
-    parent = next((f for f in obj.files if f.path == parent_path), None) if parent_path else None
+    parent = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id,          # one row, by its index
+                                               FileEntry.path_hash == path_hash(parent_path))) if parent_path else None
     item = TrashItem(object_id=obj.id, kind="path", path=path, entry_kind=root.kind if root else "file",
                      version=obj.version + 1,           # called before delete_path bumps the version
                      first_version=obj.version + 1,
