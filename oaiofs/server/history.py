@@ -263,6 +263,25 @@ def trim(db: Session, settings: Any, now: dt.datetime | None = None) -> tuple[in
     return counts[0], counts[1]
 
 
+def forget_deleted(db: Session, object_id: int, paths: Collection[str] | None = None) -> int:
+    """The trash let go of a deletion (emptied, or past its retention): drop the versions of ``paths``
+    that no longer exist (``None``: every file of a deleted object, and its values versions too), so
+    what the user threw away for good frees its bytes. A path that exists again keeps its history."""
+    live = exists().where(FileEntry.object_id == FileVersion.object_id,
+                          FileEntry.path_hash == FileVersion.path_hash, FileEntry.kind == "file")
+    dropped = 0
+    if paths is None:
+        dropped += db.execute(delete(ValuesVersion).where(ValuesVersion.object_id == object_id)).rowcount or 0
+        dropped += db.execute(delete(FileVersion).where(FileVersion.object_id == object_id, ~live)).rowcount or 0
+        return dropped
+    hashes = sorted({_hash(path) for path in paths})
+    for start in range(0, len(hashes), DELETE_BATCH):
+        dropped += db.execute(delete(FileVersion).where(
+            FileVersion.object_id == object_id, FileVersion.path_hash.in_(hashes[start:start + DELETE_BATCH]),
+            ~live)).rowcount or 0
+    return dropped
+
+
 def purge_expired(state: Any) -> int:
     """Hook for the server's periodic purge (and ``oaiofs gc``): one retention pass."""
     db = state.sessionmaker()

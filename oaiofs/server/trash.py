@@ -30,6 +30,7 @@ from .. import protocol
 from ..errors import Conflict, Forbidden, Gone, NotFound
 from . import changes
 from . import db as dbmod
+from . import history
 from . import objects
 from .access import user_right
 from .entry_index import path_hash
@@ -291,11 +292,15 @@ def _drop_items(db: Session, items: list[TrashItem]) -> int:
             obj = db.get(OaiObject, item.object_id)
             if obj is not None and obj.deleted is not None:
                 db.execute(delete(FileEntry).where(FileEntry.object_id == obj.id))
+                history.forget_deleted(db, obj.id)          # gone for good: its history too
                 db.expire(obj, ["files"])
                 others = db.scalars(select(TrashItem.id).where(TrashItem.object_id == obj.id)).all()
                 db.execute(delete(TrashFile).where(TrashFile.trash_id.in_(others)))
                 removed += db.execute(delete(TrashItem).where(TrashItem.object_id == obj.id)).rowcount or 0
                 continue
+        paths = db.scalars(select(TrashFile.path).where(TrashFile.trash_id == item.id,
+                                                        TrashFile.kind == objects.FILE)).all()
+        history.forget_deleted(db, item.object_id, paths)    # the deleted files' versions go with the item
         db.execute(delete(TrashFile).where(TrashFile.trash_id == item.id))
         removed += db.execute(delete(TrashItem).where(TrashItem.id == item.id)).rowcount or 0
     return removed

@@ -86,7 +86,8 @@ def test_retention_trims_old_versions_and_gc_keeps_exactly_the_kept_blobs(server
     """keep 2 versions and 0 days: the periodic purge trims; ``oaiofs gc --grace 0`` then removes the
     trimmed versions' bytes and keeps exactly what the kept versions (and current files) need."""
     server = server_factory(env={"OAIOFS_HISTORY_KEEP_VERSIONS": "2", "OAIOFS_HISTORY_KEEP_DAYS": "0",
-                                 "OAIOFS_HISTORY_MAX_VERSIONS": "5", "OAIOFS_PURGE_INTERVAL_S": "0.5"})
+                                 "OAIOFS_HISTORY_MAX_VERSIONS": "5", "OAIOFS_PURGE_INTERVAL_S": "0.5",
+                                 "OAIOFS_TRASH_RETENTION_S": "0"})    # deleted files leave the trash at once
     user = server.add_user("keeper")
     api = client(server, user)
     oid = api.create_object({"v": 0}, unique_id("ret"))["oaio_id"]
