@@ -69,8 +69,6 @@ class Vfs:
         self.options = options or VfsOptions()
         self.handles = HandleTable()
         self.extra_status = extra_status or (lambda: {})
-        self._releasing = 0                      # releases in progress (status: not yet in the journal)
-        self._releasing_lock = threading.Lock()
         self.read_only: Callable[[], str | None] = lambda: None   # a reason makes every change EROFS
         self.uid, self.gid = os.getuid(), os.getgid()
         self.writeback = WriteBack(journal, namespace, cache)
@@ -407,17 +405,17 @@ class Vfs:
             self._submit_values(handle)
 
     def release(self, fh: int) -> None:
-        """Last close of a handle: a changed file goes to the journal before this returns."""
-        with self._releasing_lock:
-            self._releasing += 1
-        try:
-            self._release(fh)
-        finally:
-            with self._releasing_lock:
-                self._releasing -= 1
+        """Last close of a handle: a changed file goes to the journal before this returns.
 
-    def _release(self, fh: int) -> None:
-        handle = self.handles.pop(fh)
+        The handle stays in the table until then (``status`` and a folder's ``utimens`` look
+        for files not yet in the journal there), and leaves it however the release ends."""
+        handle = self.handles.get(fh)
+        try:
+            self._release(handle)
+        finally:
+            self.handles.pop(fh)
+
+    def _release(self, handle: Handle) -> None:
         if isinstance(handle, ValuesHandle):
             try:
                 self._submit_values(handle)
@@ -700,10 +698,9 @@ class Vfs:
     # ------------------------------------------------------------------ status / callbacks
     def status(self) -> dict[str, Any]:
         # files open for writing or being closed: their changes are not in the journal yet. Read in
-        # this order (handles, releases, journal), a file is never missed: a release increments
-        # ``_releasing`` before it pops its handle and submits to the journal before it decrements.
+        # this order (handles, journal), a file is never missed: a release submits to the journal
+        # before it removes its handle.
         writing = sum(1 for h in self.handles.all() if h.writable)
-        writing += self._releasing
         doc = dict(self.journal.status())
         doc["cache"] = self.cache.stats()
         doc["objects"] = len(self.ns.object_ids())
