@@ -18,6 +18,7 @@ import pytest
 from oaiofs.vfs.cache import Cache
 from oaiofs.vfs.fetcher import Fetcher
 from oaiofs.vfs.namespace import Namespace
+from oaiofs.vfs.opstore import Op
 from oaiofs.vfs.vfs import Vfs, VfsOptions
 from tests.drive.fakes import FakeJournal, FakeSource, object_doc
 
@@ -119,3 +120,44 @@ def test_folder_utimens_before_the_release_hands_the_file_over_once(env):
     fh = vfs.open("/One/bin/run.sh", os.O_RDONLY)[0]
     assert vfs.read(fh, 0, 100) == b"data"
     vfs.release(fh)
+
+
+def test_a_folders_set_meta_reaches_the_server_after_the_commits_of_files_queued_before_it(tmp_path):
+    """The journal side of the contract (also with several workers, slow uploads, and small files
+    that could go in one batch): a folder's set_meta waits for the file ops queued before it, so
+    no later commit of a new file inside moves the folder's mtime on the server again."""
+    from oaiofs.vfs.journal import Journal
+    from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
+    from tests.durability.helpers import Recorder
+
+    server = FakeServer()
+    api = FakeApi(server)
+    oid = "app⫻alice﹫laptop⁄20261121101500000000"
+    api.create_object({}, oid)
+    api.make_dir(oid, "bin")
+    commit = server.commit
+
+    def recorded_commit(oaio_id, path, data, base, **kw):
+        entry = commit(oaio_id, path, data, base, **kw)
+        with server.lock:
+            server.calls.append(("commit", oaio_id, path))
+        return entry
+    server.commit = recorded_commit                          # type: ignore[method-assign]
+    journal = Journal(tmp_path / "j", api, FakeUploader(server, chunk_size=64), origin="alice@laptop",
+                      workers=4, **Recorder().kwargs())
+    names = [f"bin/f{i}" for i in range(6)] + ["bin/big"]
+    for i, name in enumerate(names):
+        data = tmp_path / f"src{i}"
+        data.write_bytes(b"x" * (64 * 40 if name == "bin/big" else 10 + i))   # bin/big: 40 PATCHes
+        journal.submit(Op("put_file", oid, name, base_version=0), data)
+    journal.submit(Op("set_meta", oid, "bin", mtime_ns=OLD_NS, mtime=OLD_NS / 1e9))
+    journal.start()
+    try:
+        assert journal.wait_idle(timeout=60)
+    finally:
+        journal.close()
+    calls = [(kind, path) for kind, o, path in server.calls if o == oid]
+    meta_at = calls.index(("set_file_meta", "bin"))
+    committed = [path for kind, path in calls[:meta_at] if kind == "commit"]
+    assert sorted(committed) == sorted(names), calls
+    assert next(f for f in server.objects[oid]["files"] if f["path"] == "bin")["mtime_ns"] == OLD_NS
