@@ -200,11 +200,35 @@ class OpApplier:
                 if current is not None and current.get("sha256") == op.sha256:
                     log.info("%s/%s: the server already has these bytes", op.oaio_id, op.path)
                     return Outcome("done", None, int(current["version"]))
+                if _is_own_parent(op, current):
+                    done = self._put_on_own_parent(op, current)
+                    if done is not None:
+                        return done
                 log.warning("%s/%s: changed on the server since this edit was based on it; keeping "
                             "both (local bytes go to a conflict copy)", op.oaio_id, op.path)
         path, version = self._first_free_conflict_name(
             op, op.path, op.sha256, lambda target: self._upload(op, target, 0, conflict=True))
         return Outcome("conflict", self._doc_or_none(op.oaio_id), version, path)
+
+    def _put_on_own_parent(self, op: Op, current: dict[str, Any]) -> Outcome | None:
+        """The server's file holds the bytes this history had before ``op`` (our own earlier
+        snapshot, maybe moved or committed just before a crash): nobody else changed it, so ``op``
+        applies on top of it — one writer never conflicts with itself (docs/drive.md,
+        "Consistency"). None if it changed again meanwhile (then the usual conflict handling)."""
+        log.info("%s/%s: the server's version %s holds this history's previous bytes; applying on top",
+                 op.oaio_id, op.path, current.get("version"))
+        if op.upload_url:
+            op.upload_url, op.offset = None, 0      # the stale upload was opened with the old base
+            self._save(op)
+        try:
+            result = self._upload(op, op.path, int(current["version"]))
+        except VersionConflict:
+            again = self._server_file(op.oaio_id, op.path)
+            if again is not None and again.get("sha256") == op.sha256:
+                return Outcome("done", None, int(again["version"]))
+            return None
+        op.base_version = int(current["version"])
+        return Outcome("done", self._meta_fixup(op, self._doc_or_none(op.oaio_id)), int(result["version"]))
 
     def _apply_set_meta(self, op: Op) -> Outcome:
         """chmod/utimens: metadata only, last writer wins; a file deleted meanwhile needs nothing."""
@@ -320,6 +344,12 @@ class OpApplier:
         except OaioError as err:
             log.debug("%s: cannot fetch the object after an upload: %s", oaio_id, err)
             return None
+
+
+def _is_own_parent(op: Op, current: dict[str, Any] | None) -> bool:
+    """True if the server's ``current`` file is the bytes ``op``'s history descends from."""
+    return (current is not None and op.parent_sha256 is not None and current.get("kind", "file") == "file"
+            and current.get("sha256") == op.parent_sha256 and current.get("version") is not None)
 
 
 def _find_file(doc: dict[str, Any], path: str) -> dict[str, Any] | None:
