@@ -249,8 +249,15 @@ class Cache:
             # an item open for writing is the local history even while clean: never swapped under it
             if item is not None and not item.dirty and not item.writers and (
                     item.version != version or item.sha256 != sha256 or item.size != size):
-                self._retire_locked(item)
-                item = None
+                if item.sha256 is not None and item.sha256 == sha256 and item.size == size:
+                    # the same bytes under another version (our own move or upload, shown by the
+                    # namespace a moment before the item learns of it): its readers keep reading it
+                    with item.cond:
+                        item.version = max(item.version, version)
+                    self.persist(item)
+                else:
+                    self._retire_locked(item)
+                    item = None
             if item is None:
                 self.enforce_quota(reserve=size)          # make room before the bytes arrive
                 item = Item(self, key, uuid.uuid4().hex, size, version, sha256, RangeSet())

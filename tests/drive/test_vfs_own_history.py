@@ -168,3 +168,31 @@ def test_crash_between_server_commit_and_local_record_is_not_a_conflict(tmp_path
 def test_model_variants_are_on_by_default():
     """The renames, truncates by path and late releases are part of the CI run (issue 12)."""
     assert model_vfs.ASYNC_RELEASE and not model_vfs.SKIP
+
+
+def test_reader_keeps_sharing_the_file_when_a_new_version_has_the_same_bytes(tmp_path):
+    """The namespace shows our own move's (or upload's) new version a moment before the cache
+    item learns it is ours; an open in between took the version change for another writer's
+    and detached the item from its open readers, which then missed this mount's later writes
+    (model seed 1210: a read 0 bytes short). Same bytes under a new version: the item stays."""
+    world = VfsWorld()
+    vfs, journal, cache = world.mount(tmp_path / "c")
+    try:
+        write_file(vfs, M + "/a.txt", b"hello")
+        idle_and_clean(journal)
+        reader, _ = vfs.open(M + "/a.txt", os.O_RDONLY)
+        assert vfs.read(reader, 0, 100) == b"hello"
+        world.api.move(model_vfs.OID, "a.txt", "tmp.txt")          # same bytes, a newer version
+        world.api.move(model_vfs.OID, "tmp.txt", "a.txt")
+        vfs.ns.put_doc(world.server.doc(model_vfs.OID))
+        writer, _ = vfs.open(M + "/a.txt", os.O_RDWR)
+        vfs.write(writer, 5, b" world")
+        assert vfs.read(reader, 0, 100) == b"hello world"
+        assert vfs.getattr(M + "/a.txt").size == 11
+        vfs.release(writer)
+        vfs.release(reader)
+        idle_and_clean(journal)
+    finally:
+        journal.close()
+        cache.close_all()
+    read_back(world, tmp_path, {"a.txt": b"hello world"})
