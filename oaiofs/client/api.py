@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import requests
@@ -23,6 +23,18 @@ log = logging.getLogger(__name__)
 
 Timeout = float | tuple[float, float]
 SUCCESS = (200, 201, 204, 206)
+
+
+@runtime_checkable
+class Rewindable(Protocol):
+    """A request body that can be sent again after a re-login (a file or a file slice)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def tell(self) -> int: ...
+    def seek(self, position: int, whence: int = 0, /) -> int: ...
+
+
+Body = bytes | IO[bytes] | Iterable[bytes] | Rewindable
 
 
 def quote_id(oaio_id: str) -> str:
@@ -143,12 +155,12 @@ class ApiClient:
         return error_from_response(resp.status_code, body)
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
-                data: bytes | IO[bytes] | Iterable[bytes] | None = None, headers: dict[str, str] | None = None,
+                data: Body | None = None, headers: dict[str, str] | None = None,
                 stream: bool = False, timeout: Timeout | None = None, expect: Iterable[int] = SUCCESS,
                 retry_login: bool = True) -> requests.Response:
         """Send an authenticated request; raise the server's ``OaioError`` unless the status is in ``expect``."""
         expect = tuple(expect)
-        start = data.tell() if hasattr(data, "seek") and hasattr(data, "tell") else None
+        start = data.tell() if isinstance(data, Rewindable) else None
         token = self._ensure_token()
         resp = self._send(method, path, params=params, json=json, data=data, headers=headers, stream=stream,
                           timeout=timeout)
@@ -158,17 +170,21 @@ class ApiClient:
                 resp.close()
                 log.info("token rejected by %s; logging in again", self.base_url)
                 self._relogin(token)
-                if start is not None:
-                    data.seek(start)  # type: ignore[union-attr]
+                if start is not None and isinstance(data, Rewindable):
+                    data.seek(start)
                 resp = self._send(method, path, params=params, json=json, data=data, headers=headers,
                                   stream=stream, timeout=timeout)
         if resp.status_code not in expect:
             raise self._error(resp)
         return resp
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The JSON object the server answered (``{}`` for an empty body)."""
         resp = self.request(method, path, **kwargs)
-        return resp.json() if resp.content else None
+        body = resp.json() if resp.content else {}
+        if not isinstance(body, dict):
+            raise OaioError(f"{method} {path}: the server answered {type(body).__name__}, not a JSON object")
+        return body
 
     # --- typed helpers ---
     def whoami(self) -> dict[str, Any]:
@@ -177,11 +193,11 @@ class ApiClient:
 
     def stamp(self) -> str:
         """The server's current stamp."""
-        return self._json("GET", protocol.PATH_STAMP)["current_stamp"]
+        return str(self._json("GET", protocol.PATH_STAMP)["current_stamp"])
 
     def users(self) -> list[str]:
         """All user names on the server."""
-        return self._json("GET", protocol.PATH_USERS)["users"]
+        return [str(name) for name in self._json("GET", protocol.PATH_USERS)["users"]]
 
     def list_objects(self) -> tuple[list[dict[str, Any]], int]:
         """Every visible object (with files and the caller's right) and the change cursor to follow."""
@@ -283,7 +299,9 @@ class ApiClient:
 
     def subscriptions(self, oaio_id: str) -> list[dict[str, str]]:
         """``[{"username", "access_right"}]`` of an object, sorted like the seed's ``userz_access``."""
-        return self._json("GET", protocol.PATH_SUBSCRIPTIONS.format(oaio_id=quote_id(oaio_id)))["subscriptions"]
+        subscriptions: list[dict[str, str]] = self._json(
+            "GET", protocol.PATH_SUBSCRIPTIONS.format(oaio_id=quote_id(oaio_id)))["subscriptions"]
+        return subscriptions
 
     def set_subscription(self, oaio_id: str, username: str, access_right: str) -> int:
         """Grant/change a user's right (``"x"`` removes it); returns the subscription id (0 if removed)."""

@@ -50,11 +50,13 @@ from ..protocol import (make_oaio_id, normalize_file_path, now_stamp, stamp_to_d
 from .. import protocol
 from . import file_meta
 from .conflicts import conflict_path, merge_with_conflict_copies
-from .carts import cart_entry
 from .local_paths import is_inside, list_files, local_sha256, safe_join, stat_key
 from .local_state import LocalState
 from .oaio_object import OaiObject
-from .uploads import file_sha256
+from .api import ApiClient
+from .carts import CartDownloader, cart_entry
+from ..hashing import file_sha256
+from .uploads import TusUploader
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ def next_stamp(after: str = "") -> str:
 class Synchronizer:
     """Pushes and pulls the records of one :class:`LocalState` for one user and device."""
 
-    def __init__(self, state: LocalState, api: Any, uploader: Any, downloader: Any, *,
+    def __init__(self, state: LocalState, api: ApiClient, uploader: TusUploader, downloader: CartDownloader, *,
                  username: str, device_id: str, app_id: str) -> None:
         self.state = state
         self.api = api
@@ -486,7 +488,7 @@ class Synchronizer:
                          client_stamp=stamp, client_values=values, username=self.username,
                          device_id=self.device_id, app_id=self.app_id, csh_access_right="C")
         src_root, dst_root = self.files_root(obj), self.files_root(copy)
-        listed = values.get("_file_paths") if isinstance(values.get("_file_paths"), list) else []
+        listed: list[str] = values["_file_paths"] if isinstance(values.get("_file_paths"), list) else []
         present = list_files(src_root) if not obj.root_path and src_root.is_dir() else []
         candidates = dict.fromkeys([*listed, *(p for p, f in obj.files.items() if f.get("kind") == "file"),
                                     *present])

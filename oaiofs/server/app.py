@@ -82,7 +82,7 @@ def open_blobs(settings: ServerSettings) -> Any:
     """The blob store, or None while ``oaiofs.server.blobs`` is not available."""
     try:
         blobs = importlib.import_module("oaiofs.server.blobs")
-        opener = getattr(blobs, "open_blob_store")
+        opener = blobs.open_blob_store
     except (ImportError, AttributeError) as exc:
         log.warning("no blob store available (%s); file transfers are disabled", exc)
         return None
@@ -129,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_disk_full(exc):
             log.warning("disk full on %s %s: %s", request.method, request.url.path, exc)
             return _error_response(storage_full())
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal", "message": "internal server error", "detail": {}}, status_code=500)
 
 
