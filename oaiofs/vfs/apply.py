@@ -202,7 +202,7 @@ class OpApplier:
                 if current is not None and current.get("sha256") == op.sha256:
                     log.info("%s/%s: the server already has these bytes", op.oaio_id, op.path)
                     return Outcome("done", None, int(current["version"]))
-                if _is_own_parent(op, current):
+                if current is not None and _is_own_parent(op, current):
                     done = self._put_on_own_parent(op, current)
                     if done is not None:
                         return done
@@ -348,9 +348,9 @@ class OpApplier:
             return None
 
 
-def _is_own_parent(op: Op, current: dict[str, Any] | None) -> bool:
+def _is_own_parent(op: Op, current: dict[str, Any]) -> bool:
     """True if the server's ``current`` file is the bytes ``op``'s history descends from."""
-    return (current is not None and op.parent_sha256 is not None and current.get("kind", "file") == "file"
+    return (op.parent_sha256 is not None and current.get("kind", "file") == "file"
             and current.get("sha256") == op.parent_sha256 and current.get("version") is not None)
 
 
