@@ -201,7 +201,9 @@ class OpApplier:
                 current = self._server_file(op.oaio_id, op.path)
                 if current is not None and current.get("sha256") == op.sha256:
                     log.info("%s/%s: the server already has these bytes", op.oaio_id, op.path)
-                    return Outcome("done", None, int(current["version"]))
+                    # with the object's document: the drive stops replaying the op, so its view
+                    # must come from the server (without it a new file vanished until the feed caught up)
+                    return Outcome("done", self._doc_or_none(op.oaio_id), int(current["version"]))
                 if current is not None and _is_own_parent(op, current):
                     done = self._put_on_own_parent(op, current)
                     if done is not None:

@@ -196,3 +196,23 @@ def test_reader_keeps_sharing_the_file_when_a_new_version_has_the_same_bytes(tmp
         journal.close()
         cache.close_all()
     read_back(world, tmp_path, {"a.txt": b"hello world"})
+
+
+def test_upload_found_already_applied_keeps_the_file_in_view(tmp_path):
+    """The server already held the op's bytes (applied before a crash): the op is done without a
+    conflict, and the drive's view comes from the server's document — it no longer replays the op,
+    so without the document a new file vanished until the change feed caught up."""
+    world = VfsWorld()
+    vfs, journal, cache = world.mount(tmp_path / "c")
+    try:
+        journal.stop()
+        write_file(vfs, M + "/new.txt", b"same bytes")
+        world.api.put_file(model_vfs.OID, "new.txt", b"same bytes")     # as if uploaded before a crash
+        journal.start()
+        idle_and_clean(journal)
+        assert "new.txt" in {n for n, _ in vfs.readdir(M)}
+        assert vfs.getattr(M + "/new.txt").size == 10
+    finally:
+        journal.close()
+        cache.close_all()
+    read_back(world, tmp_path, {"new.txt": b"same bytes"})
