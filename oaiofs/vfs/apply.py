@@ -5,8 +5,10 @@
 
 * ``put_file``: if the server already holds our bytes (same sha256) the op is done —
   this is how an upload completed before a crash is not re-applied as a conflict
-  against itself; otherwise the server's file stays and our bytes are uploaded as
-  ``name (conflict <origin> <time>).ext`` next to it.
+  against itself; if it holds the op's ``parent_sha256`` (this history's previous bytes: our
+  own upload, moved, or applied before a crash) the op goes on top of it; otherwise the
+  server's file stays and our bytes are uploaded as ``name (conflict <origin> <time>).ext``
+  next to it.
 * ``put_values``: three-way merge with ``base_values`` (:mod:`oaiofs.merge`); a key
   changed differently on both sides keeps the server's value and the local values are
   attached as ``values (conflict <origin> <time>).json``.
