@@ -57,6 +57,12 @@ class LoadResult:
     unanswered: int = 0
     error_samples: list[str] = dataclasses.field(default_factory=list)
     rss_mib: float = 0.0
+    cpu_s: float = 0.0            # CPU time (user + system) the servers spent during the run
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Server CPU per answered request: the cost figure that a loaded machine does not distort much."""
+        return 1000 * self.cpu_s / self.answered if self.answered else 0.0
 
     @property
     def answered(self) -> int:
@@ -108,7 +114,7 @@ def prepare_clients(urls: list[str], users: list[str], count: int) -> list[Clien
 
 
 def run_load(clients: list[Client], duration: float, rss: Callable[[], float] | None = None,
-             seed: int = 13) -> LoadResult:
+             seed: int = 13, cpu: Callable[[], float] | None = None) -> LoadResult:
     """Run every client in its own thread for ``duration`` seconds; every request is waited for."""
     result = LoadResult(clients=len(clients), seconds=0.0, latencies=[], statuses={})
     lock = threading.Lock()
@@ -162,6 +168,7 @@ def run_load(clients: list[Client], duration: float, rss: Callable[[], float] | 
         thread.start()
     deadline[0] = time.monotonic() + duration
     began = time.monotonic()
+    cpu_before = cpu() if cpu is not None else 0.0
     start_gate.wait()
     peak = 0.0
     while any(t.is_alive() for t in threads):
@@ -170,6 +177,7 @@ def run_load(clients: list[Client], duration: float, rss: Callable[[], float] | 
         for thread in threads:
             thread.join(timeout=0.5)
     result.seconds = time.monotonic() - began
+    result.cpu_s = cpu() - cpu_before if cpu is not None else 0.0
     result.unanswered = sum(t.is_alive() for t in threads)
     result.rss_mib = peak
     return result
@@ -184,6 +192,34 @@ def _is_error_body(answer: requests.Response) -> bool:
 
 
 # --- the servers ---
+
+def _tree(pids: list[int]) -> list[int]:
+    """``pids`` and all their descendants."""
+    seen: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.append(pid)
+        try:
+            todo.extend(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        except OSError:
+            continue
+    return seen
+
+
+def tree_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by ``pids`` and their children."""
+    total = 0
+    for pid in _tree(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])      # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
 
 def tree_rss_mib(pids: list[int]) -> float:
     """Resident memory of ``pids`` and their children, MiB."""
@@ -257,6 +293,9 @@ class Servers:
     def rss(self) -> float:
         return tree_rss_mib([p.pid for p in self.procs])
 
+    def cpu(self) -> float:
+        return tree_cpu_s([p.pid for p in self.procs])
+
     def __exit__(self, *_exc: object) -> None:
         for proc in self.procs:
             stop_process(proc)
@@ -277,12 +316,13 @@ def _answers(url: str) -> bool:
 
 def table(rows: list[tuple[str, LoadResult]]) -> str:
     """A markdown table of the runs."""
-    lines = ["| backend | clients | req/s | p50 ms | p99 ms | errors | busy 503 | resets | unanswered | server RSS MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| backend | clients | req/s | p50 ms | p99 ms | errors | busy 503 | resets | unanswered | server RSS MiB "
+             "| server CPU ms/req |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for backend, r in rows:
         lines.append(f"| {backend} | {r.clients} | {r.rate:.1f} | {r.percentile(0.5) * 1000:.0f} | "
                      f"{r.percentile(0.99) * 1000:.0f} | {r.errors} | {r.busy} | {r.resets} | {r.unanswered} | "
-                     f"{r.rss_mib:.0f} |")
+                     f"{r.rss_mib:.0f} | {r.cpu_ms_per_request:.1f} |")
     return "\n".join(lines)
 
 
@@ -307,8 +347,9 @@ def run_backend(backend: str, counts: list[int], duration: float, work: Path) ->
         clients = prepare_clients(servers.urls, servers.users, max(counts))
         results = []
         for n in counts:
-            result = run_load(clients[:n], duration, rss=servers.rss)
+            result = run_load(clients[:n], duration, rss=servers.rss, cpu=servers.cpu)
             print(f"{backend}: {n} clients: {result.rate:.1f} req/s, p99 {result.percentile(0.99) * 1000:.0f} ms, "
+                  f"{result.cpu_ms_per_request:.1f} server CPU ms/request, "
                   f"{result.errors} errors, {result.busy} busy, {result.resets} resets", file=sys.stderr, flush=True)
             results.append(result)
         return results

@@ -8,9 +8,11 @@ Credentials never appear in messages, logs or ``repr``.
 """
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
 import threading
-from typing import IO, Any, Iterable, Protocol, runtime_checkable
+from typing import IO, Any, Iterable, Protocol, Sequence, runtime_checkable
 from urllib.parse import quote
 
 import requests
@@ -49,6 +51,23 @@ def quote_path(path: str) -> str:
     which would address a different file.
     """
     return "/".join(quote(part, safe="") for part in protocol.normalize_file_path(path).split("/"))
+
+
+def _compact(compact: bool) -> dict[str, str] | None:
+    return {"compact": "true"} if compact else None
+
+
+def batch_body(files: Sequence[protocol.BatchFile]) -> bytes:
+    """The tar body of a batch commit (manifest first, then one member per file; see protocol)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        members = [(protocol.BATCH_MANIFEST_NAME, protocol.batch_manifest(files))]
+        members += [(str(index), item.data) for index, item in enumerate(files)]
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 class ApiClient:
@@ -204,9 +223,14 @@ class ApiClient:
         body = self._json("GET", protocol.PATH_OBJECTS)
         return body["objects"], int(body["cursor"])
 
-    def get_object(self, oaio_id: str) -> dict[str, Any]:
-        """One object document."""
-        return self._json("GET", protocol.PATH_OBJECT.format(oaio_id=quote_id(oaio_id)))
+    def get_object(self, oaio_id: str, *, limit: int | None = None, after: str | None = None) -> dict[str, Any]:
+        """One object document (``limit``/``after``: one page of its files, see ``files_next``)."""
+        params: dict[str, Any] = {}
+        if limit is not None:
+            params["limit"] = int(limit)
+        if after is not None:
+            params["after"] = after
+        return self._json("GET", protocol.PATH_OBJECT.format(oaio_id=quote_id(oaio_id)), params=params or None)
 
     def create_object(self, values: dict[str, Any], oaio_id: str | None = None, *, app_id: str | None = None,
                       device_id: str | None = None, stamp: str | None = None) -> dict[str, Any]:
@@ -258,9 +282,30 @@ class ApiClient:
         return self._json("PUT", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None,
                           data=data, headers={"Content-Type": "application/octet-stream"})
 
+    def commit_batch(self, oaio_id: str, files: Sequence[protocol.BatchFile]) -> list[dict[str, Any]]:
+        """Commit many small files of one existing object in one request and one server transaction.
+
+        Returns one :class:`~oaiofs.protocol.BatchResult` per file, in order (``status`` "ok",
+        "conflict" or "error"). Whole-request failures (401, 403, 404, 413, 422 for a hostile path
+        or a malformed body, ...) raise the usual ``OaioError``; then nothing was applied.
+        Split big sets with :func:`oaiofs.protocol.plan_batches` first.
+        """
+        files = list(files)
+        if not files:
+            return []
+        resp = self.request("POST", protocol.PATH_BATCH.format(oaio_id=quote_id(oaio_id)),
+                            data=batch_body(files), headers={"Content-Type": protocol.BATCH_CONTENT_TYPE})
+        body = resp.json()
+        results: list[dict[str, Any]] = list(body["results"])
+        if len(results) != len(files):
+            raise OaioError("the server answered a batch with the wrong number of results",
+                            {"sent": len(files), "results": len(results)})
+        return results
+
     def set_file_meta(self, oaio_id: str, path: str, *, mode: int | None = None, mtime_ns: int | None = None,
-                      base_version: int | None = None) -> dict[str, Any]:
-        """chmod/utimes of a file, folder or link without sending bytes; returns the object document."""
+                      base_version: int | None = None, compact: bool = False) -> dict[str, Any]:
+        """chmod/utimes of a file, folder or link without sending bytes; returns the object document
+        (``compact``: a CompactDoc of the changed entry)."""
         body: dict[str, Any] = {}
         if mode is not None:
             body["mode"] = int(mode)
@@ -268,34 +313,39 @@ class ApiClient:
             body["mtime_ns"] = int(mtime_ns)
         if base_version is not None:
             body["base_version"] = base_version
-        return self._json("PATCH", self._file_path(protocol.PATH_FILE, oaio_id, path), json=body)
+        return self._json("PATCH", self._file_path(protocol.PATH_FILE, oaio_id, path), json=body,
+                          params=_compact(compact))
 
     def make_link(self, oaio_id: str, path: str, target: str, *, mtime_ns: int | None = None,
-                  base_version: int | None = None) -> dict[str, Any]:
+                  base_version: int | None = None, compact: bool = False) -> dict[str, Any]:
         """Create or replace a symbolic link ``path`` -> ``target``; returns the object document."""
         body: dict[str, Any] = {"target": target}
         if mtime_ns is not None:
             body["mtime_ns"] = int(mtime_ns)
         if base_version is not None:
             body["base_version"] = base_version
-        return self._json("PUT", self._file_path(protocol.PATH_LINK, oaio_id, path), json=body)
+        return self._json("PUT", self._file_path(protocol.PATH_LINK, oaio_id, path), json=body,
+                          params=_compact(compact))
 
-    def delete_file(self, oaio_id: str, path: str, base_version: int | None = None) -> dict[str, Any]:
+    def delete_file(self, oaio_id: str, path: str, base_version: int | None = None, *,
+                    compact: bool = False) -> dict[str, Any]:
         """Delete a file or (recursively) a folder; returns the object document."""
-        params = {"base_version": base_version} if base_version is not None else None
-        return self._json("DELETE", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params)
+        params: dict[str, Any] = {"base_version": base_version} if base_version is not None else {}
+        params.update(_compact(compact) or {})
+        return self._json("DELETE", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None)
 
-    def make_dir(self, oaio_id: str, path: str) -> dict[str, Any]:
+    def make_dir(self, oaio_id: str, path: str, *, compact: bool = False) -> dict[str, Any]:
         """Create an explicit (possibly empty) folder; returns the object document."""
-        return self._json("POST", self._file_path(protocol.PATH_DIR, oaio_id, path))
+        return self._json("POST", self._file_path(protocol.PATH_DIR, oaio_id, path), params=_compact(compact))
 
     def move(self, oaio_id: str, src: str, dst: str, *, base_version: int | None = None,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, compact: bool = False) -> dict[str, Any]:
         """Move/rename a file or folder inside one object; returns the object document."""
         body: dict[str, Any] = {"src": src, "dst": dst, "overwrite": overwrite}
         if base_version is not None:
             body["base_version"] = base_version
-        return self._json("POST", protocol.PATH_MOVE.format(oaio_id=quote_id(oaio_id)), json=body)
+        return self._json("POST", protocol.PATH_MOVE.format(oaio_id=quote_id(oaio_id)), json=body,
+                          params=_compact(compact))
 
     def subscriptions(self, oaio_id: str) -> list[dict[str, str]]:
         """``[{"username", "access_right"}]`` of an object, sorted like the seed's ``userz_access``."""

@@ -48,7 +48,7 @@ from ..errors import (AlreadyExists, Forbidden, Gone, InvalidValue, NotFound, Oa
 from ..protocol import (make_oaio_id, normalize_file_path, now_stamp, stamp_to_datetime,
                         validate_oaio_id, is_stamp)
 from .. import protocol
-from . import file_meta
+from . import batch_push, file_meta
 from .conflicts import conflict_path, merge_with_conflict_copies
 from .local_paths import is_inside, list_files, local_sha256, safe_join, stat_key
 from .local_state import LocalState
@@ -348,6 +348,7 @@ class Synchronizer:
             except InvalidValue as exc:
                 report.errors.append(f"{obj.oaio_id}: attached file path refused: {exc.message}")
         added_conflicts: list[str] = []
+        batch = batch_push.BatchPush(self.api, obj.oaio_id)
         dropped = [p for p in base_paths if p not in wanted and obj.files.get(p, {}).get("kind") == "file"]
         for path in wanted:
             local = safe_join(root, path)
@@ -359,26 +360,26 @@ class Synchronizer:
             if known and known.get("sha256") == sha:
                 changed = file_meta.meta_changed(local, known)      # chmod/touch only: no bytes again
                 if changed:
-                    self.api.set_file_meta(obj.oaio_id, path, **changed)
+                    self.api.set_file_meta(obj.oaio_id, path, mode=changed.get("mode"),
+                                           mtime_ns=changed.get("mtime_ns"))
                     obj.files[path] = {**known, **changed, "local": stat_key(local)}
                     self.state.save(obj)
                 continue
             base = int((known or {}).get("version") or 0)
+            if sha is not None and batch.add(path, local, sha, known, base, pending=path in obj.uploads):
+                continue                       # a small file: sent with others in one batch request below
+            sha = sha or file_sha256(local)
             try:
                 result = self._upload(obj, path, local, sha, base)
             except VersionConflict:
-                copy = self._upload_conflict_copy(obj, path, local, sha)
-                added_conflicts.append(copy)
-                # the local bytes are safe in the copy: let the pull replace them with the server's
-                obj.files[path] = {**(known or {}), "kind": "file", "sha256": sha, "local": stat_key(local)}
-                report.conflicts.append(f"{obj.oaio_id}: file {path!r} was changed on the server too; "
-                                        f"the local version is kept as {copy!r}")
+                self._conflict(obj, path, local, sha, known, report, added_conflicts)
                 continue
-            obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
-                               "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime,
-                               "local": stat_key(local), **file_meta.local_meta(local)}
-            self.state.save(obj)               # confirmed by the server: keep it even if a later step fails
-            report.uploaded.append(f"{obj.oaio_id}/{path}")
+            self._uploaded(obj, path, local, sha, int(result.get("version", 0)), report)
+        for path, local, sha, known, outcome in batch.send():
+            if outcome == batch_push.CONFLICT:
+                self._conflict(obj, path, local, sha, known, report, added_conflicts)
+            else:
+                self._uploaded(obj, path, local, sha, int(outcome), report)
         for path in dropped:
             try:
                 self.api.delete_file(obj.oaio_id, path, base_version=obj.files[path].get("version"))
@@ -391,6 +392,22 @@ class Synchronizer:
             self.state.save(obj)
         if added_conflicts:
             self._add_file_paths(obj, added_conflicts)
+
+    def _uploaded(self, obj: OaiObject, path: str, local: Path, sha: str, version: int, report: SyncReport) -> None:
+        obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
+                           "version": version, "mtime": local.stat().st_mtime,
+                           "local": stat_key(local), **file_meta.local_meta(local)}
+        self.state.save(obj)               # confirmed by the server: keep it even if a later step fails
+        report.uploaded.append(f"{obj.oaio_id}/{path}")
+
+    def _conflict(self, obj: OaiObject, path: str, local: Path, sha: str, known: dict[str, Any] | None,
+                  report: SyncReport, added_conflicts: list[str]) -> None:
+        copy = self._upload_conflict_copy(obj, path, local, sha)
+        added_conflicts.append(copy)
+        # the local bytes are safe in the copy: let the pull replace them with the server's
+        obj.files[path] = {**(known or {}), "kind": "file", "sha256": sha, "local": stat_key(local)}
+        report.conflicts.append(f"{obj.oaio_id}: file {path!r} was changed on the server too; "
+                                f"the local version is kept as {copy!r}")
 
     def _upload(self, obj: OaiObject, path: str, local: Path, sha: str, base: int) -> dict[str, Any]:
         """Resumable upload of one file; the tus URL is persisted so a new process resumes it."""

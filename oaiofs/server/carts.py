@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -36,9 +35,10 @@ from sqlalchemy import delete, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
-from ..errors import Conflict, Forbidden, InvalidValue, MalformedJson, NotFound, OaioError
+from ..errors import Conflict, Forbidden, InvalidValue, NotFound, OaioError
 from . import access
 from . import db as dbmod
+from .admission import release_slot, run_in_slot
 from .byteranges import ranged_response
 from .files_routes import blob_response
 from .models import Cart, CartFile, FileEntry, OaiObject, Subscription, User, utcnow
@@ -457,12 +457,11 @@ def _cart_service(request: Request) -> CartService:
 # --- HTTP layer ----------------------------------------------------------------------------------
 
 def _parse_body(raw: bytes) -> list[FileRequest]:
-    """Decode and validate a create body (in a worker thread: big carts take a while)."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise MalformedJson("request body is not valid JSON") from None
-    return parse_fileids(body)
+    """Decode and validate a create body (in a worker thread: big carts take a while).
+
+    The strict JSON rules of the other API bodies apply (``protocol.load_json_body``): UTF-8,
+    finite numbers, no lone surrogates, bounded nesting."""
+    return parse_fileids(protocol.load_json_body(raw, "cart body"))
 
 
 @router.post(protocol.PATH_CART, status_code=201)
@@ -483,9 +482,12 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     service = _cart_service(request)
     user_id = await run_in_threadpool(authenticate, request)
     deadline = time.monotonic() + max(0.0, min(wait, protocol.MAX_CART_WAIT_S))
+    if wait > 0:
+        release_slot(request.scope)        # a waiting long-poll holds no admission slot: each check takes one
     delay = 0.05
     while True:
-        cart, _member = await run_in_threadpool(service.get, user_id, uid)
+        cart, _member = await run_in_slot(service.state.admission if wait > 0 else None,
+                                          lambda: service.get(user_id, uid))
         if cart.status not in (protocol.CART_WAITING, protocol.CART_STAGING) or time.monotonic() >= deadline:
             break
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SESSIONS_KEY = "oaiofs.sessions"     # request.scope entry: the sessions to finish before responding
+FINISHED = "oaiofs.finished"         # Session.info: committed or rolled back, and closed
 ACCOUNT_DISABLED = protocol.ERROR_ACCOUNT_DISABLED
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oaiofs"'}
 
@@ -82,8 +83,9 @@ class CommitBeforeResponse:
             if replaced:
                 return
             if message["type"] == "http.response.start":
-                error = await run_in_threadpool(_finish_sessions, scope.get(SESSIONS_KEY, ()),
-                                                message["status"] < 400)
+                sessions = [s for s in scope.get(SESSIONS_KEY, ()) if not s.info.get(FINISHED)]
+                error = (await run_in_threadpool(finish_sessions, sessions, message["status"] < 400)
+                         if sessions else None)     # OneHopRoute finished its session in the handler's thread
                 if error is not None:
                     replaced = True
                     await JSONResponse(error.to_json(), status_code=error.http_status)(scope, receive, send)
@@ -93,13 +95,18 @@ class CommitBeforeResponse:
         await self.app(scope, receive, send_after_commit)
 
 
-def _finish_sessions(sessions: list[Session], commit: bool) -> OaioError | None:
+def finish_sessions(sessions: list[Session], commit: bool) -> OaioError | None:
+    """Commit (or roll back) and close ``sessions``; the JSON error to answer if the commit failed."""
     try:
         for session in sessions:
             session.commit() if commit else session.rollback()
+            session.close()
+            session.info[FINISHED] = True
     except Exception as exc:   # noqa: BLE001 - reported to the client instead of a false success
         for session in sessions:
             session.rollback()
+            session.close()
+            session.info[FINISHED] = True
         log.exception("commit failed")
         if is_disk_full(exc):
             return storage_full("the server's disk is full; the change was not stored")
@@ -118,13 +125,15 @@ def unauthorized(message: str) -> Unauthorized:
 
 def user_from_token(db: Session, token: str) -> User | None:
     """The user of a valid, unexpired token."""
-    row = db.get(Token, security.token_hash(token))
+    row = db.execute(select(User, Token.expires).join(Token, Token.user_id == User.id)     # one query
+                     .where(Token.token_hash == security.token_hash(token))).first()
     if row is None:
         return None
-    expires = row.expires if row.expires.tzinfo else row.expires.replace(tzinfo=dt.timezone.utc)
+    user, expires = row
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)
     if expires <= dt.datetime.now(dt.timezone.utc):
         return None
-    return db.get(User, row.user_id)
+    return user
 
 
 # Basic auth sends the password with every request; scrypt costs ~50 ms of CPU, so a

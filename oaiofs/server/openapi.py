@@ -61,6 +61,7 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("put", "/api/v1/objects/{oaio_id}/links/{path}"): {200} | _WRITE,
     ("post", "/api/v1/objects/{oaio_id}/dirs/{path}"): {201} | _WRITE,
     ("post", "/api/v1/objects/{oaio_id}/move"): {200} | _WRITE,
+    ("post", protocol.PATH_BATCH): {200} | _WRITE,
     ("get", "/api/v1/objects/{oaio_id}/subscriptions"): {200, 403} | _READ,
     ("put", "/api/v1/objects/{oaio_id}/subscriptions/{username}"): {200} | _WRITE,
     ("get", "/api/v1/changes"): {200, 400, 422} | _AUTH,
@@ -76,6 +77,20 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("delete", "/api/v1/carts/{uid}"): {200} | _READ,
     ("get", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
     ("head", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
+    # version history (routes_history.py): r reads, U/D/C restores
+    ("get", "/api/v1/objects/{oaio_id}/history/versions/{path}"): {200, 403} | _READ,
+    ("get", "/api/v1/objects/{oaio_id}/history/files/{version}/{path}"): _FILE_GET,
+    ("head", "/api/v1/objects/{oaio_id}/history/files/{version}/{path}"): _FILE_GET,
+    ("post", "/api/v1/objects/{oaio_id}/history/restore/{version}/{path}"): {200} | _WRITE,
+    ("get", "/api/v1/objects/{oaio_id}/history/values"): {200, 403} | _READ,
+    ("get", "/api/v1/objects/{oaio_id}/history/values/{version}"): {200, 403} | _READ,
+    ("post", "/api/v1/objects/{oaio_id}/history/values/{version}/restore"): {200} | _WRITE,
+    # the trash (routes_trash.py)
+    ("get", "/api/v1/trash"): {200} | _AUTH,
+    ("delete", "/api/v1/trash"): {200} | _AUTH,
+    ("get", "/api/v1/objects/{oaio_id}/trash"): {200} | _READ,
+    ("delete", "/api/v1/objects/{oaio_id}/trash"): {200, 403} | _READ,
+    ("post", "/api/v1/objects/{oaio_id}/trash/restore"): {200} | _WRITE,
     # administration (routes_admin.py): 403 for a caller who is not an administrator
     ("get", "/api/v1/admin/users"): {200, 403} | _AUTH,
     ("post", "/api/v1/admin/users"): {201, 400, 403, 409, 413, 422} | _AUTH,
@@ -84,6 +99,20 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
 }
 PUBLIC = {("get", "/api/v1/stamp"), ("post", "/api/v1/auth/login"), ("options", "/api/v1/uploads/"),
           ("options", "/api/v1/uploads/{upload_id}")}
+
+
+# request bodies a handler reads itself (FastAPI cannot see them)
+REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", protocol.PATH_BATCH): {
+        "required": True,
+        "description": "an uncompressed tar stream: manifest.json ({\"files\": [{path, sha256, size, "
+                       "base_version?, mtime_ns?, mode?}]}) then one member per file named by its index "
+                       f"(at most {protocol.BATCH_MAX_FILES} files and {protocol.BATCH_MAX_BYTES} bytes; "
+                       "see docs/api.md)",
+        "content": {protocol.BATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+}
 
 
 def _header(description: str, required: bool = False) -> dict[str, Any]:
@@ -127,6 +156,23 @@ _TUS_REQUEST_BY_OP = {
     ("patch", "/api/v1/uploads/{upload_id}"): ("Tus-Resumable", "Upload-Offset", "Upload-Length", "Upload-Checksum"),
 }
 
+
+# the ae.oaio_client compatibility routes (``/api/``; session cookie + X-CSRFToken, seed semantics)
+_COMPAT_SLUGS = ("login", "logout", "register", "upload", "delete", "subscribe", "wipe_user")
+_COMPAT_AUTH = {400, 401, 413, 422, 429, 503}   # 400: a bad X-OAIO-* header; 401: no session (the client logs in)
+_COMPAT_WRITE = {200, 403, 404, 409, 410, 507} | _COMPAT_AUTH
+OPERATIONS.update({("get", f"/api/{slug}/"): {200, 400} for slug in _COMPAT_SLUGS})    # the CSRF fetch
+OPERATIONS.update({("post", f"/api/{slug}/"): _COMPAT_WRITE for slug in _COMPAT_SLUGS})
+OPERATIONS.update({
+    ("get", "/api/current_stamp/"): {200} | _COMPAT_AUTH,
+    ("get", "/api/oaio_stampz/"): {200} | _COMPAT_AUTH,
+    ("get", "/api/user_subz/{oaio_id}"): {200, 403, 404, 410} | _COMPAT_AUTH,
+    ("get", "/api/csh_args/{csh_id}"): {200, 404} | _COMPAT_AUTH,
+    ("put", "/api/csh/files/{raw}"): {200, 411} | _COMPAT_WRITE,
+    ("get", "/api/csh/files/{raw}"): {200, 206, 304, 403, 404, 410, 416} | _COMPAT_AUTH,
+    ("head", "/api/csh/files/{raw}"): {200, 206, 304, 403, 404, 410, 416} | _COMPAT_AUTH,
+    ("delete", "/api/csh/files/{raw}"): _COMPAT_WRITE,
+})
 
 def _response(status: int, op_key: tuple[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, str(status))}
@@ -193,6 +239,8 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
                         entry.pop("content", None)
                         if media:
                             entry["content"] = media
+            if key in REQUEST_BODIES:
+                op["requestBody"] = REQUEST_BODIES[key]
             if key in PUBLIC:
                 op["security"] = []
             params = op.setdefault("parameters", [])

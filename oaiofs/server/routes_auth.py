@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 from .. import protocol
 from . import security
 from .deps import check_enabled, client_address, get_current_user, get_db, get_state, unauthorized, user_from_password
+from .onehop import OneHopRoute
 from .models import Token, User
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix=protocol.API_PREFIX, tags=["auth"])
+router = APIRouter(prefix=protocol.API_PREFIX, tags=["auth"], route_class=OneHopRoute)
 
 
 class LoginBody(BaseModel):

@@ -222,3 +222,32 @@ def test_random_metadata_sequences_match_a_model(live_server, make_user):
             del model[name]
         got = {f["path"]: (f["kind"], f["mode"], f["mtime_ns"], f["target"]) for f in api.get_object(oid)["files"]}
         assert got == model, (_step, action, name)
+
+
+@pytest.mark.parametrize("text", ["٧٥٥", "0o٧٥٥", "²", "7_55", "0o7_55", "+٣", "１２"])
+def test_mode_and_mtime_ns_text_takes_ascii_digits_only(text):
+    """``int()`` accepts Unicode digits and underscores; the validators, like ``parse_ascii_int``, do not."""
+    with pytest.raises(InvalidValue):
+        protocol.validate_mode(text)
+    if not text.startswith("0o"):
+        with pytest.raises(InvalidValue):
+            protocol.validate_mtime_ns(text)
+    assert protocol.validate_mode(" 0o755 ") == 0o755 and protocol.validate_mode("420") == 0o644
+    assert protocol.validate_mtime_ns("-5") == -5 and protocol.validate_mtime_ns("+12") == 12
+
+
+def test_unicode_digits_in_mode_and_mtime_ns_are_refused_over_http(live_server, make_user):
+    api = client(live_server, make_user("tusdigits"))
+    oid = api.create_object({}, unique_id())["oaio_id"]
+    for meta in ({protocol.META_MODE: "٧٥٥"}, {protocol.META_MTIME_NS: "١٢٣"}, {protocol.META_MTIME_NS: "1_000"}):
+        headers = {"Tus-Resumable": protocol.TUS_VERSION, "Upload-Length": "1",
+                   "Upload-Metadata": protocol.encode_upload_metadata(
+                       {protocol.META_OAIO_ID: oid, protocol.META_PATH: "f", **meta})}
+        resp = requests.post(live_server.url + protocol.PATH_UPLOADS, headers=headers,
+                             auth=(api.username, PASSWORD), timeout=30)
+        assert resp.status_code == 422, (meta, resp.text)
+        assert set(resp.json()) == {"error", "message", "detail"}
+    url = live_server.url + protocol.PATH_FILE.format(oaio_id=quote_id(oid), path="g")
+    resp = requests.put(url, params={"mode": "٧٥٥"}, data=b"x", auth=(api.username, PASSWORD), timeout=30)
+    assert resp.status_code == 422, resp.text
+    assert api.get_object(oid)["files"] == []

@@ -95,3 +95,85 @@ def test_a_write_of_another_user_completes_while_a_big_cart_is_built(server_fact
     cart = server.url + protocol.PATH_CART.format(uid="big")
     assert a.head(cart).headers[protocol.CART_STATUS_HEADER] == protocol.CART_READY
     assert a.get(cart + "/files/copies/029999.txt").content == data
+
+
+def test_hostile_cart_bodies_are_refused_with_a_json_4xx(make_user, api_for, live_server):
+    """A cart body passes the same strict JSON rules as every other API body (NaN, nesting, lone surrogates)."""
+    user = make_user("hostile-cart")
+    api = api_for(user)
+    oaio_id = new_id()
+    api.create_object({}, oaio_id)
+    api.put_file(oaio_id, "f.txt", b"x")
+    entry = _entry(oaio_id, "f.txt", b"x")
+    good = '{"id": "%s", "path": "f.txt", "hashtype": "sha256", "hashsum": "%s"}' % (entry["id"], entry["hashsum"])
+    deep = "[" * 100 + "]" * 100
+    bodies = {
+        "nan": '{"fileids": [%s], "note": NaN}' % good,
+        "infinity": '{"fileids": [%s], "note": [1, -Infinity]}' % good,
+        "overflow": '{"fileids": [%s], "note": 1e400}' % good,
+        "deep": '{"fileids": [%s], "note": %s}' % (good, deep),
+        "surrogate-key": '{"fileids": [%s], "\\ud800": 1}' % good,
+        "surrogate-path": '{"fileids": [%s]}' % good.replace('"path": "f.txt"', '"path": "a\\udc00.txt"'),
+        "surrogate-id": '{"fileids": [%s]}' % good.replace(oaio_id, oaio_id + "\\ud800"),
+        "not-utf8": b'{"fileids": [], "note": "\xff"}',
+    }
+    session = basic_session(user)
+    for name, body in bodies.items():
+        url = live_server.url + protocol.PATH_CART.format(uid=f"hostile-{name}")
+        data = body if isinstance(body, bytes) else body.encode()
+        response = session.post(url, data=data, headers={"Content-Type": "application/json"})
+        assert response.status_code in (400, 422), (name, response.status_code, response.text[:200])
+        assert set(response.json()) == {"error", "message", "detail"}, name
+        assert session.head(url).status_code == 404, name                 # no cart was made
+    url = live_server.url + protocol.PATH_CART.format(uid="hostile-none")
+    assert session.post(url, data=('{"fileids": [%s]}' % good).encode(),
+                        headers={"Content-Type": "application/json"}).status_code == 201    # the control
+
+
+def _requests_in_progress(server) -> float:
+    metrics = requests.get(server.url + "/metrics", timeout=30).text
+    return sum(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("oaiofs_http_requests_in_progress"))
+
+
+def test_waiting_cart_long_polls_hold_no_admission_slot(server_factory):
+    """Eight ``HEAD ?wait=`` long-polls on one slot: a normal request is still served at once, and the
+    long-polls all return when the cart becomes ready (issue 13: a waiting long-poll held its slot)."""
+    server = server_factory(env={"OAIOFS_MAX_ACTIVE_REQUESTS": "1", "OAIOFS_MAX_QUEUED_REQUESTS": "16",
+                                 "OAIOFS_QUEUE_WAIT_S": "10"})
+    user = server.add_user("poller")
+    session = basic_session(user)
+    base = server.url + protocol.API_PREFIX
+    oaio_id = new_id()
+    assert session.post(base + "/objects", json={"oaio_id": oaio_id, "values": {"n": 0}}).status_code == 201
+    assert session.put(server.url + protocol.PATH_FILE.format(oaio_id=oaio_id, path="f.txt"), data=b"x").ok
+    cart = server.url + protocol.PATH_CART.format(uid="polled")
+    assert session.post(cart, json={"fileids": [_entry(oaio_id, "f.txt", b"x")]}).status_code == 201
+    engine = create_engine(_db_url(server))
+    try:
+        with engine.begin() as conn:       # hold the cart in preparation (as a slow hash would)
+            conn.execute(text("UPDATE carts SET status = :s WHERE uid = 'polled'"), {"s": protocol.CART_STAGING})
+        answers: list[requests.Response] = []
+
+        def poll() -> None:
+            answers.append(basic_session(user).head(cart, params={"wait": protocol.MAX_CART_WAIT_S}, timeout=300))
+
+        pollers = [threading.Thread(target=poll) for _ in range(8)]
+        for thread in pollers:
+            thread.start()
+        wait_until(lambda: _requests_in_progress(server) >= 8 or answers, timeout=120,
+                   message="eight cart long-polls waiting")
+        assert not answers, [(a.status_code, a.headers) for a in answers]
+        for n in range(1, 6):              # the one slot is free: normal requests are served, not queued out
+            response = session.patch(base + f"/objects/{oaio_id}", json={"values": {"n": n}}, timeout=60)
+            assert response.status_code == 200, response.text[:200]
+            assert session.get(base + "/whoami", timeout=60).status_code == 200
+        assert not answers                 # the long-polls are still waiting
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE carts SET status = :s WHERE uid = 'polled'"), {"s": protocol.CART_READY})
+        for thread in pollers:
+            thread.join(timeout=300)
+    finally:
+        engine.dispose()
+    assert [a.status_code for a in answers] == [204] * 8
+    assert {a.headers[protocol.CART_STATUS_HEADER] for a in answers} == {protocol.CART_READY}

@@ -49,7 +49,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...errors import Gone, InvalidValue, NotFound, OffsetMismatch, TooLarge, Unavailable
+from ...errors import Gone, InsufficientStorage, InvalidValue, NotFound, OffsetMismatch, TooLarge, Unavailable
 from . import _KEY_RE, READ_CHUNK, check_key, check_upload_id
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ DEFAULT_PART_SIZE = 8 * MiB          # 10 000 parts x 8 MiB = 78 GiB per upload
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _NO_UPLOAD = {"NoSuchUpload", "404"}
 _DAMAGED = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
+_FULL = {"QuotaExceeded", "EntityTooLarge", "XMinioStorageFull", "StorageFull", "InsufficientStorage",
+         "XMinioAdminBucketQuotaExceeded"}      # the store is full / over quota / refuses the size: 507
 _TAIL_NAME_RE = re.compile(r"^tail-[0-9]{8}-[0-9a-f]{8}$")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,12 +73,16 @@ def _code(exc: ClientError) -> str:
 
 
 def s3_errors(method: F) -> F:
-    """Turn S3 failures that escape a store method into ``Unavailable`` (503: clients retry later)."""
+    """Turn S3 failures that escape a store method into ``Unavailable`` (503: clients retry later),
+    or ``InsufficientStorage`` (507) when the store says it is full or refuses the size."""
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
         except ClientError as exc:
+            if _code(exc) in _FULL or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 507:
+                raise InsufficientStorage(f"the blob storage refused the bytes ({_code(exc) or 507}); "
+                                          "nothing was stored", {"s3_error": _code(exc)}) from exc
             raise Unavailable(f"blob storage error {_code(exc) or 'unknown'}", {"s3_error": _code(exc)}) from exc
         except BotoCoreError as exc:
             raise Unavailable(f"blob storage unreachable: {exc}") from exc
