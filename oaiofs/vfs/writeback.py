@@ -129,8 +129,9 @@ class WriteBack:
                 # file); read under _lock, see the module doc; the journal rebases chained ops
                 op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=mtime_ns / 1e9,
                         base_version=item.version, mtime_ns=mtime_ns,
-                        mode=shown.mode if shown is not None else None)
+                        mode=shown.mode if shown is not None else None, parent_sha256=item.parent_sha)
                 op = self.journal.submit(op, item.data_path, stream=stream)
+                item.parent_sha = sha256         # the next snapshot descends from these bytes
                 item.linked = True              # the journal holds a hard link: copy before the next write
                 self._snapshots[op.id] = (item.key, item.write_gen, item.history)
                 self._last_op[item.key] = op
@@ -233,7 +234,7 @@ class WriteBack:
                 log.warning("%s/%s: unsaved local bytes kept in %s (object gone or read-only)", *key, data)
                 continue
             op = Op("put_file", key[0], key[1], size=data.stat().st_size, sha256=sha, mtime=time.time(),
-                    base_version=rec.get("version") or None)
+                    base_version=rec.get("version") or None, parent_sha256=rec.get("parent_sha"))
             with self._lock:
                 op = self.journal.submit(op, data)
                 self._snapshots[op.id] = (key, rec.get("write_gen", 0), rec.get("history", rec["token"]))
