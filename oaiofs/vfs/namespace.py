@@ -23,7 +23,7 @@ from ..errors import NotFound
 from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
-from .view_patch import add_open_file, commit_put_file, replay_put_file
+from .view_patch import add_open_file, commit_put_file, replay_put_file, wrote_open_file
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,9 @@ class Namespace:
             entry = files.get(path)
             if entry is not None:           # the view shares this Entry: update it in place
                 entry.size, entry.mtime, entry.mtime_ns = size, mtime, 0
+                view = self._views.get(oaio_id)
+                if view is not None:
+                    wrote_open_file(view, entry)
                 return
             files[path] = entry = Entry(path, "file", size, None, 0, mtime, local=True)
             view = self._views.get(oaio_id)

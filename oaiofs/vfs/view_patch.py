@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from .nodes import Entry, ObjectView, iso_to_epoch
 from .overlay import _touch_parent
 
-__all__ = ["add_open_file", "commit_put_file", "replay_put_file"]
+__all__ = ["add_open_file", "commit_put_file", "replay_put_file", "wrote_open_file"]
 
 
 def _folder(view: ObjectView, path: str) -> tuple[str, str] | None:
@@ -47,6 +47,13 @@ def add_open_file(view: ObjectView, entry: Entry) -> bool:
     view.children[parent][name] = entry
     view.shadowed[entry.path] = None
     return True
+
+
+def wrote_open_file(view: ObjectView, entry: Entry) -> None:
+    """An open file's shared entry got a new size/mtime: a new name moves its folder's mtime on
+    (build_view's rule, which a rebuild would apply with the new mtime)."""
+    if entry.path in view.shadowed and view.shadowed[entry.path] is None and view.entries.get(entry.path) is entry:
+        _touch_for_open_file(view, entry.path.rpartition("/")[0], entry)
 
 
 def replay_put_file(view: ObjectView, op: Any, open_files: Mapping[str, Entry]) -> bool:
