@@ -16,6 +16,8 @@ HTTP Basic; errors are ``{"error": code, "message": text, "detail": {}}``, see
   GET    /api/v1/objects                    -> {"objects": [ObjectDoc], "cursor": int}  (visible, not deleted)
   POST   /api/v1/objects                    {"values", "oaio_id"?, "app_id"?, "device_id"?, "stamp"?} -> 201 ObjectDoc
   GET    /api/v1/objects/{oaio_id}          -> ObjectDoc (404 if not visible; 410 if deleted)
+  GET    /api/v1/objects/{oaio_id}?limit=N[&after=P] -> ObjectDoc with at most N files (paths after P, in the
+                                            database's path order) and "files_next": the next page's P or null
   PATCH  /api/v1/objects/{oaio_id}          {"values", "mode": "merge"|"replace", "base_version"?} -> ObjectDoc
   DELETE /api/v1/objects/{oaio_id}[?base_version=N]  -> 200 ObjectDoc (tombstone)
   GET    /api/v1/objects/{oaio_id}/files/{path}      -> bytes (Range supported; ETag = sha256)
@@ -30,6 +32,8 @@ HTTP Basic; errors are ``{"error": code, "message": text, "detail": {}}``, see
   GET    /api/v1/objects/{oaio_id}/subscriptions     -> {"subscriptions": [{"username","access_right"}]}
   PUT    /api/v1/objects/{oaio_id}/subscriptions/{username} {"access_right"} -> {"pid", "access_right"}
                                             ("x" removes, answering {"pid": 0, "access_right": "x"})
+  POST   /api/v1/objects/{oaio_id}/batch    tar body (see BATCH_* below) -> 200 {"object_version",
+                                            "results": [BatchResult]} (many small files, one transaction)
   GET    /api/v1/changes?cursor=N&wait=S&limit=L     -> {"cursor": int, "events": [CloudEvent]}
   tus 1.0 at /api/v1/uploads/   (see TUS_* below)
   Pacifica cartd at /api/v1/carts/{uid} (see CART_* below); single files:
@@ -42,6 +46,11 @@ ObjectDoc::
    "created": iso8601, "updated": iso8601, "deleted": iso8601|null,
    "access_right": "C"|"D"|"U"|"r", "app_id", "device_id",
    "files": [FileDoc]}
+
+CompactDoc (``?compact=true`` on the PATCH/DELETE of a file, PUT of a link, POST of a folder and
+a move: the answer's cost does not grow with the object)::
+
+  {"oaio_id", "version", "stamp", "access_right", "changed": [FileDoc], "removed": [path]}
 
 FileDoc::
 
@@ -65,6 +74,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -89,6 +99,8 @@ PATH_FILE = API_PREFIX + "/objects/{oaio_id}/files/{path}"
 PATH_LINK = API_PREFIX + "/objects/{oaio_id}/links/{path}"
 PATH_DIR = API_PREFIX + "/objects/{oaio_id}/dirs/{path}"
 PATH_MOVE = API_PREFIX + "/objects/{oaio_id}/move"
+MAX_FILES_PAGE = 10_000                                  # GET PATH_OBJECT?limit=N pages the file list
+PATH_BATCH = API_PREFIX + "/objects/{oaio_id}/batch"     # batch commit of small files (BATCH_* below)
 PATH_SUBSCRIPTIONS = API_PREFIX + "/objects/{oaio_id}/subscriptions"
 PATH_SUBSCRIPTION = API_PREFIX + "/objects/{oaio_id}/subscriptions/{username}"
 PATH_CHANGES = API_PREFIX + "/changes"
@@ -516,6 +528,99 @@ def decode_upload_metadata(header: str | None) -> dict[str, str]:
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidInput("Upload-Metadata value is not base64 UTF-8", {"key": key}) from None
     return result
+
+
+# --- batch commit of many small files (POST PATH_BATCH) ---
+# The body is an uncompressed tar stream (Content-Type BATCH_CONTENT_TYPE): first a member named
+# BATCH_MANIFEST_NAME holding {"files": [{"path", "sha256", "size", "base_version"?, "mtime_ns"?,
+# "mode"?}]}, then one regular member per manifest entry, in the same order, named by its index
+# ("0", "1", ...) and holding exactly ``size`` bytes. Every file is committed as by a single PUT
+# (same base_version rules; a stale base or a 409 refuses that file only), all in one transaction.
+# A malformed body, a hostile or repeated path or a bad field refuses the WHOLE batch (422, nothing
+# applied); a body over BATCH_MAX_BYTES or more than BATCH_MAX_FILES files answers 413.
+# Answer: {"object_version": int, "stamp": str, "results": [BatchResult]} in manifest order.
+BATCH_MAX_FILES = 1000
+BATCH_MAX_BYTES = 16 << 20                # whole request body (tar headers and manifest included)
+BATCH_MANIFEST_NAME = "manifest.json"
+BATCH_CONTENT_TYPE = "application/x-tar"
+BATCH_OK, BATCH_CONFLICT, BATCH_ERROR = "ok", "conflict", "error"
+_TAR_BLOCK = 512
+_TAR_RECORD = 20 * _TAR_BLOCK             # tarfile pads an archive to whole records
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchFile:
+    """One file of a batch commit (``sha256``: lower-case hex of ``data``)."""
+
+    path: str
+    data: bytes
+    sha256: str
+    base_version: int | None = None
+    mtime_ns: int | None = None
+    mode: int | None = None
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """This file's entry in the batch manifest."""
+        entry: dict[str, Any] = {"path": self.path, "sha256": self.sha256, "size": len(self.data)}
+        for key in ("base_version", "mtime_ns", "mode"):
+            value = getattr(self, key)
+            if value is not None:
+                entry[key] = int(value)
+        return entry
+
+
+class BatchResult(TypedDict, total=False):
+    path: str
+    status: str                           # BATCH_OK | BATCH_CONFLICT (a 409) | BATCH_ERROR
+    version: int                          # the file's new version (ok only)
+    object_version: int                   # the object's version after the whole batch
+    error: dict[str, Any]                 # {"error", "message", "detail"} (not ok only)
+
+
+_BATCH_PATH_RE = re.compile("^" + re.escape(API_PREFIX) + r"/objects/[^/]+/batch$")
+
+
+def is_batch_path(path: str) -> bool:
+    """True for the (raw, unquoted) request path of a batch commit."""
+    return bool(_BATCH_PATH_RE.match(path))
+
+
+def _tar_member_bytes(size: int) -> int:
+    return _TAR_BLOCK + -(-size // _TAR_BLOCK) * _TAR_BLOCK
+
+
+def batch_manifest(files: Iterable[BatchFile]) -> bytes:
+    """The manifest member's bytes for ``files``."""
+    return json.dumps({"files": [f.manifest_entry() for f in files]}, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
+def batch_body_bytes(files: Iterable[BatchFile]) -> int:
+    """An upper bound of the tar body a batch of ``files`` makes (compare with BATCH_MAX_BYTES)."""
+    files = list(files)
+    total = _tar_member_bytes(len(batch_manifest(files))) + sum(_tar_member_bytes(len(f.data)) for f in files)
+    return total + 2 * _TAR_BLOCK + _TAR_RECORD
+
+
+def plan_batches(files: Iterable[BatchFile], max_files: int = BATCH_MAX_FILES,
+                 max_bytes: int = BATCH_MAX_BYTES) -> list[list[BatchFile]]:
+    """Split ``files`` (in order) into batches within the limits; a file too big for any batch
+    still gets a batch of its own (the caller should send it with tus/PUT instead)."""
+    batches: list[list[BatchFile]] = []
+    current: list[BatchFile] = []
+    empty = 4 * _TAR_BLOCK + _TAR_RECORD + len(b'{"files":[]}')     # end blocks, record padding, manifest
+    used = empty
+    for item in files:
+        entry = json.dumps(item.manifest_entry(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        cost = _tar_member_bytes(len(item.data)) + len(entry) + 1
+        if current and (len(current) >= max_files or used + cost > max_bytes):
+            batches.append(current)
+            current, used = [], empty
+        current.append(item)
+        used += cost
+    if current:
+        batches.append(current)
+    return batches
 
 
 # --- carts (Pacifica cartd) ---

@@ -8,9 +8,11 @@ Credentials never appear in messages, logs or ``repr``.
 """
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
 import threading
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Protocol, Sequence, runtime_checkable
 from urllib.parse import quote
 
 import requests
@@ -25,6 +27,18 @@ Timeout = float | tuple[float, float]
 SUCCESS = (200, 201, 204, 206)
 
 
+@runtime_checkable
+class Rewindable(Protocol):
+    """A request body that can be sent again after a re-login (a file or a file slice)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def tell(self) -> int: ...
+    def seek(self, position: int, whence: int = 0, /) -> int: ...
+
+
+Body = bytes | IO[bytes] | Iterable[bytes] | Rewindable
+
+
 def quote_id(oaio_id: str) -> str:
     """A valid oaio id as one URL path segment (``InvalidValue`` for a hostile id)."""
     return quote(protocol.validate_oaio_id(oaio_id), safe="")
@@ -37,6 +51,23 @@ def quote_path(path: str) -> str:
     which would address a different file.
     """
     return "/".join(quote(part, safe="") for part in protocol.normalize_file_path(path).split("/"))
+
+
+def _compact(compact: bool) -> dict[str, str] | None:
+    return {"compact": "true"} if compact else None
+
+
+def batch_body(files: Sequence[protocol.BatchFile]) -> bytes:
+    """The tar body of a batch commit (manifest first, then one member per file; see protocol)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        members = [(protocol.BATCH_MANIFEST_NAME, protocol.batch_manifest(files))]
+        members += [(str(index), item.data) for index, item in enumerate(files)]
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 class ApiClient:
@@ -143,12 +174,12 @@ class ApiClient:
         return error_from_response(resp.status_code, body)
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
-                data: bytes | IO[bytes] | Iterable[bytes] | None = None, headers: dict[str, str] | None = None,
+                data: Body | None = None, headers: dict[str, str] | None = None,
                 stream: bool = False, timeout: Timeout | None = None, expect: Iterable[int] = SUCCESS,
                 retry_login: bool = True) -> requests.Response:
         """Send an authenticated request; raise the server's ``OaioError`` unless the status is in ``expect``."""
         expect = tuple(expect)
-        start = data.tell() if hasattr(data, "seek") and hasattr(data, "tell") else None
+        start = data.tell() if isinstance(data, Rewindable) else None
         token = self._ensure_token()
         resp = self._send(method, path, params=params, json=json, data=data, headers=headers, stream=stream,
                           timeout=timeout)
@@ -158,17 +189,21 @@ class ApiClient:
                 resp.close()
                 log.info("token rejected by %s; logging in again", self.base_url)
                 self._relogin(token)
-                if start is not None:
-                    data.seek(start)  # type: ignore[union-attr]
+                if start is not None and isinstance(data, Rewindable):
+                    data.seek(start)
                 resp = self._send(method, path, params=params, json=json, data=data, headers=headers,
                                   stream=stream, timeout=timeout)
         if resp.status_code not in expect:
             raise self._error(resp)
         return resp
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The JSON object the server answered (``{}`` for an empty body)."""
         resp = self.request(method, path, **kwargs)
-        return resp.json() if resp.content else None
+        body = resp.json() if resp.content else {}
+        if not isinstance(body, dict):
+            raise OaioError(f"{method} {path}: the server answered {type(body).__name__}, not a JSON object")
+        return body
 
     # --- typed helpers ---
     def whoami(self) -> dict[str, Any]:
@@ -177,20 +212,25 @@ class ApiClient:
 
     def stamp(self) -> str:
         """The server's current stamp."""
-        return self._json("GET", protocol.PATH_STAMP)["current_stamp"]
+        return str(self._json("GET", protocol.PATH_STAMP)["current_stamp"])
 
     def users(self) -> list[str]:
         """All user names on the server."""
-        return self._json("GET", protocol.PATH_USERS)["users"]
+        return [str(name) for name in self._json("GET", protocol.PATH_USERS)["users"]]
 
     def list_objects(self) -> tuple[list[dict[str, Any]], int]:
         """Every visible object (with files and the caller's right) and the change cursor to follow."""
         body = self._json("GET", protocol.PATH_OBJECTS)
         return body["objects"], int(body["cursor"])
 
-    def get_object(self, oaio_id: str) -> dict[str, Any]:
-        """One object document."""
-        return self._json("GET", protocol.PATH_OBJECT.format(oaio_id=quote_id(oaio_id)))
+    def get_object(self, oaio_id: str, *, limit: int | None = None, after: str | None = None) -> dict[str, Any]:
+        """One object document (``limit``/``after``: one page of its files, see ``files_next``)."""
+        params: dict[str, Any] = {}
+        if limit is not None:
+            params["limit"] = int(limit)
+        if after is not None:
+            params["after"] = after
+        return self._json("GET", protocol.PATH_OBJECT.format(oaio_id=quote_id(oaio_id)), params=params or None)
 
     def create_object(self, values: dict[str, Any], oaio_id: str | None = None, *, app_id: str | None = None,
                       device_id: str | None = None, stamp: str | None = None) -> dict[str, Any]:
@@ -242,9 +282,30 @@ class ApiClient:
         return self._json("PUT", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None,
                           data=data, headers={"Content-Type": "application/octet-stream"})
 
+    def commit_batch(self, oaio_id: str, files: Sequence[protocol.BatchFile]) -> list[dict[str, Any]]:
+        """Commit many small files of one existing object in one request and one server transaction.
+
+        Returns one :class:`~oaiofs.protocol.BatchResult` per file, in order (``status`` "ok",
+        "conflict" or "error"). Whole-request failures (401, 403, 404, 413, 422 for a hostile path
+        or a malformed body, ...) raise the usual ``OaioError``; then nothing was applied.
+        Split big sets with :func:`oaiofs.protocol.plan_batches` first.
+        """
+        files = list(files)
+        if not files:
+            return []
+        resp = self.request("POST", protocol.PATH_BATCH.format(oaio_id=quote_id(oaio_id)),
+                            data=batch_body(files), headers={"Content-Type": protocol.BATCH_CONTENT_TYPE})
+        body = resp.json()
+        results = body["results"]
+        if len(results) != len(files):
+            raise OaioError("the server answered a batch with the wrong number of results",
+                            {"sent": len(files), "results": len(results)})
+        return results
+
     def set_file_meta(self, oaio_id: str, path: str, *, mode: int | None = None, mtime_ns: int | None = None,
-                      base_version: int | None = None) -> dict[str, Any]:
-        """chmod/utimes of a file, folder or link without sending bytes; returns the object document."""
+                      base_version: int | None = None, compact: bool = False) -> dict[str, Any]:
+        """chmod/utimes of a file, folder or link without sending bytes; returns the object document
+        (``compact``: a CompactDoc of the changed entry)."""
         body: dict[str, Any] = {}
         if mode is not None:
             body["mode"] = int(mode)
@@ -252,38 +313,45 @@ class ApiClient:
             body["mtime_ns"] = int(mtime_ns)
         if base_version is not None:
             body["base_version"] = base_version
-        return self._json("PATCH", self._file_path(protocol.PATH_FILE, oaio_id, path), json=body)
+        return self._json("PATCH", self._file_path(protocol.PATH_FILE, oaio_id, path), json=body,
+                          params=_compact(compact))
 
     def make_link(self, oaio_id: str, path: str, target: str, *, mtime_ns: int | None = None,
-                  base_version: int | None = None) -> dict[str, Any]:
+                  base_version: int | None = None, compact: bool = False) -> dict[str, Any]:
         """Create or replace a symbolic link ``path`` -> ``target``; returns the object document."""
         body: dict[str, Any] = {"target": target}
         if mtime_ns is not None:
             body["mtime_ns"] = int(mtime_ns)
         if base_version is not None:
             body["base_version"] = base_version
-        return self._json("PUT", self._file_path(protocol.PATH_LINK, oaio_id, path), json=body)
+        return self._json("PUT", self._file_path(protocol.PATH_LINK, oaio_id, path), json=body,
+                          params=_compact(compact))
 
-    def delete_file(self, oaio_id: str, path: str, base_version: int | None = None) -> dict[str, Any]:
+    def delete_file(self, oaio_id: str, path: str, base_version: int | None = None, *,
+                    compact: bool = False) -> dict[str, Any]:
         """Delete a file or (recursively) a folder; returns the object document."""
-        params = {"base_version": base_version} if base_version is not None else None
-        return self._json("DELETE", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params)
+        params = {"base_version": base_version} if base_version is not None else {}
+        params.update(_compact(compact) or {})
+        return self._json("DELETE", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None)
 
-    def make_dir(self, oaio_id: str, path: str) -> dict[str, Any]:
+    def make_dir(self, oaio_id: str, path: str, *, compact: bool = False) -> dict[str, Any]:
         """Create an explicit (possibly empty) folder; returns the object document."""
-        return self._json("POST", self._file_path(protocol.PATH_DIR, oaio_id, path))
+        return self._json("POST", self._file_path(protocol.PATH_DIR, oaio_id, path), params=_compact(compact))
 
     def move(self, oaio_id: str, src: str, dst: str, *, base_version: int | None = None,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, compact: bool = False) -> dict[str, Any]:
         """Move/rename a file or folder inside one object; returns the object document."""
         body: dict[str, Any] = {"src": src, "dst": dst, "overwrite": overwrite}
         if base_version is not None:
             body["base_version"] = base_version
-        return self._json("POST", protocol.PATH_MOVE.format(oaio_id=quote_id(oaio_id)), json=body)
+        return self._json("POST", protocol.PATH_MOVE.format(oaio_id=quote_id(oaio_id)), json=body,
+                          params=_compact(compact))
 
     def subscriptions(self, oaio_id: str) -> list[dict[str, str]]:
         """``[{"username", "access_right"}]`` of an object, sorted like the seed's ``userz_access``."""
-        return self._json("GET", protocol.PATH_SUBSCRIPTIONS.format(oaio_id=quote_id(oaio_id)))["subscriptions"]
+        subscriptions: list[dict[str, str]] = self._json(
+            "GET", protocol.PATH_SUBSCRIPTIONS.format(oaio_id=quote_id(oaio_id)))["subscriptions"]
+        return subscriptions
 
     def set_subscription(self, oaio_id: str, username: str, access_right: str) -> int:
         """Grant/change a user's right (``"x"`` removes it); returns the subscription id (0 if removed)."""

@@ -10,7 +10,7 @@ import platformdirs
 
 from ..errors import InvalidValue
 from ..protocol import normalize_file_path
-from .uploads import file_sha256
+from ..hashing import file_sha256
 
 
 def placeholders() -> dict[str, str]:

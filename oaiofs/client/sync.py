@@ -48,13 +48,15 @@ from ..errors import (AlreadyExists, Forbidden, Gone, InvalidValue, NotFound, Oa
 from ..protocol import (make_oaio_id, normalize_file_path, now_stamp, stamp_to_datetime,
                         validate_oaio_id, is_stamp)
 from .. import protocol
-from . import file_meta
+from . import batch_push, file_meta
 from .conflicts import conflict_path, merge_with_conflict_copies
-from .carts import cart_entry
 from .local_paths import is_inside, list_files, local_sha256, safe_join, stat_key
 from .local_state import LocalState
 from .oaio_object import OaiObject
-from .uploads import file_sha256
+from .api import ApiClient
+from .carts import CartDownloader, cart_entry
+from ..hashing import file_sha256
+from .uploads import TusUploader
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ def next_stamp(after: str = "") -> str:
 class Synchronizer:
     """Pushes and pulls the records of one :class:`LocalState` for one user and device."""
 
-    def __init__(self, state: LocalState, api: Any, uploader: Any, downloader: Any, *,
+    def __init__(self, state: LocalState, api: ApiClient, uploader: TusUploader, downloader: CartDownloader, *,
                  username: str, device_id: str, app_id: str) -> None:
         self.state = state
         self.api = api
@@ -346,6 +348,7 @@ class Synchronizer:
             except InvalidValue as exc:
                 report.errors.append(f"{obj.oaio_id}: attached file path refused: {exc.message}")
         added_conflicts: list[str] = []
+        batch = batch_push.BatchPush(self.api, obj.oaio_id)
         dropped = [p for p in base_paths if p not in wanted and obj.files.get(p, {}).get("kind") == "file"]
         for path in wanted:
             local = safe_join(root, path)
@@ -362,21 +365,19 @@ class Synchronizer:
                     self.state.save(obj)
                 continue
             base = int((known or {}).get("version") or 0)
+            if batch.add(path, local, sha, known, base, pending=path in obj.uploads):
+                continue                       # a small file: sent with others in one batch request below
             try:
                 result = self._upload(obj, path, local, sha, base)
             except VersionConflict:
-                copy = self._upload_conflict_copy(obj, path, local, sha)
-                added_conflicts.append(copy)
-                # the local bytes are safe in the copy: let the pull replace them with the server's
-                obj.files[path] = {**(known or {}), "kind": "file", "sha256": sha, "local": stat_key(local)}
-                report.conflicts.append(f"{obj.oaio_id}: file {path!r} was changed on the server too; "
-                                        f"the local version is kept as {copy!r}")
+                self._conflict(obj, path, local, sha, known, report, added_conflicts)
                 continue
-            obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
-                               "version": int(result.get("version", 0)), "mtime": local.stat().st_mtime,
-                               "local": stat_key(local), **file_meta.local_meta(local)}
-            self.state.save(obj)               # confirmed by the server: keep it even if a later step fails
-            report.uploaded.append(f"{obj.oaio_id}/{path}")
+            self._uploaded(obj, path, local, sha, int(result.get("version", 0)), report)
+        for path, local, sha, known, outcome in batch.send():
+            if outcome == batch_push.CONFLICT:
+                self._conflict(obj, path, local, sha, known, report, added_conflicts)
+            else:
+                self._uploaded(obj, path, local, sha, int(outcome), report)
         for path in dropped:
             try:
                 self.api.delete_file(obj.oaio_id, path, base_version=obj.files[path].get("version"))
@@ -389,6 +390,22 @@ class Synchronizer:
             self.state.save(obj)
         if added_conflicts:
             self._add_file_paths(obj, added_conflicts)
+
+    def _uploaded(self, obj: OaiObject, path: str, local: Path, sha: str, version: int, report: SyncReport) -> None:
+        obj.files[path] = {"kind": "file", "sha256": sha, "size": local.stat().st_size,
+                           "version": version, "mtime": local.stat().st_mtime,
+                           "local": stat_key(local), **file_meta.local_meta(local)}
+        self.state.save(obj)               # confirmed by the server: keep it even if a later step fails
+        report.uploaded.append(f"{obj.oaio_id}/{path}")
+
+    def _conflict(self, obj: OaiObject, path: str, local: Path, sha: str, known: dict[str, Any] | None,
+                  report: SyncReport, added_conflicts: list[str]) -> None:
+        copy = self._upload_conflict_copy(obj, path, local, sha)
+        added_conflicts.append(copy)
+        # the local bytes are safe in the copy: let the pull replace them with the server's
+        obj.files[path] = {**(known or {}), "kind": "file", "sha256": sha, "local": stat_key(local)}
+        report.conflicts.append(f"{obj.oaio_id}: file {path!r} was changed on the server too; "
+                                f"the local version is kept as {copy!r}")
 
     def _upload(self, obj: OaiObject, path: str, local: Path, sha: str, base: int) -> dict[str, Any]:
         """Resumable upload of one file; the tus URL is persisted so a new process resumes it."""
@@ -486,7 +503,7 @@ class Synchronizer:
                          client_stamp=stamp, client_values=values, username=self.username,
                          device_id=self.device_id, app_id=self.app_id, csh_access_right="C")
         src_root, dst_root = self.files_root(obj), self.files_root(copy)
-        listed = values.get("_file_paths") if isinstance(values.get("_file_paths"), list) else []
+        listed: list[str] = values["_file_paths"] if isinstance(values.get("_file_paths"), list) else []
         present = list_files(src_root) if not obj.root_path and src_root.is_dir() else []
         candidates = dict.fromkeys([*listed, *(p for p, f in obj.files.items() if f.get("kind") == "file"),
                                     *present])

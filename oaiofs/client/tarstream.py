@@ -45,7 +45,7 @@ class TarStream:
         self._pad = 0
 
     def _read(self, size: int) -> bytes:
-        data = self.raw.read(size)
+        data: bytes = self.raw.read(size)
         if self.on_bytes is not None and data:
             self.on_bytes(len(data))
         self.pos += len(data)

@@ -29,6 +29,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from .. import protocol
+from ..hashing import file_sha256
 from ..errors import (ChecksumMismatch, Gone, InvalidValue, NotFound, OaioError, OffsetMismatch, Unavailable,
                       VersionConflict)
 from .api import ApiClient
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]      # (bytes the server has, total)
 _TUS = {"Tus-Resumable": protocol.TUS_VERSION}
-HASH_PIECE = 1 << 20
 SEND_PIECE = 1 << 20                                # bytes handed to the socket per read of a streamed chunk
 UPLOAD_CHUNK_SIZE = 16 * protocol.CHUNK_UNIT        # 20 MiB: fewer round trips and progress saves per file
 
@@ -50,16 +50,7 @@ def check_chunk_size(chunk_size: int) -> int:
     return chunk_size
 
 
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a local file (read in 1 MiB pieces)."""
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for piece in iter(lambda: handle.read(HASH_PIECE), b""):
-            hasher.update(piece)
-    return hasher.hexdigest()
-
-
-class UploadState(dict):
+class UploadState(dict[str, Any]):
     """What ``HEAD`` of an upload says: ``offset``, ``length`` and, once complete, ``version``/``sha256``."""
 
 
@@ -122,7 +113,7 @@ class TusUploader:
 
     def offset(self, url: str) -> int:
         """How many bytes the server has."""
-        return self.status(url)["offset"]
+        return int(self.status(url)["offset"])
 
     def cancel(self, url: str) -> None:
         """Terminate an upload (already gone is fine)."""
@@ -281,7 +272,7 @@ class TusUploader:
         while True:
             try:
                 state = self.status(url)
-                return state["offset"]
+                return int(state["offset"])
             except Unavailable as again:
                 failures = self._backoff(failures, again)
 

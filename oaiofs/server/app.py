@@ -82,7 +82,7 @@ def open_blobs(settings: ServerSettings) -> Any:
     """The blob store, or None while ``oaiofs.server.blobs`` is not available."""
     try:
         blobs = importlib.import_module("oaiofs.server.blobs")
-        opener = getattr(blobs, "open_blob_store")
+        opener = blobs.open_blob_store
     except (ImportError, AttributeError) as exc:
         log.warning("no blob store available (%s); file transfers are disabled", exc)
         return None
@@ -129,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_disk_full(exc):
             log.warning("disk full on %s %s: %s", request.method, request.url.path, exc)
             return _error_response(storage_full())
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal", "message": "internal server error", "detail": {}}, status_code=500)
 
 
@@ -149,6 +149,8 @@ class JsonBodyLimit:
         """The body limit of ``path`` (None: not a JSON body this middleware limits)."""
         if not path.startswith(protocol.API_PREFIX) or path.startswith(protocol.PATH_UPLOADS):
             return None
+        if protocol.is_batch_path(path):
+            return None                 # a tar body, streamed and limited by its route
         if path.startswith(protocol.PATH_CARTS + "/"):
             return protocol.MAX_CART_BODY_BYTES if "/files/" not in path else None
         return None if "/files/" in path else self.limit
@@ -193,8 +195,9 @@ class JsonBodyLimit:
 
 
 def _routers() -> list[Any]:
-    from . import carts, compat_ae, files_routes, routes_admin, routes_auth, routes_changes, routes_objects, uploads
-    return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router,
+    from . import (batch_commit, carts, compat_ae, files_routes, routes_admin, routes_auth, routes_changes,
+                   routes_objects, uploads)
+    return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router, batch_commit.router,
             uploads.router, carts.router, routes_admin.router, *compat_ae.routers]
 
 

@@ -87,6 +87,52 @@ def _serialize_emits(db: Session) -> None:
         db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
 
 
+_COALESCE = "oaiofs_changes_coalesce"
+
+
+@contextlib.contextmanager
+def coalesced(db: Session) -> Iterator[None]:
+    """Inside: ``updated`` events to all subscribers are merged per object and emitted once at the end
+    (a batch of file commits makes one event naming every changed path, at the final version)."""
+    if db.info.get(_COALESCE) is not None:
+        yield
+        return
+    pending: dict[int, tuple[OaiObject, User | None, dict[str, Any]]] = {}
+    db.info[_COALESCE] = pending
+    try:
+        yield
+    finally:
+        db.info.pop(_COALESCE, None)
+    for obj, actor, merged in pending.values():
+        data: dict[str, Any] = {"values_changed": merged["values_changed"]}
+        if merged["changed"]:
+            data["changed_files"] = sorted(merged["changed"])
+        if merged["removed"]:
+            data["removed_files"] = sorted(merged["removed"])
+        emit(db, obj, protocol.EVENT_UPDATED, data, actor=actor)
+
+
+def _coalesce(db: Session, obj: OaiObject, event_type: str, data: dict[str, Any] | None,
+              recipients: Iterable[int] | None, actor: User | None) -> bool:
+    pending = db.info.get(_COALESCE)
+    if pending is None or event_type != protocol.EVENT_UPDATED or recipients is not None:
+        return False
+    data = data or {}
+    key = id(obj)
+    if key in pending and pending[key][1] is not actor:
+        return False
+    _obj, _actor, merged = pending.setdefault(key, (obj, actor, {"values_changed": False, "changed": set(),
+                                                                  "removed": set()}))
+    merged["values_changed"] = merged["values_changed"] or bool(data.get("values_changed"))
+    for path in data.get("removed_files") or ():
+        merged["changed"].discard(path)
+        merged["removed"].add(path)
+    for path in data.get("changed_files") or ():
+        merged["removed"].discard(path)
+        merged["changed"].add(path)
+    return True
+
+
 def emit(db: Session, obj: OaiObject, event_type: str, data: dict[str, Any] | None = None,
          recipients: Iterable[int] | None = None, *, actor: User | None = None) -> None:
     """Record ``event_type`` about ``obj`` for ``recipients`` (default: its subscribers).
@@ -95,6 +141,8 @@ def emit(db: Session, obj: OaiObject, event_type: str, data: dict[str, Any] | No
     """
     if event_type not in protocol.EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
+    if _coalesce(db, obj, event_type, data, recipients, actor):
+        return
     user_ids = sorted(set(subscriber_ids(db, obj) if recipients is None else recipients))
     if not user_ids:
         return

@@ -25,7 +25,8 @@ from ..errors import InvalidInput, OaioError
 def json_api_path(path: str) -> bool:
     """True for the JSON API routes (not file, tus or cart bodies: those are streamed or parsed by their routes)."""
     return (path.startswith(protocol.API_PREFIX) and not path.startswith(protocol.PATH_UPLOADS)
-            and not path.startswith(protocol.PATH_CARTS) and "/files/" not in path)
+            and not path.startswith(protocol.PATH_CARTS) and "/files/" not in path
+            and not protocol.is_batch_path(path))
 
 
 def check_url(scope: dict) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from .. import protocol
 from ..errors import InvalidValue
 from .models import FileEntry, OaiObject, User
-from .objects import _bump, _entries, _get_entry, _updated, check_file_base, place_entry, set_mtime
+from .entry_index import finish, index_of
+from .objects import _bump, _get_entry, _updated, check_file_base, place_entry, set_mtime
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,14 @@ def set_file_meta(db: Session, user: User, obj: OaiObject, path: str, *, mode: i
         raise InvalidValue("nothing to change: give mode and/or mtime_ns")
     new_mode = protocol.validate_mode(mode) if mode is not None else None
     new_mtime = protocol.validate_mtime_ns(mtime_ns) if mtime_ns is not None else None
-    entries = _entries(obj)
-    entry = _get_entry(obj, entries, path)
+    entry = _get_entry(obj, index_of(obj), path)
     check_file_base(obj, path, entry, base_version)
     _bump(obj)
     if new_mode is not None and entry.kind != protocol.KIND_LINK:
         entry.mode = new_mode
     if new_mtime is not None:
         set_mtime(entry, new_mtime)
-    db.flush()
+    finish(db, obj)
     _updated(db, obj, user, changed=[path])
     return entry
 
@@ -53,7 +53,7 @@ def make_link(db: Session, user: User, obj: OaiObject, path: str, target: str, *
     entry.blob_key, entry.sha256, entry.size = None, None, len(target.encode("utf-8"))
     entry.version, entry.stamp = obj.version, obj.stamp
     set_mtime(entry, new_mtime)
-    db.flush()
+    finish(db, obj)
     _updated(db, obj, user, changed=changed)
     log.debug("%s linked %s/%s -> %r", user.username, obj.oaio_id, path, target)
     return entry

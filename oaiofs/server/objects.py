@@ -32,6 +32,8 @@ from .. import protocol
 from ..errors import AlreadyExists, Conflict, InvalidValue, NotEmpty, NotFound, TooLarge, VersionConflict
 from . import changes
 from . import db as dbmod
+from .entry_index import EntryIndex, finish, index_of
+from .entry_index import path_hash as path_hash
 from .models import FileEntry, OaiObject, Subscription, User
 
 log = logging.getLogger(__name__)
@@ -80,10 +82,28 @@ def _object_dict(obj: Any, owner: str, right: str, files: list[dict[str, Any]]) 
     }
 
 
-def object_doc(obj: OaiObject, right: str) -> dict[str, Any]:
-    """An ``ObjectDoc`` of ``obj`` as seen by a subscriber with ``right``."""
-    files = [file_doc(f) for f in sorted(obj.files, key=lambda f: f.path)]
-    return _object_dict(obj, obj.owner.username, right, files)
+def object_doc(obj: OaiObject, right: str, *, limit: int | None = None, after: str | None = None) -> dict[str, Any]:
+    """An ``ObjectDoc`` of ``obj`` as seen by a subscriber with ``right``.
+
+    Files are read as plain rows (not ORM objects) unless ``obj.files`` is loaded already.
+    ``limit`` pages the file list: at most ``limit`` files with paths after ``after`` (in the
+    database's path order) and ``files_next``, the ``after`` of the next page (null: last page).
+    """
+    db = Session.object_session(obj)
+    if limit is None and (db is None or "files" in obj.__dict__):
+        files = [file_doc(f) for f in sorted(obj.files, key=lambda f: f.path)]
+        return _object_dict(obj, obj.owner.username, right, files)
+    assert db is not None
+    query = select(*(getattr(FileEntry, f) for f in _FILE_FIELDS)).where(FileEntry.object_id == obj.id)
+    if limit is None:
+        files = sorted((file_doc(row) for row in db.execute(query)), key=lambda f: f["path"])
+        return _object_dict(obj, obj.owner.username, right, files)
+    if after is not None:
+        query = query.where(FileEntry.path > after)
+    files = [file_doc(row) for row in db.execute(query.order_by(FileEntry.path).limit(limit + 1))]
+    doc = _object_dict(obj, obj.owner.username, right, files[:limit])
+    doc["files_next"] = files[limit - 1]["path"] if len(files) > limit and limit > 0 else None
+    return doc
 
 
 def list_visible(db: Session, user: User) -> list[dict[str, Any]]:
@@ -152,7 +172,7 @@ def _new_dir(obj: OaiObject, path: str, now_ns: int) -> FileEntry:
     return entry
 
 
-def touch_parents(entries: dict[str, FileEntry], *paths: str) -> list[str]:
+def touch_parents(entries: dict[str, FileEntry] | EntryIndex, *paths: str) -> list[str]:
     """A name was added to or removed from the folders holding ``paths``: their mtime becomes now.
 
     Returns the folders touched (the object's top folder has no entry and is skipped).
@@ -180,31 +200,42 @@ def _bump(obj: OaiObject) -> None:
 
 
 def _entries(obj: OaiObject) -> dict[str, FileEntry]:
+    """Every entry of ``obj`` by path (loads them all: file operations use :func:`index_of` instead)."""
     return {f.path: f for f in obj.files}
 
 
-def _subtree(entries: dict[str, FileEntry], path: str) -> list[FileEntry]:
+def _subtree(entries: dict[str, FileEntry] | EntryIndex, path: str) -> list[FileEntry]:
+    if isinstance(entries, EntryIndex):
+        return entries.subtree(path)
     prefix = path + "/"
     return [e for p, e in entries.items() if p == path or p.startswith(prefix)]
 
 
-def _check_parents(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> None:
+def _add(entries: dict[str, FileEntry] | EntryIndex, obj: OaiObject, entry: FileEntry) -> None:
+    if isinstance(entries, EntryIndex):
+        entries.add(entry)
+    else:
+        obj.files.append(entry)
+        entries[entry.path] = entry
+
+
+def _check_parents(obj: OaiObject, entries: dict[str, FileEntry] | EntryIndex, path: str) -> None:
     """Raise ``Conflict`` if a file stands where a parent folder of ``path`` must be."""
+    if isinstance(entries, EntryIndex):
+        entries.prefetch(protocol.parent_dirs(path))
     for parent in protocol.parent_dirs(path):
         entry = entries.get(parent)
         if entry is not None and entry.kind != DIR:
             raise Conflict(f"{parent!r} is a file, not a folder", {"oaio_id": obj.oaio_id, "path": parent})
 
 
-def _ensure_parents(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> list[str]:
+def _ensure_parents(obj: OaiObject, entries: dict[str, FileEntry] | EntryIndex, path: str) -> list[str]:
     """Create the missing parent folders of ``path`` (checked with :func:`_check_parents` first)."""
     _check_parents(obj, entries, path)
     created = []
     for parent in protocol.parent_dirs(path):
         if parent not in entries:
-            entry = _new_dir(obj, parent, time.time_ns())
-            obj.files.append(entry)
-            entries[parent] = entry
+            _add(entries, obj, _new_dir(obj, parent, time.time_ns()))
             created.append(parent)
     return created
 
@@ -297,7 +328,7 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
     if mtime_ns is None:
         mtime_ns = round(float(mtime) * 1e9) if mtime is not None else time.time_ns()
     set_mtime(entry, mtime_ns)
-    db.flush()
+    finish(db, obj)
     _updated(db, obj, user, changed=changed)
     return entry
 
@@ -306,7 +337,8 @@ def place_entry(obj: OaiObject, path: str, base_version: int | None) -> tuple[Fi
     """Where a file or link lands (``path`` normalised): checks the base version and the parents,
     bumps the object version and makes missing parent folders. Returns the entry at ``path``
     (appended if new), whether it is new, and every path the change touched (for the event)."""
-    entries = _entries(obj)
+    entries = index_of(obj)
+    entries.prefetch([path, *protocol.parent_dirs(path)])
     entry = entries.get(path)
     if entry is not None and entry.kind == DIR:
         raise Conflict(f"{path!r} is a folder", {"oaio_id": obj.oaio_id, "path": path})
@@ -318,7 +350,7 @@ def place_entry(obj: OaiObject, path: str, base_version: int | None) -> tuple[Fi
     fresh = entry is None
     if entry is None:
         entry = FileEntry(path=path)
-        obj.files.append(entry)
+        _add(entries, obj, entry)
         touched = touch_parents(entries, path)
     return entry, fresh, [path, *created, *touched]
 
@@ -326,7 +358,8 @@ def place_entry(obj: OaiObject, path: str, base_version: int | None) -> tuple[Fi
 def make_dir(db: Session, user: User, obj: OaiObject, path: str) -> FileEntry:
     """Create an explicit folder (and its missing parents); an existing name raises ``AlreadyExists``."""
     path = protocol.normalize_file_path(path)
-    entries = _entries(obj)
+    entries = index_of(obj)
+    entries.prefetch([path, *protocol.parent_dirs(path)])
     if path in entries:
         raise AlreadyExists(f"{path!r} already exists", {"oaio_id": obj.oaio_id, "path": path,
                                                          "kind": entries[path].kind})
@@ -334,14 +367,14 @@ def make_dir(db: Session, user: User, obj: OaiObject, path: str) -> FileEntry:
     _bump(obj)
     created = _ensure_parents(obj, entries, path)
     entry = _new_dir(obj, path, time.time_ns())
-    obj.files.append(entry)
+    _add(entries, obj, entry)
     touched = touch_parents(entries, path)
-    db.flush()
+    finish(db, obj)
     _updated(db, obj, user, changed=[path, *created, *touched])
     return entry
 
 
-def _get_entry(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> FileEntry:
+def _get_entry(obj: OaiObject, entries: dict[str, FileEntry] | EntryIndex, path: str) -> FileEntry:
     entry = entries.get(path)
     if entry is None:
         raise NotFound(f"{path!r} not found in {obj.oaio_id!r}", {"oaio_id": obj.oaio_id, "path": path})
@@ -351,16 +384,15 @@ def _get_entry(obj: OaiObject, entries: dict[str, FileEntry], path: str) -> File
 def delete_path(db: Session, user: User, obj: OaiObject, path: str, base_version: int | None = None) -> list[str]:
     """Delete a file, or a folder with everything in it; returns the removed paths."""
     path = protocol.normalize_file_path(path)
-    entries = _entries(obj)
+    entries = index_of(obj)
     entry = _get_entry(obj, entries, path)
     check_file_base(obj, path, entry, base_version)
-    doomed = _subtree(entries, path)
+    doomed = _subtree(entries, path) if entry.kind == DIR else [entry]
     for item in doomed:
-        obj.files.remove(item)
-        entries.pop(item.path, None)
+        entries.remove(item)
     _bump(obj)
     touched = touch_parents(entries, path)
-    db.flush()
+    finish(db, obj)
     removed = [e.path for e in doomed]
     _updated(db, obj, user, changed=touched, removed=removed)
     return removed
@@ -375,7 +407,8 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
     a file and a folder an *empty* folder (like ``rename(2)``).
     """
     src, dst = protocol.normalize_file_path(src), protocol.normalize_file_path(dst)
-    entries = _entries(obj)
+    entries = index_of(obj)
+    entries.prefetch([src, dst, *protocol.parent_dirs(src), *protocol.parent_dirs(dst)])
     entry = _get_entry(obj, entries, src)
     check_file_base(obj, src, entry, base_version)
     if src == dst:
@@ -389,14 +422,13 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
             raise AlreadyExists(f"{dst!r} already exists", {"oaio_id": obj.oaio_id, "path": dst})
         if (target.kind == DIR) != (entry.kind == DIR):      # files and links replace each other
             raise Conflict(f"cannot replace a {target.kind} with a {entry.kind}", {"path": dst})
-        if target.kind == DIR and len(_subtree(entries, dst)) > 1:
+        if target.kind == DIR and entries.has_below(dst):
             raise NotEmpty(f"folder {dst!r} is not empty", {"path": dst})
-        obj.files.remove(target)
-        del entries[dst]
+        entries.remove(target)
         db.flush()
     _bump(obj)
     created = _ensure_parents(obj, entries, dst)
-    moved = _subtree(entries, src)
+    moved = _subtree(entries, src) if entry.kind == DIR else [entry]
     removed = [e.path for e in moved]
     for item in moved:
         del entries[item.path]
@@ -404,7 +436,7 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
         item.version, item.stamp = obj.version, obj.stamp
         entries[item.path] = item
     touched = touch_parents(entries, src, dst)
-    db.flush()
+    finish(db, obj)
     new_paths = [e.path for e in moved]
     _updated(db, obj, user, changed=[*new_paths, *created, *touched], removed=removed)
     return new_paths

@@ -61,6 +61,7 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("put", "/api/v1/objects/{oaio_id}/links/{path}"): {200} | _WRITE,
     ("post", "/api/v1/objects/{oaio_id}/dirs/{path}"): {201} | _WRITE,
     ("post", "/api/v1/objects/{oaio_id}/move"): {200} | _WRITE,
+    ("post", protocol.PATH_BATCH): {200} | _WRITE,
     ("get", "/api/v1/objects/{oaio_id}/subscriptions"): {200, 403} | _READ,
     ("put", "/api/v1/objects/{oaio_id}/subscriptions/{username}"): {200} | _WRITE,
     ("get", "/api/v1/changes"): {200, 400, 422} | _AUTH,
@@ -84,6 +85,20 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
 }
 PUBLIC = {("get", "/api/v1/stamp"), ("post", "/api/v1/auth/login"), ("options", "/api/v1/uploads/"),
           ("options", "/api/v1/uploads/{upload_id}")}
+
+
+# request bodies a handler reads itself (FastAPI cannot see them)
+REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", protocol.PATH_BATCH): {
+        "required": True,
+        "description": "an uncompressed tar stream: manifest.json ({\"files\": [{path, sha256, size, "
+                       "base_version?, mtime_ns?, mode?}]}) then one member per file named by its index "
+                       f"(at most {protocol.BATCH_MAX_FILES} files and {protocol.BATCH_MAX_BYTES} bytes; "
+                       "see docs/api.md)",
+        "content": {protocol.BATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+}
 
 
 def _header(description: str, required: bool = False) -> dict[str, Any]:
@@ -193,6 +208,8 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
                         entry.pop("content", None)
                         if media:
                             entry["content"] = media
+            if key in REQUEST_BODIES:
+                op["requestBody"] = REQUEST_BODIES[key]
             if key in PUBLIC:
                 op["security"] = []
             params = op.setdefault("parameters", [])

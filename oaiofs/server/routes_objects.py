@@ -10,13 +10,24 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from sqlalchemy.orm import Session
 
 from .. import protocol
+from ..errors import InvalidValue
 from . import changes, metadata, objects, subscriptions
 from .access import load_object
+from .entry_index import index_of
 from .deps import get_current_user, get_db
 from .models import User
 
 router = APIRouter(prefix=protocol.API_PREFIX, tags=["objects"])
 BaseVersion = Query(None, ge=0, description="the version this change was based on (409 if stale)")
+Compact = Query(False, description="answer a CompactDoc (the changed entries) instead of the whole ObjectDoc")
+
+
+def _answer(obj: Any, right: str, compact: bool, changed: list[Any] = (), removed: list[str] = ()) -> dict:
+    """The whole ``ObjectDoc``, or with ``compact`` only what the change touched (cost independent of the object)."""
+    if not compact:
+        return objects.object_doc(obj, right)
+    return {"oaio_id": obj.oaio_id, "version": obj.version, "stamp": obj.stamp, "access_right": right,
+            "changed": [objects.file_doc(e) for e in changed], "removed": sorted(removed)}
 
 
 class CreateBody(BaseModel):
@@ -85,11 +96,17 @@ def create_object(body: CreateBody, request: Request, user: User = Depends(get_c
     return objects.object_doc(obj, protocol.CREATE_ACCESS_RIGHT)
 
 
-@router.get("/objects/{oaio_id}")
-def get_object(oaio_id: str, user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
-    """One object (404 if not visible, 410 if deleted)."""
+@router.get("/objects/{oaio_id}", response_class=JSONResponse)
+def get_object(oaio_id: str, limit: int | None = Query(None, ge=1, le=protocol.MAX_FILES_PAGE,
+                                                       description="page the file list: at most this many"),
+               after: str | None = Query(None, max_length=protocol.MAX_PATH_BYTES,
+                                         description="the files_next of the previous page"),
+               user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> JSONResponse:
+    """One object (404 if not visible, 410 if deleted); ``limit``/``after`` page its file list."""
+    if after is not None and limit is None:
+        raise InvalidValue("after pages the file list: give limit too")
     obj, right = load_object(db, user, oaio_id, "read")
-    return objects.object_doc(obj, right)
+    return JSONResponse(objects.object_doc(obj, right, limit=limit, after=after))
 
 
 @router.patch("/objects/{oaio_id}")
@@ -111,47 +128,56 @@ def delete_object(oaio_id: str, base_version: int | None = BaseVersion, user: Us
 
 
 @router.delete("/objects/{oaio_id}/files/{path:path}")
-def delete_file(oaio_id: str, path: str, base_version: int | None = BaseVersion,
+def delete_file(oaio_id: str, path: str, base_version: int | None = BaseVersion, compact: bool = Compact,
                 user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
     """Delete a file, or a folder recursively."""
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
-    objects.delete_path(db, user, obj, path, base_version)
-    return objects.object_doc(obj, right)
+    removed = objects.delete_path(db, user, obj, path, base_version)
+    return _answer(obj, right, compact, removed=removed)
 
 
 @router.patch("/objects/{oaio_id}/files/{path:path}")
-def patch_file(oaio_id: str, path: str, body: FileMetaBody, user: User = Depends(get_current_user),
-               db: Session = Depends(get_db)) -> dict:
+def patch_file(oaio_id: str, path: str, body: FileMetaBody, compact: bool = Compact,
+               user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
     """chmod/utimes: change ``mode`` and/or ``mtime_ns`` of a file, folder or link; no bytes move."""
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
-    metadata.set_file_meta(db, user, obj, path, mode=body.mode, mtime_ns=body.mtime_ns,
-                           base_version=body.base_version)
-    return objects.object_doc(obj, right)
+    entry = metadata.set_file_meta(db, user, obj, path, mode=body.mode, mtime_ns=body.mtime_ns,
+                                   base_version=body.base_version)
+    return _answer(obj, right, compact, [entry])
 
 
 @router.put("/objects/{oaio_id}/links/{path:path}")
-def put_link(oaio_id: str, path: str, body: LinkBody, user: User = Depends(get_current_user),
-             db: Session = Depends(get_db)) -> dict:
+def put_link(oaio_id: str, path: str, body: LinkBody, compact: bool = Compact,
+             user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
     """Create or replace a symbolic link (its target is stored as given)."""
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
-    metadata.make_link(db, user, obj, path, body.target, mtime_ns=body.mtime_ns, base_version=body.base_version)
-    return objects.object_doc(obj, right)
+    entry = metadata.make_link(db, user, obj, path, body.target, mtime_ns=body.mtime_ns,
+                               base_version=body.base_version)
+    return _answer(obj, right, compact, [entry])
 
 
 @router.post("/objects/{oaio_id}/dirs/{path:path}", status_code=201)
-def make_dir(oaio_id: str, path: str, user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+def make_dir(oaio_id: str, path: str, compact: bool = Compact, user: User = Depends(get_current_user),
+             db: Session = Depends(get_db)) -> dict:
     """Create an explicit (possibly empty) folder."""
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
-    objects.make_dir(db, user, obj, path)
-    return objects.object_doc(obj, right)
+    entry = objects.make_dir(db, user, obj, path)
+    return _answer(obj, right, compact, [entry])
 
 
 @router.post("/objects/{oaio_id}/move")
-def move(oaio_id: str, body: MoveBody, user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
+def move(oaio_id: str, body: MoveBody, compact: bool = Compact, user: User = Depends(get_current_user),
+         db: Session = Depends(get_db)) -> dict:
     """Move/rename a file or folder inside one object."""
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
-    objects.move(db, user, obj, body.src, body.dst, base_version=body.base_version, overwrite=body.overwrite)
-    return objects.object_doc(obj, right)
+    moved = objects.move(db, user, obj, body.src, body.dst, base_version=body.base_version,
+                         overwrite=body.overwrite)
+    if not compact:
+        return objects.object_doc(obj, right)
+    dst = protocol.normalize_file_path(body.dst)
+    src = protocol.normalize_file_path(body.src)
+    entries = index_of(obj).subtree(dst)
+    return _answer(obj, right, compact, entries, [src + p[len(dst):] for p in moved])
 
 
 @router.get("/objects/{oaio_id}/subscriptions", tags=["subscriptions"])

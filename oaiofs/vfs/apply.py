@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import protocol
-from ..client.uploads import file_sha256
+from ..hashing import file_sha256
 from ..errors import (AlreadyExists, ChecksumMismatch, Gone, NotFound, OaioError, OffsetMismatch,
                       Unauthorized, Unavailable, VersionConflict)
 from ..conflicts import conflict_path
 from ..merge import merge_values
 from .counters import COUNTERS
 from .opstore import Op
+from .seams import ServerApi, Uploader
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def is_transient(err: OaioError) -> bool:
 class OpApplier:
     """Turns ops into server calls; one instance is shared by the journal's workers."""
 
-    def __init__(self, api: Any, uploader: Any, origin: str, save: Callable[[Op], None],
+    def __init__(self, api: ServerApi, uploader: Uploader, origin: str, save: Callable[[Op], None],
                  stopping: threading.Event, upload_limit_bps: int | None = None) -> None:
         self.api = api
         self.uploader = uploader
@@ -86,7 +87,8 @@ class OpApplier:
         if handler is None:
             return Outcome("failed", error=OaioError(f"unknown op kind {op.kind!r}"))
         try:
-            return handler(op)
+            outcome: Outcome = handler(op)
+            return outcome
         except Interrupted:
             return Outcome("retry")
         except OaioError as err:

@@ -105,7 +105,7 @@ class Item:
         return self.ranges.total()
 
     # --- filling from the network (fetcher) ---
-    def store(self, offset: int, data: bytes) -> bool:
+    def store(self, offset: int, data: bytes | memoryview) -> bool:
         """Write fetched bytes at ``offset`` and wake readers; False once the item is closed.
 
         The write happens outside ``cond`` so readers waiting for other ranges are not stalled."""
@@ -232,7 +232,7 @@ class Cache:
         self.index = CacheIndex(self.root / "index")
         self._lock = threading.RLock()
         self._items: dict[ItemKey, Item] = {}
-        self._pins: set[ItemKey] = {tuple(p) for p in self.index.get(_PINS_KEY, [])}  # type: ignore[misc]
+        self._pins: set[ItemKey] = {tuple(p) for p in self.index.get(_PINS_KEY, [])}
         self._used = self._scan_used()
 
     def _scan_used(self) -> int:

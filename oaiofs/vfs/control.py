@@ -31,6 +31,7 @@ from ..conflicts import conflict_path
 from ..errors import InvalidValue, NotFound, OaioError
 from .errors import NoAttribute, NotPermitted
 from .nodes import Node
+from .seams import ServerApi
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ RESCUE_DIR = "rescued"    # <cache>/rescued/<object>/<conflict copy>: bytes kept
 class Control:
     """The mount's side of the command-line requests (see the module doc)."""
 
-    def __init__(self, api: Any, namespace: Any, journal: Any, writeback: Any, cache_dir: Path,
+    def __init__(self, api: ServerApi, namespace: Any, journal: Any, writeback: Any, cache_dir: Path,
                  file_status: Callable[[str, str, int, float], str], online: Callable[[], bool],
                  origin: str, on_subscription: Callable[[str], None] | None = None, cache: Any = None) -> None:
         self.api = api
@@ -210,7 +211,7 @@ class Control:
 
     def _rescue(self, op: Any) -> Path | None:
         """Keep the bytes of a discarded op as a conflict copy in ``<cache>/rescued/<object>/``."""
-        name = self.ns.name_of(op.oaio_id) or op.oaio_id
+        name: str = self.ns.name_of(op.oaio_id) or op.oaio_id
         folder = self.cache_dir / RESCUE_DIR / name      # a root name: already a safe file name
         if op.kind == "put_file" and op.data_file and os.path.exists(op.data_file):
             target = folder / conflict_path(op.path, self.origin, _now())

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ..errors import Gone, NotFound, OaioError, Unauthorized, Unavailable
 from .cache import Cache
 from .namespace import Namespace
+from .seams import ServerApi
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class ListingStore:
 class ChangeFeed:
     """The background thread applying server changes to the namespace."""
 
-    def __init__(self, api: Any, namespace: Namespace, cache: Cache, store: ListingStore,
+    def __init__(self, api: ServerApi, namespace: Namespace, cache: Cache, store: ListingStore,
                  identity: dict[str, str], *, long_poll_s: float = LONG_POLL_S,
                  on_change: Callable[[str], None] | None = None) -> None:
         self.api = api

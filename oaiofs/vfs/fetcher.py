@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ContextManager, Iterator, Protocol
 
-from ..client.uploads import file_sha256
+from ..hashing import file_sha256
 from ..errors import OaioError, Unavailable
 from .cache import Cache, Item, ItemKey
 from .counters import COUNTERS
@@ -40,7 +40,7 @@ class ByteSource(Protocol):
     """Where file bytes come from (carts over HTTP in the mount; a dict in unit tests)."""
 
     def open_range(self, oaio_id: str, path: str, version: int, sha256: str | None, start: int,
-                   end: int) -> ContextManager[Iterator[bytes]]: ...
+                   end: int) -> ContextManager[Iterator[bytes | memoryview]]: ...
 
     def fetch_batch(self, files: list["Candidate"], dest_dir: Path) -> dict[ItemKey, Path]: ...
 

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
 from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
+from .seams import ServerApi, Uploader
 from .stream_upload import StreamHandle
 
 __all__ = ["Journal", "Op", "JournalBusy", "read_status"]
@@ -58,14 +59,14 @@ class JournalBusy(OaioError):
 
 def backoff_delay(attempts: int, initial_s: float = BACKOFF_INITIAL_S, cap_s: float = BACKOFF_CAP_S) -> float:
     """Seconds to wait after the ``attempts``-th failure: doubling from ``initial_s``, capped, ±20 % jitter."""
-    base = min(cap_s, initial_s * (2 ** max(0, attempts - 1)))
+    base = min(cap_s, initial_s * (2.0 ** max(0, attempts - 1)))
     return min(cap_s, base * random.uniform(0.8, 1.2))
 
 
 class Journal:
     """A durable, ordered, retrying queue of ops for one mount (one process per ``root``)."""
 
-    def __init__(self, root: Path, api: Any, uploader: Any, *, origin: str,
+    def __init__(self, root: Path, api: ServerApi, uploader: Uploader, *, origin: str,
                  on_applied: Callable[[Op, dict[str, Any] | None], None],
                  on_conflict: Callable[[Op, str], None],
                  on_failed: Callable[[Op, OaioError], None],
@@ -124,12 +125,13 @@ class Journal:
         op = dataclasses.replace(op, id=0, state="pending", offset=0, attempts=0, error="",
                                  upload_url=None, result_version=None, conflict_path="")
         if op.kind == "put_file":
+            assert data_source is not None       # _check_op: a put_file has its bytes
             op.data_file = str(self._store.snapshot(Path(data_source)))
             op.size = os.stat(op.data_file).st_size
         with self._cond:
             adopted = stream is not None and self._adopt_locked(op, stream, Path(data_source or ""))
             self._store.insert(op)
-            if adopted:
+            if adopted and stream is not None:
                 self._streams[op.id] = stream
             self._enqueue_locked(op)
             self._cond.notify_all()
@@ -293,7 +295,7 @@ class Journal:
                 while op is None and not self._stopping.is_set():
                     self._cond.wait(self._seconds_to_next_retry_locked())
                     op = self._next_runnable_locked()
-                if self._stopping.is_set():
+                if self._stopping.is_set() or op is None:
                     return
                 op.state = "running"
                 self._busy.add(op.oaio_id)

@@ -120,7 +120,7 @@ class MetadataOps:
         node = self.ns.resolve(path)
         if node.kind != "link" or node.entry is None or node.entry.target is None:
             raise NotALink(f"{path} is not a symbolic link")
-        return node.entry.target
+        return str(node.entry.target)
 
     @staticmethod
     def refuse_link(node: Node, path: str) -> None:

@@ -51,7 +51,7 @@ class CartSource:
 
     @contextlib.contextmanager
     def open_range(self, oaio_id: str, path: str, version: int, sha256: str | None, start: int,
-                   end: int) -> Iterator[Iterator[bytes]]:
+                   end: int) -> Iterator[Iterator[bytes | memoryview]]:
         uid = self._cart_for(oaio_id, path, version, sha256 or "")
         try:
             resp = self.carts.open_member(uid, MEMBER, start, end)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Hashable
 
 from ..errors import OaioError
+from .seams import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ STREAM_MIN_FILE = 8 << 20         # files are streamed once they grew past this 
 class StreamHandle:
     """One deferred-length upload fed from a file that is being written sequentially."""
 
-    def __init__(self, uploader: Any, oaio_id: str, path: str, base_version: int | None,
+    def __init__(self, uploader: Uploader, oaio_id: str, path: str, base_version: int | None,
                  data_file: Path, min_piece: int = STREAM_MIN_PIECE, max_piece: int = STREAM_MAX_PIECE,
                  limit_bps: int | None = None) -> None:
         self.uploader = uploader

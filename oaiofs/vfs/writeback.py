@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Protocol
 
-from ..client.uploads import file_sha256
+from ..hashing import file_sha256
 from ..errors import OaioError, error_from_response
 from .cache import Cache, Item, ItemKey
 from .namespace import Namespace

@@ -8,7 +8,7 @@ the running mount (:mod:`.control`; set :attr:`Xattrs.control`).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..protocol import (XATTR_ACCESS, XATTR_CONTROL, XATTR_ID, XATTR_INFO, XATTR_MOUNT_STATUS, XATTR_PIN,
                         XATTR_RESULT_PREFIX, XATTR_SHA256, XATTR_STATUS, XATTR_VERSION)
@@ -17,6 +17,9 @@ from .errors import NoAttribute, NotPermitted, NotSupported
 from .fetcher import Fetcher
 from .namespace import Namespace
 from .nodes import Node
+
+if TYPE_CHECKING:
+    from .control import Control
 
 FILE_XATTRS = (XATTR_STATUS, XATTR_SHA256, XATTR_VERSION, XATTR_PIN)
 
@@ -33,7 +36,7 @@ class Xattrs:
         self.pending_ops = pending_ops
         self.journal_status = journal_status
         self.mount_status = mount_status
-        self.control: Any = None      # a .control.Control, set by the Drive (None: no control channel)
+        self.control: Control | None = None      # a .control.Control, set by the Drive (None: no control channel)
 
     def listxattr(self, path: str) -> list[str]:
         node = self.ns.resolve(path)

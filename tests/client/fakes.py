@@ -37,6 +37,7 @@ class FakeApi:
 
     def __init__(self, server: FakeServer, username: str) -> None:
         self.server, self.username = server, username
+        self.batches: list[list[str]] = []          # paths of each commit_batch call
         if username not in server.users:
             server.users.append(username)
 
@@ -128,6 +129,21 @@ class FakeApi:
         obj["files"][path] = {"kind": "file", "size": len(data), "sha256": sha, "version": version,
                               "stamp": obj["stamp"], "mtime": 1.0, "data": data}
         return {"version": version, "sha256": sha, "size": len(data)}
+
+    def commit_batch(self, oaio_id: str, files: list[Any]) -> list[dict[str, Any]]:
+        """The batch endpoint: each file as by :meth:`put` (a stale base conflicts that file only)."""
+        self._load(oaio_id, "update")
+        self.batches.append([f.path for f in files])
+        results = []
+        for item in files:
+            try:
+                version = self.put(oaio_id, item.path, item.data, item.base_version)["version"]
+                results.append({"path": item.path, "status": "ok", "version": version})
+            except VersionConflict as exc:
+                results.append({"path": item.path, "status": "conflict", "error": exc.to_json()})
+        for result in results:
+            result["object_version"] = self.server.objects[oaio_id]["version"]
+        return results
 
     def set_subscription(self, oaio_id: str, username: str, access_right: str) -> int:
         obj = self._load(oaio_id, "delete")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from oaiofs.client import batch_push
 from oaiofs.client.oaio_client import OaioClient, base_url_of
 from oaiofs.errors import Unavailable
 
@@ -183,7 +184,8 @@ def test_wipe_files_never_touches_user_folder(server: FakeServer, tmp_path: Path
     assert server.objects[obj.oaio_id]["deleted"]
 
 
-def test_upload_url_is_persisted_for_resume(server: FakeServer, tmp_path: Path) -> None:
+def test_upload_url_is_persisted_for_resume(server: FakeServer, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(batch_push, "SMALL_FILE_BYTES", 0)        # every file takes the (resumable) tus path
     alice = make_client(server, "alice", tmp_path / "a")
     seen = []
 
@@ -299,8 +301,10 @@ def test_folder_rescans_on_two_devices_merge_without_errors(server: FakeServer, 
     assert d2.synchronize_with_server_if_online() and (d2.files_root(obj.oaio_id) / "from-d1.txt").read_text() == "1"
 
 
-def test_failed_push_keeps_what_the_server_confirmed(server: FakeServer, tmp_path: Path) -> None:
+def test_failed_push_keeps_what_the_server_confirmed(server: FakeServer, tmp_path: Path, monkeypatch) -> None:
     from oaiofs.errors import TooLarge
+
+    monkeypatch.setattr(batch_push, "SMALL_FILE_BYTES", 0)        # every file takes the (resumable) tus path
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -391,3 +395,28 @@ def test_a_malformed_server_document_does_not_stop_the_others(server: FakeServer
     assert "bad: unexpected data" in bob.error_message
     assert bob.client_objectz["good"].client_values == {"k": "good"} and "bad" not in bob.client_objectz
     assert bob.synchronize_with_server_if_online() and "bad" in bob.client_objectz
+
+
+def test_small_files_go_in_batches_and_a_stale_one_becomes_a_conflict_copy(server: FakeServer, tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"s{i}.txt").write_text(f"small {i}")
+    alice = make_client(server, "alice", tmp_path / "a")
+    uploader = FakeUploader(alice.api)
+    alice._sync.uploader = uploader
+    obj = alice.register_folder(str(folder))
+    assert alice.error_message == ""
+    assert alice.api.batches == [[f"s{i}.txt" for i in range(5)]] and uploader.calls == []
+    files = server.objects[obj.oaio_id]["files"]
+    assert {p: f["data"] for p, f in files.items()} == {f"s{i}.txt": f"small {i}".encode() for i in range(5)}
+    bob_side = FakeApi(server, "alice")                     # another device of alice changes s1 on the server
+    bob_side.put(obj.oaio_id, "s1.txt", b"server side", None)
+    (folder / "s1.txt").write_text("local edit")
+    (folder / "s2.txt").write_text("fresh edit")
+    assert alice.update_folder(obj.oaio_id) is not None, alice.error_message
+    assert alice.api.batches[-1] == ["s1.txt", "s2.txt"]
+    files = server.objects[obj.oaio_id]["files"]
+    assert files["s1.txt"]["data"] == b"server side" and files["s2.txt"]["data"] == b"fresh edit"
+    copies = [p for p in files if p.startswith("s1 (conflict")]
+    assert len(copies) == 1 and files[copies[0]]["data"] == b"local edit"

@@ -7,7 +7,6 @@ import errno
 import os
 import socket
 import stat
-import subprocess
 import time
 
 import pytest

@@ -5,7 +5,6 @@ to the document (status, content type, headers, body schema). Covers the oaiofs 
 described status by status yet and are left out."""
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil

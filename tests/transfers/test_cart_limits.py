@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import requests
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, text
 
 from oaiofs import protocol
 from oaiofs.server.db import normalize_url

@@ -1,0 +1,263 @@
+"""Batch commit: many small files of one object in one request and one transaction (``POST PATH_BATCH``).
+
+The body is a tar stream (see ``BATCH_*`` in :mod:`oaiofs.protocol`): a JSON manifest,
+then one member per file. It is streamed into a spooled temporary file (at most
+``BATCH_MAX_BYTES``; more answers 413), parsed and hashed before the database is
+touched, so a cut connection or a malformed body applies nothing and leaves nothing
+behind. A hostile or repeated path, or any malformed field, refuses the whole batch
+(422). Then, in ONE transaction under the blob collector's commit lock, each file is
+checked like a single ``PUT`` (a stale ``base_version`` or a folder in the way refuses
+that file only: ``"conflict"``; a sha256 mismatch: ``"error"``), its blob is stored and
+:func:`oaiofs.server.objects.commit_file` commits it; the change feed gets one merged
+``updated`` event. Blobs stored by a transaction that then failed are unreferenced and
+fresh, so ``blob_gc`` removes them after its grace period.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from .. import protocol
+from ..errors import ChecksumMismatch, Conflict, InvalidInput, InvalidValue, NotFound, OaioError, TooLarge
+from . import access, blob_gc, changes, objects
+from .blobs import blob_key
+from .models import FileEntry, User
+from .upload_service import authenticate, transaction, transfer_state
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["files"])
+
+SPOOL_IN_MEMORY = 1 << 20           # body bytes kept in memory before the spool moves to a temp file
+_HEX = frozenset("0123456789abcdef")
+_FIELDS = frozenset({"path", "sha256", "size", "base_version", "mtime_ns", "mode"})
+
+
+@dataclass
+class BatchItem:
+    """One parsed file of a batch (``error`` set: refused before the transaction)."""
+
+    path: str
+    sha256: str
+    data: bytes
+    base_version: int | None = None
+    mtime_ns: int | None = None
+    mode: int | None = None
+    error: OaioError | None = None
+
+
+# --- parsing (no database, no blob store) ---
+def _int_field(entry: dict[str, Any], key: str, index: int) -> int | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValue(f"batch file {index}: {key} must be a non-negative integer", {"index": index})
+    return value
+
+
+def _manifest_entry(entry: Any, index: int) -> tuple[str, str, int, int | None, int | None, int | None]:
+    if not isinstance(entry, dict) or not set(entry) <= _FIELDS:
+        raise InvalidValue(f"batch file {index}: an object with the fields {sorted(_FIELDS)} is expected",
+                           {"index": index})
+    path = protocol.normalize_file_path(entry.get("path"))
+    sha256 = entry.get("sha256")
+    if not isinstance(sha256, str) or len(sha256) != 64 or not set(sha256) <= _HEX:
+        raise InvalidValue(f"batch file {index}: sha256 must be 64 lower-case hex digits", {"path": path[:200]})
+    size = _int_field(entry, "size", index)
+    if size is None:
+        raise InvalidValue(f"batch file {index}: size is missing", {"path": path[:200]})
+    mtime_ns = entry.get("mtime_ns")
+    mode = entry.get("mode")
+    return (path, sha256, size, _int_field(entry, "base_version", index),
+            protocol.validate_mtime_ns(mtime_ns) if mtime_ns is not None else None,
+            protocol.validate_mode(mode) if mode is not None else None)
+
+
+def parse_batch(body: IO[bytes]) -> list[BatchItem]:
+    """Read a batch body (see :mod:`oaiofs.protocol`); ``InvalidValue`` refuses it whole."""
+    try:
+        tar = tarfile.open(fileobj=body, mode="r:")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InvalidValue("the batch body is not a tar stream", {"reason": str(exc)[:200]}) from None
+    try:
+        return _parse_members(tar)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InvalidValue("the batch body is a broken tar stream", {"reason": str(exc)[:200]}) from None
+    finally:
+        tar.close()
+
+
+def _parse_members(tar: tarfile.TarFile) -> list[BatchItem]:
+    member = tar.next()
+    if member is None or member.name != protocol.BATCH_MANIFEST_NAME or not member.isfile():
+        raise InvalidValue(f"the batch must start with a {protocol.BATCH_MANIFEST_NAME!r} member")
+    raw = tar.extractfile(member).read()          # type: ignore[union-attr]
+    try:
+        manifest = json.loads(raw.decode("utf-8"), parse_constant=lambda name: None)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidValue("the batch manifest is not UTF-8 JSON") from None
+    entries = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        raise InvalidValue('the batch manifest must be {"files": [...]}')
+    if len(entries) > protocol.BATCH_MAX_FILES:
+        raise TooLarge(f"a batch holds at most {protocol.BATCH_MAX_FILES} files",
+                       {"limit": protocol.BATCH_MAX_FILES, "files": len(entries)})
+    parsed = [_manifest_entry(entry, index) for index, entry in enumerate(entries)]
+    seen: set[str] = set()
+    for path, *_rest in parsed:
+        if path in seen:
+            raise InvalidValue("a path appears twice in one batch", {"path": path[:200]})
+        seen.add(path)
+    items = []
+    for index, (path, sha256, size, base_version, mtime_ns, mode) in enumerate(parsed):
+        member = tar.next()
+        if member is None or member.name != str(index) or not member.isfile() or member.size != size:
+            raise InvalidValue(f"batch member {index} is missing, misnamed or not {size} bytes",
+                               {"index": index, "path": path[:200]})
+        data = tar.extractfile(member).read()     # type: ignore[union-attr]
+        if len(data) != size:
+            raise InvalidValue(f"batch member {index} is cut short", {"index": index, "path": path[:200]})
+        item = BatchItem(path, sha256, data, base_version, mtime_ns, mode)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            item.error = ChecksumMismatch("sha256 of the file does not match the announced one; it was not committed",
+                                          {"path": path, "expected": sha256, "actual": actual}, http_status=422)
+        items.append(item)
+    if tar.next() is not None:
+        raise InvalidValue("the batch has more members than its manifest names")
+    return items
+
+
+# --- committing ---
+def _store_blob(blobs: Any, key: str, data: bytes) -> None:
+    """Store ``data`` as blob ``key`` unless it is there (caller holds the collector's commit lock)."""
+    if blobs.exists(key):
+        return
+    for attempt in (1, 2):          # the purge may take a staging area that belongs to no upload row
+        staging_id = "batch-" + secrets.token_urlsafe(18)
+        try:
+            state = blobs.staging_create(staging_id)
+            state = blobs.staging_write(staging_id, 0, data, state)
+            blobs.staging_commit(staging_id, key, state)
+            return
+        except NotFound:
+            if attempt == 2:
+                raise
+        finally:
+            blobs.staging_delete(staging_id, {})
+
+
+def _precheck(db: Session, obj: Any, item: BatchItem) -> None:
+    """The refusals of a single PUT, before anything of this file is written."""
+    entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id,
+                                              FileEntry.path_hash == objects.path_hash(item.path)))
+    if entry is not None and entry.kind == objects.DIR:
+        raise Conflict(f"{item.path!r} is a folder", {"oaio_id": obj.oaio_id, "path": item.path})
+    objects.check_file_base(obj, item.path, entry, item.base_version)
+    parents = protocol.parent_dirs(item.path)
+    if parents:
+        hashes = [objects.path_hash(p) for p in parents]
+        for path, kind in db.execute(select(FileEntry.path, FileEntry.kind).where(
+                FileEntry.object_id == obj.id, FileEntry.path_hash.in_(hashes))):
+            if kind != objects.DIR:
+                raise Conflict(f"{path!r} is a file, not a folder", {"oaio_id": obj.oaio_id, "path": path})
+
+
+def _result(item: BatchItem, err: OaioError) -> dict[str, Any]:
+    status = protocol.BATCH_CONFLICT if err.http_status == 409 else protocol.BATCH_ERROR
+    return {"path": item.path, "status": status, "error": err.to_json()}
+
+
+def commit_items(state: Any, user_id: int, oaio_id: str, items: list[BatchItem]) -> dict[str, Any]:
+    """Commit every acceptable item in one transaction; per-file results in order."""
+    results: list[dict[str, Any]] = []
+    with transaction(state) as db:
+        blob_gc.lock_for_commit(db)              # blobs stored below are not collected before we refer to them
+        user = db.get(User, user_id)
+        obj, _right = access.load_object(db, user, oaio_id, "update", for_update=True)
+        state.blobs.check_space(sum(len(item.data) for item in items if item.error is None))
+        with changes.coalesced(db):
+            for item in items:
+                if item.error is not None:
+                    results.append(_result(item, item.error))
+                    continue
+                try:
+                    _precheck(db, obj, item)
+                except OaioError as err:
+                    results.append(_result(item, err))
+                    continue
+                key = blob_key(item.sha256)
+                _store_blob(state.blobs, key, item.data)
+                entry = objects.commit_file(db, user, obj, item.path, blob_key=key, size=len(item.data),
+                                            sha256=item.sha256, mtime=None, base_version=item.base_version,
+                                            mtime_ns=item.mtime_ns, mode=item.mode)
+                results.append({"path": item.path, "status": protocol.BATCH_OK, "version": entry.version})
+        for result in results:
+            result["object_version"] = obj.version
+        answer = {"object_version": obj.version, "stamp": obj.stamp, "results": results}
+    committed = sum(r["status"] == protocol.BATCH_OK for r in results)
+    log.info("batch into %r: %d of %d files committed", oaio_id, committed, len(results))
+    return answer
+
+
+def check_access(state: Any, user_id: int, oaio_id: str) -> None:
+    """401/403/404/410 before the body is read."""
+    with transaction(state) as db:
+        access.load_object(db, db.get(User, user_id), oaio_id, "update")
+
+
+async def spool_body(request: Request) -> IO[bytes]:
+    """The request body in a spooled temporary file (413 past ``BATCH_MAX_BYTES``)."""
+    limit = protocol.BATCH_MAX_BYTES
+    declared = request.headers.get("content-length")
+    too_large = bool(declared and declared.isascii() and declared.isdigit() and int(declared) > limit)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    received = 0
+    try:
+        async for piece in request.stream():
+            received += len(piece)
+            if received > limit:
+                too_large = True
+            if too_large:
+                if received > 2 * limit:         # read a moderate excess so the client sees the 413
+                    break
+                continue
+            spool.write(piece)
+    except ClientDisconnect:
+        spool.close()
+        raise InvalidInput("the connection was cut before the batch body ended; nothing was applied") from None
+    except BaseException:
+        spool.close()
+        raise
+    if too_large:
+        spool.close()
+        raise TooLarge(f"a batch body holds at most {limit} bytes", {"limit": limit})
+    spool.seek(0)
+    return spool
+
+
+@router.post(protocol.PATH_BATCH)
+async def commit_batch(oaio_id: str, request: Request) -> dict[str, Any]:
+    """Commit many small files of one object in one transaction (tar body; see ``BATCH_*`` in the protocol)."""
+    state = transfer_state(request)
+    user_id = await run_in_threadpool(authenticate, request)
+    await run_in_threadpool(check_access, state, user_id, oaio_id)
+    spool = await spool_body(request)
+    try:
+        items = await run_in_threadpool(parse_batch, spool)
+    finally:
+        spool.close()
+    return await run_in_threadpool(commit_items, state, user_id, oaio_id, items)
