@@ -105,12 +105,13 @@ def _touch_for_open_file(view: ObjectView, parent: str, entry: Entry) -> None:
 def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
                     open_files: Mapping[str, Entry]) -> bool:
     """The server's document after this mount's ``put_file`` ``op`` (exactly one change since
-    ``old_doc``): show the server's entry of the file, its folder's new mtime and the object's
+    ``old_doc``, or the same document again): show the server's entry of the file, its folder's new mtime and the object's
     version, as a rebuild without the (now applied) op would."""
     if op.kind != "put_file" or op.path in open_files:
         return False
-    if int(doc.get("version", 0)) != int(old_doc.get("version", 0)) + 1:
-        return False                      # other changes in between: rebuild
+    if int(doc.get("version", 0)) - int(old_doc.get("version", 0)) not in (0, 1):
+        return False                      # other changes in between: rebuild (0: the same document,
+                                          # e.g. the answer to a batch, given for each of its files)
     for key in ("values", "access_right", "owner", "created"):
         if doc.get(key) != old_doc.get(key):
             return False

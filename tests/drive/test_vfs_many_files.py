@@ -15,14 +15,47 @@ from typing import Any
 
 import pytest
 
-from oaiofs.errors import NotFound
+from oaiofs import protocol
+from oaiofs.errors import NotFound, OaioError, VersionConflict
 from oaiofs.vfs.namespace import Namespace
 from oaiofs.vfs.overlay import build_view
 from tests.drive.test_model_vfs import NAME, OID, VfsWorld
+from tests.durability.fakes import FakeApi
 
 pytestmark = pytest.mark.timeout(600)
 
 FOLDERS = ("d0", "d1", "d2", "d2/sub", "d3")
+
+
+class BatchingApi(FakeApi):
+    """The in-memory server with ``commit_batch`` (per-file results, as the real endpoint answers)."""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        self.batches: list[list[str]] = []
+
+    def commit_batch(self, oaio_id: str, files: list[protocol.BatchFile]) -> list[dict[str, Any]]:
+        if self.s._enter("commit_batch", oaio_id) is None:
+            raise NotFound("no object")
+        self.batches.append([f.path for f in files])
+        results = []
+        for f in files:
+            try:
+                entry = self.s.commit(oaio_id, f.path, f.data, f.base_version, mode=f.mode, mtime_ns=f.mtime_ns)
+                results.append({"path": f.path, "status": "ok", "version": entry["version"]})
+            except VersionConflict as err:
+                results.append({"path": f.path, "status": "conflict", "error": {"error": err.code,
+                                                                                  "message": err.message}})
+            except OaioError as err:
+                results.append({"path": f.path, "status": "error", "error": {"error": err.code,
+                                                                               "message": err.message}})
+        return results
+
+
+def batching_world() -> tuple[VfsWorld, BatchingApi]:
+    world = VfsWorld()
+    api = world.api = BatchingApi(world.server)
+    return world, api
 
 
 def view_state(view: Any) -> Any:
@@ -125,7 +158,7 @@ class Writer:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cached_views_equal_rebuilt_views_in_random_bulk_writes(tmp_path: Path, seed: int) -> None:
-    world = VfsWorld()
+    world, api = batching_world()
     writer = Writer(world, tmp_path / "c1", seed)
     vfs = writer.vfs
     for folder in FOLDERS:
@@ -149,10 +182,57 @@ def test_cached_views_equal_rebuilt_views_in_random_bulk_writes(tmp_path: Path, 
     assert_views_fresh(vfs.ns, "end")
     assert writer.journal.status()["conflicts"] == []
     assert world.server_files() == writer.ref
+    assert any(len(batch) > 1 for batch in api.batches)      # queued small files went in batches
     writer.journal.close()
     writer.cache.close_all()
     fresh = Writer(world, tmp_path / "fresh", seed)           # a second mount with an empty cache
     for rel, data in writer.ref.items():
+        fh, _ = fresh.vfs.open(fresh.path(rel), os.O_RDONLY)
+        try:
+            assert fresh.vfs.read(fh, 0, len(data) + 10) == data, rel
+        finally:
+            fresh.vfs.release(fh)
+    fresh.journal.close()
+    fresh.cache.close_all()
+
+
+def test_a_stale_file_in_a_batch_makes_a_conflict_copy_of_that_file_only(tmp_path: Path) -> None:
+    world, api = batching_world()
+    writer = Writer(world, tmp_path / "c1", 7)
+    vfs = writer.vfs
+    vfs.mkdir(writer.path("d0"), 0o755)
+    fh = vfs.create(writer.path("d0/shared.txt"))
+    vfs.write(fh, 0, b"first\n")
+    vfs.release(fh)
+    writer.apply_all()
+    base = next(f["version"] for f in world.server.doc(OID)["files"] if f["path"] == "d0/shared.txt")
+    world.server.commit(OID, "d0/shared.txt", b"theirs\n", base)          # another writer, meanwhile
+    ref = {}
+    for i in range(30):
+        rel = f"d0/new{i:02d}.txt"
+        if i == 15:                          # our rewrite of the file, based on the old version
+            fh, _ = vfs.open(writer.path("d0/shared.txt"), os.O_RDWR)
+            vfs.truncate(writer.path("d0/shared.txt"), 0, fh)
+            vfs.write(fh, 0, b"mine\n")
+            vfs.release(fh)
+        fh = vfs.create(writer.path(rel))
+        vfs.write(fh, 0, f"{i}\n".encode() * 100)
+        vfs.release(fh)
+        ref[rel] = f"{i}\n".encode() * 100
+    writer.apply_all()
+    stored = world.server_files()
+    assert any("d0/shared.txt" in batch and len(batch) > 1 for batch in api.batches)
+    assert stored["d0/shared.txt"] == b"theirs\n"                # the server's version keeps the name
+    copies = [p for p in stored if p.startswith("d0/shared") and p != "d0/shared.txt"]
+    assert len(copies) == 1 and stored[copies[0]] == b"mine\n"  # ours went to a conflict copy
+    assert {p: stored[p] for p in ref} == ref                    # every other file of the batch is stored
+    conflicts = writer.journal.status()["conflicts"]
+    assert [c["path"] for c in conflicts] == ["d0/shared.txt"]
+    assert set(stored) == set(ref) | {"d0/shared.txt", copies[0]}
+    writer.journal.close()
+    writer.cache.close_all()
+    fresh = Writer(world, tmp_path / "fresh", 8)                 # a second mount with an empty cache
+    for rel, data in {**ref, "d0/shared.txt": b"theirs\n", copies[0]: b"mine\n"}.items():
         fh, _ = fresh.vfs.open(fresh.path(rel), os.O_RDONLY)
         try:
             assert fresh.vfs.read(fh, 0, len(data) + 10) == data, rel
