@@ -93,6 +93,9 @@ class Namespace:
             old = self._docs.get(oaio_id)
             if old is not None and old.get("version", 0) > doc.get("version", 0) and not doc.get("deleted"):
                 return False                             # an older answer overtaken by a newer one
+            if (applied is None and old is not None and not doc.get("deleted") and oaio_id in self._views
+                    and _same_doc(old, doc)):
+                return False          # the document the view was built from (a feed refetch of our commit)
             if doc.get("deleted"):
                 self._docs.pop(oaio_id, None)
             else:
@@ -298,3 +301,9 @@ class Namespace:
             for view in views[1:]:
                 names[base + collision_suffix(view.oaio_id)] = view.oaio_id
         return names
+
+
+def _same_doc(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True if ``new`` shows nothing ``old`` does not: same object version (files and values change
+    only with it) and the same rights and owner (sharing changes do not bump the version)."""
+    return all(old.get(key) == new.get(key) for key in ("version", "access_right", "owner", "values", "updated"))
