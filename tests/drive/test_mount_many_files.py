@@ -1,4 +1,4 @@
-"""Issue 16 through a real mount: ``git clone`` of a generated repository of a few hundred files into
+"""Issue 16 through a real mount: ``git clone`` of a generated repository of 120 files into
 the drive (the per-file path, the patched views and the journal's batch commits together), then a
 second mount with an empty cache reads the same clone back and git finds it clean."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tests.drive.helpers import mount_status
 
 pytestmark = pytest.mark.timeout(900)
 
-FILES = 300
+FILES = 120
 
 
 def _git(cwd: Path, *args: str) -> str:
