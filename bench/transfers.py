@@ -37,7 +37,8 @@ from oaiofs import protocol  # noqa: E402
 from oaiofs.client.api import ApiClient, quote_id, quote_path  # noqa: E402
 from oaiofs.client.carts import CartDownloader, cart_entry  # noqa: E402
 from oaiofs.client.uploads import TusUploader  # noqa: E402
-from oaiofs.vfs.journal import Journal, Op  # noqa: E402
+from oaiofs.vfs.journal import Journal  # noqa: E402
+from oaiofs.vfs.opstore import Op  # noqa: E402
 from oaiofs.vfs.stream_upload import SequentialWrites  # noqa: E402
 
 log = logging.getLogger("bench.transfers")

@@ -294,7 +294,7 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
     from .errors import OaioError, Unauthorized, Unavailable
     from .fuse_ops import FuseOptions, mount
     from .logsetup import use_log_format
-    from .vfs.drive import Drive, DriveConfig
+    from .drive import Drive, DriveConfig
     from .vfs.journal import JournalBusy
 
     use_log_format(args.log_format)

@@ -296,7 +296,7 @@ class ApiClient:
         resp = self.request("POST", protocol.PATH_BATCH.format(oaio_id=quote_id(oaio_id)),
                             data=batch_body(files), headers={"Content-Type": protocol.BATCH_CONTENT_TYPE})
         body = resp.json()
-        results = body["results"]
+        results: list[dict[str, Any]] = list(body["results"])
         if len(results) != len(files):
             raise OaioError("the server answered a batch with the wrong number of results",
                             {"sent": len(files), "results": len(results)})
@@ -330,7 +330,7 @@ class ApiClient:
     def delete_file(self, oaio_id: str, path: str, base_version: int | None = None, *,
                     compact: bool = False) -> dict[str, Any]:
         """Delete a file or (recursively) a folder; returns the object document."""
-        params = {"base_version": base_version} if base_version is not None else {}
+        params: dict[str, Any] = {"base_version": base_version} if base_version is not None else {}
         params.update(_compact(compact) or {})
         return self._json("DELETE", self._file_path(protocol.PATH_FILE, oaio_id, path), params=params or None)
 

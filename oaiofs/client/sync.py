@@ -360,13 +360,15 @@ class Synchronizer:
             if known and known.get("sha256") == sha:
                 changed = file_meta.meta_changed(local, known)      # chmod/touch only: no bytes again
                 if changed:
-                    self.api.set_file_meta(obj.oaio_id, path, **changed)
+                    self.api.set_file_meta(obj.oaio_id, path, mode=changed.get("mode"),
+                                           mtime_ns=changed.get("mtime_ns"))
                     obj.files[path] = {**known, **changed, "local": stat_key(local)}
                     self.state.save(obj)
                 continue
             base = int((known or {}).get("version") or 0)
-            if batch.add(path, local, sha, known, base, pending=path in obj.uploads):
+            if sha is not None and batch.add(path, local, sha, known, base, pending=path in obj.uploads):
                 continue                       # a small file: sent with others in one batch request below
+            sha = sha or file_sha256(local)
             try:
                 result = self._upload(obj, path, local, sha, base)
             except VersionConflict:

@@ -102,7 +102,7 @@ def coalesced(db: Session) -> Iterator[None]:
     try:
         yield
     finally:
-        db.info.pop(_COALESCE, None)
+        db.info.pop(_COALESCE, None)      # on an error nothing is emitted: the transaction rolls back
     for obj, actor, merged in pending.values():
         data: dict[str, Any] = {"values_changed": merged["values_changed"]}
         if merged["changed"]:

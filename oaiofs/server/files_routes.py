@@ -44,7 +44,8 @@ def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: st
 
 def _file_info(db: Any, user: User, oaio_id: str, path: str) -> dict[str, Any]:
     obj, _right = access.load_object(db, user, oaio_id, "read")
-    entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == path))
+    entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id,
+                                              FileEntry.path_hash == objects.path_hash(path)))
     if entry is None or entry.kind != "file" or not entry.blob_key:
         raise NotFound(f"no file {path!r} in object {oaio_id!r}", {"oaio_id": oaio_id, "path": path})
     return dict(objects.file_doc(entry), blob_key=entry.blob_key)

@@ -176,7 +176,8 @@ def move(oaio_id: str, body: MoveBody, compact: bool = Compact, user: User = Dep
         return objects.object_doc(obj, right)
     dst = protocol.normalize_file_path(body.dst)
     src = protocol.normalize_file_path(body.src)
-    entries = index_of(obj).subtree(dst)
+    index = index_of(obj)
+    entries = index.subtree(dst) if len(moved) > 1 or index[dst].kind == objects.DIR else [index[dst]]
     return _answer(obj, right, compact, entries, [src + p[len(dst):] for p in moved])
 
 

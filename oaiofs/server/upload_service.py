@@ -278,7 +278,8 @@ class UploadService:
                 raise VersionConflict(f"{target.path!r} does not exist yet",
                                       {"current_version": 0, "path": target.path}) from None
             return None
-        entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id, FileEntry.path == target.path))
+        entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id,
+                                              FileEntry.path_hash == objects.path_hash(target.path)))
         if entry is not None and entry.kind == "dir":           # a link is replaced by the file
             raise Conflict(f"{target.path!r} is a folder", {"oaio_id": target.oaio_id, "path": target.path})
         objects._check_file_base(obj, target.path, entry, target.base_version)

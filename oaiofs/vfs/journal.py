@@ -38,7 +38,7 @@ from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
 from .seams import ServerApi, Uploader
 from .stream_upload import StreamHandle
 
-__all__ = ["Journal", "Op", "JournalBusy", "read_status"]
+__all__ = ["Journal", "JournalBusy", "read_status"]
 
 log = logging.getLogger(__name__)
 

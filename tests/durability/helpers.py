@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from oaiofs.vfs.journal import Op
+from oaiofs.vfs.opstore import Op
 
 
 class Recorder:

@@ -17,7 +17,8 @@ from typing import Any
 
 from oaiofs.client.api import ApiClient
 from oaiofs.client.uploads import TusUploader
-from oaiofs.vfs.journal import Journal, Op
+from oaiofs.vfs.journal import Journal
+from oaiofs.vfs.opstore import Op
 
 
 class ReportingUploader:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from oaiofs.errors import Forbidden
-from oaiofs.vfs.journal import Op, read_status
+from oaiofs.vfs.journal import read_status
+from oaiofs.vfs.opstore import Op
 from tests.conftest import wait_until
 from tests.durability.conftest import Harness
 from tests.durability.helpers import Recorder, sha256, write_random

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from oaiofs.errors import Forbidden, Unavailable
-from oaiofs.vfs.journal import Journal, JournalBusy, Op, backoff_delay, read_status
+from oaiofs.vfs.journal import Journal, JournalBusy, backoff_delay, read_status
+from oaiofs.vfs.opstore import Op
 from oaiofs.vfs.opstore import OpStore
 from tests.conftest import wait_until
 from tests.durability.fakes import FakeApi, FakeServer, FakeUploader

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from oaiofs.client.uploads import TusUploader
 from oaiofs.errors import Gone, NotFound
-from oaiofs.vfs.journal import Op
+from oaiofs.vfs.opstore import Op
 from oaiofs.vfs.stream_upload import SequentialWrites
 from tests.conftest import wait_until
 from tests.durability.conftest import Harness

@@ -3,7 +3,7 @@
 The scenario suite (tests/scenarios/scenarios.py) is written once against :class:`Fs`
 and runs on both adaptors (the idea of rclone's ``vfstest``):
 
-- :class:`VfsFs` builds the mount's real parts (``oaiofs.vfs.drive.Drive``: client,
+- :class:`VfsFs` builds the mount's real parts (``oaiofs.drive.Drive``: client,
   cache, journal, change feed) against a real server on 127.0.0.1, without FUSE, and
   calls the Vfs the way the kernel does: ``O_APPEND`` writes land at the size ``getattr``
   reported, ``O_TRUNC`` arrives as open + ``truncate(path, 0)``, I/O is cut into 128 KiB
@@ -24,7 +24,7 @@ from typing import Protocol
 
 from oaiofs import protocol
 from oaiofs.errors import AlreadyExists, NotFound
-from oaiofs.vfs.drive import Drive, DriveConfig
+from oaiofs.drive import Drive, DriveConfig
 from tests.conftest import PASSWORD, ServerProcess, wait_until
 from tests.drive.conftest import MountedDrive, start_mount
 

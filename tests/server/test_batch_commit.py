@@ -14,7 +14,7 @@ import pytest
 
 from oaiofs import protocol
 from oaiofs.client.api import batch_body, quote_id
-from oaiofs.errors import Forbidden, InvalidValue, NotFound, TooLarge, Unauthorized
+from oaiofs.errors import Forbidden, NotFound, TooLarge
 from tests.server.server_helpers import client, unique_id
 
 
@@ -108,33 +108,33 @@ def _entry(path: str, data: bytes) -> dict:
     return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
-@pytest.mark.parametrize("bad_path", ["../escape", "a/../b", "/abs", "a//b", "a\\b", "nul\x00", "\udcff",
-                                      "d/" * 300 + "deep", "x" * 256, "values.json", "", 7, None])
-def test_a_hostile_name_refuses_the_whole_batch(live_server, make_user, bad_path):
+HOSTILE_PATHS = ["../escape", "a/../b", "/abs", "a//b", "a\\b", "nul\x00", "\udcff", "d/" * 300 + "deep",
+                 "x" * 256, "values.json", "", 7, None]
+
+
+def test_a_hostile_name_refuses_the_whole_batch(live_server, make_user):
     api = client(live_server, make_user("hostile"))
     oid = api.create_object({}, unique_id())["oaio_id"]
     api.put_file(oid, "keep.txt", b"keep")
     before = api.get_object(oid)
     good = [_entry("first.txt", b"1"), _entry("last.txt", b"2")]
-    manifest = {"files": [good[0], {"path": bad_path, "sha256": hashlib.sha256(b"h").hexdigest(), "size": 1},
-                          good[1]]}
-    raw = json.dumps(manifest).encode()            # a lone surrogate is sent as the JSON escape \udcff
-    resp = _post(api, oid, _raw_body(raw, [("0", b"1"), ("1", b"h"), ("2", b"2")]))
-    assert resp.status_code == 422, resp.text
-    assert resp.json()["error"] == "invalid_value"
+    for bad_path in HOSTILE_PATHS:
+        manifest = {"files": [good[0], {"path": bad_path, "sha256": hashlib.sha256(b"h").hexdigest(), "size": 1},
+                              good[1]]}
+        raw = json.dumps(manifest).encode()            # a lone surrogate is sent as the JSON escape \udcff
+        resp = _post(api, oid, _raw_body(raw, [("0", b"1"), ("1", b"h"), ("2", b"2")]))
+        assert resp.status_code == 422, (bad_path, resp.text)
+        assert resp.json()["error"] == "invalid_value"
     after = api.get_object(oid)
     assert after["version"] == before["version"] and _files(after) == _files(before)
 
 
-@pytest.mark.parametrize("case", ["not_tar", "no_manifest", "manifest_not_json", "manifest_invalid_utf8",
-                                  "member_missing", "member_misnamed", "size_differs", "extra_member",
-                                  "duplicate_path", "bad_sha", "negative_base", "unknown_field", "bad_mode"])
-def test_a_malformed_body_refuses_the_whole_batch(live_server, make_user, case):
+def test_a_malformed_body_refuses_the_whole_batch(live_server, make_user):
     api = client(live_server, make_user("malformed"))
     oid = api.create_object({}, unique_id())["oaio_id"]
     before = api.get_object(oid)
     one = [_entry("a.txt", b"a")]
-    body = {
+    bodies = {
         "not_tar": b"this is not a tar stream at all" * 40,
         "no_manifest": _raw_body(b"", [])[0:0] + batch_body([bf("a.txt", b"a")])[512 + 512:],
         "manifest_not_json": _raw_body(b"{nope", [("0", b"a")]),
@@ -148,11 +148,12 @@ def test_a_malformed_body_refuses_the_whole_batch(live_server, make_user, case):
         "negative_base": _raw_body({"files": [dict(one[0], base_version=-1)]}, [("0", b"a")]),
         "unknown_field": _raw_body({"files": [dict(one[0], owner="root")]}, [("0", b"a")]),
         "bad_mode": _raw_body({"files": [dict(one[0], mode="rwx")]}, [("0", b"a")]),
-    }[case]
-    resp = _post(api, oid, body)
-    assert resp.status_code == 422, resp.text
-    assert set(resp.json()) == {"error", "message", "detail"}
-    assert api.get_object(oid)["version"] == before["version"]
+    }
+    for case, body in bodies.items():
+        resp = _post(api, oid, body)
+        assert resp.status_code == 422, (case, resp.text)
+        assert set(resp.json()) == {"error", "message", "detail"}
+    assert api.get_object(oid)["version"] == before["version"] and api.get_object(oid)["files"] == []
 
 
 def test_rights_reader_403_stranger_404_no_token_401(live_server, make_user):
@@ -172,7 +173,6 @@ def test_rights_reader_403_stranger_404_no_token_401(live_server, make_user):
     a.set_subscription(oid, updater, "U")
     assert client(live_server, updater).commit_batch(oid, [bf("x", b"x")])[0]["status"] == "ok"
     assert a.get_object(oid)["files"][0]["path"] == "x"
-    _ = Unauthorized
 
 
 def test_limits_answer_413(live_server, make_user):
@@ -206,8 +206,7 @@ def test_a_cut_connection_mid_body_applies_nothing(live_server, make_user):
     after = api.get_object(oid)
     assert set(_files(after)) == {"keep.txt", "after.txt"}
     assert after["version"] == before["version"] + 1
-    assert not list((live_server.data_dir / "blobs" / "staging").glob("batch-*")) \
-        if (live_server.data_dir / "blobs" / "staging").exists() else True
+    assert not [p for p in live_server.data_dir.rglob("batch-*")]       # no staging leftovers
 
 
 def test_seeded_model_mixes_batches_single_puts_and_deletes(live_server, make_user):
@@ -246,4 +245,3 @@ def test_seeded_model_mixes_batches_single_puts_and_deletes(live_server, make_us
     assert _contents(api, oid) == model
     entries = _files(api.get_object(oid))
     assert {p: entries[p]["version"] for p in model} == versions
-    _ = InvalidValue

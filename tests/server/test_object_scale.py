@@ -25,6 +25,7 @@ from oaiofs.server.models import FileEntry, OaiObject, User
 from oaiofs.server.settings import ServerSettings
 
 N_FILES = 10_000
+FOLDER_OPS = {"move folder", "delete folder"}
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"scale:pw-scale-123").decode()}
 
 
@@ -53,10 +54,24 @@ def _fill(app, oaio_id: str, n: int) -> None:
                  mode=0o644 if row["kind"] == "file" else 0o755) for row in rows])
 
 
+VM_STEPS: dict[str, int] = {"k": 0}       # thousands of SQLite VM instructions run (rows scanned show here)
+
+
+def _count_vm(dbapi_connection, _record) -> None:
+    def tick() -> int:
+        VM_STEPS["k"] += 1
+        return 0
+    dbapi_connection.set_progress_handler(tick, 1000)
+
+
 @contextlib.contextmanager
 def counting(app) -> Iterator[dict[str, int]]:
     counts = {"loaded": 0, "statements": 0}
     engine = app.state.oaiofs.engine
+    if not event.contains(engine, "connect", _count_vm):
+        event.listen(engine, "connect", _count_vm)
+        engine.dispose()                      # new connections get the progress handler
+    vm_start = VM_STEPS["k"]
 
     def loaded(_target, _context):
         counts["loaded"] += 1
@@ -69,6 +84,7 @@ def counting(app) -> Iterator[dict[str, int]]:
     try:
         yield counts
     finally:
+        counts["vm_ksteps"] = VM_STEPS["k"] - vm_start
         event.remove(FileEntry, "load", loaded)
         event.remove(engine, "before_cursor_execute", statement)
 
@@ -120,7 +136,15 @@ def test_one_file_operation_touches_the_same_rows_in_a_10000_file_object_as_in_a
     with TestClient(app) as http:
         small = _measure(app, http, 100)                 # the same 100 folders, one file in each
         big = _measure(app, http, N_FILES)
-    assert big == small, {k: (small[k], big[k]) for k in big if big[k] != small[k]}
+    rows = {name: {k: v for k, v in c.items() if k != "vm_ksteps"} for name, c in big.items()}
+    assert rows == {name: {k: v for k, v in c.items() if k != "vm_ksteps"} for name, c in small.items()}, \
+        {k: (small[k], big[k]) for k in big if big[k] != small[k]}
+    # and SQLite did not scan the object's rows either (a scan of 10 000 rows is ~80k VM steps). Folder
+    # moves/deletes find their subtree by path prefix: SQLite compares every path of the object (no
+    # row is loaded, but the paths are read); an index for that is not there yet (see docs/api.md)
+    scanned = {name: (small[name]["vm_ksteps"], c["vm_ksteps"]) for name, c in big.items()
+               if c["vm_ksteps"] > 2 * small[name]["vm_ksteps"] + 20 and name not in FOLDER_OPS}
+    assert not scanned, scanned
     assert all(c["loaded"] <= 12 for c in big.values()), big
 
 

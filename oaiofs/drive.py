@@ -1,6 +1,7 @@
 """Drive: builds and runs one mount's parts (client, cache, namespace, journal, feed, Vfs).
 
-The composition root of the drive, without FUSE: ``drive_commands`` calls
+The composition root of the drive (outside ``oaiofs.vfs``, which it wires to
+``oaiofs.client``), without FUSE: ``drive_commands`` calls
 :meth:`Drive.start`, hands :attr:`Drive.vfs` to ``fuse_ops.mount`` and calls
 :meth:`Drive.stop` when the kernel unmounts. Tests can build a Drive and call its
 Vfs directly.
@@ -17,17 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..client.api import ApiClient
-from ..client.carts import CartDownloader
-from ..client.uploads import TusUploader
-from .cache import Cache
-from .control import Control
-from .feed import ChangeFeed, ListingStore
-from .fetcher import Fetcher
-from .journal import Journal
-from .namespace import Namespace
-from .source import CartSource
-from .vfs import Vfs, VfsOptions
+from .client.api import ApiClient
+from .client.carts import CartDownloader
+from .client.uploads import TusUploader
+from .vfs.cache import Cache
+from .vfs.control import Control
+from .vfs.feed import ChangeFeed, ListingStore
+from .vfs.fetcher import Fetcher
+from .vfs.journal import Journal
+from .vfs.namespace import Namespace
+from .vfs.source import CartSource
+from .vfs.vfs import Vfs, VfsOptions
 
 log = logging.getLogger(__name__)
 
