@@ -19,6 +19,8 @@ COMMAND_MODULES = {
     "oaiofs.server.commands": ("serve", "user", "db", "gc"),
     "oaiofs.drive_commands": ("mount", "umount", "status", "pin", "unpin"),
     "oaiofs.share_commands": ("share", "unshare", "access", "info", "conflicts", "retry", "discard"),
+    "oaiofs.history_commands": ("versions", "restore"),   # restore without --version: the trash
+    "oaiofs.trash_commands": ("trash",),
     "oaiofs.quickstart": ("quickstart",),
     "oaiofs.mount_helper": ("mount-helper",),
     "oaiofs.systemd": ("systemd-unit",),

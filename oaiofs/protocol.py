@@ -104,6 +104,13 @@ PATH_BATCH = API_PREFIX + "/objects/{oaio_id}/batch"     # batch commit of small
 PATH_SUBSCRIPTIONS = API_PREFIX + "/objects/{oaio_id}/subscriptions"
 PATH_SUBSCRIPTION = API_PREFIX + "/objects/{oaio_id}/subscriptions/{username}"
 PATH_CHANGES = API_PREFIX + "/changes"
+# version history (server/routes_history.py): list, bytes of a kept version, restore as a new version
+PATH_HISTORY_VERSIONS = API_PREFIX + "/objects/{oaio_id}/history/versions/{path}"
+PATH_HISTORY_BYTES = API_PREFIX + "/objects/{oaio_id}/history/files/{version}/{path}"
+PATH_HISTORY_RESTORE = API_PREFIX + "/objects/{oaio_id}/history/restore/{version}/{path}"
+PATH_HISTORY_VALUES = API_PREFIX + "/objects/{oaio_id}/history/values"
+PATH_HISTORY_VALUES_VERSION = API_PREFIX + "/objects/{oaio_id}/history/values/{version}"
+PATH_HISTORY_VALUES_RESTORE = API_PREFIX + "/objects/{oaio_id}/history/values/{version}/restore"
 PATH_ADMIN_USERS = API_PREFIX + "/admin/users"               # administrators only
 PATH_ADMIN_USER = API_PREFIX + "/admin/users/{username}"
 ERROR_ACCOUNT_DISABLED = "account_disabled"                  # 401 code for a disabled account
@@ -322,7 +329,8 @@ XATTR_INFO = XATTR_PREFIX + "info"                  # JSON: id, version, right, 
 XATTR_ACCESS = XATTR_PREFIX + "access"              # on an object folder: JSON users and rights (from the server)
 XATTR_CONTROL = XATTR_PREFIX + "control"            # settable: a JSON request to the mount (share, retry, ...)
 XATTR_RESULT_PREFIX = XATTR_PREFIX + "result."      # + the request's nonce: its JSON result
-CONTROL_OPS = ("share", "retry", "discard", "clear_conflicts")
+CONTROL_OPS = ("share", "retry", "discard", "clear_conflicts", "versions", "restore_version", "trash", "restore",
+               "empty_trash")
 
 # --- values ---
 # Desktop metadata that must never become an object folder at the drive's root: trash folders of the

@@ -197,15 +197,17 @@ class JsonBodyLimit:
 def _routers() -> list[Any]:
     from . import (batch_commit, carts, compat_ae, files_routes, routes_admin, routes_auth, routes_changes,
                    routes_objects, uploads)
+    from . import routes_history, routes_trash
     return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router, batch_commit.router,
-            uploads.router, carts.router, routes_admin.router, *compat_ae.routers]
+            uploads.router, carts.router, routes_admin.router, routes_history.router, routes_trash.router,
+            *compat_ae.routers]
 
 
 async def _purge_loop(state: AppState) -> None:
     """Periodically drop expired tokens and let the transfer services purge their leftovers."""
     from . import routes_auth
     names = ("oaiofs.server.uploads", "oaiofs.server.carts", "oaiofs.server.compat_ae.storage",
-             "oaiofs.server.blob_gc")
+             "oaiofs.server.history", "oaiofs.server.trash", "oaiofs.server.blob_gc")
     while True:
         for purge in [routes_auth.purge_expired_tokens] + [getattr(importlib.import_module(n), "purge_expired", None)
                                                               for n in names]:

@@ -2,9 +2,8 @@
 
 Blobs are content-addressed and shared, so replacing or deleting a file only drops a
 reference. :func:`referenced_keys` is the one place that knows what refers to a blob
-(file entries, cart members, uploads that have hashed their bytes, files the ae.oaio_client
-compatibility layer staged); a later version
-history or trash adds its table there. A blob is removed once it has been *seen*
+(file entries, kept versions of the history, cart members, uploads that have hashed their
+bytes, files the ae.oaio_client compatibility layer staged). A blob is removed once it has been *seen*
 unreferenced for ``blob_gc_grace_s`` (the ``blob_gc`` table remembers since when) and
 its bytes are at least that old; the final reference check and the removal happen in
 one transaction under the collector's lock, which an upload takes (shared) when it
@@ -24,9 +23,11 @@ from sqlalchemy import delete, select, text, union
 from sqlalchemy.orm import Session
 
 from . import db as dbmod
+from . import history
 from .blobs import blob_key
 from .models import BlobGc, CartFile, FileEntry, Upload, utcnow
 from .models_compat import CompatAeStagedFile
+from .models_trash import TrashFile
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +58,15 @@ def _reference_query(keys: Collection[str] | None, shas: Collection[str] | None)
     carts = select(CartFile.blob_key.label("ref")).where(CartFile.blob_key.is_not(None))
     uploads = select(Upload.sha256.label("ref")).where(Upload.sha256.is_not(None))
     staged = select(CompatAeStagedFile.blob_key.label("ref"))       # ae.oaio_client files deployed, not yet attached
+    trashed = select(TrashFile.blob_key.label("ref")).where(TrashFile.blob_key.is_not(None))   # server/trash.py
     if keys is not None:
         files = files.where(FileEntry.blob_key.in_(keys))
         carts = carts.where(CartFile.blob_key.in_(keys))
         uploads = uploads.where(Upload.sha256.in_(shas or ()))
         staged = staged.where(CompatAeStagedFile.blob_key.in_(keys))
-    # issue 17 (version history / trash): add its table's blob keys here
-    return union(files, carts, uploads, staged)
+        trashed = trashed.where(TrashFile.blob_key.in_(keys))
+    kept_versions = history.blob_refs(keys)       # versions kept by the history's retention policy
+    return union(files, carts, uploads, staged, trashed, kept_versions)
 
 
 def referenced_keys(db: Session, keys: Collection[str] | None = None) -> set[str]:
@@ -112,8 +115,12 @@ def collect(state: Any, *, dry_run: bool = False, grace_s: float | None = None,
     listed = {key: (mtime, size) for key, mtime, size in blobs.list_blobs()}
     report = GcReport(blobs=len(listed), dry_run=dry_run)
     with _session(state) as db:
+        if dry_run:                          # what a real run would remove: after the history's trim
+            history.trim(db, state.settings)
         refs = referenced_keys(db)
         seen = {row.key: _aware(row.since) for row in db.scalars(select(BlobGc))}
+        if dry_run:
+            db.rollback()
     report.referenced = len(set(listed) & refs)
     unreferenced = [key for key in listed if key not in refs]
     cutoff = now - grace

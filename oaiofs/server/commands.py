@@ -39,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-requests", type=int, default=None, metavar="N",
                        help="API requests doing database work at once, per process (default: 16); "
                             "more wait in a queue, and beyond that get 503 + Retry-After")
+    serve.add_argument("--history-versions", type=int, default=None, metavar="N",
+                       help="version history: keep at least the newest N versions of each file and of each "
+                            "object's values (default 10; OAIOFS_HISTORY_KEEP_VERSIONS)")
+    serve.add_argument("--history-days", type=float, default=None, metavar="DAYS",
+                       help="version history: keep every version younger than DAYS (default 30; "
+                            "OAIOFS_HISTORY_KEEP_DAYS); at most OAIOFS_HISTORY_MAX_VERSIONS (1000) per file")
+    serve.add_argument("--trash-days", type=float, default=None, metavar="DAYS",
+                       help="deleted files, folders and objects stay restorable this long (default: 30)")
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text", help="log format (default text)")
     serve.set_defaults(func=cmd_serve)
@@ -54,10 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from .admin_commands import register_user_actions
     register_user_actions(user_sub, _add_storage_args)
 
-    gc = subparsers.add_parser("gc", help="remove blobs no file, cart or upload refers to any more",
-                               description="Remove stored file data no file entry, cart or upload refers to "
-                                           "(data of deleted or replaced files) once it has been unreferenced "
-                                           "for the grace period. The server does this in the background too.")
+    gc = subparsers.add_parser("gc", help="trim the version history, then remove blobs nothing refers to any more",
+                               description="Trim the version history by its retention policy (OAIOFS_HISTORY_KEEP_"
+                                           "VERSIONS / _DAYS / _MAX_VERSIONS), then remove stored file data no "
+                                           "file entry, kept version, cart or upload refers to once it has been "
+                                           "unreferenced for the grace period. The server does both in the "
+                                           "background too.")
     _add_storage_args(gc)
     gc.add_argument("--blobs", default=None, help="blob store URL: a folder or s3://bucket/prefix")
     gc.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL")
@@ -80,9 +90,12 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         kwargs["data_dir"] = args.data
     for name, attr in (("blobs", "blobs_url"), ("s3_endpoint", "s3_endpoint"), ("host", "host"),
                        ("port", "port"), ("workers", "workers"), ("token_ttl", "token_ttl_s"),
-                       ("max_requests", "max_active_requests")):
+                       ("max_requests", "max_active_requests"), ("history_versions", "history_keep_versions"),
+                       ("history_days", "history_keep_days")):
         if getattr(args, name, None) is not None:
             kwargs[attr] = getattr(args, name)
+    if getattr(args, "trash_days", None) is not None:
+        kwargs["trash_retention_s"] = args.trash_days * 86400.0
     settings = ServerSettings(**kwargs)
     settings.ensure_dirs()
     return settings
@@ -173,6 +186,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         state = SimpleNamespace(settings=settings, sessionmaker=make_sessionmaker(engine), blobs=open_blobs(settings))
+        if not args.dry_run:                 # trash past its retention period first (server/trash.py)
+            from . import history, trash
+            trash.purge_expired(state)
+            trimmed = history.purge_expired(state)
+            print(f"version history: {trimmed} version(s) past the retention policy trimmed")
         report = blob_gc.collect(state, dry_run=args.dry_run, grace_s=args.grace)
     finally:
         engine.dispose()

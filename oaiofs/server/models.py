@@ -193,3 +193,5 @@ class BlobGc(Base):
 
 
 from . import models_compat  # noqa: E402,F401  (the ae compatibility tables share Base.metadata)
+from . import models_history  # noqa: E402,F401  (the version history, issue 17)
+from . import models_trash  # noqa: E402,F401  (the trash tables, issue 17)

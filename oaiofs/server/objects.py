@@ -30,10 +30,11 @@ from sqlalchemy.orm import Session
 
 from .. import protocol
 from ..errors import AlreadyExists, Conflict, InvalidValue, NotEmpty, NotFound, TooLarge, VersionConflict
-from . import changes
+from . import changes, history
 from . import db as dbmod
 from .entry_index import EntryIndex, finish, index_of
 from .entry_index import path_hash as path_hash
+from . import trash
 from .models import FileEntry, OaiObject, Subscription, User
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,7 @@ def create_object(db: Session, user: User, values: dict[str, Any], oaio_id: str 
         raise AlreadyExists(f"object {oaio_id!r} already exists", {"oaio_id": oaio_id}) from None
     db.add(Subscription(object_id=obj.id, user_id=user.id, access_right=protocol.CREATE_ACCESS_RIGHT))
     db.flush()
+    history.record_values(db, user, obj)
     changes.emit(db, obj, protocol.EVENT_CREATED, {"access_right": protocol.CREATE_ACCESS_RIGHT}, actor=user)
     log.info("%s created object %r", user.username, oaio_id)
     return obj
@@ -290,6 +292,7 @@ def update_values(db: Session, user: User, obj: OaiObject, values: dict[str, Any
     new_values = dict(load_values(obj.values_json), **values) if mode == "merge" else values
     obj.values_json = _values_json(new_values)
     _bump(obj)
+    history.record_values(db, user, obj)
     _updated(db, obj, user, values_changed=True)
     return obj
 
@@ -299,6 +302,7 @@ def delete_object(db: Session, user: User, obj: OaiObject, base_version: int | N
     _check_object_base(obj, base_version)
     _bump(obj)
     obj.deleted = obj.updated
+    trash.keep_object(db, user, obj)      # restorable for the retention period (server/trash.py)
     changes.emit(db, obj, protocol.EVENT_DELETED, {}, actor=user)
     log.info("%s deleted object %r", user.username, obj.oaio_id)
     return obj
@@ -328,6 +332,7 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
     if mtime_ns is None:
         mtime_ns = round(float(mtime) * 1e9) if mtime is not None else time.time_ns()
     set_mtime(entry, mtime_ns)
+    history.record_file(db, user, obj, entry)
     finish(db, obj)
     _updated(db, obj, user, changed=changed)
     return entry
@@ -388,6 +393,7 @@ def delete_path(db: Session, user: User, obj: OaiObject, path: str, base_version
     entry = _get_entry(obj, entries, path)
     check_file_base(obj, path, entry, base_version)
     doomed = _subtree(entries, path) if entry.kind == DIR else [entry]
+    trash.keep_path(db, user, obj, path, doomed)      # restorable for the retention period (server/trash.py)
     for item in doomed:
         entries.remove(item)
     _bump(obj)
@@ -436,6 +442,7 @@ def move(db: Session, user: User, obj: OaiObject, src: str, dst: str, *, base_ve
         item.version, item.stamp = obj.version, obj.stamp
         entries[item.path] = item
     touched = touch_parents(entries, src, dst)
+    history.on_move(db, obj, src, dst)
     finish(db, obj)
     new_paths = [e.path for e in moved]
     _updated(db, obj, user, changed=[*new_paths, *created, *touched], removed=removed)

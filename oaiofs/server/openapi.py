@@ -77,6 +77,20 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("delete", "/api/v1/carts/{uid}"): {200} | _READ,
     ("get", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
     ("head", "/api/v1/carts/{uid}/files/{path}"): {202, 409} | _FILE_GET,
+    # version history (routes_history.py): r reads, U/D/C restores
+    ("get", "/api/v1/objects/{oaio_id}/history/versions/{path}"): {200, 403} | _READ,
+    ("get", "/api/v1/objects/{oaio_id}/history/files/{version}/{path}"): _FILE_GET,
+    ("head", "/api/v1/objects/{oaio_id}/history/files/{version}/{path}"): _FILE_GET,
+    ("post", "/api/v1/objects/{oaio_id}/history/restore/{version}/{path}"): {200} | _WRITE,
+    ("get", "/api/v1/objects/{oaio_id}/history/values"): {200, 403} | _READ,
+    ("get", "/api/v1/objects/{oaio_id}/history/values/{version}"): {200, 403} | _READ,
+    ("post", "/api/v1/objects/{oaio_id}/history/values/{version}/restore"): {200} | _WRITE,
+    # the trash (routes_trash.py)
+    ("get", "/api/v1/trash"): {200} | _AUTH,
+    ("delete", "/api/v1/trash"): {200} | _AUTH,
+    ("get", "/api/v1/objects/{oaio_id}/trash"): {200} | _READ,
+    ("delete", "/api/v1/objects/{oaio_id}/trash"): {200, 403} | _READ,
+    ("post", "/api/v1/objects/{oaio_id}/trash/restore"): {200} | _WRITE,
     # administration (routes_admin.py): 403 for a caller who is not an administrator
     ("get", "/api/v1/admin/users"): {200, 403} | _AUTH,
     ("post", "/api/v1/admin/users"): {201, 400, 403, 409, 413, 422} | _AUTH,

@@ -25,7 +25,8 @@ def default_data_dir() -> Path:
 
 _ENV_NUMBERS = ("upload_expiry_s", "cart_ttl_s", "cart_quota_bytes", "max_upload_bytes", "purge_interval_s",
                 "token_ttl_s", "max_active_requests", "max_queued_requests", "queue_wait_s",
-                "min_free_bytes", "blob_gc_grace_s")
+                "min_free_bytes", "blob_gc_grace_s", "history_keep_versions", "history_keep_days",
+                "history_max_versions", "trash_retention_s")
 
 
 @dataclasses.dataclass
@@ -50,6 +51,12 @@ class ServerSettings:
     queue_wait_s: float = 20.0           # longest wait in that queue before a 503
     min_free_bytes: int = 32 * 1024 ** 2  # local blobs: uploads stop (507) before the disk has less free
     blob_gc_grace_s: float = 3600.0      # an unreferenced blob is removed after being seen so this long
+    # version history (server/history.py): a version stays while it is one of the newest N of its file
+    # (values: of its object) or younger than D days; never more than M (0: no cap)
+    history_keep_versions: int = 10
+    history_keep_days: float = 30.0
+    history_max_versions: int = 1000
+    trash_retention_s: float = 30 * 24 * 3600.0   # deleted files/folders/objects stay restorable this long
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()

@@ -13,7 +13,8 @@ to the mount process (which holds the login), so they need no password:
 
 Ops: ``share {user, right}`` (``x`` removes; a subscriber removing themself leaves the
 share), ``retry`` and ``discard {really}`` (failed uploads at or under the path; the root
-means all), ``clear_conflicts`` (the conflict records, not the copies).
+means all), ``clear_conflicts`` (the conflict records, not the copies), ``versions`` and
+``restore_version {version}`` (the version history, :mod:`.history_control`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .. import protocol
 from ..conflicts import conflict_path
 from ..errors import InvalidValue, NotFound, OaioError
 from .errors import NoAttribute, NotPermitted
+from . import trash_control
 from .nodes import Node
 from .seams import ServerApi
 
@@ -157,6 +159,11 @@ class Control:
             return self._discard(node, bool(req.get("really")))
         if op == "clear_conflicts":
             return {"cleared": self.journal.clear_conflicts()}
+        if op in ("versions", "restore_version"):     # oaiofs versions / restore --version (history_control.py)
+            from .history_control import run as history_op
+            return history_op(self, node, req)
+        if op in trash_control.OPS:           # oaiofs trash / restore (vfs/trash_control.py)
+            return trash_control.dispatch(self, node, req)
         raise InvalidValue(f"unknown control op {op!r} (one of {', '.join(protocol.CONTROL_OPS)})")
 
     def _on_server(self, node: Node) -> Any:

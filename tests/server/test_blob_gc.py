@@ -17,6 +17,9 @@ from tests.conftest import PASSWORD, wait_until
 
 from .server_helpers import unique_id
 
+# these tests are about the collector: the version history keeps only each existing file's current
+# version (tests/server/test_history.py covers what the history keeps)
+CURRENT_ONLY = {"OAIOFS_HISTORY_KEEP_VERSIONS": "1", "OAIOFS_HISTORY_KEEP_DAYS": "0"}
 _KEY = re.compile(r"sha256/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}")
 _LIST_KEYS = """
 import os, sys
@@ -60,8 +63,9 @@ def _file_url(server, oaio_id: str, path: str) -> str:
 
 def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
     """A seeded random history of puts, replacements (with shared contents) and deletes, and a
-    cart; ``oaiofs gc`` removes exactly the blobs no file or cart refers to, after the grace period."""
-    server = server_factory()
+    cart; ``oaiofs gc`` removes exactly the blobs no file or cart refers to, after the grace period.
+    (History current-only and trash retention 0: tests/server/test_history.py and test_trash.py cover those.)"""
+    server = server_factory(env={**CURRENT_ONLY, "OAIOFS_TRASH_RETENTION_S": "0"})
     user = server.add_user("gc-user")
     s = _session(server, user)
     oaio_id = unique_id()
@@ -95,8 +99,8 @@ def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
     referenced = {key(d) for d in current.values()} | {key(pinned)}
     expected = written - referenced
     assert expected, "the random history should leave garbage"
-    assert gc(server, "--dry-run", "--grace", "0")[0] == expected
     assert gc(server)[:2] == (set(), expected)                 # default grace: noted, nothing removed
+    assert gc(server, "--dry-run", "--grace", "0")[0] == expected
     assert stored_keys(server) == written
     assert gc(server, "--grace", "0")[0] == expected
     assert stored_keys(server) == referenced
@@ -112,7 +116,8 @@ def test_gc_removes_exactly_the_unreferenced_blobs(server_factory):
 
 
 def test_background_gc_after_the_grace_period(server_factory):
-    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "1", "OAIOFS_PURGE_INTERVAL_S": "0.3"})
+    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "1", "OAIOFS_PURGE_INTERVAL_S": "0.3", **CURRENT_ONLY,
+                                 "OAIOFS_TRASH_RETENTION_S": "0"})
     user = server.add_user("gc-bg")
     s = _session(server, user)
     oaio_id = unique_id()
@@ -131,7 +136,7 @@ def test_background_gc_after_the_grace_period(server_factory):
 def test_blobs_committed_while_the_collector_runs_are_never_collected(server_factory):
     """The collector runs back to back with no grace period while files are replaced by bytes
     that are (or were just) unreferenced: a commit that dedupes onto a blob must never lose it."""
-    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "0", "OAIOFS_PURGE_INTERVAL_S": "0.01"})
+    server = server_factory(env={"OAIOFS_BLOB_GC_GRACE_S": "0", "OAIOFS_PURGE_INTERVAL_S": "0.01", **CURRENT_ONLY})
     user = server.add_user("gc-race")
     s = _session(server, user)
     oaio_id = unique_id()

@@ -35,7 +35,8 @@ def _seed(server) -> dict[str, str]:
     assert s.post(api + "/objects", json={"oaio_id": oaio_id, "values": {"title": "seed", "n": 1}}).status_code == 201
     doc = b"seeded document\n"
     file_url = server.url + protocol.PATH_FILE.replace("{oaio_id}", oaio_id).replace("{path}", "d/doc.txt")
-    assert s.put(file_url, data=doc).status_code == 200
+    put = s.put(file_url, data=doc)
+    assert put.status_code == 200
     assert s.put(api + f"/objects/{oaio_id}/subscriptions/{bob}", json={"access_right": "r"}).status_code == 200
     cart = server.url + protocol.PATH_CART.format(uid="seed-cart")
     body = {"fileids": [{"id": protocol.cart_file_id(oaio_id, "d/doc.txt"), "path": "d/doc.txt",
@@ -46,7 +47,8 @@ def _seed(server) -> dict[str, str]:
         "Tus-Resumable": protocol.TUS_VERSION, "Upload-Length": "10", "Upload-Metadata": meta})
     assert created.status_code == 201
     return {"alice": alice, "bob": bob, "oaio_id": oaio_id, "path": "d/doc.txt", "uid": "seed-cart",
-            "upload_id": created.headers["Location"].rsplit("/", 1)[1], "username": bob}
+            "upload_id": created.headers["Location"].rsplit("/", 1)[1], "username": bob,
+            "version": str(put.json()["version"])}          # a kept version of d/doc.txt (and of the values)
 
 
 def _with_examples(spec: dict, seeds: dict[str, str]) -> dict:
