@@ -343,6 +343,10 @@ class OpApplier:
     def _server_file(self, oaio_id: str, path: str) -> dict[str, Any] | None:
         return _find_file(self.api.get_object(oaio_id), path)
 
+    def doc_or_none(self, oaio_id: str) -> dict[str, Any] | None:
+        """The object's document after a commit (None if it cannot be fetched)."""
+        return self._doc_or_none(oaio_id)
+
     def _doc_or_none(self, oaio_id: str) -> dict[str, Any] | None:
         """The object's document after an upload (best effort: None if it cannot be fetched)."""
         try:
