@@ -38,6 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (median)")
     parser.add_argument("--objects", type=int, default=None, dest="small_count",
                         help="number of small objects (default 2000; 20 with --quick)")
+    parser.add_argument("--many-files", type=int, default=None, dest="many_count",
+                        help="files written into one object by the 'many' rows (default 1000; 30 with --quick)")
+    parser.add_argument("--clone-files", type=int, default=None, dest="clone_files",
+                        help="files of the repository the 'clone' rows clone (default 1000; 20 with --quick)")
     parser.add_argument("--cache-size", default=None, help="passed to oaiofs mount --cache-size")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for oaiofs serve (repeatable), e.g. --server-arg=--db=postgresql://...")
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _sigterm)
     overrides = {k: v for k, v in (("reps", args.reps), ("cache_size", args.cache_size),
-                                   ("small_count", args.small_count)) if v is not None}
+                                   ("small_count", args.small_count),
+                                   ("many_count", args.many_count), ("clone_files", args.clone_files)) if v is not None}
     config = BenchConfig.quick(**overrides) if args.quick else BenchConfig(**overrides)  # type: ignore[arg-type]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     json_path = args.json or RESULTS_DIR / f"{stamp}.json"

@@ -23,11 +23,15 @@ class BenchConfig:
     block_size: int = MIB
     populate_workers: int = 1        # 2 or 4 measured no faster (61 vs 63 ms per object)
     cache_size: str | None = None
+    many_count: int = 1000            # issue 16: files written into one object (4 KiB, 10 folders)
+    many_reps: int = 1
+    clone_files: int = 1000           # issue 16: files of the repository cloned into the drive
 
     @classmethod
     def quick(cls, **overrides: object) -> "BenchConfig":
         """Tiny sizes for the smoke test: every row runs, nothing is meaningful about speed."""
         values = dict(big_size=4 * MIB, small_count=20, write_size=2 * MIB, stream_size=8 * MIB, reps=1,
-                      warm_reps=1, row_budget_s=30.0, row_timeout_s=60.0, commit_timeout_s=60.0)
+                      warm_reps=1, row_budget_s=30.0, row_timeout_s=60.0, commit_timeout_s=60.0,
+                      many_count=30, clone_files=20)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

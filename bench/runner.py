@@ -77,7 +77,7 @@ class BenchRun:
         return self.apis[user]
 
     @contextlib.contextmanager
-    def fresh_mount(self, user: str) -> Iterator[MountHandle]:
+    def fresh_mount(self, user: str, timeout_s: float | None = None) -> Iterator[MountHandle]:
         """A new drive for ``user`` with an empty cache folder, watched by a watchdog, always unmounted."""
         assert self.server is not None
         n = next(self._mount_ids)
@@ -88,7 +88,7 @@ class BenchRun:
             local.callback(mount.stop)
             self.stack.callback(mount.stop)     # also on Ctrl-C while the row is running
             mount.start()
-            local.enter_context(Watchdog(mount, self.config.row_timeout_s))
+            local.enter_context(Watchdog(mount, timeout_s or self.config.row_timeout_s))
             yield mount
 
     @contextlib.contextmanager

@@ -270,6 +270,8 @@ def peak_memory(run: BenchRun) -> list[Row]:
     return [row]
 
 
+from .many_files import git_clone, many_small_files  # noqa: E402  (issue 16's rows; they use expect/run_rows)
+
 #: the suite in the order of the issue's table (each entry may produce several rows)
 WORKLOADS: dict[str, Callable[[BenchRun], list[Row]]] = {
     "reads": sequential_reads,
@@ -277,4 +279,6 @@ WORKLOADS: dict[str, Callable[[BenchRun], list[Row]]] = {
     "ls": root_listing,
     "write": write_until_committed,
     "rss": peak_memory,
+    "many": many_small_files,
+    "clone": git_clone,
 }

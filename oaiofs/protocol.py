@@ -242,25 +242,16 @@ def check_json_body(body: bytes, what: str = "request body") -> None:
 
     A body that is not JSON at all passes: the JSON parser of the route answers that (400).
     """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedJson(f"{what} is not valid UTF-8") from None
-    try:
-        doc = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise InvalidValue(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels",
-                           {"max_depth": MAX_JSON_DEPTH}) from None
-    except json.JSONDecodeError:
-        return
-    except ValueError:        # e.g. an integer of more than 4300 digits
-        raise InvalidValue(f"{what} holds a number that is too long") from None
-    check_json(doc, what)
+    _parse_json_body(body, what, not_json_passes=True)
 
 
 def load_json_body(body: bytes, what: str = "request body") -> Any:
     """Parse a JSON request body under the rules of :func:`check_json_body` (one parse, for big bodies);
     a body that is not JSON answers 400 ``malformed_json``."""
+    return _parse_json_body(body, what, not_json_passes=False)
+
+
+def _parse_json_body(body: bytes, what: str, *, not_json_passes: bool) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -271,6 +262,8 @@ def load_json_body(body: bytes, what: str = "request body") -> Any:
         raise InvalidValue(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels",
                            {"max_depth": MAX_JSON_DEPTH}) from None
     except json.JSONDecodeError:
+        if not_json_passes:
+            return None
         raise MalformedJson(f"{what} is not valid JSON") from None
     except ValueError:        # e.g. an integer of more than 4300 digits
         raise InvalidValue(f"{what} holds a number that is too long") from None

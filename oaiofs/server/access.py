@@ -36,13 +36,10 @@ def user_right(db: Session, user: User, obj: OaiObject) -> str | None:
                      .where(Subscription.object_id == obj.id, Subscription.user_id == user.id))
 
 
-def load_object(db: Session, user: User, oaio_id: str, need: Need = "read", *, for_update: bool = False,
-                allow_deleted: bool = False) -> tuple[OaiObject, str]:
-    """Load ``oaio_id`` for ``user`` and check that their right covers ``need``.
+def load_visible(db: Session, user: User, oaio_id: str, *, for_update: bool = False) -> tuple[OaiObject, str]:
+    """The object ``oaio_id`` (deleted or not) and the caller's right; not subscribed → ``NotFound``.
 
-    ``for_update=True`` takes the write lock (SQLite) / locks the object row
-    (``SELECT … FOR UPDATE``) so that the version check and the change that
-    follows are atomic across server processes.
+    ``for_update=True`` takes the write lock (SQLite) / locks the object row (``SELECT … FOR UPDATE``).
     """
     protocol.validate_oaio_id(oaio_id)
     if for_update:
@@ -54,6 +51,18 @@ def load_object(db: Session, user: User, oaio_id: str, need: Need = "read", *, f
     right = user_right(db, user, obj) if obj is not None else None
     if obj is None or right is None:
         raise NotFound(f"object {oaio_id!r} not found", {"oaio_id": oaio_id})
+    return obj, right
+
+
+def load_object(db: Session, user: User, oaio_id: str, need: Need = "read", *, for_update: bool = False,
+                allow_deleted: bool = False) -> tuple[OaiObject, str]:
+    """Load ``oaio_id`` for ``user`` and check that their right covers ``need``.
+
+    ``for_update=True`` takes the write lock (SQLite) / locks the object row
+    (``SELECT … FOR UPDATE``) so that the version check and the change that
+    follows are atomic across server processes.
+    """
+    obj, right = load_visible(db, user, oaio_id, for_update=for_update)
     if obj.deleted is not None and not (allow_deleted and need == "read"):
         raise Gone(f"object {oaio_id!r} was deleted", {"oaio_id": oaio_id, "version": obj.version})
     if not right_allows(right, need):

@@ -114,11 +114,11 @@ def collect(state: Any, *, dry_run: bool = False, grace_s: float | None = None,
     now = now or utcnow()
     listed = {key: (mtime, size) for key, mtime, size in blobs.list_blobs()}
     report = GcReport(blobs=len(listed), dry_run=dry_run)
-    with _session(state) as db:
+    with dbmod.transaction(state) as db:
         if dry_run:                          # what a real run would remove: after the history's trim
             history.trim(db, state.settings)
         refs = referenced_keys(db)
-        seen = {row.key: _aware(row.since) for row in db.scalars(select(BlobGc))}
+        seen = {row.key: dbmod.aware(row.since) for row in db.scalars(select(BlobGc))}
         if dry_run:
             db.rollback()
     report.referenced = len(set(listed) & refs)
@@ -130,7 +130,7 @@ def collect(state: Any, *, dry_run: bool = False, grace_s: float | None = None,
     if dry_run:
         report.removed = [(k, listed[k][1]) for k in due]
         return report
-    with _session(state) as db:              # forget blobs that are gone or referenced again; note new ones
+    with dbmod.transaction(state) as db:              # forget blobs that are gone or referenced again; note new ones
         lock_for_collect(db)
         seen_now = set(db.scalars(select(BlobGc.key)))        # another process may have collected meanwhile
         stale = [k for k in seen_now if k not in listed or k in refs]
@@ -141,7 +141,7 @@ def collect(state: Any, *, dry_run: bool = False, grace_s: float | None = None,
             db.add_all([BlobGc(key=k, since=now) for k in fresh])
     for start in range(0, len(due), DELETE_BATCH):
         batch = due[start:start + DELETE_BATCH]
-        with _session(state) as db:          # final check and removal under the exclusive lock
+        with dbmod.transaction(state) as db:          # final check and removal under the exclusive lock
             lock_for_collect(db)
             still = referenced_keys(db, batch)
             gone = [k for k in batch if k not in still]
@@ -160,26 +160,3 @@ def purge_expired(state: Any) -> int:
     if state.blobs is None or not hasattr(state.blobs, "list_blobs"):
         return 0
     return len(collect(state).removed)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
-class _session:
-    """A short session committed on success (like ``upload_service.transaction``, without the import cycle)."""
-
-    def __init__(self, state: Any) -> None:
-        self.db = state.sessionmaker()
-
-    def __enter__(self) -> Session:
-        return self.db
-
-    def __exit__(self, exc_type: Any, *_rest: Any) -> None:
-        try:
-            if exc_type is None:
-                self.db.commit()
-            else:
-                self.db.rollback()
-        finally:
-            self.db.close()

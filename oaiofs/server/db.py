@@ -10,12 +10,13 @@ SQLite restarts the (so far read-only) transaction as ``BEGIN IMMEDIATE``
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -178,6 +179,30 @@ event.listen(Session, "after_rollback", _clear_lock_flag)
 event.listen(Session, "after_transaction_end", _end_of_transaction)
 event.listen(Session, "before_flush", _lock_before_flush)
 event.listen(Session, "do_orm_execute", _lock_before_orm_write)
+
+
+@contextlib.contextmanager
+def transaction(state: Any) -> Iterator[Session]:
+    """A short session of ``state.sessionmaker``: committed on success, rolled back on error, always closed."""
+    db = state.sessionmaker()
+    try:
+        yield db
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    finally:
+        db.close()
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """``value`` with UTC attached if the database returned it naive (SQLite)."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC (None stays None)."""
+    return None if value is None else aware(value).astimezone(dt.timezone.utc).isoformat()
 
 
 def alembic_config(db_url: str) -> "AlembicConfig":

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from .. import protocol
 from ..errors import Conflict, Gone, NotFound
+from . import db as dbmod
 from .models import FileEntry, OaiObject, User, utcnow
 from .models_history import FileVersion, ValuesVersion
 
@@ -44,12 +45,6 @@ def _hash(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).isoformat()
 
 
 # --- hooks (called by objects.py inside the caller's transaction) ---
@@ -81,7 +76,7 @@ def on_move(db: Session, obj: OaiObject, src: str, dst: str) -> None:
 
 # --- documents ---
 def _file_version_doc(row: FileVersion, current: bool) -> dict[str, Any]:
-    return {"version": row.version, "size": row.size, "sha256": row.sha256, "modified": _iso(row.created),
+    return {"version": row.version, "size": row.size, "sha256": row.sha256, "modified": dbmod.iso(row.created),
             "author": row.author, "mode": row.mode, "mtime_ns": row.mtime_ns, "current": current,
             "restored_from": row.restored_from}
 
@@ -89,7 +84,7 @@ def _file_version_doc(row: FileVersion, current: bool) -> dict[str, Any]:
 def _values_version_doc(row: ValuesVersion, current: bool, with_values: bool = False) -> dict[str, Any]:
     raw = (row.values_json or "{}").encode("utf-8")
     doc = {"version": row.version, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
-           "modified": _iso(row.created), "author": row.author, "current": current,
+           "modified": dbmod.iso(row.created), "author": row.author, "current": current,
            "restored_from": row.restored_from}
     if with_values:
         from .objects import load_values
@@ -284,15 +279,8 @@ def forget_deleted(db: Session, object_id: int, paths: Collection[str] | None = 
 
 def purge_expired(state: Any) -> int:
     """Hook for the server's periodic purge (and ``oaiofs gc``): one retention pass."""
-    db = state.sessionmaker()
-    try:
+    with dbmod.transaction(state) as db:
         files, values = trim(db, state.settings)
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise
-    finally:
-        db.close()
     if files or values:
         log.info("history: trimmed %d file versions and %d values versions", files, values)
     return files + values

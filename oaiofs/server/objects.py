@@ -43,12 +43,6 @@ DIR, FILE = "dir", "file"
 
 
 # --- documents ---
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).isoformat()
 
 
 _FILE_FIELDS = ("path", "kind", "size", "sha256", "version", "stamp", "mtime", "mtime_ns", "mode", "target")
@@ -77,8 +71,8 @@ def file_doc(entry: Any) -> dict[str, Any]:
 def _object_dict(obj: Any, owner: str, right: str, files: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "oaio_id": obj.oaio_id, "owner": owner, "values": load_values(obj.values_json),
-        "version": obj.version, "stamp": obj.stamp, "created": _iso(obj.created), "updated": _iso(obj.updated),
-        "deleted": _iso(obj.deleted), "access_right": right, "app_id": obj.app_id, "device_id": obj.device_id,
+        "version": obj.version, "stamp": obj.stamp, "created": dbmod.iso(obj.created), "updated": dbmod.iso(obj.updated),
+        "deleted": dbmod.iso(obj.deleted), "access_right": right, "app_id": obj.app_id, "device_id": obj.device_id,
         "files": files,
     }
 

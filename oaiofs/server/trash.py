@@ -32,7 +32,7 @@ from . import changes
 from . import db as dbmod
 from . import history
 from . import objects
-from .access import user_right
+from . import access
 from .entry_index import path_hash
 from .models import FileEntry, OaiObject, Subscription, User, utcnow
 from .models_trash import TrashFile, TrashItem
@@ -125,32 +125,13 @@ def retention(settings: Any) -> dt.timedelta:
     return dt.timedelta(seconds=float(getattr(settings, "trash_retention_s", 30 * 86400.0)))
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
 def _doc(item: TrashItem, obj: Any, keep: dt.timedelta) -> dict[str, Any]:
     name = objects.load_values(obj.values_json).get("_name")
-    deleted = _aware(item.deleted)
+    deleted = dbmod.aware(item.deleted)
     return {"id": item.id, "oaio_id": obj.oaio_id, "name": name if isinstance(name, str) else None,
             "kind": item.kind, "path": item.path, "entry_kind": item.entry_kind, "files": item.files,
             "size": item.size, "deleted": deleted.isoformat(), "deleted_by": item.deleted_by,
             "expires": (deleted + keep).isoformat(), "object_deleted": obj.deleted is not None}
-
-
-def load_any(db: Session, user: User, oaio_id: str, *, for_update: bool = False) -> tuple[OaiObject, str]:
-    """The object (deleted or not) and the caller's right; strangers get 404 like everywhere."""
-    protocol.validate_oaio_id(oaio_id)
-    if for_update:
-        dbmod.lock_for_write(db)
-    stmt = select(OaiObject).where(OaiObject.oaio_id == oaio_id)
-    if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    obj = db.scalar(stmt)
-    right = user_right(db, user, obj) if obj is not None else None
-    if obj is None or right is None:
-        raise NotFound(f"object {oaio_id!r} not found", {"oaio_id": oaio_id})
-    return obj, right
 
 
 def list_items(db: Session, user: User, settings: Any, oaio_id: str | None = None) -> list[dict[str, Any]]:
@@ -161,7 +142,7 @@ def list_items(db: Session, user: User, settings: Any, oaio_id: str | None = Non
             .where(TrashItem.deleted > utcnow() - keep)
             .order_by(TrashItem.deleted.desc(), TrashItem.id.desc()))
     if oaio_id is not None:
-        obj, _right = load_any(db, user, oaio_id)
+        obj, _right = access.load_visible(db, user, oaio_id)
         stmt = stmt.where(TrashItem.object_id == obj.id)
     return [_doc(item, obj, keep) for item, obj in db.execute(stmt)]
 
@@ -262,14 +243,14 @@ def restore_path(db: Session, user: User, obj: OaiObject, settings: Any, path: s
 
 def restore_object(db: Session, user: User, oaio_id: str, settings: Any) -> OaiObject:
     """Undelete an object (C or D): its files, values and subscriptions come back for every subscriber."""
-    obj, right = load_any(db, user, oaio_id, for_update=True)
+    obj, right = access.load_visible(db, user, oaio_id, for_update=True)
     if obj.deleted is None:
         raise Conflict(f"object {oaio_id!r} is not deleted (restore a path in it instead)", {"oaio_id": oaio_id})
     if not protocol.can_delete(right):
         raise Forbidden(f"access right {right!r} does not allow to restore object {oaio_id!r} (needs C or D)",
                         {"oaio_id": oaio_id, "access_right": right, "need": "delete"})
     item = db.scalar(select(TrashItem).where(TrashItem.object_id == obj.id, TrashItem.kind == "object"))
-    if item is None or _aware(item.deleted) <= utcnow() - retention(settings) or not obj.files and item.files:
+    if item is None or dbmod.aware(item.deleted) <= utcnow() - retention(settings) or not obj.files and item.files:
         raise Gone(f"object {oaio_id!r} was deleted and is no longer in the trash", {"oaio_id": oaio_id})
     objects._bump(obj)
     obj.deleted = None
@@ -310,7 +291,7 @@ def empty(db: Session, user: User, oaio_id: str | None = None) -> int:
     """Empty the trash of one object (creator only: 403 otherwise) or of every object the caller created."""
     dbmod.lock_for_write(db)
     if oaio_id is not None:
-        obj, right = load_any(db, user, oaio_id, for_update=True)
+        obj, right = access.load_visible(db, user, oaio_id, for_update=True)
         if right != protocol.CREATE_ACCESS_RIGHT:
             raise Forbidden(f"only the creator empties the trash of {oaio_id!r}",
                             {"oaio_id": oaio_id, "access_right": right, "need": "owner"})
@@ -336,13 +317,13 @@ def purge_expired(state: Any) -> int:
     cutoff = utcnow() - retention(state.settings)
     total = 0
     while True:
-        with _session(state) as db:
+        with dbmod.transaction(state) as db:
             expired = select(TrashItem).where(TrashItem.deleted <= cutoff).order_by(TrashItem.id).limit(PURGE_BATCH)
             if db.scalar(expired.with_only_columns(TrashItem.id)) is None:
                 break
             dbmod.lock_for_write(db)           # read again under the write lock
             total += _drop_items(db, list(db.scalars(expired).all()))
-    with _session(state) as db:
+    with dbmod.transaction(state) as db:
         has_item = select(TrashItem.id).where(TrashItem.object_id == OaiObject.id, TrashItem.kind == "object")
         legacy = db.scalars(select(OaiObject.id).where(OaiObject.deleted.is_not(None), OaiObject.deleted <= cutoff,
                                                        ~has_item.exists())
@@ -357,22 +338,3 @@ def purge_expired(state: Any) -> int:
 
 def count_items(db: Session) -> int:
     return int(db.scalar(select(func.count(TrashItem.id))) or 0)
-
-
-class _session:
-    """A short session committed on success (like ``blob_gc._session``)."""
-
-    def __init__(self, state: Any) -> None:
-        self.db = state.sessionmaker()
-
-    def __enter__(self) -> Session:
-        return self.db
-
-    def __exit__(self, exc_type: Any, *_rest: Any) -> None:
-        try:
-            if exc_type is None:
-                self.db.commit()
-            else:
-                self.db.rollback()
-        finally:
-            self.db.close()

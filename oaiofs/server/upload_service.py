@@ -26,7 +26,7 @@ import secrets
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 from cachetools import LRUCache
 from fastapi import Request
@@ -40,6 +40,7 @@ from ..errors import (ChecksumMismatch, Conflict, Gone, InvalidInput, InvalidVal
                       OffsetMismatch, TooLarge, VersionConflict)
 from . import access, blob_gc, deps, objects
 from . import db as dbmod
+from .db import aware, transaction  # noqa: F401  (the transfer routers import them from here)
 from .blobs import blob_key
 from .models import FileEntry, OaiObject, Upload, User, utcnow
 
@@ -49,24 +50,6 @@ WRITE_BUFFER = 4 << 20                # bytes gathered before one staging write
 CHUNK_HASHERS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}   # tus checksum algorithms
 _SHA256_HEX = frozenset("0123456789abcdef")
 
-
-@contextlib.contextmanager
-def transaction(state: Any) -> Iterator[Session]:
-    """A short session: committed on success, rolled back on error, always closed."""
-    db = state.sessionmaker()
-    try:
-        yield db
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise
-    finally:
-        db.close()
-
-
-def aware(value: dt.datetime) -> dt.datetime:
-    """``value`` with UTC attached if the database returned it naive (SQLite)."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 @dataclass

@@ -5,8 +5,10 @@
 
 * ``put_file``: if the server already holds our bytes (same sha256) the op is done —
   this is how an upload completed before a crash is not re-applied as a conflict
-  against itself; otherwise the server's file stays and our bytes are uploaded as
-  ``name (conflict <origin> <time>).ext`` next to it.
+  against itself; if it holds the op's ``parent_sha256`` (this history's previous bytes: our
+  own upload, moved, or applied before a crash) the op goes on top of it; otherwise the
+  server's file stays and our bytes are uploaded as ``name (conflict <origin> <time>).ext``
+  next to it.
 * ``put_values``: three-way merge with ``base_values`` (:mod:`oaiofs.merge`); a key
   changed differently on both sides keeps the server's value and the local values are
   attached as ``values (conflict <origin> <time>).json``.
@@ -201,12 +203,38 @@ class OpApplier:
                 current = self._server_file(op.oaio_id, op.path)
                 if current is not None and current.get("sha256") == op.sha256:
                     log.info("%s/%s: the server already has these bytes", op.oaio_id, op.path)
-                    return Outcome("done", None, int(current["version"]))
+                    # with the object's document: the drive stops replaying the op, so its view
+                    # must come from the server (without it a new file vanished until the feed caught up)
+                    return Outcome("done", self._doc_or_none(op.oaio_id), int(current["version"]))
+                if current is not None and _is_own_parent(op, current):
+                    done = self._put_on_own_parent(op, current)
+                    if done is not None:
+                        return done
                 log.warning("%s/%s: changed on the server since this edit was based on it; keeping "
                             "both (local bytes go to a conflict copy)", op.oaio_id, op.path)
         path, version = self._first_free_conflict_name(
             op, op.path, op.sha256, lambda target: self._upload(op, target, 0, conflict=True))
         return Outcome("conflict", self._doc_or_none(op.oaio_id), version, path)
+
+    def _put_on_own_parent(self, op: Op, current: dict[str, Any]) -> Outcome | None:
+        """The server's file holds the bytes this history had before ``op`` (our own earlier
+        snapshot, maybe moved or committed just before a crash): nobody else changed it, so ``op``
+        applies on top of it — one writer never conflicts with itself (docs/drive.md,
+        "Consistency"). None if it changed again meanwhile (then the usual conflict handling)."""
+        log.info("%s/%s: the server's version %s holds this history's previous bytes; applying on top",
+                 op.oaio_id, op.path, current.get("version"))
+        if op.upload_url:
+            op.upload_url, op.offset = None, 0      # the stale upload was opened with the old base
+            self._save(op)
+        try:
+            result = self._upload(op, op.path, int(current["version"]))
+        except VersionConflict:
+            again = self._server_file(op.oaio_id, op.path)
+            if again is not None and again.get("sha256") == op.sha256:
+                return Outcome("done", None, int(again["version"]))
+            return None
+        op.base_version = int(current["version"])
+        return Outcome("done", self._meta_fixup(op, self._doc_or_none(op.oaio_id)), int(result["version"]))
 
     def _apply_set_meta(self, op: Op) -> Outcome:
         """chmod/utimens: metadata only, last writer wins; a file deleted meanwhile needs nothing."""
@@ -315,6 +343,10 @@ class OpApplier:
     def _server_file(self, oaio_id: str, path: str) -> dict[str, Any] | None:
         return _find_file(self.api.get_object(oaio_id), path)
 
+    def doc_or_none(self, oaio_id: str) -> dict[str, Any] | None:
+        """The object's document after a commit (None if it cannot be fetched)."""
+        return self._doc_or_none(oaio_id)
+
     def _doc_or_none(self, oaio_id: str) -> dict[str, Any] | None:
         """The object's document after an upload (best effort: None if it cannot be fetched)."""
         try:
@@ -322,6 +354,12 @@ class OpApplier:
         except OaioError as err:
             log.debug("%s: cannot fetch the object after an upload: %s", oaio_id, err)
             return None
+
+
+def _is_own_parent(op: Op, current: dict[str, Any]) -> bool:
+    """True if the server's ``current`` file is the bytes ``op``'s history descends from."""
+    return (op.parent_sha256 is not None and current.get("kind", "file") == "file"
+            and current.get("sha256") == op.parent_sha256 and current.get("version") is not None)
 
 
 def _find_file(doc: dict[str, Any], path: str) -> dict[str, Any] | None:

@@ -86,6 +86,9 @@ class Item:
         self.streams: list[Any] = []      # fetcher streams filling this item
         self.write_gen = 0                # bumps on every local change
         self.history = token              # names this local history (kept across copy-on-write)
+        # the sha256 of this history's newest bytes the server has or the journal holds: the next
+        # snapshot's parent (a server version with these bytes is our own, issue 12)
+        self.parent_sha: str | None = sha256
         self.linked = False               # the journal may hold a hard link to the data file
         self.closed = False
         self._old_fds: list[int] = []
@@ -218,7 +221,7 @@ class Item:
     def record(self) -> dict[str, Any]:
         return {"token": self.token, "size": self.size, "version": self.version, "sha256": self.sha256,
                 "ranges": self.ranges.to_list(), "dirty": self.dirty, "atime": time.time(),
-                "write_gen": self.write_gen, "history": self.history}
+                "write_gen": self.write_gen, "history": self.history, "parent_sha": self.parent_sha}
 
 
 class Cache:
@@ -246,8 +249,15 @@ class Cache:
             # an item open for writing is the local history even while clean: never swapped under it
             if item is not None and not item.dirty and not item.writers and (
                     item.version != version or item.sha256 != sha256 or item.size != size):
-                self._retire_locked(item)
-                item = None
+                if item.sha256 is not None and item.sha256 == sha256 and item.size == size:
+                    # the same bytes under another version (our own move or upload, shown by the
+                    # namespace a moment before the item learns of it): its readers keep reading it
+                    with item.cond:
+                        item.version = max(item.version, version)
+                    self.persist(item)
+                else:
+                    self._retire_locked(item)
+                    item = None
             if item is None:
                 self.enforce_quota(reserve=size)          # make room before the bytes arrive
                 item = Item(self, key, uuid.uuid4().hex, size, version, sha256, RangeSet())
@@ -338,6 +348,7 @@ class Cache:
             if item.write_gen != write_gen or item.detached:
                 return False
             item.dirty, item.version, item.sha256 = False, version, sha256
+            item.parent_sha = sha256
             self.persist(item)
             return True
 
@@ -357,6 +368,7 @@ class Cache:
                         return
                     if item.history == token and item.write_gen == write_gen:
                         item.dirty, item.sha256 = False, sha256
+                        item.parent_sha = sha256
                     elif not (item.dirty or same_bytes):
                         return
                     item.version = version
@@ -544,6 +556,7 @@ class Cache:
                     RangeSet(tuple(r) for r in rec["ranges"]), dirty=rec.get("dirty", False))
         item.write_gen = rec.get("write_gen", 0)
         item.history = rec.get("history", item.history)
+        item.parent_sha = rec.get("parent_sha", item.parent_sha)
         self._items[key] = item
         return item
 

@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
+from .batching import apply_batch, take_batch
 from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
 from .seams import ServerApi, Uploader
 from .stream_upload import StreamHandle
@@ -48,6 +49,7 @@ PROGRESS_INTERVAL_S = 0.5
 FINISHED_KEPT = 1000          # finished ops remembered for wait() on a copy
 STREAM_JOIN_S = 60.0          # longest wait for an adopted stream's last PATCH
 _OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
+ENV_BATCH = "OAIOFS_UPLOAD_BATCH"              # "0": never batch small files (one request per file)
 ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
 
 
@@ -71,7 +73,8 @@ class Journal:
                  on_conflict: Callable[[Op, str], None],
                  on_failed: Callable[[Op, OaioError], None],
                  workers: int = DEFAULT_WORKERS, backoff_initial_s: float = BACKOFF_INITIAL_S,
-                 backoff_cap_s: float = BACKOFF_CAP_S, upload_limit_bps: int | None = None) -> None:
+                 backoff_cap_s: float = BACKOFF_CAP_S, upload_limit_bps: int | None = None,
+                 batch: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.origin = origin
@@ -95,6 +98,9 @@ class Journal:
         if upload_limit_bps is None:
             upload_limit_bps = int(os.environ.get(ENV_UPLOAD_LIMIT, "0") or 0) or None
         self._applier = OpApplier(api, uploader, origin, self._store.update, self._stopping, upload_limit_bps)
+        # small queued files of one object go in one batch request (issue 16); off with a bandwidth cap
+        self._batching = (batch and hasattr(api, "commit_batch") and not upload_limit_bps
+                          and os.environ.get(ENV_BATCH, "1") != "0")
         self._reload()
 
     # --- public API ---------------------------------------------------------------------
@@ -297,9 +303,21 @@ class Journal:
                     op = self._next_runnable_locked()
                 if self._stopping.is_set() or op is None:
                     return
+                batch = (take_batch(self._queues[op.oaio_id], self._streams)
+                         if self._batching and op.id not in self._streams else [])
+                for member in batch:
+                    member.state = "running"
                 op.state = "running"
                 self._busy.add(op.oaio_id)
                 stream = self._streams.pop(op.id, None)
+            if batch:
+                try:
+                    self._run_batch(batch)
+                except sqlite3.ProgrammingError:
+                    if self._closed:
+                        return
+                    raise
+                continue
             if stream is not None:
                 stream.join(STREAM_JOIN_S)    # its PATCH in flight lands first: the upload resumes after it
             try:
@@ -309,12 +327,29 @@ class Journal:
                     return            # close() gave up waiting for this worker; the op stays queued on disk
                 raise
 
+    def _run_batch(self, batch: list[Op]) -> None:
+        """Commit ``batch`` (small put_files of one object, see :mod:`oaiofs.vfs.batching`) in one
+        request; the ops it did not commit are applied one by one, in order, as usual."""
+        outcomes = apply_batch(self._applier.api, batch, self._applier.doc_or_none)
+        for i, (op, outcome) in enumerate(zip(batch, outcomes)):
+            if outcome is None:
+                outcome = self._applier.apply(op)
+            self._finish(op, outcome)
+            if outcome.state == "retry":          # the rest waits behind it, as in the queue
+                with self._cond:
+                    for later in batch[i + 1:]:
+                        later.state = "pending"
+                    self._cond.notify_all()
+                return
+
     def _next_runnable_locked(self) -> Op | None:
         """The oldest op whose object is idle, not backing off, and has no older op waiting."""
         now = time.monotonic()
         best: Op | None = None
         for oaio_id, queue in self._queues.items():
             if oaio_id in self._busy or self._retry_at.get(oaio_id, 0.0) > now:
+                continue
+            if queue[0].state == "running":       # the rest of a batch still being finished
                 continue
             if best is None or queue[0].id < best.id:
                 best = queue[0]

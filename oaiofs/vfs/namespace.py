@@ -23,6 +23,7 @@ from ..errors import NotFound
 from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
+from .view_patch import add_open_file, commit_put_file, replay_put_file, wrote_open_file
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +83,32 @@ class Namespace:
             self._doc_seq_of.clear()                            # every later mark is past these
             self._changed_locked(None)
 
-    def put_doc(self, doc: Mapping[str, Any]) -> None:
-        """A fresh ObjectDoc from the server (deleted docs remove the object)."""
+    def put_doc(self, doc: Mapping[str, Any], applied: Any = None) -> bool:
+        """A fresh ObjectDoc from the server (deleted docs remove the object).
+
+        ``applied``: the journal op (of this mount) the document is the answer to. True when the
+        cached view could be patched (see :mod:`oaiofs.vfs.view_patch`) instead of rebuilt."""
         with self._lock:
             oaio_id = doc["oaio_id"]
             old = self._docs.get(oaio_id)
             if old is not None and old.get("version", 0) > doc.get("version", 0) and not doc.get("deleted"):
-                return                                   # an older answer overtaken by a newer one
+                return False                             # an older answer overtaken by a newer one
+            if (applied is None and old is not None and not doc.get("deleted") and oaio_id in self._views
+                    and _same_doc(old, doc)):
+                return False          # the document the view was built from (a feed refetch of our commit)
             if doc.get("deleted"):
                 self._docs.pop(oaio_id, None)
             else:
                 self._docs[oaio_id] = dict(doc)
             self._doc_seq += 1
             self._doc_seq_of[oaio_id] = self._doc_seq
+            view = self._views.get(oaio_id)
+            if (applied is not None and old is not None and view is not None and not doc.get("deleted")
+                    and commit_put_file(view, old, doc, applied, self._open_files.get(oaio_id, {}))):
+                self.generation += 1
+                return True
             self._changed_locked(oaio_id)
+            return False
 
     def drop(self, oaio_id: str) -> None:
         """The object is gone or no longer visible."""
@@ -129,8 +142,15 @@ class Namespace:
             entry = files.get(path)
             if entry is not None:           # the view shares this Entry: update it in place
                 entry.size, entry.mtime, entry.mtime_ns = size, mtime, 0
+                view = self._views.get(oaio_id)
+                if view is not None:
+                    wrote_open_file(view, entry)
                 return
-            files[path] = Entry(path, "file", size, None, 0, mtime, local=True)
+            files[path] = entry = Entry(path, "file", size, None, 0, mtime, local=True)
+            view = self._views.get(oaio_id)
+            if view is not None and add_open_file(view, entry):
+                self.generation += 1            # patched in place: no O(files) rebuild (issue 16)
+                return
             self._changed_locked(oaio_id, names=False)
 
     def update_open_file(self, oaio_id: str, path: str, *, mode: int | None = None,
@@ -144,6 +164,10 @@ class Namespace:
                 entry.mode = mode
             if mtime_ns is not None:
                 entry.mtime, entry.mtime_ns = mtime_ns / 1e9, mtime_ns
+            view = self._views.get(oaio_id)
+            if mtime_ns is None and view is not None and view.entries.get(path) is entry:
+                self.generation += 1            # the view shows this very entry: nothing to rebuild
+                return True
             self._changed_locked(oaio_id, names=False)
             return True
 
@@ -152,13 +176,24 @@ class Namespace:
         with self._lock:
             return self._open_files.get(oaio_id, {}).get(path)
 
-    def clear_open_file(self, oaio_id: str, path: str) -> None:
+    def clear_open_file(self, oaio_id: str, path: str, submitted: Any = None) -> bool:
+        """The file is no longer open with unsaved writes. With ``submitted`` (the ``put_file`` op
+        that took its bytes, already in the journal) the cached view is patched with that op when
+        it can be (True: then the caller need not call :meth:`local_changed`)."""
         with self._lock:
             files = self._open_files.get(oaio_id, {})
-            if files.pop(path, None) is not None:
-                if not files:
-                    self._open_files.pop(oaio_id, None)
+            cleared = files.pop(path, None) is not None
+            if cleared and not files:
+                self._open_files.pop(oaio_id, None)
+            if submitted is not None:
+                view = self._views.get(oaio_id)
+                if view is not None and replay_put_file(view, submitted, files):
+                    self._local_ids.add(oaio_id)
+                    self.generation += 1
+                    return True
+            if cleared:
                 self._changed_locked(oaio_id, names=False)
+            return False
 
     def move_open_files(self, oaio_id: str, src: str, dst: str) -> None:
         """A rename of an open file (or its folder) keeps its pending size visible."""
@@ -266,3 +301,9 @@ class Namespace:
             for view in views[1:]:
                 names[base + collision_suffix(view.oaio_id)] = view.oaio_id
         return names
+
+
+def _same_doc(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True if ``new`` shows nothing ``old`` does not: same object version (files and values change
+    only with it) and the same rights and owner (sharing changes do not bump the version)."""
+    return all(old.get(key) == new.get(key) for key in ("version", "access_right", "owner", "values", "updated"))

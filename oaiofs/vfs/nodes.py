@@ -56,6 +56,7 @@ class ObjectView:
     local: bool = False           # created locally, not yet on the server
     _values_bytes: bytes | None = None
     subdirs: dict[str, int] = field(default_factory=dict)   # folder path -> number of sub-folders
+    shadowed: dict[str, "Entry | None"] = field(default_factory=dict)   # open file path -> entry it hides
 
     @property
     def writable(self) -> bool:

@@ -90,6 +90,7 @@ class Op:
     mode: int | None = None          # put_file/set_meta/mkdir: permission bits (None: keep/default)
     mtime_ns: int | None = None      # put_file/set_meta/symlink: exact mtime (None: op.mtime / keep)
     target: str | None = None        # symlink: the link's target
+    parent_sha256: str | None = None  # put_file: this history's bytes before this snapshot (apply.py)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

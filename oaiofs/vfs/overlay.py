@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Mapping
 
+from .. import protocol
 from .metadata import apply_meta_op
 from .nodes import Entry, ObjectView, iso_to_epoch
 
@@ -34,15 +35,24 @@ def build_view(doc: Mapping[str, Any] | None, ops: Iterable[Any], open_files: Ma
                me: str) -> ObjectView | None:
     """Server doc + pending ops + open dirty files -> the view, or None if the object is not there."""
     view = view_from_doc(doc) if doc is not None else None
+    folders: set[str] | None = None       # every folder holding an entry (None: unknown, scan)
     for op in ops:
         if getattr(op, "state", "pending") == "done":
             continue
         if op.state == "failed" and op.kind in _NOT_REPLAYED_WHEN_FAILED:
             continue
-        view = apply_op(view, op, me)
+        if view is not None and folders is None and op.kind == "put_file":
+            folders = _folders_of(view.entries)
+        view = apply_op(view, op, me, folders)
+        if folders is not None:
+            if op.kind in ("put_file", "mkdir", "symlink"):
+                folders.update(protocol.parent_dirs(op.path))
+            elif op.kind != "set_meta":
+                folders = None            # moves and deletes: back to scanning (rare in bulk copies)
     if view is not None:
         for path, entry in open_files.items():
             old = view.entries.get(path)
+            view.shadowed[path] = old           # what shows again once the file is handed over
             if entry.mode is None and old is not None and old.kind == "file":
                 entry.mode = old.mode           # a file being rewritten keeps its bits
             if old is None:                     # created here, not yet released: a new name in its folder
@@ -54,8 +64,9 @@ def build_view(doc: Mapping[str, Any] | None, ops: Iterable[Any], open_files: Ma
     return view
 
 
-def apply_op(view: ObjectView | None, op: Any, me: str) -> ObjectView | None:
-    """Replay one journal op on a view (idempotently)."""
+def apply_op(view: ObjectView | None, op: Any, me: str, folders: set[str] | None = None) -> ObjectView | None:
+    """Replay one journal op on a view (idempotently). ``folders``: the folders holding an entry,
+    if known (a put_file under a name no entry lives below then skips scanning for its subtree)."""
     now = op.mtime or time.time()
     if op.kind == "create_object":
         if view is None:
@@ -72,7 +83,10 @@ def apply_op(view: ObjectView | None, op: Any, me: str) -> ObjectView | None:
         old = view.entries.get(op.path)
         if old is None:
             _touch_parent(view, op)
-        _drop_tree(view, op.path)
+        if folders is not None and op.path not in folders:
+            view.entries.pop(op.path, None)       # nothing lives below it: no O(files) scan (issue 16)
+        else:
+            _drop_tree(view, op.path)
         mode = getattr(op, "mode", None)
         if mode is None and old is not None and old.kind == "file":
             mode = old.mode
@@ -104,6 +118,18 @@ def _touch_parent(view: ObjectView, op: Any, path: str | None = None) -> None:
     if entry is not None and entry.kind == "dir":
         entry.mtime = float(getattr(op, "created", 0) or time.time())
         entry.mtime_ns = 0
+
+
+def _folders_of(entries: Mapping[str, Entry]) -> set[str]:
+    """Every folder path some entry lives in (all levels)."""
+    parents = {path.rpartition("/")[0] for path in entries}
+    for parent in list(parents):
+        while parent:
+            parent = parent.rpartition("/")[0]
+            if parent in parents:
+                break
+            parents.add(parent)
+    return parents
 
 
 def _drop_tree(view: ObjectView, path: str) -> None:

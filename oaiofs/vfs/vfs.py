@@ -214,7 +214,7 @@ class Vfs:
         with open(op.data_file, "rb") as src, open(item.data_path, "r+b") as dst:  # type: ignore[arg-type]
             shutil.copyfileobj(src, dst, 1 << 20)
         item.size = op.size
-        item.sha256 = op.sha256
+        item.sha256 = item.parent_sha = op.sha256
         item.version = op.base_version or 0                      # the history continues from the op's base
         item.ranges.add(0, op.size)
         self.cache.account(op.size)
@@ -615,10 +615,18 @@ class Vfs:
         """A file that exists only on this mount (created, not yet handed to the journal)."""
         if node.kind != "file":
             return False
-        doc = self.ns.doc(oaio_id) or {}
-        if any(f["path"] == node.path for f in doc.get("files", [])):
-            return False
-        return not any(node.path in (op.path, op.dst) for op in self.writeback.pending_ops(oaio_id))
+        path = node.path
+
+        def under(top: str) -> bool:
+            return bool(top) and (path == top or path.startswith(top + "/"))
+        last = next((op for op in reversed(self.writeback.pending_ops(oaio_id))
+                     if under(op.path) or under(op.dst)), None)
+        if last is None:
+            doc = self.ns.doc(oaio_id) or {}
+            return not any(f["path"] == path for f in doc.get("files", []))
+        # the newest queued op naming the path decides: moved or deleted away (a file created here
+        # since is new), or put/moved here (the server will have it)
+        return last.kind in ("move", "delete_path") and under(last.path) and not under(last.dst)
 
     def _rename_object(self, src: Node, dst_parent: Node, dst_name: str, new: str) -> None:
         if dst_parent.kind != "root":

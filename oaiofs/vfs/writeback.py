@@ -129,14 +129,16 @@ class WriteBack:
                 # file); read under _lock, see the module doc; the journal rebases chained ops
                 op = Op("put_file", oaio_id, path, size=item.size, sha256=sha256, mtime=mtime_ns / 1e9,
                         base_version=item.version, mtime_ns=mtime_ns,
-                        mode=shown.mode if shown is not None else None)
+                        mode=shown.mode if shown is not None else None, parent_sha256=item.parent_sha)
                 op = self.journal.submit(op, item.data_path, stream=stream)
+                item.parent_sha = sha256         # the next snapshot descends from these bytes
                 item.linked = True              # the journal holds a hard link: copy before the next write
                 self._snapshots[op.id] = (item.key, item.write_gen, item.history)
                 self._last_op[item.key] = op
                 self.cache.persist(item)
-            self.ns.clear_open_file(oaio_id, path)
-        self.ns.local_changed(oaio_id)
+            patched = self.ns.clear_open_file(oaio_id, path, submitted=op)
+        if not patched:
+            self.ns.local_changed(oaio_id)
         return op
 
     def submit_meta(self, op: Op) -> Op | None:
@@ -233,7 +235,7 @@ class WriteBack:
                 log.warning("%s/%s: unsaved local bytes kept in %s (object gone or read-only)", *key, data)
                 continue
             op = Op("put_file", key[0], key[1], size=data.stat().st_size, sha256=sha, mtime=time.time(),
-                    base_version=rec.get("version") or None)
+                    base_version=rec.get("version") or None, parent_sha256=rec.get("parent_sha"))
             with self._lock:
                 op = self.journal.submit(op, data)
                 self._snapshots[op.id] = (key, rec.get("write_gen", 0), rec.get("history", rec["token"]))
@@ -249,12 +251,14 @@ class WriteBack:
         # the server's document first, only then stop replaying the op: a view rebuilt in between
         # by another thread shows the op twice (replay is idempotent), never neither (a folder
         # made here vanished for a moment: issue 12)
-        if doc is not None:
+        patched = False
+        if doc is not None and op.kind == "put_file":
+            patched = self.ns.put_doc(doc, applied=op)     # True: the cached view was patched (issue 16)
+        elif doc is not None:
             self.ns.put_doc(doc)
         self._mark_applied(op)
         if doc is None and op.kind == "delete_object":
             self.ns.drop(op.oaio_id)
-        self._mark_applied(op)
         if op.kind == "put_file":
             version = op.result_version
             if version is None and doc is not None:
@@ -272,7 +276,8 @@ class WriteBack:
         with self._lock:
             for key in [k for k, last in self._last_op.items() if last.id == op.id]:
                 del self._last_op[key]                  # fsync after this has nothing to wait for
-        self.ns.local_changed(op.oaio_id)
+        if not patched:                 # a patched view already shows the server's entry (issue 16)
+            self.ns.local_changed(op.oaio_id)
 
     def on_conflict(self, op: Op, conflict_copy: str) -> None:
         log.warning("%s/%s changed elsewhere too; the local version was saved as %s",

@@ -31,12 +31,10 @@ pytestmark = pytest.mark.timeout(max(900, env_int("OAIOFS_MODEL_OPS", 0) // 40))
 
 OID, NAME = "model-object", "M"
 IO = 128 << 10                    # the kernel's request size
-# OAIOFS_MODEL_ASYNC_RELEASE=1 delivers releases later than close, as the kernel does; together with
-# renames and truncates by path it still finds conflict copies of our own history (issue 12, open)
-ASYNC_RELEASE = os.environ.get("OAIOFS_MODEL_ASYNC_RELEASE") == "1"
-# renames and truncates by path also still find conflict copies of our own history (issue 12, open):
-# OAIOFS_MODEL_ALL_STEPS=1 runs them
-SKIP = frozenset() if os.environ.get("OAIOFS_MODEL_ALL_STEPS") == "1" else frozenset({"rename", "truncate_path"})
+# releases arrive later than close, as the kernel sends them (OAIOFS_MODEL_ASYNC_RELEASE=0: at close)
+ASYNC_RELEASE = os.environ.get("OAIOFS_MODEL_ASYNC_RELEASE", "1") != "0"
+# every step kind, renames and truncates by path included (OAIOFS_MODEL_ALL_STEPS=0 leaves those out)
+SKIP = frozenset({"rename", "truncate_path"}) if os.environ.get("OAIOFS_MODEL_ALL_STEPS") == "0" else frozenset()
 
 
 class ShaSource(FakeSource):

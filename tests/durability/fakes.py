@@ -160,9 +160,18 @@ class FakeApi:
             raise NotFound("no such file")
         self.s._check_file_base(obj, src, base_version)
         obj["version"] += 1
-        obj["files"] = [f for f in obj["files"] if f["path"] not in (src, dst)]
-        obj["files"].append({**entry, "path": dst, "version": obj["version"]})
-        self.s.blobs[(oaio_id, dst)] = self.s.blobs.pop((oaio_id, src), b"")
+        if entry["kind"] == "dir":          # a folder moves with its subtree (each entry a new version)
+            moved = [f for f in obj["files"] if f["path"] == src or f["path"].startswith(src + "/")]
+        else:
+            moved = [entry]
+        obj["files"] = [f for f in obj["files"] if f not in moved and f["path"] != dst]
+        for f in moved:
+            new = dst + f["path"][len(src):]
+            obj["files"].append({**f, "path": new, "version": obj["version"]})
+            if (oaio_id, f["path"]) in self.s.blobs:
+                self.s.blobs[(oaio_id, new)] = self.s.blobs.pop((oaio_id, f["path"]))
+        if entry["kind"] != "dir":
+            self.s.blobs.setdefault((oaio_id, dst), b"")
         return self.s.doc(oaio_id)
 
 

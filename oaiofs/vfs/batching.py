@@ -1,0 +1,92 @@
+"""Batch commits from the journal (issue 16): several small queued files of one object in one request.
+
+The journal hands :func:`take_batch` the queue of one object (its ops in submit order, the head
+about to run). When the head and the ops right behind it are small ``put_file`` ops of distinct
+paths (no upload in progress, no conflict copy being written, no adopted stream), they form a
+batch sent with ``ApiClient.commit_batch`` (one request, one server transaction).
+
+Per-file results map onto the journal's outcomes:
+
+- ``ok``: the op is done at the returned version;
+- ``conflict`` / ``error``: ``None`` — the journal applies that op on its own, exactly as if
+  the batch had not existed (a stale base then takes the single PUT's 409 path: the server's
+  version keeps the name and the local bytes go to a conflict copy; an error takes the single
+  PUT's error path: retried if transient, else failed with the bytes kept).
+
+A whole-request failure (server unreachable, 413, ...) gives ``None`` for every op: all are
+applied one by one. Ordering is kept: a batch is a run of consecutive ops of one object with
+distinct paths, and nothing of that object runs until every op of the batch has finished.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import protocol
+from ..errors import OaioError
+from .apply import Outcome
+from .counters import COUNTERS
+from .opstore import Op
+
+log = logging.getLogger(__name__)
+
+BATCH_FILE_MAX = 256 << 10       # files up to this size go into batches (bigger ones: tus, resumable)
+BATCH_MIN = 2                    # a single small file is sent as today
+
+
+def batchable(op: Op, streamed: bool) -> bool:
+    """True if ``op`` may go into a batch."""
+    return (op.kind == "put_file" and not streamed and not op.upload_url and not op.conflict_path
+            and op.size <= BATCH_FILE_MAX and bool(op.sha256) and bool(op.data_file))
+
+
+def take_batch(queue: Sequence[Op], streams: Any, limit: int = protocol.BATCH_MAX_FILES) -> list[Op]:
+    """The head of ``queue`` and the batchable ops right behind it (distinct paths); [] if fewer
+    than :data:`BATCH_MIN`. ``streams``: op ids with an adopted stream (never batched)."""
+    ops: list[Op] = []
+    paths: set[str] = set()
+    size = 0
+    for op in queue:
+        if (op.state != "pending" or not batchable(op, op.id in streams) or op.path in paths
+                or len(ops) >= limit or size + op.size > protocol.BATCH_MAX_BYTES // 2):
+            break
+        ops.append(op)
+        paths.add(op.path)
+        size += op.size
+    return ops if len(ops) >= BATCH_MIN else []
+
+
+def apply_batch(api: Any, ops: Sequence[Op], doc_of: Any) -> list[Outcome | None]:
+    """Commit ``ops`` (one object) in one request; one outcome per op, None: apply it alone."""
+    oaio_id = ops[0].oaio_id
+    try:
+        files = [protocol.BatchFile(op.path, Path(op.data_file or "").read_bytes(), op.sha256 or "",
+                                    op.base_version, op.mtime_ns, op.mode) for op in ops]
+    except OSError as err:
+        log.warning("%s: cannot read a batched snapshot (%s); sending the files one by one", oaio_id, err)
+        return [None] * len(ops)
+    if any(len(f.data) != op.size for f, op in zip(files, ops)):
+        return [None] * len(ops)           # a snapshot changed under us: the single path re-checks it
+    if len(protocol.plan_batches(files)) != 1:
+        return [None] * len(ops)
+    try:
+        results = api.commit_batch(oaio_id, files)
+    except OaioError as err:
+        log.info("%s: batch of %d files not committed (%s); sending them one by one", oaio_id, len(ops),
+                 err.message)
+        return [None] * len(ops)
+    outcomes: list[Outcome | None] = []
+    ok = [i for i, r in enumerate(results) if r.get("status") == protocol.BATCH_OK]
+    doc = doc_of(oaio_id) if ok else None
+    for op, result in zip(ops, results):
+        if result.get("status") == protocol.BATCH_OK and result.get("path") == op.path:
+            COUNTERS.upload_bytes += op.size
+            outcomes.append(Outcome("done", doc, int(result["version"])))
+        else:
+            if result.get("status") != protocol.BATCH_CONFLICT:
+                log.info("%s/%s: refused in a batch (%s); sending it on its own", oaio_id, op.path,
+                         (result.get("error") or {}).get("message", result.get("status")))
+            outcomes.append(None)
+    log.debug("%s: batch of %d files committed (%d ok)", oaio_id, len(ops), len(ok))
+    return outcomes
