@@ -10,6 +10,7 @@ ops are applied, on the drive too.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 
@@ -122,16 +123,25 @@ def test_folder_utimens_before_the_release_hands_the_file_over_once(env):
     vfs.release(fh)
 
 
-def test_a_folders_set_meta_reaches_the_server_after_the_commits_of_files_queued_before_it(tmp_path):
-    """The journal side of the contract (also with several workers, slow uploads, and small files
-    that could go in one batch): a folder's set_meta waits for the file ops queued before it, so
-    no later commit of a new file inside moves the folder's mtime on the server again."""
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_folders_set_meta_reaches_the_server_after_the_commits_of_files_queued_before_it(tmp_path, batch):
+    """The journal side of the contract (several workers, a slow upload, small files one by one or
+    in a batch commit): a folder's set_meta waits for the file ops queued before it, so no later
+    commit of a new file inside moves the folder's mtime on the server again."""
+    from oaiofs import protocol
     from oaiofs.vfs.journal import Journal
     from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
     from tests.durability.helpers import Recorder
 
+    class BatchApi(FakeApi):
+        def commit_batch(self, oaio_id, files):
+            self.s._enter("commit_batch", oaio_id)
+            return [{"status": protocol.BATCH_OK, "path": f.path,
+                     "version": self.s.commit(oaio_id, f.path, f.data, f.base_version)["version"]}
+                    for f in files]
+
     server = FakeServer()
-    api = FakeApi(server)
+    api = BatchApi(server) if batch else FakeApi(server)
     oid = "app⫻alice﹫laptop⁄20261121101500000000"
     api.create_object({}, oid)
     api.make_dir(oid, "bin")
@@ -144,12 +154,13 @@ def test_a_folders_set_meta_reaches_the_server_after_the_commits_of_files_queued
         return entry
     server.commit = recorded_commit                          # type: ignore[method-assign]
     journal = Journal(tmp_path / "j", api, FakeUploader(server, chunk_size=64), origin="alice@laptop",
-                      workers=4, **Recorder().kwargs())
+                      workers=4, batch=batch, **Recorder().kwargs())
     names = [f"bin/f{i}" for i in range(6)] + ["bin/big"]
     for i, name in enumerate(names):
         data = tmp_path / f"src{i}"
         data.write_bytes(b"x" * (64 * 40 if name == "bin/big" else 10 + i))   # bin/big: 40 PATCHes
-        journal.submit(Op("put_file", oid, name, base_version=0), data)
+        digest = hashlib.sha256(data.read_bytes()).hexdigest()
+        journal.submit(Op("put_file", oid, name, base_version=0, sha256=digest), data)
     journal.submit(Op("set_meta", oid, "bin", mtime_ns=OLD_NS, mtime=OLD_NS / 1e9))
     journal.start()
     try:
@@ -160,4 +171,5 @@ def test_a_folders_set_meta_reaches_the_server_after_the_commits_of_files_queued
     meta_at = calls.index(("set_file_meta", "bin"))
     committed = [path for kind, path in calls[:meta_at] if kind == "commit"]
     assert sorted(committed) == sorted(names), calls
+    assert ("commit_batch", "") in calls[:meta_at] if batch else ("commit_batch", "") not in calls
     assert next(f for f in server.objects[oid]["files"] if f["path"] == "bin")["mtime_ns"] == OLD_NS
