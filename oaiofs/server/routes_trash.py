@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from .. import protocol
 from . import objects, trash
-from .access import load_object
+from .access import load_object, user_right
 from .deps import get_current_user, get_db, get_state
 from .models import User
 
@@ -60,7 +60,7 @@ def restore(oaio_id: str, request: Request, body: RestoreBody = Body(default_fac
     settings = _settings(request)
     if body.path is None and body.id is None:
         obj = trash.restore_object(db, user, oaio_id, settings)
-        right = trash.user_right(db, user, obj) or ""
+        right = user_right(db, user, obj) or ""
         return {"oaio_id": oaio_id, "path": "", "restored_as": "", "paths": [],
                 "object": objects.object_doc(obj, right)}
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
