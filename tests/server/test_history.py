@@ -105,7 +105,9 @@ def test_retention_trims_old_versions_and_gc_keeps_exactly_the_kept_blobs(server
             history.file_versions(api, oid, "gone.txt")
             return False
         except NotFound:
-            return len(history.file_versions(api, oid, "f.txt")["versions"]) == 2
+            return (len(history.file_versions(api, oid, "f.txt")["versions"]) == 2
+                    and len(history.values_versions(api, oid)["versions"]) == 2)
+    # (the trash's purge may drop gone.txt's versions in a pass that ran before the last values changes)
     wait_until(trimmed, timeout=60, interval=0.3, message="the purge to trim the history")
     listed = history.file_versions(api, oid, "f.txt")["versions"]
     assert [v["sha256"] for v in listed] == [sha(contents[4]), sha(contents[3])]
