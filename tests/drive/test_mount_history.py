@@ -2,26 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import PASSWORD, wait_until
+from tests.drive.helpers import oaiofs
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def oaiofs(*args: str, password: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "OAIOFS_PASSWORD"}
-    if password is not None:
-        env["OAIOFS_PASSWORD"] = password
-    result = subprocess.run([sys.executable, "-m", "oaiofs", *args], capture_output=True, text=True, env=env,
-                            stdin=subprocess.DEVNULL, timeout=120)
-    if check and result.returncode != 0:
-        raise AssertionError(f"oaiofs {' '.join(args)} -> {result.returncode}: {result.stderr}{result.stdout}")
-    return result
 
 
 def versions(target: str, *extra: str, password: str | None = None) -> list[dict]:

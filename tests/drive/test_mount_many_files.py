@@ -5,31 +5,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import wait_until
-from tests.drive.helpers import mount_status
+from tests.drive.helpers import git, mount_status, tree_bytes
 
 pytestmark = pytest.mark.timeout(900)
 
 FILES = 120
-
-
-def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.invalid", HOME=str(cwd), GIT_CONFIG_NOSYSTEM="1")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(dirpath) / name
-            out[str(path.relative_to(root))] = path.read_bytes()
-    return out
 
 
 def test_git_clone_of_a_few_hundred_files_lands_and_reads_back(tmp_path, live_server, user_api, mounted_drive):
@@ -40,9 +24,9 @@ def test_git_clone_of_a_few_hundred_files_lands_and_reads_back(tmp_path, live_se
         path.parent.mkdir(exist_ok=True)
         path.write_text(f"# module {i}\n" + "".join(f"v{j} = {i * j}\n" for j in range(i % 50)))
     (source / "empty.txt").write_text("")
-    _git(source, "init", "-q")
-    _git(source, "add", "-A")
-    _git(source, "commit", "-q", "-m", "many files")
+    git(source, "init", "-q")
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "-m", "many files")
 
     user, api = user_api
     oid = api.create_object({"_name": "Clone"})["oaio_id"]
@@ -50,10 +34,10 @@ def test_git_clone_of_a_few_hundred_files_lands_and_reads_back(tmp_path, live_se
     subprocess.run(["git", "clone", "-q", str(source), str(drive.path("Clone", "repo"))], check=True,
                    capture_output=True, env=dict(os.environ, HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1"))
     repo = drive.path("Clone", "repo")
-    assert _git(repo, "status", "--porcelain") == ""
-    want = _tree(repo)
+    assert git(repo, "status", "--porcelain") == ""
+    want = tree_bytes(repo)
     worktree = {p: data for p, data in want.items() if not p.startswith(".git/")}
-    assert worktree == {p: data for p, data in _tree(source).items() if not p.startswith(".git/")}
+    assert worktree == {p: data for p, data in tree_bytes(source).items() if not p.startswith(".git/")}
     assert len(worktree) == FILES + 1
 
     wait_until(lambda: not mount_status(drive.mountpoint)["ops"], timeout=600, message="uploads drained")
@@ -65,6 +49,6 @@ def test_git_clone_of_a_few_hundred_files_lands_and_reads_back(tmp_path, live_se
 
     other = mounted_drive(live_server, user)                  # a second mount, empty cache
     again = other.path("Clone", "repo")
-    assert _tree(again) == want
-    assert _git(again, "status", "--porcelain") == ""
-    _git(again, "fsck", "--full")
+    assert tree_bytes(again) == want
+    assert git(again, "status", "--porcelain") == ""
+    git(again, "fsck", "--full")

@@ -6,29 +6,13 @@ import json
 import os
 import sqlite3
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import wait_until
-from tests.drive.helpers import mount_status
+from tests.drive.helpers import git, mount_status, tree_bytes
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(dirpath) / name
-            out[str(path.relative_to(root))] = path.read_bytes()
-    return out
-
-
-def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.invalid", HOME=str(cwd))
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def test_real_programs_keep_every_byte_and_make_no_conflict_copy(live_server, user_api, mounted_drive):
@@ -74,14 +58,14 @@ def test_real_programs_keep_every_byte_and_make_no_conflict_copy(live_server, us
     # 4. git init / commit / gc / fsck
     repo = obj / "repo"
     repo.mkdir()
-    _git(repo, "init", "-q")
+    git(repo, "init", "-q")
     for n in range(3):
         (repo / f"f{n}.txt").write_text(f"version {n}\n" * 100)
-        _git(repo, "add", ".")
-        _git(repo, "commit", "-q", "-m", f"commit {n}")
-    _git(repo, "gc", "-q")
-    _git(repo, "fsck", "--full")
-    assert len(_git(repo, "log", "--oneline").splitlines()) == 3
+        git(repo, "add", ".")
+        git(repo, "commit", "-q", "-m", f"commit {n}")
+    git(repo, "gc", "-q")
+    git(repo, "fsck", "--full")
+    assert len(git(repo, "log", "--oneline").splitlines()) == 3
 
     # 5. editor save pattern: swap file written and fsynced repeatedly, then renamed over the file
     (obj / "doc.txt").write_text("draft 0\n")
@@ -112,7 +96,7 @@ def test_real_programs_keep_every_byte_and_make_no_conflict_copy(live_server, us
     assert json.loads(values.read_text()) == {"_name": "Progs", "k": 1}
 
     # everything reaches the server; a second mount with an empty cache reads the same files
-    want = _tree(obj)
+    want = tree_bytes(obj)
     assert "values.json" in want
     wait_until(lambda: not mount_status(drive.mountpoint)["ops"], timeout=300, message="uploads drained")
     assert api.get_object(oid)["values"] == {"_name": "Progs", "k": 1}
@@ -121,7 +105,7 @@ def test_real_programs_keep_every_byte_and_make_no_conflict_copy(live_server, us
     paths = [f["path"] for f in api.get_object(oid)["files"]]
     assert not [p for p in paths if "(conflict" in p], paths
     other = mounted_drive(live_server, user)
-    got = _tree(other.path("Progs"))
+    got = tree_bytes(other.path("Progs"))
     assert sorted(got) == sorted(want)
     for name in want:
         if name != "values.json":

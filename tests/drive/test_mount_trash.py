@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import PASSWORD, wait_until
 
-from .test_mount_share_cli import oaiofs
+from tests.drive.helpers import oaiofs
 
 pytestmark = pytest.mark.timeout(300)
 
