@@ -15,7 +15,6 @@ fresh, so ``blob_gc`` removes them after its grace period.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import tarfile
@@ -30,7 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from .. import protocol
-from ..errors import ChecksumMismatch, Conflict, InvalidInput, InvalidValue, NotFound, OaioError, TooLarge
+from ..errors import (ChecksumMismatch, Conflict, InvalidInput, InvalidValue, MalformedJson, NotFound, OaioError,
+                      TooLarge)
 from . import access, blob_gc, changes, objects
 from .blobs import blob_key
 from .models import FileEntry, User
@@ -105,9 +105,9 @@ def _parse_members(tar: tarfile.TarFile) -> list[BatchItem]:
     if member is None or member.name != protocol.BATCH_MANIFEST_NAME or not member.isfile():
         raise InvalidValue(f"the batch must start with a {protocol.BATCH_MANIFEST_NAME!r} member")
     raw = tar.extractfile(member).read()          # type: ignore[union-attr]
-    try:
-        manifest = json.loads(raw.decode("utf-8"), parse_constant=lambda name: None)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    try:      # the edge's JSON rules: UTF-8, finite numbers, no lone surrogates, bounded nesting
+        manifest = protocol.load_json_body(raw, "the batch manifest")
+    except MalformedJson:
         raise InvalidValue("the batch manifest is not UTF-8 JSON") from None
     entries = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(entries, list):
