@@ -132,7 +132,7 @@ class WriteBack:
                         mode=shown.mode if shown is not None else None, parent_sha256=item.parent_sha)
                 op = self.journal.submit(op, item.data_path, stream=stream)
                 item.parent_sha = sha256         # the next snapshot descends from these bytes
-                item.linked = True              # the journal holds a hard link: copy before the next write
+                item.submitted()                # the journal holds a hard link: copy before the next write
                 self._snapshots[op.id] = (item.key, item.write_gen, item.history)
                 self._last_op[item.key] = op
                 self.cache.persist(item)
