@@ -35,7 +35,7 @@ from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
 from .batching import apply_batch, take_batch
 from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
-from .seams import ServerApi, Uploader
+from .seams import JournalListener, ServerApi, Uploader
 from .stream_upload import StreamHandle
 
 __all__ = ["Journal", "JournalBusy", "read_status"]
@@ -69,16 +69,14 @@ class Journal:
     """A durable, ordered, retrying queue of ops for one mount (one process per ``root``)."""
 
     def __init__(self, root: Path, api: ServerApi, uploader: Uploader, *, origin: str,
-                 on_applied: Callable[[Op, dict[str, Any] | None], None],
-                 on_conflict: Callable[[Op, str], None],
-                 on_failed: Callable[[Op, OaioError], None],
+                 listener: JournalListener | None = None,
                  workers: int = DEFAULT_WORKERS, backoff_initial_s: float = BACKOFF_INITIAL_S,
                  backoff_cap_s: float = BACKOFF_CAP_S, upload_limit_bps: int | None = None,
                  batch: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.origin = origin
-        self._on_applied, self._on_conflict, self._on_failed = on_applied, on_conflict, on_failed
+        self._listener = listener
         self._workers_wanted = max(1, workers)
         self._backoff = (backoff_initial_s, backoff_cap_s)
         self._lock_fd = _lock_root(self.root)
@@ -248,8 +246,15 @@ class Journal:
             op = self._failed.get(op_id)
             return dataclasses.replace(op) if op is not None else None
 
+    def set_listener(self, listener: JournalListener) -> None:
+        """Who is told about finished ops, when it is built after the journal (the drive's
+        WriteBack submits to the journal it listens to); before :meth:`start`."""
+        self._listener = listener
+
     def start(self) -> None:
-        """Start the worker threads (idempotent)."""
+        """Start the worker threads (idempotent); needs a listener."""
+        if self._listener is None:
+            raise ValueError("Journal.start: no listener (pass listener= or call set_listener)")
         with self._cond:
             if self._threads:
                 return
@@ -384,18 +389,20 @@ class Journal:
         op.result_version = outcome.result_version
         op.conflict_path = outcome.conflict_path or op.conflict_path
         final = dataclasses.replace(op, state=outcome.state)    # what the callbacks see and the store keeps
+        listener = self._listener
+        assert listener is not None                               # start() refuses to run without one
         if outcome.state == "failed":
             final.error = op.error = f"{outcome.error.code}: {outcome.error.message}" if outcome.error else "failed"
             self._store.update(final)
             log.warning("%s %s: %s op %d FAILED (%s); local bytes kept in %s", op.oaio_id, op.path,
                         op.kind, op.id, op.error, op.data_file or "the journal")
-            self._notify(self._on_failed, final, outcome.error or OaioError(op.error))
+            self._notify(listener.on_failed, final, outcome.error or OaioError(op.error))
         else:
             self._store.delete(op)
             if outcome.state == "conflict":
                 self._store.add_conflict(op, outcome.conflict_path, {"origin": self.origin})
-                self._notify(self._on_conflict, final, outcome.conflict_path)
-            self._notify(self._on_applied, final, outcome.doc)
+                self._notify(listener.on_conflict, final, outcome.conflict_path)
+            self._notify(listener.on_applied, final, outcome.doc)
             self._store.remove_data(op.data_file)
         with self._cond:                 # only now may wait() return: the drive has been told
             # rebase after the callbacks: an op submitted before this point is queued here, one

@@ -49,6 +49,26 @@ def test_submit_is_durable_and_snapshot_is_a_hard_link(tmp_path: Path, server: F
     assert read_status(tmp_path / "j")["ops"][0]["path"] == "a.txt"
 
 
+def test_the_journal_reports_to_its_listener_and_will_not_start_without_one(tmp_path: Path,
+                                                                            server: FakeServer) -> None:
+    """The drive builds the journal before the WriteBack that listens to it (issue 19: a listener
+    Protocol, not late-bound lambdas): ``set_listener`` wires it; starting without one is refused."""
+    journal = Journal(tmp_path / "j", FakeApi(server), FakeUploader(server), origin="alice@laptop",
+                      backoff_initial_s=0.01, backoff_cap_s=0.05)
+    try:
+        op = journal.submit(Op("create_object", OID, values={"_name": "x"}))
+        with pytest.raises(ValueError, match="listener"):
+            journal.start()
+        rec = Recorder()
+        journal.set_listener(rec)
+        journal.start()
+        assert journal.wait(op, timeout=30).state == "done"
+        assert [(o.id, o.kind) for o, _doc in rec.applied] == [(op.id, "create_object")]
+        assert rec.applied[0][1]["values"]["_name"] == "x" and not rec.failed and not rec.conflicts
+    finally:
+        journal.close()
+
+
 def test_ops_of_one_object_apply_in_submit_order(tmp_path: Path, server: FakeServer) -> None:
     rec = Recorder()
     journal = make_journal(tmp_path / "j", server, rec)
