@@ -35,6 +35,9 @@ from .ranges import RangeSet
 
 log = logging.getLogger(__name__)
 
+_WRITE, _UNLINK = ItemEvent.WRITE, ItemEvent.UNLINK     # module constants: hot paths skip Enum's class lookup
+_LIFE_EVENTS = (ItemEvent.DETACH, ItemEvent.CLOSE)
+
 ItemKey = tuple[str, str]          # (oaio_id, path)
 _PINS_KEY = "pins"
 EVICT_TO_FRACTION = 0.9            # evict down to 90% of the quota once it is exceeded
@@ -118,7 +121,7 @@ class Item:
 
     def move_locked(self, event: ItemEvent) -> None:
         """Apply ``event`` (caller holds ``cond``); an illegal one raises ``IllegalItemTransition``."""
-        if event in (ItemEvent.DETACH, ItemEvent.CLOSE):
+        if event in _LIFE_EVENTS:
             self.life = next_life(self.life, event)
         else:
             self.state = next_state(self.state, event)
@@ -168,7 +171,7 @@ class Item:
         """Break a hard link taken by the journal's snapshot (copy-on-write) before changing bytes."""
         with self.cond, self.fd_lock:
             if os.fstat(self.fd).st_nlink <= 1:
-                self.move_locked(ItemEvent.UNLINK)      # the journal let its link go already
+                self.move_locked(_UNLINK)      # the journal let its link go already
                 return
             token = uuid.uuid4().hex
             new_path = self.cache.data_dir / token
@@ -177,12 +180,12 @@ class Item:
             self.fd = os.open(new_path, os.O_RDWR)
             os.unlink(self.data_path)         # the journal keeps its own link
             self.token = token
-            self.move_locked(ItemEvent.UNLINK)
+            self.move_locked(_UNLINK)
 
     def write(self, offset: int, data: bytes | memoryview) -> int:
         """Write ``data`` at ``offset`` (kept by nobody after this returns: it may be the kernel's buffer)."""
         with self.cond:
-            dirty = next_state(self.state, ItemEvent.WRITE)   # before the bytes: never into the journal's link
+            dirty = next_state(self.state, _WRITE)   # before the bytes: never into the journal's link
             os.pwrite(self.fd, data, offset)
             end = offset + len(data)
             before = self.ranges.total()
@@ -197,7 +200,7 @@ class Item:
 
     def truncate(self, length: int) -> None:
         with self.cond:
-            dirty = next_state(self.state, ItemEvent.WRITE)   # before the bytes: never into the journal's link
+            dirty = next_state(self.state, _WRITE)   # before the bytes: never into the journal's link
             os.ftruncate(self.fd, length)
             before = self.ranges.total()
             self.ranges.remove_from(length)

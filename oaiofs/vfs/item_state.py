@@ -60,40 +60,41 @@ import enum
 from .errors import IllegalItemTransition
 
 
+# The members carry their booleans as plain attributes and hash by identity: the hot read and
+# write paths ask ``item.dirty``/``linked``/``detached`` and make transitions on every write
+# (Enum's own hash and properties are Python-level calls).
+
 class ItemState(enum.Enum):
-    """What a cache item's bytes are (see the module doc)."""
+    """What a cache item's bytes are (see the module doc): (label, dirty, linked)."""
 
-    CLEAN = "clean"
-    DIRTY = "dirty"
-    SNAPSHOT = "snapshot"
-    CLEAN_LINKED = "clean_linked"
+    CLEAN = ("clean", False, False)
+    DIRTY = ("dirty", True, False)
+    SNAPSHOT = ("snapshot", True, True)
+    CLEAN_LINKED = ("clean_linked", False, True)
 
-    @property
-    def dirty(self) -> bool:
-        """Local changes the server does not have yet."""
-        return self in (ItemState.DIRTY, ItemState.SNAPSHOT)
+    def __init__(self, label: str, dirty: bool, linked: bool) -> None:
+        self.label = label
+        self.dirty = dirty          # local changes the server does not have yet
+        self.linked = linked        # the journal may hold a hard link: copy before the next change
 
-    @property
-    def linked(self) -> bool:
-        """The journal may hold a hard link to the data file: copy before the next change."""
-        return self in (ItemState.SNAPSHOT, ItemState.CLEAN_LINKED)
+    __hash__ = object.__hash__
 
 
 class Lifecycle(enum.Enum):
-    """Whether a cache item is still the cache's item for its key (see the module doc)."""
+    """Whether a cache item is still the cache's item for its key (see the module doc):
+    (label, detached, closed)."""
 
-    LIVE = "live"
-    DETACHED = "detached"
-    CLOSED = "closed"           # closed while live (last close, unmount): its record stays
-    GONE = "gone"               # closed after it was detached: its bytes are deleted
+    LIVE = ("live", False, False)
+    DETACHED = ("detached", True, False)
+    CLOSED = ("closed", False, True)     # closed while live (last close, unmount): its record stays
+    GONE = ("gone", True, True)          # closed after it was detached: its bytes are deleted
 
-    @property
-    def detached(self) -> bool:
-        return self in (Lifecycle.DETACHED, Lifecycle.GONE)
+    def __init__(self, label: str, detached: bool, closed: bool) -> None:
+        self.label = label
+        self.detached = detached
+        self.closed = closed
 
-    @property
-    def closed(self) -> bool:
-        return self in (Lifecycle.CLOSED, Lifecycle.GONE)
+    __hash__ = object.__hash__
 
 
 class ItemEvent(enum.Enum):
@@ -103,6 +104,8 @@ class ItemEvent(enum.Enum):
     COMMIT = "commit"        # the server has these exact bytes (this write generation)
     DETACH = "detach"        # retired from the cache
     CLOSE = "close"          # its files were closed
+
+    __hash__ = object.__hash__
 
 
 _S, _L, _E = ItemState, Lifecycle, ItemEvent
@@ -125,7 +128,7 @@ def next_state(state: ItemState, event: ItemEvent) -> ItemState:
     """The bytes state after ``event``, or :class:`IllegalItemTransition`."""
     new = STATE_MOVES.get(event, {}).get(state)
     if new is None:
-        raise IllegalItemTransition(f"cache item: {event.value} is not allowed in state {state.value}")
+        raise IllegalItemTransition(f"cache item: {event.value} is not allowed in state {state.label}")
     return new
 
 
@@ -133,5 +136,5 @@ def next_life(life: Lifecycle, event: ItemEvent) -> Lifecycle:
     """The lifecycle after ``event``, or :class:`IllegalItemTransition`."""
     new = LIFE_MOVES.get(event, {}).get(life)
     if new is None:
-        raise IllegalItemTransition(f"cache item: {event.value} is not allowed when {life.value}")
+        raise IllegalItemTransition(f"cache item: {event.value} is not allowed when {life.label}")
     return new
