@@ -25,7 +25,7 @@ from oaiofs.vfs.namespace import Namespace
 from oaiofs.vfs.vfs import Vfs, VfsOptions
 from tests.drive.fakes import FakeSource
 from tests.drive.model import Model, env_int
-from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
+from tests.fakeserver import FakeApi, FakeServer, FakeUploader
 
 pytestmark = pytest.mark.timeout(max(900, env_int("OAIOFS_MODEL_OPS", 0) // 40))
 

@@ -14,7 +14,7 @@ from oaiofs.vfs.journal import Journal, JournalBusy, backoff_delay, read_status
 from oaiofs.vfs.opstore import Op
 from oaiofs.vfs.opstore import OpStore
 from tests.conftest import wait_until
-from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
+from tests.fakeserver import FakeApi, FakeServer, FakeUploader
 from tests.durability.helpers import Recorder
 
 OID = "app⫻alice﹫laptop⁄20261121101500000000"
