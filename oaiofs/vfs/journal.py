@@ -144,6 +144,23 @@ class Journal:
         log.debug("%s %s: queued %s op %d", op.oaio_id, op.path, op.kind, op.id)
         return op
 
+    def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool:
+        """Let a queued ``put_file`` that has not started carry a later chmod/utimens of its file
+        (durable when this returns); False when it is running, streamed, resumed or gone: then
+        the change needs its own ``set_meta`` op. The caller makes sure no op of the file is
+        queued after it (see ``WriteBack.submit_meta``)."""
+        with self._cond:
+            op = self._active.get(op_id)
+            if (op is None or op.kind != "put_file" or op.state != "pending" or op.id in self._streams
+                    or op.upload_url or op.attempts or op.conflict_path):
+                return False
+            if mode is not None:
+                op.mode = mode
+            if mtime_ns is not None:
+                op.mtime_ns, op.mtime = mtime_ns, mtime_ns / 1e9
+            self._store.update(op)
+        return True
+
     def _adopt_locked(self, op: Op, stream: StreamHandle, data_source: Path) -> bool:
         """Let ``op`` continue ``stream``'s upload if it is for the same file and nothing is queued before it."""
         same = (op.kind == "put_file" and stream.oaio_id == op.oaio_id and stream.path == op.path

@@ -23,7 +23,7 @@ from ..errors import NotFound
 from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
-from .view_patch import add_open_file, commit_put_file, replay_put_file, wrote_open_file
+from .view_patch import add_open_file, commit_put_file, replay_meta_op, replay_put_file, wrote_open_file
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,17 @@ class Namespace:
             if oaio_id is not None:
                 self._local_ids.add(oaio_id)
             self._changed_locked(oaio_id)
+
+    def patch_submitted(self, op: Any) -> bool:
+        """A ``set_meta``/``mkdir`` op was just submitted: patch the cached view in place (True) when
+        it can be (see :func:`oaiofs.vfs.view_patch.replay_meta_op`); else call :meth:`local_changed`."""
+        with self._lock:
+            view = self._views.get(op.oaio_id)
+            if view is None or not replay_meta_op(view, op, self._open_files.get(op.oaio_id, {})):
+                return False
+            self._local_ids.add(op.oaio_id)
+            self.generation += 1
+            return True
 
     def set_open_file(self, oaio_id: str, path: str, size: int, mtime: float) -> None:
         """Show a file being written (created, grown, truncated) before it is committed."""

@@ -6,7 +6,9 @@ functions instead of dropping its cached view when the change is one of:
 
 - a new file opened for writing (an open-file overlay entry under a name not yet shown);
 - a ``put_file`` op just submitted for a plain file (or a new name) whose folder exists;
-- the server's document right after that op was applied (one commit later than the last one).
+- the server's document right after that op was applied (one commit later than the last one);
+- a ``set_meta`` (chmod/utimens) or ``mkdir`` op just submitted (``git clone`` makes one of each
+  per file or folder).
 
 Each returns False when its preconditions do not hold; the caller then drops the view (it
 is rebuilt from scratch on the next look-up). When they hold, the patched view equals
@@ -18,10 +20,11 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+from .metadata import apply_meta_op
 from .nodes import Entry, ObjectView, iso_to_epoch
 from .overlay import _touch_parent
 
-__all__ = ["add_open_file", "commit_put_file", "replay_put_file", "wrote_open_file"]
+__all__ = ["add_open_file", "commit_put_file", "replay_meta_op", "replay_put_file", "wrote_open_file"]
 
 
 def _folder(view: ObjectView, path: str) -> tuple[str, str] | None:
@@ -92,6 +95,37 @@ def replay_put_file(view: ObjectView, op: Any, open_files: Mapping[str, Entry]) 
                   op.mtime or time.time(), local=True, mode=mode, mtime_ns=getattr(op, "mtime_ns", None) or 0)
     view.entries[op.path] = entry
     view.children[parent][name] = entry
+    return True
+
+
+def replay_meta_op(view: ObjectView, op: Any, open_files: Mapping[str, Entry]) -> bool:
+    """Replay a just-submitted ``set_meta`` or ``mkdir`` op (the newest op: last, as a rebuild
+    replays it) on the view; False when a rebuild could differ (an open file's overlay involved)."""
+    if op.kind == "set_meta":
+        if op.path in view.shadowed or op.path in open_files:
+            return False                  # a rebuild applies it under the open file's overlay
+        entry = view.entries.get(op.path)
+        if entry is not None and entry.kind == "dir" and any(
+                path.rpartition("/")[0] == op.path for path in open_files):
+            return False                  # a rebuild moves the folder's mtime on again for them
+        apply_meta_op(view, op, _touch_parent)
+        return True
+    if op.kind != "mkdir":
+        return False
+    if op.path in view.entries:
+        return True                       # apply_op leaves an existing name alone
+    found = _folder(view, op.path)
+    if found is None:
+        return False
+    parent, name = found
+    if any(path.rpartition("/")[0] == parent for path in open_files):
+        return False                      # a rebuild applies their folder mtime rule after the op
+    _touch_parent(view, op)
+    entry = Entry(op.path, "dir", mtime=op.mtime or time.time(), local=True, mode=getattr(op, "mode", None))
+    view.entries[op.path] = entry
+    view.children[parent][name] = entry
+    view.children.setdefault(op.path, {})
+    view.subdirs[parent] = view.subdirs.get(parent, 0) + 1
     return True
 
 
