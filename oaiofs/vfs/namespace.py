@@ -23,7 +23,8 @@ from ..errors import NotFound
 from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
-from .view_patch import add_open_file, commit_put_file, replay_meta_op, replay_put_file, wrote_open_file
+from .view_patch import (add_open_file, commit_mkdir, commit_put_file, replay_meta_op, replay_put_file,
+                         wrote_open_file)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class Namespace:
             self._doc_seq_of[oaio_id] = self._doc_seq
             view = self._views.get(oaio_id)
             if (applied is not None and old is not None and view is not None and not doc.get("deleted")
-                    and commit_put_file(view, old, doc, applied, self._open_files.get(oaio_id, {}))):
+                    and (commit_put_file(view, old, doc, applied, self._open_files.get(oaio_id, {}))
+                         or commit_mkdir(view, old, doc, applied, self._open_files.get(oaio_id, {})))):
                 self.generation += 1
                 return True
             self._changed_locked(oaio_id)

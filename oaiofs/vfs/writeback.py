@@ -272,7 +272,7 @@ class WriteBack:
         # by another thread shows the op twice (replay is idempotent), never neither (a folder
         # made here vanished for a moment: issue 12)
         patched = False
-        if doc is not None and op.kind == "put_file":
+        if doc is not None and op.kind in ("put_file", "mkdir"):
             patched = self.ns.put_doc(doc, applied=op)     # True: the cached view was patched (issue 16)
         elif doc is not None:
             self.ns.put_doc(doc)

@@ -115,3 +115,31 @@ def test_a_meta_change_after_the_upload_started_gets_its_own_op(tmp_path: Path) 
     assert meta["a.txt"][0] == 0o600 and meta["c.txt"][1] == MTIME_NS and "b.txt" not in meta
     journal.close()
     cache.close_all()
+
+
+def test_an_applied_mkdir_patches_the_cached_view(tmp_path: Path) -> None:
+    """The server's answer to a mkdir (also one with files queued inside it since) patches the
+    cached view like a put_file's answer does: no rebuild, and the view equals a rebuild."""
+    world, _api = batching_world()
+    vfs, journal, cache = world.mount(tmp_path / "c1")
+    journal.stop()
+    vfs.mkdir(_path("a"), 0o755)
+    fh = vfs.create(_path("a/f.txt"), 0o644)          # touches a's mtime after the mkdir
+    vfs.write(fh, 0, b"f")
+    vfs.release(fh)
+    vfs.mkdir(_path("a/b"), 0o755)
+    vfs.mkdir(_path("c"), 0o755)
+    vfs.getattr(_path("c"))
+    before = vfs.ns._views.get(OID)
+    assert before is not None
+    assert_views_fresh(vfs.ns, "queued")
+    for _ in range(2):                                 # applied, then nothing left to apply
+        journal.start()
+        assert journal.wait_idle(60)
+        journal.stop()
+        assert_views_fresh(vfs.ns, "applied")
+    assert vfs.ns._views.get(OID) is before            # every answer patched the view, none dropped it
+    assert not journal.pending(OID)
+    assert vfs.getattr(_path("a/b")).mode & 0o777 == 0o755
+    journal.close()
+    cache.close_all()
