@@ -19,6 +19,7 @@ does only local disk I/O; no lock is held during network I/O or user callbacks.
 from __future__ import annotations
 
 import bisect
+import copy
 import dataclasses
 import errno as errno_mod
 import fcntl
@@ -213,7 +214,8 @@ class Journal:
         """Copies of the ops not yet applied (pending, running and failed), in submit order."""
         with self._cond:
             ops = sorted([*self._active.values(), *self._failed.values()], key=lambda o: o.id)
-            return [dataclasses.replace(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
+            # copy.copy, not dataclasses.replace: the namespace asks on every view rebuild (issue 16)
+            return [copy.copy(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
 
     def status(self) -> dict[str, Any]:
         """``{"online", "ops": [...], "conflicts": [...], "failed": [...]}`` for ``oaiofs status``."""
