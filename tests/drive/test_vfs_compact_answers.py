@@ -113,3 +113,24 @@ def test_expand_refuses_what_it_cannot_know() -> None:
     assert expand(None, answer, touch=True) is None
     assert expand(old, dict(answer, changed=[{"path": "b/y", "kind": "file"}]), touch=True) is None
     assert expand(old, dict(answer, access_right="r"), touch=True) is None
+
+
+def test_the_feed_does_not_refetch_the_echo_of_what_the_drive_already_shows(tmp_path: Path) -> None:
+    """An ``updated`` event at or below the version of the drive's own (server-sent) document is
+    the echo of its own commit: no whole-object GET. A newer version, another event type, or a
+    document completed from a compact answer is fetched as before."""
+    from oaiofs import protocol
+    from oaiofs.vfs.feed import ChangeFeed, ListingStore
+    from oaiofs.vfs.namespace import Namespace
+
+    ns = Namespace("me")
+    ns.load([{"oaio_id": "a", "version": 5, "access_right": "C", "files": []},
+             {"oaio_id": "b", "version": 5, "access_right": "C", "files": [], "compact": True}])
+    feed = ChangeFeed(None, ns, None, ListingStore(tmp_path / "l.json"), {})  # type: ignore[arg-type]
+
+    def event(oaio_id: str, version: int, kind: str = protocol.EVENT_UPDATED) -> dict[str, Any]:
+        return {"type": kind, "subject": oaio_id, "data": {"oaio_id": oaio_id, "version": version}}
+    assert feed._known([event("a", 4), event("a", 5)]) == {"a"}
+    assert feed._known([event("a", 5), event("a", 6)]) == set()
+    assert feed._known([event("a", 5, protocol.EVENT_SUBSCRIBED)]) == set()
+    assert feed._known([event("b", 5), event("c", 1)]) == set()
