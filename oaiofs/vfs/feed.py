@@ -2,7 +2,9 @@
 
 One background thread asks ``api.changes(cursor, wait=...)``; for every object an
 event names it refetches that object (``get_object``) and puts the document into
-the namespace, or drops the object when it is gone or no longer visible. When the
+the namespace, or drops the object when it is gone or no longer visible; ``updated``
+events the namespace's document already shows (the echo of this mount's own commits) are
+not fetched again. When the
 server was unreachable, the first successful call after that re-lists everything
 (one ``list_objects``), so nothing missed while offline stays stale. The listing
 and cursor are persisted (``ListingStore``) so a mount can start offline.
