@@ -26,15 +26,19 @@ def _drive(server: ServerProcess, user: str, cache: Path) -> Drive:
 
 
 def _count_journal_gets(drive: Drive) -> list[str]:
-    """Whole-object GETs made by the journal's workers (the feed's own refetches are not counted)."""
+    """Whole object documents the journal's workers got from the server (a GET or a mutation's
+    full answer; the feed's own refetches are not counted)."""
     seen: list[str] = []
-    real: Callable[[str], Any] = drive.api.get_object
 
-    def counting(oaio_id: str) -> Any:
-        if threading.current_thread().name.startswith("oaiofs-journal"):
-            seen.append(oaio_id)
-        return real(oaio_id)
-    drive.api.get_object = counting  # type: ignore[method-assign]
+    def counting(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = real(*args, **kwargs)
+            if threading.current_thread().name.startswith("oaiofs-journal") and "files" in result:
+                seen.append(name)
+            return result
+        return call
+    for name in ("get_object", "make_dir", "set_file_meta", "make_link", "delete_file", "move"):
+        setattr(drive.api, name, counting(name, getattr(drive.api, name)))
     return seen
 
 
