@@ -19,6 +19,7 @@ does only local disk I/O; no lock is held during network I/O or user callbacks.
 from __future__ import annotations
 
 import bisect
+import copy
 import dataclasses
 import errno as errno_mod
 import fcntl
@@ -142,6 +143,23 @@ class Journal:
         log.debug("%s %s: queued %s op %d", op.oaio_id, op.path, op.kind, op.id)
         return op
 
+    def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool:
+        """Let a queued ``put_file`` that has not started carry a later chmod/utimens of its file
+        (durable when this returns); False when it is running, streamed, resumed or gone: then
+        the change needs its own ``set_meta`` op. The caller makes sure no op of the file is
+        queued after it (see ``WriteBack.submit_meta``)."""
+        with self._cond:
+            op = self._active.get(op_id)
+            if (op is None or op.kind != "put_file" or op.state != "pending" or op.id in self._streams
+                    or op.upload_url or op.attempts or op.conflict_path):
+                return False
+            if mode is not None:
+                op.mode = mode
+            if mtime_ns is not None:
+                op.mtime_ns, op.mtime = mtime_ns, mtime_ns / 1e9
+            self._store.update(op)
+        return True
+
     def _adopt_locked(self, op: Op, stream: StreamHandle, data_source: Path) -> bool:
         """Let ``op`` continue ``stream``'s upload if it is for the same file and nothing is queued before it."""
         same = (op.kind == "put_file" and stream.oaio_id == op.oaio_id and stream.path == op.path
@@ -194,7 +212,8 @@ class Journal:
         """Copies of the ops not yet applied (pending, running and failed), in submit order."""
         with self._cond:
             ops = sorted([*self._active.values(), *self._failed.values()], key=lambda o: o.id)
-            return [dataclasses.replace(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
+            # copy.copy, not dataclasses.replace: the namespace asks on every view rebuild (issue 16)
+            return [copy.copy(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
 
     def status(self) -> dict[str, Any]:
         """``{"online", "ops": [...], "conflicts": [...], "failed": [...]}`` for ``oaiofs status``."""
