@@ -195,8 +195,9 @@ class JsonBodyLimit:
 
 
 def _routers() -> list[Any]:
-    from . import (batch_commit, carts, compat_ae, files_routes, routes_admin, routes_auth, routes_changes,
-                   routes_history, routes_objects, routes_trash, uploads)
+    from . import (batch_commit, carts, compat_ae, routes_admin, routes_auth, routes_changes,
+                   routes_history, routes_objects, routes_trash)
+    from . import routes_files as files_routes, routes_uploads as uploads
     return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router, batch_commit.router,
             uploads.router, carts.router, routes_admin.router, routes_history.router, routes_trash.router,
             *compat_ae.routers]
@@ -205,7 +206,7 @@ def _routers() -> list[Any]:
 async def _purge_loop(state: AppState) -> None:
     """Periodically drop expired tokens and let the transfer services purge their leftovers."""
     from . import routes_auth
-    names = ("oaiofs.server.uploads", "oaiofs.server.carts", "oaiofs.server.compat_ae.storage",
+    names = ("oaiofs.server.routes_uploads", "oaiofs.server.carts", "oaiofs.server.compat_ae.storage",
              "oaiofs.server.history", "oaiofs.server.trash", "oaiofs.server.blob_gc")
     while True:
         for purge in [routes_auth.purge_expired_tokens] + [getattr(importlib.import_module(n), "purge_expired", None)
@@ -261,7 +262,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
 def _install_operations(app: FastAPI, state: AppState) -> None:
     """``/healthz``, ``/metrics`` (+ request metrics, outermost) and the offline ``/docs``, ``/redoc``."""
-    from . import apidocs, health, metrics
+    from . import apidocs, metrics
+    from . import routes_health as health
 
     app.include_router(health.router)
     apidocs.install(app)

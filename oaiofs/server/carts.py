@@ -43,7 +43,7 @@ from . import access
 from . import db as dbmod
 from .admission import release_slot, run_in_slot
 from .byteranges import ranged_response
-from .files_routes import blob_response
+from .routes_files import blob_response
 from .models import Cart, CartFile, FileEntry, OaiObject, Subscription, User, utcnow
 from .tarlayout import TarLayout, TarMember
 from .upload_service import authenticate, aware, transaction, transfer_state

@@ -47,7 +47,7 @@ def _version_info(state: Any, request: Request, oaio_id: str, version: str, path
                   response_class=Response)
 async def get_file_version(oaio_id: str, version: str, path: str, request: Request) -> Response:
     """The bytes of a kept version (``Range`` answers 206, like the file itself)."""
-    from .files_routes import blob_response
+    from .routes_files import blob_response
 
     state = request.app.state.oaiofs
     info = await run_in_threadpool(_version_info, state, request, oaio_id, version, path)

@@ -27,7 +27,7 @@ from ... import protocol
 from ...errors import InvalidValue, NotFound, TooLarge
 from .. import access, blob_gc, deps
 from ..blobs import blob_key
-from ..files_routes import blob_response
+from ..routes_files import blob_response
 from ..models import FileEntry, OaiObject, User
 from ..models_compat import CompatAeStagedFile
 from ..upload_service import authenticate, transaction, transfer_state

@@ -21,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
 from ..errors import InvalidInput, OffsetMismatch, PreconditionFailed, UnsupportedMediaType
-from . import deps, uploads_ietf
+from . import deps
+from . import routes_uploads_ietf as uploads_ietf
 from .upload_service import (CHUNK_HASHERS, UploadService, UploadView, aware, append_chunk, authenticate,
                              upload_lock, upload_service)
 
