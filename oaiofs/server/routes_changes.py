@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from .. import protocol
 from . import changes, changes_pacifica
 from .admission import release_slot, run_in_slot
-from .deps import get_current_user, get_db, get_state
+from .deps import get_current_user, get_db
+from .state import get_state
 from .models import User
 
 router = APIRouter(prefix=protocol.API_PREFIX, tags=["changes"])

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from .. import protocol
 from . import objects, trash
 from .access import load_object, user_right
-from .deps import get_current_user, get_db, get_state
+from .deps import get_current_user, get_db
+from .state import get_state
 from .models import User
 
 router = APIRouter(prefix=protocol.API_PREFIX, tags=["trash"])

@@ -27,10 +27,11 @@ from ... import protocol
 from ...errors import InvalidValue, NotFound, TooLarge
 from .. import access, blob_gc, deps
 from ..blobs import blob_key
-from ..routes_files import blob_response
+from ..byteranges import blob_response
 from ..models import FileEntry, OaiObject, User
 from ..models_compat import CompatAeStagedFile
-from ..upload_service import authenticate, transaction, transfer_state
+from ..deps import authenticate
+from ..state import transaction, transfer_state
 from . import service
 
 log = logging.getLogger(__name__)
