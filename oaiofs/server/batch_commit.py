@@ -182,7 +182,7 @@ def commit_items(state: AppState, user_id: int, oaio_id: str, items: list[BatchI
     results: list[dict[str, Any]] = []
     with transaction(state) as db:
         blob_gc.lock_for_commit(db)              # blobs stored below are not collected before we refer to them
-        user = db.get(User, user_id)
+        user = db.get_one(User, user_id)
         obj, _right = access.load_object(db, user, oaio_id, "update", for_update=True)
         state.blobs.check_space(sum(len(item.data) for item in items if item.error is None))
         with changes.coalesced(db):
@@ -212,4 +212,4 @@ def commit_items(state: AppState, user_id: int, oaio_id: str, items: list[BatchI
 def check_access(state: AppState, user_id: int, oaio_id: str) -> None:
     """401/403/404/410 before the body is read."""
     with transaction(state) as db:
-        access.load_object(db, db.get(User, user_id), oaio_id, "update")
+        access.load_object(db, db.get_one(User, user_id), oaio_id, "update")

@@ -28,10 +28,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cachetools import LRUCache
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import CursorResult, delete, insert, select, update
 
 from .. import protocol
 from ..errors import Conflict, Forbidden, InvalidValue, NotFound, OaioError
@@ -197,7 +197,7 @@ class CartService:
             by_object.setdefault(req.oaio_id, []).append(req)
         entries: dict[tuple[str, str], tuple[Any, ...]] = {}
         with transaction(self.state) as db:
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             for oaio_id, reqs in by_object.items():
                 try:
                     obj, _right = access.load_object(db, user, oaio_id, "read")
@@ -370,7 +370,7 @@ class CartService:
                 if cart_id == keep or uid.startswith(BUILDING_PREFIX):    # never one being built
                     continue
                 # A cart a concurrent eviction already took counts as gone all the same.
-                evicted += db.execute(delete(Cart).where(Cart.id == cart_id)).rowcount or 0
+                evicted += cast("CursorResult[Any]", db.execute(delete(Cart).where(Cart.id == cart_id))).rowcount or 0
                 total -= size
         if evicted:
             logger.info("evicted %d least-recently-used carts over the quota", evicted)
@@ -380,7 +380,7 @@ class CartService:
         """Drop expired carts, enforce the quota, restart preparations that went silent."""
         now = utcnow()
         with transaction(self.state) as db:
-            expired = db.execute(delete(Cart).where(Cart.expires < now)).rowcount
+            expired = cast("CursorResult[Any]", db.execute(delete(Cart).where(Cart.expires < now))).rowcount
             stale = list(db.scalars(select(Cart.id).where(
                 Cart.status == protocol.CART_STAGING,
                 Cart.accessed < now - dt.timedelta(seconds=STALE_STAGING_S))))

@@ -75,7 +75,7 @@ async def cart_status(uid: str, request: Request, wait: float = 0.0) -> Response
     user_id = await run_in_threadpool(authenticate, request)
     deadline = time.monotonic() + max(0.0, min(wait, protocol.MAX_CART_WAIT_S))
     if wait > 0:
-        release_slot(request.scope)        # a waiting long-poll holds no admission slot: each check takes one
+        release_slot(request.scope)  # type: ignore[arg-type]  # a waiting long-poll holds no admission slot: each check takes one
     delay = 0.05
     while True:
         cart, _member = await run_in_slot(service.state.admission if wait > 0 else None,

@@ -33,7 +33,7 @@ def file_info(state: Any, user_id: int, oaio_id: str, path: str) -> dict[str, An
     """The ``FileDoc`` of a readable attached file plus its ``blob_key`` (404 for folders)."""
     path = protocol.normalize_file_path(path)
     with transaction(state) as db:
-        return _file_info(db, db.get(User, user_id), oaio_id, path)
+        return _file_info(db, db.get_one(User, user_id), oaio_id, path)
 
 
 def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: str) -> dict[str, Any]:

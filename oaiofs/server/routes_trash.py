@@ -20,7 +20,7 @@ router = APIRouter(prefix=protocol.API_PREFIX, tags=["trash"])
 class RestoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: StrictStr | None = None
-    id: StrictInt | None = Field(None, ge=1, le=2 ** 62)
+    id: StrictInt | None = Field(default=None, ge=1, le=2 ** 62)
 
 
 def _settings(request: Request) -> Any:

@@ -24,10 +24,10 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from cachetools import LRUCache
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from .. import protocol
@@ -224,7 +224,7 @@ class UploadService:
         upload_id = secrets.token_urlsafe(24)
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             self.check_target(db, user, target)
             now = utcnow()
             row = Upload(id=upload_id, user_id=user_id, oaio_id=target.oaio_id, path=target.path,
@@ -240,7 +240,7 @@ class UploadService:
             raise
         with transaction(self.state) as db:
             db.execute(update(Upload).where(Upload.id == upload_id).values(staging_json=json.dumps(staging)))
-            view = UploadView.of(db.get(Upload, upload_id))
+            view = UploadView.of(db.get_one(Upload, upload_id))
         logger.info("upload %s created: %s/%s (%s bytes)", upload_id, target.oaio_id, target.path,
                     "deferred" if length is None else length)
         return view
@@ -307,12 +307,12 @@ class UploadService:
         parse_target(metadata)                       # a malformed sha256 is refused here
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            result = db.execute(update(Upload).where(Upload.id == upload.id, Upload.length.is_(None))
+            result = cast("CursorResult[Any]", db.execute(update(Upload).where(Upload.id == upload.id, Upload.length.is_(None))
                                 .values(length=length, sha256=parse_target(metadata).sha256,
-                                        metadata_json=json.dumps(metadata, ensure_ascii=False)))
+                                        metadata_json=json.dumps(metadata, ensure_ascii=False))))
             if result.rowcount != 1:
                 raise OffsetMismatch("the upload was changed by another request", {"offset": upload.offset})
-            view = UploadView.of(db.get(Upload, upload.id))
+            view = UploadView.of(db.get_one(Upload, upload.id))
         return view
 
     # appending
@@ -322,16 +322,16 @@ class UploadService:
         expires = utcnow() + dt.timedelta(seconds=self.settings.upload_expiry_s)
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            result = db.execute(update(Upload)
+            result = cast("CursorResult[Any]", db.execute(update(Upload)
                                 .where(Upload.id == upload.id, Upload.offset == upload.offset)
                                 .values(offset=writer.written_to, segments=Upload.segments + 1,
-                                        staging_json=json.dumps(writer.staging), expires=expires))
+                                        staging_json=json.dumps(writer.staging), expires=expires)))
             if result.rowcount != 1:
                 RUNNING_HASHES.drop(upload.id)
                 current = db.scalar(select(Upload.offset).where(Upload.id == upload.id))
                 raise OffsetMismatch("the upload was changed by another request",
                                      {"offset": current})
-            view = UploadView.of(db.get(Upload, upload.id))
+            view = UploadView.of(db.get_one(Upload, upload.id))
         writer.keep_hash()
         return view
 
@@ -373,6 +373,7 @@ class UploadService:
         return result
 
     def _whole_file_sha256(self, upload: UploadView) -> str:
+        assert upload.length is not None    # complete() refuses a deferred length first
         hasher = RUNNING_HASHES.take(upload.id, upload.length)
         if hasher is None:                  # another process or a restart: hash what is staged
             hasher = hashlib.sha256()
@@ -389,7 +390,7 @@ class UploadService:
                 raise NotFound("no such upload", {"upload_id": upload_id})
             if row.completed is not None and row.result_json:
                 return json.loads(row.result_json)
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             obj = self.check_target(db, user, target, for_update=True)
             if obj is None:
                 obj = objects.create_object(db, user, {}, oaio_id=target.oaio_id)
