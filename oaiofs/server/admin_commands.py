@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace, work: Callable[[Any], Any]) -> tuple[int, Any
     from sqlalchemy.exc import SQLAlchemyError
 
     from ..errors import OaioError
-    from .commands import _database_error, _migrate, _settings
+    from .command_common import database_error as _database_error, migrate as _migrate, settings_from_args as _settings
     from .db import make_engine, make_sessionmaker
 
     settings = _settings(args)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import logging
 import os
@@ -21,8 +20,6 @@ from typing import Any, AsyncIterator, Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, protocol
@@ -35,6 +32,7 @@ from .changes import Notifier
 from .deps import CommitBeforeResponse
 from .diskfull import is_disk_full, storage_full
 from .settings import ServerSettings
+from .state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +42,6 @@ DRAIN_LIMIT = 16 * 1024 * 1024     # oversized bodies up to this size are read b
 _HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 410: "gone", 412: "precondition_failed",
                413: "too_large", 415: "unsupported_media_type", 422: "invalid_value"}
-
-
-@dataclasses.dataclass
-class AppState:
-    """Everything a request handler may need (``request.app.state.oaiofs``)."""
-
-    settings: ServerSettings
-    engine: Engine
-    sessionmaker: sessionmaker[Session]
-    blobs: Any
-    notifier: Notifier
-    admission: Admission | None = None
-    closing: bool = False     # set on SIGTERM/SIGINT: open long-polls answer at once
 
 
 def _end_long_polls_on_signals(state: AppState) -> None:
@@ -195,17 +180,17 @@ class JsonBodyLimit:
 
 
 def _routers() -> list[Any]:
-    from . import (batch_commit, carts, compat_ae, files_routes, routes_admin, routes_auth, routes_changes,
-                   routes_history, routes_objects, routes_trash, uploads)
-    return [routes_auth.router, routes_objects.router, routes_changes.router, files_routes.router, batch_commit.router,
-            uploads.router, carts.router, routes_admin.router, routes_history.router, routes_trash.router,
+    from . import (compat_ae, routes_admin, routes_auth, routes_batch, routes_carts, routes_changes, routes_files,
+                   routes_history, routes_objects, routes_trash, routes_uploads)
+    return [routes_auth.router, routes_objects.router, routes_changes.router, routes_files.router, routes_batch.router,
+            routes_uploads.router, routes_carts.router, routes_admin.router, routes_history.router, routes_trash.router,
             *compat_ae.routers]
 
 
 async def _purge_loop(state: AppState) -> None:
     """Periodically drop expired tokens and let the transfer services purge their leftovers."""
     from . import routes_auth
-    names = ("oaiofs.server.uploads", "oaiofs.server.carts", "oaiofs.server.compat_ae.storage",
+    names = ("oaiofs.server.upload_service", "oaiofs.server.carts", "oaiofs.server.compat_ae.storage",
              "oaiofs.server.history", "oaiofs.server.trash", "oaiofs.server.blob_gc")
     while True:
         for purge in [routes_auth.purge_expired_tokens] + [getattr(importlib.import_module(n), "purge_expired", None)
@@ -261,9 +246,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
 def _install_operations(app: FastAPI, state: AppState) -> None:
     """``/healthz``, ``/metrics`` (+ request metrics, outermost) and the offline ``/docs``, ``/redoc``."""
-    from . import apidocs, health, metrics
+    from . import apidocs, metrics, routes_health
 
-    app.include_router(health.router)
+    app.include_router(routes_health.router)
     apidocs.install(app)
     metrics.install(app, state)
 

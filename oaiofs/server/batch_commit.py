@@ -1,4 +1,5 @@
-"""Batch commit: many small files of one object in one request and one transaction (``POST PATH_BATCH``).
+"""Batch commit: many small files of one object in one request and one transaction (``POST PATH_BATCH``,
+routed by :mod:`oaiofs.server.routes_batch`).
 
 The body is a tar stream (see ``BATCH_*`` in :mod:`oaiofs.protocol`): a JSON manifest,
 then one member per file. It is streamed into a spooled temporary file (at most
@@ -18,27 +19,22 @@ import hashlib
 import logging
 import secrets
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from typing import IO, Any
 
-from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from .. import protocol
-from ..errors import (ChecksumMismatch, Conflict, InvalidInput, InvalidValue, MalformedJson, NotFound, OaioError,
+from ..errors import (ChecksumMismatch, Conflict, InvalidValue, MalformedJson, NotFound, OaioError,
                       TooLarge)
 from . import access, blob_gc, changes, objects
 from .blobs import blob_key
 from .models import FileEntry, User
-from .upload_service import authenticate, transaction, transfer_state
+from .state import AppState, transaction
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["files"])
 
 SPOOL_IN_MEMORY = 1 << 20           # body bytes kept in memory before the spool moves to a temp file
 _HEX = frozenset("0123456789abcdef")
@@ -181,12 +177,12 @@ def _result(item: BatchItem, err: OaioError) -> dict[str, Any]:
     return {"path": item.path, "status": status, "error": err.to_json()}
 
 
-def commit_items(state: Any, user_id: int, oaio_id: str, items: list[BatchItem]) -> dict[str, Any]:
+def commit_items(state: AppState, user_id: int, oaio_id: str, items: list[BatchItem]) -> dict[str, Any]:
     """Commit every acceptable item in one transaction; per-file results in order."""
     results: list[dict[str, Any]] = []
     with transaction(state) as db:
         blob_gc.lock_for_commit(db)              # blobs stored below are not collected before we refer to them
-        user = db.get(User, user_id)
+        user = db.get_one(User, user_id)
         obj, _right = access.load_object(db, user, oaio_id, "update", for_update=True)
         state.blobs.check_space(sum(len(item.data) for item in items if item.error is None))
         with changes.coalesced(db):
@@ -213,51 +209,7 @@ def commit_items(state: Any, user_id: int, oaio_id: str, items: list[BatchItem])
     return answer
 
 
-def check_access(state: Any, user_id: int, oaio_id: str) -> None:
+def check_access(state: AppState, user_id: int, oaio_id: str) -> None:
     """401/403/404/410 before the body is read."""
     with transaction(state) as db:
-        access.load_object(db, db.get(User, user_id), oaio_id, "update")
-
-
-async def spool_body(request: Request) -> IO[bytes]:
-    """The request body in a spooled temporary file (413 past ``BATCH_MAX_BYTES``)."""
-    limit = protocol.BATCH_MAX_BYTES
-    declared = request.headers.get("content-length")
-    too_large = bool(declared and declared.isascii() and declared.isdigit() and int(declared) > limit)
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-    received = 0
-    try:
-        async for piece in request.stream():
-            received += len(piece)
-            if received > limit:
-                too_large = True
-            if too_large:
-                if received > 2 * limit:         # read a moderate excess so the client sees the 413
-                    break
-                continue
-            spool.write(piece)
-    except ClientDisconnect:
-        spool.close()
-        raise InvalidInput("the connection was cut before the batch body ended; nothing was applied") from None
-    except BaseException:
-        spool.close()
-        raise
-    if too_large:
-        spool.close()
-        raise TooLarge(f"a batch body holds at most {limit} bytes", {"limit": limit})
-    spool.seek(0)
-    return spool
-
-
-@router.post(protocol.PATH_BATCH)
-async def commit_batch(oaio_id: str, request: Request) -> dict[str, Any]:
-    """Commit many small files of one object in one transaction (tar body; see ``BATCH_*`` in the protocol)."""
-    state = transfer_state(request)
-    user_id = await run_in_threadpool(authenticate, request)
-    await run_in_threadpool(check_access, state, user_id, oaio_id)
-    spool = await spool_body(request)
-    try:
-        items = await run_in_threadpool(parse_batch, spool)
-    finally:
-        spool.close()
-    return await run_in_threadpool(commit_items, state, user_id, oaio_id, items)
+        access.load_object(db, db.get_one(User, user_id), oaio_id, "update")

@@ -4,15 +4,20 @@ Local blobs are answered with Starlette's ``FileResponse`` (it handles Range
 itself); everything else goes through :func:`ranged_response`, which answers a
 single ``bytes=`` range with 206, an unsatisfiable one with 416, and anything it
 does not support (multiple ranges) with the whole body, as RFC 9110 allows.
+:func:`blob_response` serves one stored blob with its validators (ETag, Last-Modified,
+version) for every router that hands out file bytes (files, history, carts, compat).
 """
 from __future__ import annotations
 
+import email.utils
 import re
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from fastapi import Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+
+from .. import protocol
 
 _RANGE_RE = re.compile(r"^bytes=([0-9]{0,20})-([0-9]{0,20})$")   # ASCII digits only
 FILE_CHUNK = 1 << 20                 # FileResponse piece size (Starlette's default is 64 KiB)
@@ -78,3 +83,18 @@ def ranged_response(request: Request, size: int, open_range: Callable[[int, int]
     if request.method == "HEAD":
         return Response(status_code=status, headers=out, media_type=media_type)
     return StreamingResponse(open_range(start, end), status_code=status, headers=out, media_type=media_type)
+
+
+def blob_response(request: Request, blobs: Any, info: dict[str, Any], filename: str | None = None) -> Response:
+    """Serve a pinned blob with validators (ETag, Last-Modified, version) and Range support."""
+    headers = {"ETag": f'"{info["sha256"]}"', protocol.HEADER_VERSION: str(info["version"]),
+               protocol.HEADER_SHA256: info["sha256"] or "",
+               "Last-Modified": email.utils.formatdate(info["mtime"] or 0, usegmt=True)}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and headers["ETag"] in [tag.strip() for tag in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    local = blobs.local_path(info["blob_key"])
+    if local is not None:
+        return file_response(local, headers, filename=filename)
+    return ranged_response(request, info["size"],
+                           lambda start, end: blobs.open_range(info["blob_key"], start, end), headers)

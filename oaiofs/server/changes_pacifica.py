@@ -48,7 +48,7 @@ def _readable_files(db: Session, user_id: int, oaio_ids: set[str]) -> dict[str, 
                FileEntry.sha256.is_not(None)))
     files: dict[str, dict[str, tuple[int, str]]] = {}
     for oaio_id, path, size, sha256 in rows:
-        files.setdefault(oaio_id, {})[path] = (size, sha256)
+        files.setdefault(oaio_id, {})[path] = (size, sha256 or "")     # never empty: the query skips NULL
     return files
 
 

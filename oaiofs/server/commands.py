@@ -9,12 +9,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import protocol
-
-if TYPE_CHECKING:                       # imported lazily at run time: `oaiofs --help` stays fast
-    from .settings import ServerSettings
+from .command_common import database_error as _database_error, migrate as _migrate, settings_from_args as _settings
 
 log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_S = 5   # open long-polls are cut after this on SIGTERM
@@ -81,42 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     upgrade = db_sub.add_parser("upgrade", help="migrate the database schema to the newest version")
     _add_storage_args(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
-
-
-def _settings(args: argparse.Namespace) -> ServerSettings:
-    from .settings import ServerSettings
-    kwargs = {"db_url": args.db}
-    if args.data is not None:
-        kwargs["data_dir"] = args.data
-    for name, attr in (("blobs", "blobs_url"), ("s3_endpoint", "s3_endpoint"), ("host", "host"),
-                       ("port", "port"), ("workers", "workers"), ("token_ttl", "token_ttl_s"),
-                       ("max_requests", "max_active_requests"), ("history_versions", "history_keep_versions"),
-                       ("history_days", "history_keep_days")):
-        if getattr(args, name, None) is not None:
-            kwargs[attr] = getattr(args, name)
-    if getattr(args, "trash_days", None) is not None:
-        kwargs["trash_retention_s"] = args.trash_days * 86400.0
-    settings = ServerSettings(**kwargs)
-    settings.ensure_dirs()
-    return settings
-
-
-def _database_error(exc: BaseException) -> None:
-    """Print one clear line for a database failure (no traceback; URLs are not echoed)."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    print(f"cannot use the database: {reason}", file=sys.stderr)
-
-
-def _migrate(database_url: str) -> bool:
-    """Upgrade the schema; on failure explain why and return False."""
-    from sqlalchemy.exc import SQLAlchemyError
-    from .db import run_migrations
-    try:
-        run_migrations(database_url)
-    except (SQLAlchemyError, OSError) as exc:
-        _database_error(exc)
-        return False
-    return True
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the app state, a database session per request, the current user."""
+"""FastAPI dependencies and request glue: a database session per request (committed before the response),
+the current user (:func:`get_current_user` as a dependency, :func:`authenticate` in a short session of its own)."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,7 @@ import hmac
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import cachetools
 from fastapi import Depends, Request
@@ -25,20 +26,13 @@ from ..errors import OaioError, Unauthorized, Unavailable
 from . import security
 from .throttle import LoginThrottle
 from .models import Token, User
-
-if TYPE_CHECKING:
-    from .app import AppState
+from .state import get_state as get_state, transaction
 
 log = logging.getLogger(__name__)
 SESSIONS_KEY = "oaiofs.sessions"     # request.scope entry: the sessions to finish before responding
 FINISHED = "oaiofs.finished"         # Session.info: committed or rolled back, and closed
 ACCOUNT_DISABLED = protocol.ERROR_ACCOUNT_DISABLED
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oaiofs"'}
-
-
-def get_state(request: Request) -> "AppState":
-    """The :class:`~oaiofs.server.app.AppState` of the running app."""
-    return request.app.state.oaiofs
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -212,3 +206,9 @@ def get_current_user(request: Request, db: Session = Depends(get_db)) -> User:
             raise unauthorized("wrong user name or password")
         return check_enabled(user)
     raise unauthorized("unsupported authorization scheme")
+
+
+def authenticate(request: Request) -> int:
+    """The caller's user id (Bearer or Basic), checked in a short session of its own."""
+    with transaction(get_state(request)) as db:
+        return get_current_user(request, db).id

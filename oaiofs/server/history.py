@@ -24,9 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from typing import Any, Collection
+from typing import Any, Collection, cast
 
-from sqlalchemy import and_, delete, exists, false, func, or_, select
+from sqlalchemy import CursorResult, and_, delete, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from .. import protocol
@@ -266,14 +266,14 @@ def forget_deleted(db: Session, object_id: int, paths: Collection[str] | None = 
                           FileEntry.path_hash == FileVersion.path_hash, FileEntry.kind == "file")
     dropped = 0
     if paths is None:
-        dropped += db.execute(delete(ValuesVersion).where(ValuesVersion.object_id == object_id)).rowcount or 0
-        dropped += db.execute(delete(FileVersion).where(FileVersion.object_id == object_id, ~live)).rowcount or 0
+        dropped += cast("CursorResult[Any]", db.execute(delete(ValuesVersion).where(ValuesVersion.object_id == object_id))).rowcount or 0
+        dropped += cast("CursorResult[Any]", db.execute(delete(FileVersion).where(FileVersion.object_id == object_id, ~live))).rowcount or 0
         return dropped
     hashes = sorted({_hash(path) for path in paths})
     for start in range(0, len(hashes), DELETE_BATCH):
-        dropped += db.execute(delete(FileVersion).where(
+        dropped += cast("CursorResult[Any]", db.execute(delete(FileVersion).where(
             FileVersion.object_id == object_id, FileVersion.path_hash.in_(hashes[start:start + DELETE_BATCH]),
-            ~live)).rowcount or 0
+            ~live))).rowcount or 0
     return dropped
 
 

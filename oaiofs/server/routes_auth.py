@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from .. import protocol
 from . import security
-from .deps import check_enabled, client_address, get_current_user, get_db, get_state, unauthorized, user_from_password
+from .deps import check_enabled, client_address, get_current_user, get_db, unauthorized, user_from_password
+from .state import get_state
 from .onehop import OneHopRoute
 from .models import Token, User
 

@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from .. import protocol
 from . import changes, changes_pacifica
 from .admission import release_slot, run_in_slot
-from .deps import get_current_user, get_db, get_state
+from .deps import get_current_user, get_db
+from .state import get_state
 from .models import User
 
 router = APIRouter(prefix=protocol.API_PREFIX, tags=["changes"])
@@ -26,7 +27,7 @@ async def get_changes(request: Request, cursor: int = Query(0, ge=0),
                       user: User = Depends(get_current_user), db: Session = Depends(get_db)) -> dict:
     """CloudEvents for the caller after ``cursor``; waits up to ``wait`` seconds for the first one."""
     await run_in_threadpool(db.commit)      # end the auth transaction: no connection held while waiting
-    release_slot(request.scope)             # nor an admission slot: each fetch takes one again
+    release_slot(request.scope)  # type: ignore[arg-type]  # nor an admission slot: each fetch takes one again
     state = get_state(request)
     user_id = user.id
 

@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from .. import protocol
 from . import deps, history, objects
 from .access import load_object
+from .byteranges import blob_response
 from .deps import get_current_user, get_db
 from .models import User
-from .upload_service import transaction
+from .state import transaction
 
 router = APIRouter(prefix=protocol.API_PREFIX, tags=["history"])
 RestoreBase = Query(None, ge=0, le=history.MAX_VERSION,
@@ -47,8 +48,6 @@ def _version_info(state: Any, request: Request, oaio_id: str, version: str, path
                   response_class=Response)
 async def get_file_version(oaio_id: str, version: str, path: str, request: Request) -> Response:
     """The bytes of a kept version (``Range`` answers 206, like the file itself)."""
-    from .files_routes import blob_response
-
     state = request.app.state.oaiofs
     info = await run_in_threadpool(_version_info, state, request, oaio_id, version, path)
     return blob_response(request, state.blobs, info)

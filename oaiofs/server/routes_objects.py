@@ -1,7 +1,7 @@
 """Thin HTTP handlers for objects, folders, deletes, moves and subscriptions (see :mod:`oaiofs.protocol`)."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -23,7 +23,7 @@ BaseVersion = Query(None, ge=0, description="the version this change was based o
 Compact = Query(False, description="answer a CompactDoc (the changed entries) instead of the whole ObjectDoc")
 
 
-def _answer(obj: Any, right: str, compact: bool, changed: list[Any] = (), removed: list[str] = ()) -> dict:
+def _answer(obj: Any, right: str, compact: bool, changed: Sequence[Any] = (), removed: Sequence[str] = ()) -> dict:
     """The whole ``ObjectDoc``, or with ``compact`` only what the change touched (cost independent of the object)."""
     if not compact:
         return objects.object_doc(obj, right)

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from .. import protocol
 from . import objects, trash
 from .access import load_object, user_right
-from .deps import get_current_user, get_db, get_state
+from .deps import get_current_user, get_db
+from .state import get_state
 from .models import User
 
 router = APIRouter(prefix=protocol.API_PREFIX, tags=["trash"])
@@ -19,7 +20,7 @@ router = APIRouter(prefix=protocol.API_PREFIX, tags=["trash"])
 class RestoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: StrictStr | None = None
-    id: StrictInt | None = Field(None, ge=1, le=2 ** 62)
+    id: StrictInt | None = Field(default=None, ge=1, le=2 ** 62)
 
 
 def _settings(request: Request) -> Any:

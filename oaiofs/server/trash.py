@@ -21,9 +21,9 @@ import datetime as dt
 import hashlib
 import logging
 import posixpath
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from .. import protocol
@@ -277,13 +277,13 @@ def _drop_items(db: Session, items: list[TrashItem]) -> int:
                 db.expire(obj, ["files"])
                 others = db.scalars(select(TrashItem.id).where(TrashItem.object_id == obj.id)).all()
                 db.execute(delete(TrashFile).where(TrashFile.trash_id.in_(others)))
-                removed += db.execute(delete(TrashItem).where(TrashItem.object_id == obj.id)).rowcount or 0
+                removed += cast("CursorResult[Any]", db.execute(delete(TrashItem).where(TrashItem.object_id == obj.id))).rowcount or 0
                 continue
         paths = db.scalars(select(TrashFile.path).where(TrashFile.trash_id == item.id,
                                                         TrashFile.kind == objects.FILE)).all()
         history.forget_deleted(db, item.object_id, paths)    # the deleted files' versions go with the item
         db.execute(delete(TrashFile).where(TrashFile.trash_id == item.id))
-        removed += db.execute(delete(TrashItem).where(TrashItem.id == item.id)).rowcount or 0
+        removed += cast("CursorResult[Any]", db.execute(delete(TrashItem).where(TrashItem.id == item.id))).rowcount or 0
     return removed
 
 
@@ -299,7 +299,7 @@ def empty(db: Session, user: User, oaio_id: str | None = None) -> int:
     else:
         object_ids = list(db.scalars(select(Subscription.object_id).where(
             Subscription.user_id == user.id, Subscription.access_right == protocol.CREATE_ACCESS_RIGHT)))
-    items = []
+    items: list[TrashItem] = []
     for start in range(0, len(object_ids), 500):
         items += db.scalars(select(TrashItem).where(TrashItem.object_id.in_(object_ids[start:start + 500]))
                             .order_by(TrashItem.kind.desc())).all()       # "path" before "object"

@@ -1,7 +1,8 @@
 """The upload service: upload records, staging writes, whole-file verification and the atomic commit.
 
-Shared by the tus endpoint (:mod:`oaiofs.server.uploads`) and the plain ``PUT`` of
-:mod:`oaiofs.server.files_routes`. Upload state (target, offset, segments, expiry)
+Shared by the tus endpoint (:mod:`oaiofs.server.routes_uploads`) and the plain ``PUT`` of
+:mod:`oaiofs.server.routes_files`; their request glue (streaming a body in, one request per
+upload at a time) is :mod:`oaiofs.server.http_uploads`. Upload state (target, offset, segments, expiry)
 lives in the ``uploads`` table and the bytes in the blob store's staging area, so
 any server process can continue an upload after a client crash, a cut connection
 or a server restart. Bodies are streamed to the staging area in bounded buffers
@@ -16,33 +17,28 @@ new version of the object (a mismatch or a lost conflict commits nothing).
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import secrets
 import threading
-import weakref
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, cast
 
 from cachetools import LRUCache
-from fastapi import Request
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from .. import protocol
 from ..errors import (ChecksumMismatch, Conflict, Gone, InvalidInput, InvalidValue, NotFound, OaioError,
                       OffsetMismatch, TooLarge, VersionConflict)
-from . import access, blob_gc, deps, objects
+from . import access, blob_gc, objects
 from . import db as dbmod
-from .db import aware, transaction  # noqa: F401  (the transfer routers import them from here)
+from .db import aware
 from .blobs import blob_key
 from .models import FileEntry, OaiObject, Upload, User, utcnow
+from .state import AppState, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +207,7 @@ class ChunkWriter:
 class UploadService:
     """Create, append to, complete, cancel and purge uploads (blocking; call from threads)."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: AppState) -> None:
         self.state = state
         self.blobs = state.blobs
         self.settings = state.settings
@@ -228,7 +224,7 @@ class UploadService:
         upload_id = secrets.token_urlsafe(24)
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             self.check_target(db, user, target)
             now = utcnow()
             row = Upload(id=upload_id, user_id=user_id, oaio_id=target.oaio_id, path=target.path,
@@ -244,7 +240,7 @@ class UploadService:
             raise
         with transaction(self.state) as db:
             db.execute(update(Upload).where(Upload.id == upload_id).values(staging_json=json.dumps(staging)))
-            view = UploadView.of(db.get(Upload, upload_id))
+            view = UploadView.of(db.get_one(Upload, upload_id))
         logger.info("upload %s created: %s/%s (%s bytes)", upload_id, target.oaio_id, target.path,
                     "deferred" if length is None else length)
         return view
@@ -272,24 +268,17 @@ class UploadService:
     def get(self, user_id: int, upload_id: str) -> UploadView:
         """The caller's upload (others' and unknown ids: 404; expired ones: 410)."""
         with transaction(self.state) as db:
-            view = self._view_of(db, user_id, upload_id)
-        return self._unexpired(view)
-
-    def authenticated_get(self, request: Request, upload_id: str) -> tuple[int, UploadView]:
-        """(caller's user id, :meth:`get` of ``upload_id``) in one session: one thread hop per request."""
-        with transaction(self.state) as db:
-            user_id = deps.get_current_user(request, db).id
-            view = self._view_of(db, user_id, upload_id)
-        return user_id, self._unexpired(view)
+            view = self.view_of(db, user_id, upload_id)
+        return self.unexpired(view)
 
     @staticmethod
-    def _view_of(db: Session, user_id: int, upload_id: str) -> UploadView:
+    def view_of(db: Session, user_id: int, upload_id: str) -> UploadView:
         row = db.get(Upload, upload_id)
         if row is None or row.user_id != user_id:
             raise NotFound("no such upload", {"upload_id": upload_id[:80]})
         return UploadView.of(row)
 
-    def _unexpired(self, view: UploadView) -> UploadView:
+    def unexpired(self, view: UploadView) -> UploadView:
         if view.expires <= utcnow() and not view.completed:
             self.discard(view.id)
             raise Gone("the upload has expired", {"upload_id": view.id})
@@ -318,12 +307,12 @@ class UploadService:
         parse_target(metadata)                       # a malformed sha256 is refused here
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            result = db.execute(update(Upload).where(Upload.id == upload.id, Upload.length.is_(None))
+            result = cast("CursorResult[Any]", db.execute(update(Upload).where(Upload.id == upload.id, Upload.length.is_(None))
                                 .values(length=length, sha256=parse_target(metadata).sha256,
-                                        metadata_json=json.dumps(metadata, ensure_ascii=False)))
+                                        metadata_json=json.dumps(metadata, ensure_ascii=False))))
             if result.rowcount != 1:
                 raise OffsetMismatch("the upload was changed by another request", {"offset": upload.offset})
-            view = UploadView.of(db.get(Upload, upload.id))
+            view = UploadView.of(db.get_one(Upload, upload.id))
         return view
 
     # appending
@@ -333,16 +322,16 @@ class UploadService:
         expires = utcnow() + dt.timedelta(seconds=self.settings.upload_expiry_s)
         with transaction(self.state) as db:
             dbmod.lock_for_write(db)
-            result = db.execute(update(Upload)
+            result = cast("CursorResult[Any]", db.execute(update(Upload)
                                 .where(Upload.id == upload.id, Upload.offset == upload.offset)
                                 .values(offset=writer.written_to, segments=Upload.segments + 1,
-                                        staging_json=json.dumps(writer.staging), expires=expires))
+                                        staging_json=json.dumps(writer.staging), expires=expires)))
             if result.rowcount != 1:
                 RUNNING_HASHES.drop(upload.id)
                 current = db.scalar(select(Upload.offset).where(Upload.id == upload.id))
                 raise OffsetMismatch("the upload was changed by another request",
                                      {"offset": current})
-            view = UploadView.of(db.get(Upload, upload.id))
+            view = UploadView.of(db.get_one(Upload, upload.id))
         writer.keep_hash()
         return view
 
@@ -384,6 +373,7 @@ class UploadService:
         return result
 
     def _whole_file_sha256(self, upload: UploadView) -> str:
+        assert upload.length is not None    # complete() refuses a deferred length first
         hasher = RUNNING_HASHES.take(upload.id, upload.length)
         if hasher is None:                  # another process or a restart: hash what is staged
             hasher = hashlib.sha256()
@@ -400,7 +390,7 @@ class UploadService:
                 raise NotFound("no such upload", {"upload_id": upload_id})
             if row.completed is not None and row.result_json:
                 return json.loads(row.result_json)
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             obj = self.check_target(db, user, target, for_update=True)
             if obj is None:
                 obj = objects.create_object(db, user, {}, oaio_id=target.oaio_id)
@@ -446,94 +436,8 @@ class UploadService:
         return len(expired) + len(orphans)
 
 
-# --- streaming a body into an upload (shared by tus PATCH, creation-with-upload and plain PUT) ---
-
-_LOCKS: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
-
-
-@contextlib.asynccontextmanager
-async def upload_lock(upload_id: str) -> AsyncIterator[None]:
-    """One request at a time per upload in this process (the database guards across processes)."""
-    lock = _LOCKS.get(upload_id)
-    if lock is None:
-        lock = _LOCKS[upload_id] = asyncio.Lock()
-    async with lock:
-        yield
-
-
-async def receive_chunk(service: UploadService, request: Request, upload: UploadView, start: int,
-                        checksum: tuple[str, bytes] | None) -> UploadView:
-    """Stream the request body into ``upload`` from offset ``start``; returns the updated upload.
-
-    A cut connection keeps what arrived when there is no checksum to verify (the
-    caller then answers a client that is no longer listening).
-    """
-    if start > upload.offset:
-        raise OffsetMismatch(f"Upload-Offset {start} is past the received offset {upload.offset}",
-                             {"offset": upload.offset})
-    limit = service.limit(upload)
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and start + int(declared) > limit:
-        raise TooLarge("the chunk goes past Upload-Length (or the maximum upload size)", {"upload_length": limit})
-    writer = ChunkWriter(service.blobs, upload, start, checksum, limit)
-    writing: asyncio.Future[None] | None = None       # receiving the next piece overlaps this write
-    try:
-        async for piece in request.stream():
-            if piece and writer.feed(piece):
-                data = writer.take()
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(run_in_threadpool(writer.write, data))
-    except ClientDisconnect:
-        if writing is not None:
-            await writing
-        if checksum is not None:
-            logger.info("upload %s: connection cut, chunk with checksum dropped", upload.id)
-            return upload
-        await run_in_threadpool(writer.flush)
-        if writer.written_to == upload.offset:
-            return upload
-        view = await run_in_threadpool(service.save_progress, writer)
-        logger.info("upload %s: connection cut, kept %d bytes", upload.id, view.offset)
-        return view
-    except BaseException:
-        if writing is not None:
-            await asyncio.wait([writing])         # never leave a write running behind an error
-        raise
-    if writing is not None:
-        await writing
-    await run_in_threadpool(writer.flush)
-    writer.verify()
-    if writer.written_to == upload.offset:
-        return upload                        # nothing new (a re-sent range or an empty body)
-    return await run_in_threadpool(service.save_progress, writer)
-
-
-def transfer_state(request: Request) -> Any:
-    """The app state, if a blob store is configured (503 otherwise)."""
-    state = deps.get_state(request)
+def purge_expired(state: AppState) -> int:
+    """Hook for the server's periodic purge (also run at start-up): expired uploads and orphaned staging."""
     if state.blobs is None:
-        raise OaioError("file storage is not configured", http_status=503, code="unavailable")
-    return state
-
-
-def upload_service(request: Request) -> UploadService:
-    """The upload service of this request's app."""
-    return UploadService(transfer_state(request))
-
-
-def authenticate(request: Request) -> int:
-    """The caller's user id (Bearer or Basic), checked in a short session of its own."""
-    with transaction(deps.get_state(request)) as db:
-        return deps.get_current_user(request, db).id
-
-
-async def append_chunk(service: UploadService, request: Request, user_id: int, upload: UploadView,
-                  start: int, checksum: tuple[str, bytes] | None) -> tuple[UploadView, dict[str, Any] | None]:
-    """Receive a chunk and complete the upload when its last byte is in."""
-    upload = await receive_chunk(service, request, upload, start, checksum)
-    result = None
-    if upload.length is not None and upload.offset == upload.length:
-        result = await run_in_threadpool(service.complete, user_id, upload)
-        upload.completed, upload.result = True, result
-    return upload, result
+        return 0
+    return UploadService(state).purge_expired()

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from ...errors import InsufficientStorage, NotFound
 from ..diskfull import FULL_ERRNOS
-from . import READ_CHUNK, check_key, check_upload_id, _KEY_RE
+from .keys import READ_CHUNK, check_key, check_upload_id, _KEY_RE
 
 logger = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import Gone, InsufficientStorage, InvalidValue, NotFound, OffsetMismatch, TooLarge, Unavailable
-from . import _KEY_RE, READ_CHUNK, check_key, check_upload_id
+from .keys import _KEY_RE, READ_CHUNK, check_key, check_upload_id
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ length, and the bytes must be UTF-8. Nothing is ever evaluated.
 from __future__ import annotations
 
 import ast
+from typing import Mapping
 
 from ...errors import InvalidInput
 
@@ -36,10 +37,10 @@ def decode_bytes_literal(raw: str, name: str = "header") -> str:
         raise InvalidInput(f"{name} is not UTF-8", {"header": name}) from None
 
 
-def context(headers: "dict[str, str] | object") -> dict[str, str]:
+def context(headers: Mapping[str, str]) -> dict[str, str]:
     """``{"user", "device", "app"}`` from the request headers ('' where a header is absent)."""
     out = {}
     for key, name in CONTEXT_HEADERS.items():
-        raw = headers.get(name)  # type: ignore[attr-defined]
+        raw = headers.get(name)
         out[key] = decode_bytes_literal(raw, name)[:255] if raw else ""
     return out

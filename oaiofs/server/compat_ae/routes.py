@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from ... import protocol
 from ...errors import InvalidValue, MalformedJson, TooLarge, Unauthorized
 from .. import security
-from ..deps import check_enabled, get_db, get_state, user_from_password
+from ..deps import check_enabled, get_db, user_from_password
+from ..state import get_state
 from ..models import Token, User
 from . import headers, service, session
 

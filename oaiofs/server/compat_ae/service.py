@@ -70,7 +70,7 @@ def check_object_dict(body: Any) -> dict[str, Any]:
         raise InvalidValue("body must be an OaiObject JSON object")
     oaio_id = check_id(body.get("oaio_id"))
     stamp = body.get("client_stamp")
-    if not protocol.is_stamp(stamp):
+    if not isinstance(stamp, str) or not protocol.is_stamp(stamp):
         raise InvalidValue("client_stamp must be 20 digits newer than the oldest sync stamp",
                            {"client_stamp": str(stamp)[:40]})
     latest = protocol.now_stamp(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=MAX_FUTURE_S))
@@ -263,9 +263,9 @@ def wipe_user(db: Session, admin: User, body: Any) -> dict[str, Any]:
     for obj in owned:
         objects.delete_object(db, target, obj)
     for sub in list(db.scalars(select(Subscription).where(Subscription.user_id == target.id))):
-        obj = db.get(OaiObject, sub.object_id)
-        if obj is not None and obj.owner_id != target.id:
-            subscriptions._remove(db, admin, obj, target, sub)
+        subscribed = db.get(OaiObject, sub.object_id)
+        if subscribed is not None and subscribed.owner_id != target.id:
+            subscriptions._remove(db, admin, subscribed, target, sub)
     db.execute(delete(Token).where(Token.user_id == target.id))
     db.execute(delete(CompatAeStagedFile).where(CompatAeStagedFile.user_id == target.id))
     log.info("%s wiped user %s (%d objects)", admin.username, target.username, len(owned))

@@ -17,20 +17,21 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from starlette.concurrency import run_in_threadpool
 
 from ... import protocol
 from ...errors import InvalidValue, NotFound, TooLarge
 from .. import access, blob_gc, deps
 from ..blobs import blob_key
-from ..files_routes import blob_response
+from ..byteranges import blob_response
 from ..models import FileEntry, OaiObject, User
 from ..models_compat import CompatAeStagedFile
-from ..upload_service import authenticate, transaction, transfer_state
+from ..deps import authenticate
+from ..state import transaction, transfer_state
 from . import service
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def split_storage_path(raw: str, *, need_file: bool = True) -> tuple[str, str, s
 
 def _check_stage_target(state: Any, user_id: int, oaio_id: str) -> None:
     with transaction(state) as db:
-        user = db.get(User, user_id)
+        user = db.get_one(User, user_id)
         if db.scalar(select(OaiObject.id).where(OaiObject.oaio_id == oaio_id)) is not None:
             access.load_object(db, user, oaio_id, "update")     # 404 stranger, 403 reader, 410 deleted
 
@@ -148,7 +149,7 @@ def _drop_staged(state: Any, request: Request, oaio_id: str, stamp: str, path: s
                                                 CompatAeStagedFile.stamp == stamp)
         if path:
             stmt = stmt.where((CompatAeStagedFile.path == path) | CompatAeStagedFile.path.startswith(path + "/"))
-        return int(db.execute(stmt).rowcount or 0)
+        return int(cast("CursorResult[Any]", db.execute(stmt)).rowcount or 0)
 
 
 @router.delete("/files/{raw:path}")
@@ -167,4 +168,4 @@ def purge_expired(state: Any) -> int:
     """
     cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=state.settings.upload_expiry_s)
     with transaction(state) as db:
-        return int(db.execute(delete(CompatAeStagedFile).where(CompatAeStagedFile.created < cutoff)).rowcount or 0)
+        return int(cast("CursorResult[Any]", db.execute(delete(CompatAeStagedFile).where(CompatAeStagedFile.created < cutoff))).rowcount or 0)

@@ -28,7 +28,9 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
 from ..errors import InvalidInput, OaioError, OffsetMismatch, UnsupportedMediaType
-from .upload_service import UploadView, append_chunk, authenticate, upload_lock, upload_service
+from .deps import authenticate
+from .http_uploads import append_chunk, authenticated_upload, upload_lock, upload_service
+from .upload_service import UploadView
 
 INTEROP_HEADER = "upload-draft-interop-version"
 INTEROP_VERSIONS = ("5", "6")
@@ -144,7 +146,7 @@ async def create(request: Request) -> Response:
 async def head(upload_id: str, request: Request) -> Response:
     """``HEAD /uploads/{id}``: where to resume."""
     version = _version(request)
-    _user_id, upload = await run_in_threadpool(upload_service(request).authenticated_get, request, upload_id)
+    _user_id, upload = await run_in_threadpool(authenticated_upload, upload_service(request), request, upload_id)
     return Response(status_code=204, headers=_headers(version, upload))
 
 
@@ -158,7 +160,7 @@ async def patch(upload_id: str, request: Request) -> Response:
     complete = _complete_flag(request)
     service = upload_service(request)
     async with upload_lock(upload_id):
-        user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
+        user_id, upload = await run_in_threadpool(authenticated_upload, service, request, upload_id)
         result = None
         if upload.completed:
             if start != upload.offset:

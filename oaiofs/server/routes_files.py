@@ -7,7 +7,6 @@ resumable; a body cut short commits nothing.
 """
 from __future__ import annotations
 
-import email.utils
 import logging
 from typing import Any
 
@@ -18,9 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from .. import protocol
 from ..errors import InvalidInput, InvalidValue, NotFound
 from . import access, deps, objects
-from .byteranges import file_response, ranged_response
+from .byteranges import blob_response
 from .models import FileEntry, User
-from .upload_service import append_chunk, authenticate, transaction, upload_lock, upload_service
+from .deps import authenticate
+from .http_uploads import append_chunk, upload_lock, upload_service
+from .state import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def file_info(state: Any, user_id: int, oaio_id: str, path: str) -> dict[str, An
     """The ``FileDoc`` of a readable attached file plus its ``blob_key`` (404 for folders)."""
     path = protocol.normalize_file_path(path)
     with transaction(state) as db:
-        return _file_info(db, db.get(User, user_id), oaio_id, path)
+        return _file_info(db, db.get_one(User, user_id), oaio_id, path)
 
 
 def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: str) -> dict[str, Any]:
@@ -49,21 +50,6 @@ def _file_info(db: Any, user: User, oaio_id: str, path: str) -> dict[str, Any]:
     if entry is None or entry.kind != "file" or not entry.blob_key:
         raise NotFound(f"no file {path!r} in object {oaio_id!r}", {"oaio_id": oaio_id, "path": path})
     return dict(objects.file_doc(entry), blob_key=entry.blob_key)
-
-
-def blob_response(request: Request, blobs: Any, info: dict[str, Any], filename: str | None = None) -> Response:
-    """Serve a pinned blob with validators (ETag, Last-Modified, version) and Range support."""
-    headers = {"ETag": f'"{info["sha256"]}"', protocol.HEADER_VERSION: str(info["version"]),
-               protocol.HEADER_SHA256: info["sha256"] or "",
-               "Last-Modified": email.utils.formatdate(info["mtime"] or 0, usegmt=True)}
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match and headers["ETag"] in [tag.strip() for tag in if_none_match.split(",")]:
-        return Response(status_code=304, headers=headers)
-    local = blobs.local_path(info["blob_key"])
-    if local is not None:
-        return file_response(local, headers, filename=filename)
-    return ranged_response(request, info["size"],
-                           lambda start, end: blobs.open_range(info["blob_key"], start, end), headers)
 
 
 @router.api_route(FILE_ROUTE, methods=["GET", "HEAD"], response_class=Response)

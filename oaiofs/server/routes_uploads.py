@@ -21,9 +21,12 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
 from ..errors import InvalidInput, OffsetMismatch, PreconditionFailed, UnsupportedMediaType
-from . import deps, uploads_ietf
-from .upload_service import (CHUNK_HASHERS, UploadService, UploadView, aware, append_chunk, authenticate,
-                             upload_lock, upload_service)
+from . import routes_uploads_ietf
+from .db import aware
+from .deps import authenticate
+from .state import get_state
+from .http_uploads import append_chunk, authenticated_upload, upload_lock, upload_service
+from .upload_service import CHUNK_HASHERS, UploadView
 
 router = APIRouter(tags=["uploads"])
 
@@ -89,7 +92,7 @@ def upload_headers(upload: UploadView, result: dict[str, Any] | None = None) -> 
 @router.options(protocol.PATH_UPLOADS + "{upload_id}")
 async def tus_options(request: Request) -> Response:
     """tus discovery: version, extensions, checksum algorithms, maximum size."""
-    settings = deps.get_state(request).settings
+    settings = get_state(request).settings
     return Response(status_code=204, headers={
         "Tus-Resumable": protocol.TUS_VERSION, "Tus-Version": protocol.TUS_VERSION,
         "Tus-Extension": ",".join(protocol.TUS_EXTENSIONS),
@@ -100,8 +103,8 @@ async def tus_options(request: Request) -> Response:
 @router.post(protocol.PATH_UPLOADS, status_code=201)
 async def tus_create(request: Request) -> Response:
     """Creation (and creation-with-upload when the request has a body)."""
-    if uploads_ietf.is_ietf(request):              # IETF resumable uploads (draft interop 5/6)
-        return await uploads_ietf.create(request)
+    if routes_uploads_ietf.is_ietf(request):              # IETF resumable uploads (draft interop 5/6)
+        return await routes_uploads_ietf.create(request)
     _check_tus_version(request)
     deferred = request.headers.get("upload-defer-length")
     if deferred is not None:
@@ -129,10 +132,10 @@ async def tus_create(request: Request) -> Response:
 @router.head(protocol.PATH_UPLOADS + "{upload_id}")
 async def tus_head(upload_id: str, request: Request) -> Response:
     """The upload's offset, length and metadata (and its result once complete)."""
-    if uploads_ietf.is_ietf(request):
-        return await uploads_ietf.head(upload_id, request)
+    if routes_uploads_ietf.is_ietf(request):
+        return await routes_uploads_ietf.head(upload_id, request)
     service = upload_service(request)
-    _user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
+    _user_id, upload = await run_in_threadpool(authenticated_upload, service, request, upload_id)
     headers = upload_headers(upload)
     if upload.length is None:
         headers["Upload-Defer-Length"] = "1"
@@ -150,8 +153,8 @@ async def tus_patch(upload_id: str, request: Request) -> Response:
     An ``Upload-Length`` header fixes a deferred length (``X-OAIO-Sha256`` may then
     announce the whole file's sha256, if the creation did not).
     """
-    if uploads_ietf.is_ietf(request):
-        return await uploads_ietf.patch(upload_id, request)
+    if routes_uploads_ietf.is_ietf(request):
+        return await routes_uploads_ietf.patch(upload_id, request)
     _check_tus_version(request)
     _check_content_type(request)
     start = _int_header(request, "upload-offset", required=True) or 0
@@ -159,7 +162,7 @@ async def tus_patch(upload_id: str, request: Request) -> Response:
     checksum = parse_checksum(request.headers.get("upload-checksum"))
     service = upload_service(request)
     async with upload_lock(upload_id):
-        user_id, upload = await run_in_threadpool(service.authenticated_get, request, upload_id)
+        user_id, upload = await run_in_threadpool(authenticated_upload, service, request, upload_id)
         result = None
         if length is not None and not upload.completed:
             upload = await run_in_threadpool(service.fix_length, upload, length,
@@ -177,13 +180,7 @@ async def tus_delete(upload_id: str, request: Request) -> Response:
     """Termination: drop the upload and its staged bytes (a committed file stays)."""
     service = upload_service(request)
     async with upload_lock(upload_id):
-        await run_in_threadpool(service.authenticated_get, request, upload_id)
+        await run_in_threadpool(authenticated_upload, service, request, upload_id)
         await run_in_threadpool(service.discard, upload_id)
     return Response(status_code=204, headers={"Tus-Resumable": protocol.TUS_VERSION})
 
-
-def purge_expired(state: Any) -> int:
-    """Hook for the server's periodic purge (also run at start-up): expired uploads and orphaned staging."""
-    if state.blobs is None:
-        return 0
-    return UploadService(state).purge_expired()
