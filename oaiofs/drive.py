@@ -46,6 +46,7 @@ class DriveConfig:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     device_id: str = field(default_factory=socket.gethostname)
     long_poll_s: float = 20.0
+    upload_parallel: int | None = None     # ops of one object sent at once (None: journal default / env)
 
 
 class Drive:
@@ -68,7 +69,8 @@ class Drive:
                                origin=f"{config.user}@{config.device_id}",
                                on_applied=lambda op, doc: self.vfs.writeback.on_applied(op, doc),
                                on_conflict=lambda op, copy: self.vfs.writeback.on_conflict(op, copy),
-                               on_failed=lambda op, err: self.vfs.writeback.on_failed(op, err))
+                               on_failed=lambda op, err: self.vfs.writeback.on_failed(op, err),
+                               per_object=config.upload_parallel)
         self.vfs = Vfs(self.namespace, self.cache, self.fetcher, self.journal,
                        VfsOptions(device_id=config.device_id), extra_status=self._status_extras)
         self.namespace.set_pending_source(self.vfs.writeback.pending_ops)
