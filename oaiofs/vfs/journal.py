@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
-from .batching import apply_batch, take_batch
+from .batching import apply_batch, batchable, take_batch
 from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
 from .schedule import runnable
 from .seams import ServerApi, Uploader
@@ -94,6 +94,7 @@ class Journal:
         self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
         self._busy: dict[str, int] = {}           # oaio_id -> ops (a batch counts once) being applied
         self._own_versions: dict[str, set[int]] = {}   # oaio_id -> object versions our applied ops made
+        self._small: dict[str, int] = {}          # oaio_id -> id of the running op (or batch head) of small files
         if per_object is None:
             per_object = int(os.environ.get(ENV_PARALLEL, "0") or 0) or DEFAULT_PER_OBJECT
         self._per_object = max(1, per_object)
@@ -316,6 +317,8 @@ class Journal:
                     member.state = "running"
                 op.state = "running"
                 self._busy[op.oaio_id] = self._busy.get(op.oaio_id, 0) + 1
+                if self._is_small(op):
+                    self._small[op.oaio_id] = op.id
                 stream = self._streams.pop(op.id, None)
             if batch:
                 try:
@@ -326,7 +329,7 @@ class Journal:
                     raise
                 finally:
                     with self._cond:
-                        self._release_locked(op.oaio_id)
+                        self._release_locked(op)
                         self._cond.notify_all()
                 continue
             if stream is not None:
@@ -366,24 +369,34 @@ class Journal:
 
     def _next_runnable_locked(self) -> Op | None:
         """The oldest op that depends on no earlier op still queued or running (schedule.py),
-        of an object below its parallel limit and not backing off."""
+        of an object below its parallel limit and not backing off. Small files of one object go
+        one batch at a time (while one is sent, the next ones gather into the next batch; sent
+        one by one in parallel they would cost a request and a server commit each); the other
+        slots take the object's other independent ops (big files by tus, folders, moves)."""
         now = time.monotonic()
         best: Op | None = None
         for oaio_id, queue in self._queues.items():
             if self._busy.get(oaio_id, 0) >= self._per_object or self._retry_at.get(oaio_id, 0.0) > now:
                 continue
-            op = next(runnable(queue), None)
+            small_busy = oaio_id in self._small
+            op = next((o for o in runnable(queue) if not (small_busy and self._is_small(o))), None)
             if op is not None and (best is None or op.id < best.id):
                 best = op
         return best
 
-    def _release_locked(self, oaio_id: str) -> None:
-        """One op (or batch) of ``oaio_id`` stopped running."""
-        left = self._busy.get(oaio_id, 0) - 1
+    def _is_small(self, op: Op) -> bool:
+        """True for an op that would go into a batch (with batching on and parallel ops on)."""
+        return self._batching and self._per_object > 1 and batchable(op, op.id in self._streams)
+
+    def _release_locked(self, op: Op) -> None:
+        """``op`` (alone, or as a batch's head) stopped running."""
+        left = self._busy.get(op.oaio_id, 0) - 1
         if left > 0:
-            self._busy[oaio_id] = left
+            self._busy[op.oaio_id] = left
         else:
-            self._busy.pop(oaio_id, None)
+            self._busy.pop(op.oaio_id, None)
+        if self._small.get(op.oaio_id) == op.id:
+            del self._small[op.oaio_id]
 
     def _enqueue_locked(self, op: Op) -> None:
         self._active[op.id] = op
@@ -442,7 +455,7 @@ class Journal:
                 if len(self._finished) > FINISHED_KEPT:
                     self._finished.pop(next(iter(self._finished)))
             if release:
-                self._release_locked(op.oaio_id)
+                self._release_locked(op)
             if op.attempts:              # the op that was backing off got through: the object goes on
                 self._retry_at.pop(op.oaio_id, None)
             self._cond.notify_all()
@@ -453,7 +466,7 @@ class Journal:
         with self._cond:
             op.state = "pending"
             if release:
-                self._release_locked(op.oaio_id)
+                self._release_locked(op)
             if outcome.error is not None:
                 op.attempts += 1
                 op.error = f"{outcome.error.code}: {outcome.error.message}"
