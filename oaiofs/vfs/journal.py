@@ -23,6 +23,7 @@ import bisect
 import dataclasses
 import errno as errno_mod
 import fcntl
+import itertools
 import logging
 import os
 import random
@@ -349,7 +350,8 @@ class Journal:
         queue = self._queues[head.oaio_id]
         if self._per_object == 1:
             return take_batch(queue, self._streams)
-        return take_batch(runnable(queue), self._streams, skip=True)
+        # from ``head`` on: the batch must start with the op this worker picked (and marks running)
+        return take_batch(itertools.dropwhile(lambda o: o is not head, runnable(queue)), self._streams, skip=True)
 
     def _run_batch(self, batch: list[Op]) -> None:
         """Commit ``batch`` (small put_files of one object, see :mod:`oaiofs.vfs.batching`) in one

@@ -100,3 +100,50 @@ def test_ops_of_one_object_stay_within_the_per_object_bound(tmp_path: Path) -> N
         journal.close()
     assert 1 <= most[0] <= 3
     assert sorted(p for n, o, p in server.calls if n == "make_dir") == [f"d{i:02d}" for i in range(40)]
+
+
+def test_a_move_picked_while_small_files_wait_is_applied(tmp_path: Path) -> None:
+    """The worker that picks a move (small files of the object already being sent in a batch)
+    applies that move; it does not take the waiting small files as a batch instead and leave the
+    move marked running forever."""
+    server = FakeServer()
+    api = BatchApi(server)
+    api.create_object({}, OID)
+    release = threading.Event()
+    first_batch = [True]
+
+    def hold_the_first_batch(name: str) -> None:
+        if name == "commit_batch" and first_batch[0]:
+            first_batch[0] = False
+            release.wait(30)
+    server.on_call = hold_the_first_batch
+    src = tmp_path / "src"
+    src.mkdir()
+    api.make_dir(OID, "d")
+    journal = Journal(tmp_path / "j", api, FakeUploader(server), origin="alice@laptop", workers=4,
+                      **Recorder().kwargs())
+    for i in range(3):
+        _submit(journal, src, f"a{i}", b"a")
+    journal.start()
+    try:
+        assert wait_for(lambda: not first_batch[0])
+        for i in range(3):                     # queued behind the held batch ...
+            _submit(journal, src, f"b{i}", b"b")
+        move = journal.submit(Op("move", OID, "d", dst="e"))   # ... and a move a free worker picks
+        assert journal.wait(move, timeout=30).state == "done"
+        release.set()
+        assert journal.wait_idle(timeout=30), journal.status()
+    finally:
+        release.set()
+        journal.close()
+    assert {f["path"] for f in server.objects[OID]["files"]} >= {"e", "a0", "a1", "a2", "b0", "b1", "b2"}
+
+
+def wait_for(predicate: Any, timeout: float = 30) -> bool:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
