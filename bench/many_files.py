@@ -4,6 +4,8 @@
   server lists them all, beside N plain PUTs over one keep-alive session (same run);
 - ``many_local``: the same N files until closed locally, beside a local-disk write of the tree;
 - ``create_latency``: median create+write+close of the last 100 files beside the first 100;
+- ``many_parallel`` (with ``OAIOFS_BENCH_PARALLEL_COMPARE=1``): ``many_commit``'s mount time beside
+  the same through a drive mounted with ``--upload-parallel 1`` (one op per object at a time);
 - ``clone_local`` / ``clone_commit``: ``git clone`` of a generated local repository into the
   drive, until done locally and until every file is on the server, beside a local-disk clone.
 
@@ -94,6 +96,10 @@ def many_small_files(run: BenchRun) -> list[Row]:
     edge = min(EDGE, count // 2)
     latency = Row("create_latency", f"median create+write+close of files {count - edge + 1}-{count}",
                   f"median of files 1-{edge}", "ms", False, Target("min_ratio", 0.5, "≤ 2×"))
+    parallel = Row("many_parallel", f"many_commit's {count} files with parallel uploads (default)",
+                   "the same with --upload-parallel 1 (one op per object at a time)", "s", False,
+                   Target("min_ratio", 0.0, "(info)"))
+    compare = os.environ.get("OAIOFS_BENCH_PARALLEL_COMPARE") == "1"
     api = run.api(FILES_USER)
 
     def baseline_puts(i: int) -> float:
@@ -115,12 +121,12 @@ def many_small_files(run: BenchRun) -> list[Row]:
             latency.baseline_samples.append(statistics.median(latencies[:edge]) * 1000)
         return t.seconds
 
-    def through_mount(i: int) -> float:
-        name = f"many-drive-{i}"
+    def through_mount(i: int, extra_args: tuple[str, ...] = ()) -> float:
+        name = f"many-drive-{i}{'-1op' if extra_args else ''}"
         oaio_id = api.create_object({"_name": name})["oaio_id"]
         files = tree(count, f"drive-{i}")
         expected = {rel: hashlib.sha256(data).hexdigest() for rel, data in files}
-        with run.fresh_mount(FILES_USER, cfg.row_timeout_s + count * 0.5) as mount:
+        with run.fresh_mount(FILES_USER, cfg.row_timeout_s + count * 0.5, extra_args) as mount:
             folder = mount.mountpoint / name
             expect(folder.is_dir(), f"the drive does not show the object folder {name}")
             with run.profiled(mount, f"many_commit-{i}"):
@@ -128,6 +134,8 @@ def many_small_files(run: BenchRun) -> list[Row]:
                 latencies = write_tree(folder, files)
                 closed = time.perf_counter()
                 seen = wait_listed(api, oaio_id, expected, cfg.commit_timeout_s + count * 0.2)
+        if extra_args:
+            return seen - start
         local.samples.append(closed - start)
         first, last = latencies[:edge], latencies[-edge:]
         latency.samples.append(statistics.median(last) * 1000)
@@ -142,9 +150,13 @@ def many_small_files(run: BenchRun) -> list[Row]:
             local.baseline_samples.append(local_disk(i))
             if run.mounts_enabled:
                 commit.samples.append(through_mount(i))
+                if compare:
+                    parallel.samples.append(commit.samples[-1])
+                    parallel.baseline_samples.append(through_mount(i, ("--upload-parallel", "1")))
 
-    run_rows(run, [commit, local, latency], body)
-    return [commit, local, latency]
+    rows = [commit, local, latency] + ([parallel] if compare else [])
+    run_rows(run, rows, body)
+    return rows
 
 
 def make_repo(root: Path, count: int) -> None:

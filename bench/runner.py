@@ -77,13 +77,15 @@ class BenchRun:
         return self.apis[user]
 
     @contextlib.contextmanager
-    def fresh_mount(self, user: str, timeout_s: float | None = None) -> Iterator[MountHandle]:
-        """A new drive for ``user`` with an empty cache folder, watched by a watchdog, always unmounted."""
+    def fresh_mount(self, user: str, timeout_s: float | None = None,
+                    extra_args: tuple[str, ...] = ()) -> Iterator[MountHandle]:
+        """A new drive for ``user`` with an empty cache folder, watched by a watchdog, always unmounted
+        (``extra_args``: more ``oaiofs mount`` flags for this drive)."""
         assert self.server is not None
         n = next(self._mount_ids)
         mount = MountHandle(self.work_dir / f"mnt-{n}", self.server.url, user, self.password,
                             self.work_dir / f"cache-{n}", self.work_dir / f"drive-{n}.log",
-                            cache_size=self.config.cache_size, extra_args=self.mount_args)
+                            cache_size=self.config.cache_size, extra_args=[*self.mount_args, *extra_args])
         with contextlib.ExitStack() as local:
             local.callback(mount.stop)
             self.stack.callback(mount.stop)     # also on Ctrl-C while the row is running

@@ -47,6 +47,7 @@ class DriveConfig:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     device_id: str = field(default_factory=socket.gethostname)
     long_poll_s: float = 20.0
+    upload_parallel: int | None = None     # ops of one object sent at once (None: journal default / env)
 
 
 class Drive:
@@ -66,7 +67,8 @@ class Drive:
                                self.identity, long_poll_s=config.long_poll_s)
         # metadata ops get compact answers, completed from the namespace's document (issue 16)
         self.journal = Journal(root / "journal", CompactAnswers(self.api, self.namespace.doc),
-                               TusUploader(self.api), origin=f"{config.user}@{config.device_id}")
+                               TusUploader(self.api), origin=f"{config.user}@{config.device_id}",
+                               per_object=config.upload_parallel)
         self.vfs = Vfs(self.namespace, self.cache, self.fetcher, self.journal,
                        VfsOptions(device_id=config.device_id), extra_status=self._status_extras)
         # the journal reports to the WriteBack, which submits to the journal: wired after both exist

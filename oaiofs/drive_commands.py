@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-addr", metavar="HOST:PORT",
                    help="serve Prometheus metrics of this mount at http://HOST:PORT/metrics")
     p.add_argument("--log-format", choices=("text", "json"), default=None, help="mount log format (default text)")
+    p.add_argument("--upload-parallel", type=int, default=None, metavar="N",
+                   help="independent changes of one object sent at once (default 4, or $OAIOFS_UPLOAD_PARALLEL; "
+                        "1: one at a time)")
     p.set_defaults(func=cmd_mount)
 
     p = subparsers.add_parser("umount", help="unmount, after pending uploads are done")
@@ -247,6 +250,8 @@ def _spawn(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
                        "--log-format", args.log_format)
     if args.metrics_addr:
         argv += ["--metrics-addr", args.metrics_addr]
+    if getattr(args, "upload_parallel", None):
+        argv += ["--upload-parallel", str(args.upload_parallel)]
     if args.config:      # the child reads the same file (every value it needs is on its command line)
         argv += ["--config", str(args.config.absolute())]
     if args.allow_other:
@@ -300,7 +305,8 @@ def _serve(args: argparse.Namespace, mountpoint: Path, cache_dir: Path, password
     use_log_format(args.log_format)
 
     config = DriveConfig(server=args.server, user=args.user, password=password, cache_dir=cache_dir,
-                         cache_bytes=args.cache_size, long_poll_s=args.poll)
+                         cache_bytes=args.cache_size, long_poll_s=args.poll,
+                         upload_parallel=getattr(args, "upload_parallel", None))
     try:
         drive = Drive(config)
     except JournalBusy:

@@ -29,7 +29,7 @@ DEFAULT_DIR = Path("/sbin")
 VALUE_OPTIONS = {"user": "--user", "password_file": "--password-file", "cache": "--cache",
                  "cache_size": "--cache-size", "attr_timeout": "--attr-timeout", "entry_timeout": "--entry-timeout",
                  "poll": "--poll", "metrics_addr": "--metrics-addr", "log_format": "--log-format",
-                 "drive": "--drive", "config": "--config"}
+                 "drive": "--drive", "config": "--config", "upload_parallel": "--upload-parallel"}
 SWITCH_OPTIONS = {"allow_other": "--allow-other", "no_xattrs": "--no-xattrs"}
 # mount(8)/fstab/systemd options that concern mount(8) or systemd, not the file system
 PASSED_OVER = {"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev", "nofail",

@@ -15,13 +15,14 @@ Per-file results map onto the journal's outcomes:
 
 A whole-request failure (server unreachable, 413, ...) gives ``None`` for every op: all are
 applied one by one. Ordering is kept: a batch is a run of consecutive ops of one object with
-distinct paths, and nothing of that object runs until every op of the batch has finished.
+distinct paths (with parallel ops on: ops independent of every earlier queued op, see
+:mod:`oaiofs.vfs.schedule`), and no op that depends on a batch member runs until it has finished.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .. import protocol
 from ..errors import OaioError
@@ -41,15 +42,23 @@ def batchable(op: Op, streamed: bool) -> bool:
             and op.size <= BATCH_FILE_MAX and bool(op.sha256) and bool(op.data_file))
 
 
-def take_batch(queue: Sequence[Op], streams: Any, limit: int = protocol.BATCH_MAX_FILES) -> list[Op]:
+def take_batch(queue: Iterable[Op], streams: Any, limit: int = protocol.BATCH_MAX_FILES,
+               skip: bool = False) -> list[Op]:
     """The head of ``queue`` and the batchable ops right behind it (distinct paths); [] if fewer
-    than :data:`BATCH_MIN`. ``streams``: op ids with an adopted stream (never batched)."""
+    than :data:`BATCH_MIN`. ``streams``: op ids with an adopted stream (never batched).
+    ``skip``: ``queue`` holds only ops independent of each other (:func:`oaiofs.vfs.schedule.runnable`),
+    so an op that cannot be batched is passed over instead of ending the batch."""
     ops: list[Op] = []
     paths: set[str] = set()
     size = 0
     for op in queue:
-        if (op.state != "pending" or not batchable(op, op.id in streams) or op.path in paths
-                or len(ops) >= limit or size + op.size > protocol.BATCH_MAX_BYTES // 2):
+        if len(ops) >= limit:
+            break
+        if op.state != "pending" or not batchable(op, op.id in streams) or op.path in paths:
+            if skip and ops:
+                continue
+            break
+        if size + op.size > protocol.BATCH_MAX_BYTES // 2:
             break
         ops.append(op)
         paths.add(op.path)

@@ -2,8 +2,9 @@
 
 ``Journal.submit(op)`` records a mutating operation — and for ``put_file`` an O(1)
 hard-link snapshot of its bytes — on local disk (fsync'd) before it returns. Worker
-threads apply ops to the server strictly in submit order per object (different
-objects in parallel), resume tus uploads from the server's offset after a crash,
+threads apply ops to the server in submit order per object wherever they depend on each other (different
+objects in parallel, and within an object the ops that touch disjoint paths, bounded: see
+:mod:`oaiofs.vfs.schedule`), resume tus uploads from the server's offset after a crash,
 retry transient failures with capped exponential backoff, and resolve version
 conflicts by keeping both sides (:mod:`oaiofs.vfs.apply`). Persistence is
 :class:`~oaiofs.vfs.opstore.OpStore` (SQLite WAL, ``synchronous=FULL``; the choice is
@@ -23,6 +24,7 @@ import copy
 import dataclasses
 import errno as errno_mod
 import fcntl
+import itertools
 import logging
 import os
 import random
@@ -34,8 +36,9 @@ from typing import Any, Callable
 
 from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
-from .batching import apply_batch, take_batch
+from .batching import apply_batch, batchable, take_batch
 from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
+from .schedule import runnable
 from .seams import JournalListener, ServerApi, Uploader
 from .stream_upload import StreamHandle
 
@@ -45,13 +48,15 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_CAP_S = 30.0
-DEFAULT_WORKERS = 3
+DEFAULT_WORKERS = 4            # ops applied at once, over all objects
+DEFAULT_PER_OBJECT = 4         # ops of one object applied at once (independent ones, see schedule.py)
 PROGRESS_INTERVAL_S = 0.5
 FINISHED_KEPT = 1000          # finished ops remembered for wait() on a copy
 STREAM_JOIN_S = 60.0          # longest wait for an adopted stream's last PATCH
 _OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
 ENV_BATCH = "OAIOFS_UPLOAD_BATCH"              # "0": never batch small files (one request per file)
 ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
+ENV_PARALLEL = "OAIOFS_UPLOAD_PARALLEL"        # default ops of one object at once ("1": one at a time)
 
 
 class JournalBusy(OaioError):
@@ -73,7 +78,7 @@ class Journal:
                  listener: JournalListener | None = None,
                  workers: int = DEFAULT_WORKERS, backoff_initial_s: float = BACKOFF_INITIAL_S,
                  backoff_cap_s: float = BACKOFF_CAP_S, upload_limit_bps: int | None = None,
-                 batch: bool = True) -> None:
+                 batch: bool = True, per_object: int | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.origin = origin
@@ -87,7 +92,12 @@ class Journal:
         self._queues: dict[str, list[Op]] = {}    # oaio_id -> its pending/running ops in submit (id) order
         self._failed: dict[int, Op] = {}
         self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
-        self._busy: set[str] = set()              # oaio_ids with an op being applied
+        self._busy: dict[str, int] = {}           # oaio_id -> ops (a batch counts once) being applied
+        self._own_versions: dict[str, set[int]] = {}   # oaio_id -> object versions our applied ops made
+        self._small: dict[str, int] = {}          # oaio_id -> id of the running op (or batch head) of small files
+        if per_object is None:
+            per_object = int(os.environ.get(ENV_PARALLEL, "0") or 0) or DEFAULT_PER_OBJECT
+        self._per_object = max(1, per_object)
         self._streams: dict[int, StreamHandle] = {}   # op id -> adopted stream whose last PATCH may be in flight
         self._retry_at: dict[str, float] = {}     # oaio_id -> monotonic time of the next attempt
         self._stopping = threading.Event()
@@ -327,12 +337,13 @@ class Journal:
                     op = self._next_runnable_locked()
                 if self._stopping.is_set() or op is None:
                     return
-                batch = (take_batch(self._queues[op.oaio_id], self._streams)
-                         if self._batching and op.id not in self._streams else [])
+                batch = self._take_batch_locked(op) if self._batching and op.id not in self._streams else []
                 for member in batch:
                     member.state = "running"
                 op.state = "running"
-                self._busy.add(op.oaio_id)
+                self._busy[op.oaio_id] = self._busy.get(op.oaio_id, 0) + 1
+                if self._is_small(op):
+                    self._small[op.oaio_id] = op.id
                 stream = self._streams.pop(op.id, None)
             if batch:
                 try:
@@ -341,6 +352,10 @@ class Journal:
                     if self._closed:
                         return
                     raise
+                finally:
+                    with self._cond:
+                        self._release_locked(op)
+                        self._cond.notify_all()
                 continue
             if stream is not None:
                 stream.join(STREAM_JOIN_S)    # its PATCH in flight lands first: the upload resumes after it
@@ -351,14 +366,26 @@ class Journal:
                     return            # close() gave up waiting for this worker; the op stays queued on disk
                 raise
 
+    def _take_batch_locked(self, head: Op) -> list[Op]:
+        """``head`` and small put_files to commit with it: with parallel ops on, any pending ops
+        independent of every earlier queued op (:func:`~oaiofs.vfs.schedule.runnable`), so a big
+        file's tus upload runs beside a batch of small ones; with one op at a time, the ops right
+        behind ``head`` (as before)."""
+        queue = self._queues[head.oaio_id]
+        if self._per_object == 1:
+            return take_batch(queue, self._streams)
+        # from ``head`` on: the batch must start with the op this worker picked (and marks running)
+        return take_batch(itertools.dropwhile(lambda o: o is not head, runnable(queue)), self._streams, skip=True)
+
     def _run_batch(self, batch: list[Op]) -> None:
         """Commit ``batch`` (small put_files of one object, see :mod:`oaiofs.vfs.batching`) in one
-        request; the ops it did not commit are applied one by one, in order, as usual."""
+        request; the ops it did not commit are applied one by one, in order, as usual. The batch
+        holds one of its object's slots until it returns (the caller releases it)."""
         outcomes = apply_batch(self._applier.api, batch, self._applier.doc_or_none)
         for i, (op, outcome) in enumerate(zip(batch, outcomes)):
             if outcome is None:
                 outcome = self._applier.apply(op)
-            self._finish(op, outcome)
+            self._finish(op, outcome, release=False)
             if outcome.state == "retry":          # the rest waits behind it, as in the queue
                 with self._cond:
                     for later in batch[i + 1:]:
@@ -367,17 +394,35 @@ class Journal:
                 return
 
     def _next_runnable_locked(self) -> Op | None:
-        """The oldest op whose object is idle, not backing off, and has no older op waiting."""
+        """The oldest op that depends on no earlier op still queued or running (schedule.py),
+        of an object below its parallel limit and not backing off. Small files of one object go
+        one batch at a time (while one is sent, the next ones gather into the next batch; sent
+        one by one in parallel they would cost a request and a server commit each); the other
+        slots take the object's other independent ops (big files by tus, folders, moves)."""
         now = time.monotonic()
         best: Op | None = None
         for oaio_id, queue in self._queues.items():
-            if oaio_id in self._busy or self._retry_at.get(oaio_id, 0.0) > now:
+            if self._busy.get(oaio_id, 0) >= self._per_object or self._retry_at.get(oaio_id, 0.0) > now:
                 continue
-            if queue[0].state == "running":       # the rest of a batch still being finished
-                continue
-            if best is None or queue[0].id < best.id:
-                best = queue[0]
+            small_busy = oaio_id in self._small
+            op = next((o for o in runnable(queue) if not (small_busy and self._is_small(o))), None)
+            if op is not None and (best is None or op.id < best.id):
+                best = op
         return best
+
+    def _is_small(self, op: Op) -> bool:
+        """True for an op that would go into a batch (with batching on and parallel ops on)."""
+        return self._batching and self._per_object > 1 and batchable(op, op.id in self._streams)
+
+    def _release_locked(self, op: Op) -> None:
+        """``op`` (alone, or as a batch's head) stopped running."""
+        left = self._busy.get(op.oaio_id, 0) - 1
+        if left > 0:
+            self._busy[op.oaio_id] = left
+        else:
+            self._busy.pop(op.oaio_id, None)
+        if self._small.get(op.oaio_id) == op.id:
+            del self._small[op.oaio_id]
 
     def _enqueue_locked(self, op: Op) -> None:
         self._active[op.id] = op
@@ -394,15 +439,17 @@ class Journal:
             self._queues[op.oaio_id] = queue
         else:
             self._queues.pop(op.oaio_id, None)
+            self._own_versions.pop(op.oaio_id, None)
 
     def _seconds_to_next_retry_locked(self) -> float | None:
-        waiting = [t for oid, t in self._retry_at.items() if oid not in self._busy]
+        waiting = [t for oid, t in self._retry_at.items() if self._busy.get(oid, 0) < self._per_object]
         return max(0.01, min(waiting) - time.monotonic()) if waiting else None
 
-    def _finish(self, op: Op, outcome: Outcome) -> None:
-        """Record an attempt's outcome, then tell the drive (outside the lock)."""
+    def _finish(self, op: Op, outcome: Outcome, release: bool = True) -> None:
+        """Record an attempt's outcome, then tell the drive (outside the lock). ``release``: the op
+        held one of its object's slots (False for a batch member: the batch holds one)."""
         if outcome.state == "retry":
-            self._reschedule(op, outcome)
+            self._reschedule(op, outcome, release)
             return
         self._set_online(True)
         op.result_version = outcome.result_version
@@ -435,16 +482,19 @@ class Journal:
                 self._finished[op.id] = op
                 if len(self._finished) > FINISHED_KEPT:
                     self._finished.pop(next(iter(self._finished)))
-            self._busy.discard(op.oaio_id)
-            self._retry_at.pop(op.oaio_id, None)
+            if release:
+                self._release_locked(op)
+            if op.attempts:              # the op that was backing off got through: the object goes on
+                self._retry_at.pop(op.oaio_id, None)
             self._cond.notify_all()
 
-    def _reschedule(self, op: Op, outcome: Outcome) -> None:
+    def _reschedule(self, op: Op, outcome: Outcome, release: bool = True) -> None:
         if isinstance(outcome.error, Unavailable):
             self._set_online(False)
         with self._cond:
             op.state = "pending"
-            self._busy.discard(op.oaio_id)
+            if release:
+                self._release_locked(op)
             if outcome.error is not None:
                 op.attempts += 1
                 op.error = f"{outcome.error.code}: {outcome.error.message}"
@@ -474,13 +524,18 @@ class Journal:
             moved = next((f for f in (outcome.doc or {}).get("files", []) if f.get("path") == applied.dst), None)
             if moved is not None:
                 file_versions[applied.dst] = int(moved["version"])
+        own = self._own_versions.setdefault(applied.oaio_id, set())
+        if obj_version is not None:
+            own.add(int(obj_version))    # parallel ops finish in any order: chain over all of ours
         for later in self._queues.get(applied.oaio_id, []):
             if later.id <= applied.id or later.base_version is None:
                 continue
             new_base = None
             if later.kind in _OBJECT_LEVEL:
-                if obj_version is not None and later.base_version == obj_version - 1:
-                    new_base = obj_version
+                if obj_version is not None and later.base_version + 1 in own:
+                    new_base = later.base_version
+                    while new_base + 1 in own:
+                        new_base += 1
             elif later.path in file_versions:
                 new_base = file_versions[later.path]
             if new_base is not None and new_base != later.base_version:
