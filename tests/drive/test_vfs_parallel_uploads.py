@@ -145,6 +145,7 @@ def _tree(files: dict[str, bytes], dirs: list[str], modes: dict[str, int]) -> Tr
 
 def test_parallel_uploads_keep_every_dependency_and_lose_nothing(live_server: ServerProcess, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAIOFS_UPLOAD_PARALLEL", "4")   # parallel is opt-in (journal.DEFAULT_PER_OBJECT)
     attempts = Attempts()
     monkeypatch.setattr(journal_mod, "apply_batch",
                         attempts.wrap(journal_mod.apply_batch, lambda api, ops, doc_of: list(ops)))

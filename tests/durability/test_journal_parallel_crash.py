@@ -21,7 +21,9 @@ PAUSE_AT = SMALL_CHUNK
 
 
 @pytest.mark.slow
-def test_kill9_with_several_ops_of_one_object_in_flight_loses_nothing(harness: Harness) -> None:
+def test_kill9_with_several_ops_of_one_object_in_flight_loses_nothing(harness: Harness,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAIOFS_UPLOAD_PARALLEL", "4")   # the children apply ops of one object in parallel
     h = harness
     oid = h.new_object({"_name": "par-kill9"})
     want: dict[str, str] = {}                      # path -> sha256 the server must end with
