@@ -3,18 +3,22 @@
 The subscribers are remembered for the rest of the transaction (``server/subscriber_cache.py``);
 every way a subscription can change inside that transaction must be seen by the next event:
 a grant, a removal, a pending (unflushed) row, a bulk delete. Against the real services and
-SQLite, in-process; the HTTP feed semantics are covered by ``test_changes.py``.
+in-process, on SQLite or (with the services, see ``tests/conftest.py``) PostgreSQL, where the
+load is ``SELECT … FOR UPDATE OF objects`` over a join; the HTTP feed semantics are covered by
+``test_changes.py``.
 """
 from __future__ import annotations
 
 import base64
 import contextlib
+import uuid
 from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, event, select
 
+from tests.conftest import create_test_database, matrix_backend
 from oaiofs import protocol
 from oaiofs.errors import NotFound
 from oaiofs.server import changes, db as dbmod, objects, security, subscriptions
@@ -28,7 +32,9 @@ PW = "pw-subs-cache-1"
 
 @pytest.fixture
 def app(tmp_path):
-    settings = ServerSettings(data_dir=tmp_path / "data", db_url=f"sqlite:///{tmp_path / 'subs.db'}")
+    db_url = (create_test_database("subs_" + uuid.uuid4().hex[:12]) if matrix_backend() == "postgres-s3"
+              else f"sqlite:///{tmp_path / 'subs.db'}")
+    settings = ServerSettings(data_dir=tmp_path / "data", db_url=db_url)
     dbmod.run_migrations(settings.database_url)
     application = create_app(settings)
     with application.state.oaiofs.sessionmaker.begin() as db:
