@@ -22,6 +22,7 @@ from .client.api import ApiClient
 from .client.carts import CartDownloader
 from .client.uploads import TusUploader
 from .vfs.cache import Cache
+from .vfs.compact import CompactAnswers
 from .vfs.control import Control
 from .vfs.feed import ChangeFeed, ListingStore
 from .vfs.fetcher import Fetcher
@@ -63,14 +64,13 @@ class Drive:
         self.identity = {"server": self.api.base_url, "user": config.user}
         self.feed = ChangeFeed(self.api, self.namespace, self.cache, ListingStore(root / "listing.json"),
                                self.identity, long_poll_s=config.long_poll_s)
-        # the journal reports to the Vfs, which submits to the journal: late-bound callbacks
-        self.journal = Journal(root / "journal", self.api, TusUploader(self.api),
-                               origin=f"{config.user}@{config.device_id}",
-                               on_applied=lambda op, doc: self.vfs.writeback.on_applied(op, doc),
-                               on_conflict=lambda op, copy: self.vfs.writeback.on_conflict(op, copy),
-                               on_failed=lambda op, err: self.vfs.writeback.on_failed(op, err))
+        # metadata ops get compact answers, completed from the namespace's document (issue 16)
+        self.journal = Journal(root / "journal", CompactAnswers(self.api, self.namespace.doc),
+                               TusUploader(self.api), origin=f"{config.user}@{config.device_id}")
         self.vfs = Vfs(self.namespace, self.cache, self.fetcher, self.journal,
                        VfsOptions(device_id=config.device_id), extra_status=self._status_extras)
+        # the journal reports to the WriteBack, which submits to the journal: wired after both exist
+        self.journal.set_listener(self.vfs.writeback)
         self.namespace.set_pending_source(self.vfs.writeback.pending_ops)
         self.vfs.xattrs.control = Control(self.api, self.namespace, self.journal, self.vfs.writeback, root,
                                           self.vfs.xattrs.file_status, lambda: self.vfs.status()["online"],

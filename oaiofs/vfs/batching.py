@@ -32,7 +32,7 @@ from .opstore import Op
 log = logging.getLogger(__name__)
 
 BATCH_FILE_MAX = 256 << 10       # files up to this size go into batches (bigger ones: tus, resumable)
-BATCH_MIN = 2                    # a single small file is sent as today
+BATCH_MIN = 1                    # a lone small file too: one request instead of a tus create + PATCH
 
 
 def batchable(op: Op, streamed: bool) -> bool:

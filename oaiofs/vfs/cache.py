@@ -7,7 +7,8 @@ Layout of the cache folder::
     data/<token>  sparse data files (bytes at their file offsets)
 
 An :class:`Item` is the in-memory state of one cached file: its fd, size, the
-server version its bytes belong to, the ranges present, open count, dirty flag.
+server version its bytes belong to, the ranges present, open count, and its write-path
+state (:mod:`.item_state`: clean/dirty/handed to the journal; live/detached/closed).
 The cache keeps the total of present bytes under a quota by evicting the least
 recently used items that are not open, dirty or pinned.
 
@@ -29,9 +30,13 @@ from typing import Any
 
 from .cache_index import CacheIndex
 from .hashing import IncrementalHash
+from .item_state import ItemEvent, ItemState, Lifecycle, next_life, next_state
 from .ranges import RangeSet
 
 log = logging.getLogger(__name__)
+
+_WRITE, _UNLINK = ItemEvent.WRITE, ItemEvent.UNLINK     # module constants: hot paths skip Enum's class lookup
+_LIFE_EVENTS = (ItemEvent.DETACH, ItemEvent.CLOSE)
 
 ItemKey = tuple[str, str]          # (oaio_id, path)
 _PINS_KEY = "pins"
@@ -73,7 +78,8 @@ class Item:
         self.version = version
         self.sha256 = sha256
         self.ranges = ranges
-        self.dirty = dirty
+        self.state = ItemState.DIRTY if dirty else ItemState.CLEAN   # moved only by ``move_locked``
+        self.life = Lifecycle.LIVE
         self.cond = threading.Condition(threading.Lock())
         self.fd_lock = threading.Lock()   # fetchers' writes vs. closing or swapping the fd (not readers)
         # local changes vs. their snapshot: writes, truncates, writer counts and the journal hand-over
@@ -81,7 +87,6 @@ class Item:
         self.write_lock = threading.Lock()
         self.open_count = 0
         self.writers = 0
-        self.detached = False             # replaced by a newer version while open
         self.error: Exception | None = None
         self.streams: list[Any] = []      # fetcher streams filling this item
         self.write_gen = 0                # bumps on every local change
@@ -89,11 +94,42 @@ class Item:
         # the sha256 of this history's newest bytes the server has or the journal holds: the next
         # snapshot's parent (a server version with these bytes is our own, issue 12)
         self.parent_sha: str | None = sha256
-        self.linked = False               # the journal may hold a hard link to the data file
-        self.closed = False
         self._old_fds: list[int] = []
         self._hash = IncrementalHash(self._read_for_hash, self._start_writeback)
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    # --- the write-path state (item_state.py): read-only views, moved by move_locked ---
+    @property
+    def dirty(self) -> bool:
+        """Local changes the server does not have yet."""
+        return self.state.dirty
+
+    @property
+    def linked(self) -> bool:
+        """The journal may hold a hard link to the data file: copy before the next change."""
+        return self.state.linked
+
+    @property
+    def detached(self) -> bool:
+        """Retired (replaced by a newer version or removed while open)."""
+        return self.life.detached
+
+    @property
+    def closed(self) -> bool:
+        """Its files are closed: nothing more is read or written."""
+        return self.life.closed
+
+    def move_locked(self, event: ItemEvent) -> None:
+        """Apply ``event`` (caller holds ``cond``); an illegal one raises ``IllegalItemTransition``."""
+        if event in _LIFE_EVENTS:
+            self.life = next_life(self.life, event)
+        else:
+            self.state = next_state(self.state, event)
+
+    def submitted(self) -> None:
+        """The journal hard-linked the data file (a ``put_file`` snapshot): copy before the next change."""
+        with self.cond:
+            self.move_locked(ItemEvent.SUBMIT)
 
     @property
     def data_path(self) -> Path:
@@ -135,6 +171,7 @@ class Item:
         """Break a hard link taken by the journal's snapshot (copy-on-write) before changing bytes."""
         with self.cond, self.fd_lock:
             if os.fstat(self.fd).st_nlink <= 1:
+                self.move_locked(_UNLINK)      # the journal let its link go already
                 return
             token = uuid.uuid4().hex
             new_path = self.cache.data_dir / token
@@ -143,17 +180,18 @@ class Item:
             self.fd = os.open(new_path, os.O_RDWR)
             os.unlink(self.data_path)         # the journal keeps its own link
             self.token = token
-            self.linked = False
+            self.move_locked(_UNLINK)
 
     def write(self, offset: int, data: bytes | memoryview) -> int:
         """Write ``data`` at ``offset`` (kept by nobody after this returns: it may be the kernel's buffer)."""
         with self.cond:
+            dirty = next_state(self.state, _WRITE)   # before the bytes: never into the journal's link
             os.pwrite(self.fd, data, offset)
             end = offset + len(data)
             before = self.ranges.total()
             self.ranges.add(offset, end)
             self.size = max(self.size, end)
-            self._mark_dirty_locked()
+            self._mark_dirty_locked(dirty)
             self._hash.feed(offset, len(data))
             grown = self.ranges.total() - before
         if not self.detached:                 # a retired item's bytes no longer count
@@ -162,6 +200,7 @@ class Item:
 
     def truncate(self, length: int) -> None:
         with self.cond:
+            dirty = next_state(self.state, _WRITE)   # before the bytes: never into the journal's link
             os.ftruncate(self.fd, length)
             before = self.ranges.total()
             self.ranges.remove_from(length)
@@ -169,13 +208,13 @@ class Item:
                 self.ranges.add(self.size, length)      # the new tail reads as zeros
             self.size = length
             self._hash.truncated(length)
-            self._mark_dirty_locked()
+            self._mark_dirty_locked(dirty)
             grown = self.ranges.total() - before
         if not self.detached:                 # a retired item's bytes no longer count
             self.cache.account(grown)
 
-    def _mark_dirty_locked(self) -> None:
-        self.dirty = True
+    def _mark_dirty_locked(self, dirty: ItemState) -> None:
+        self.state = dirty
         self.write_gen += 1
         self.sha256 = None
 
@@ -206,7 +245,7 @@ class Item:
     def close_fds(self) -> None:
         """Stop the streams and close the files (a stream never writes to a closed fd)."""
         with self.cond:
-            self.closed = True
+            self.move_locked(ItemEvent.CLOSE)
             for stream in list(self.streams):
                 stream.cancel()
             self.cond.notify_all()
@@ -347,7 +386,8 @@ class Cache:
         with self._lock, item.cond:
             if item.write_gen != write_gen or item.detached:
                 return False
-            item.dirty, item.version, item.sha256 = False, version, sha256
+            item.move_locked(ItemEvent.COMMIT)
+            item.version, item.sha256 = version, sha256
             item.parent_sha = sha256
             self.persist(item)
             return True
@@ -367,7 +407,8 @@ class Cache:
                     if item.detached or not (item.history == token or same_bytes):
                         return
                     if item.history == token and item.write_gen == write_gen:
-                        item.dirty, item.sha256 = False, sha256
+                        item.move_locked(ItemEvent.COMMIT)
+                        item.sha256 = sha256
                         item.parent_sha = sha256
                     elif not (item.dirty or same_bytes):
                         return
@@ -564,10 +605,10 @@ class Cache:
         """Take ``item`` out of the index; delete its bytes now or when its last opener leaves."""
         self._items.pop(item.key, None)
         self.index.pop(_record_key(item.key), None)
-        item.detached = True
-        self._used -= item.present()
         with item.cond:
+            item.move_locked(ItemEvent.DETACH)
             item.cond.notify_all()
+        self._used -= item.present()
         if item.open_count == 0:
             self._delete_files_locked(item)
         # open readers keep their version (close-to-open): its streams go on (carts pin the blob)

@@ -80,3 +80,10 @@ class ReadOnly(OaioError):
     """The mount is read-only for now (e.g. the account was disabled on the server): EROFS."""
 
     code, http_status, errno = "read_only", 403, _errno.EROFS
+
+
+class IllegalItemTransition(OaioError):
+    """A cache item was asked for a state change its state machine forbids (a drive bug,
+    :mod:`oaiofs.vfs.item_state`): the operation fails with EIO instead of risking the bytes."""
+
+    code, http_status, errno = "illegal_item_transition", 500, _errno.EIO

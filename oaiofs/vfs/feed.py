@@ -2,7 +2,9 @@
 
 One background thread asks ``api.changes(cursor, wait=...)``; for every object an
 event names it refetches that object (``get_object``) and puts the document into
-the namespace, or drops the object when it is gone or no longer visible. When the
+the namespace, or drops the object when it is gone or no longer visible; ``updated``
+events the namespace's document already shows (the echo of this mount's own commits) are
+not fetched again. When the
 server was unreachable, the first successful call after that re-lists everything
 (one ``list_objects``), so nothing missed while offline stays stale. The listing
 and cursor are persisted (``ListingStore``) so a mount can start offline.
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import protocol
 from ..errors import Gone, NotFound, OaioError, Unauthorized, Unavailable
 from .cache import Cache
 from .namespace import Namespace
@@ -137,9 +140,11 @@ class ChangeFeed:
                     self.refused = None
                 delay = RETRY_MIN_S
                 with self._lock:
+                    known = self._known(events) - self._refresh
                     ids = list(dict.fromkeys([e.get("subject") or e.get("data", {}).get("oaio_id")
                                               for e in events] + sorted(self._refresh)))
                     self._refresh.clear()
+                ids = [oaio_id for oaio_id in ids if oaio_id not in known]
                 for oaio_id in ids:
                     if oaio_id:
                         self._refetch(oaio_id)
@@ -174,6 +179,29 @@ class ChangeFeed:
                 need_relist = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    def _known(self, events: list[dict[str, Any]]) -> set[str]:
+        """Objects whose events are only ``updated`` ones this mount's document already shows (its
+        version is at least theirs; issue 16: the echo of the mount's own commits is not fetched
+        again). A document built from a compact answer (vfs/compact.py) is always refetched."""
+        newest: dict[str, int] = {}
+        other: set[str] = set()
+        for e in events:
+            data = e.get("data") or {}
+            oaio_id = e.get("subject") or data.get("oaio_id")
+            if not oaio_id:
+                continue
+            if e.get("type") != protocol.EVENT_UPDATED or not isinstance(data.get("version"), int):
+                other.add(oaio_id)
+            else:
+                newest[oaio_id] = max(newest.get(oaio_id, 0), data["version"])
+        known = set()
+        for oaio_id, version in newest.items():
+            doc = self.ns.doc(oaio_id)
+            if (oaio_id not in other and doc is not None and not doc.get("compact")
+                    and int(doc.get("version", 0)) >= version):
+                known.add(oaio_id)
+        return known
 
     def _refetch(self, oaio_id: str) -> None:
         try:

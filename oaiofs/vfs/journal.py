@@ -19,6 +19,7 @@ does only local disk I/O; no lock is held during network I/O or user callbacks.
 from __future__ import annotations
 
 import bisect
+import copy
 import dataclasses
 import errno as errno_mod
 import fcntl
@@ -35,7 +36,7 @@ from ..errors import OaioError, Unavailable
 from .apply import OpApplier, Outcome
 from .batching import apply_batch, take_batch
 from .opstore import ACTIVE_STATES, OP_KINDS, Op, OpStore
-from .seams import ServerApi, Uploader
+from .seams import JournalListener, ServerApi, Uploader
 from .stream_upload import StreamHandle
 
 __all__ = ["Journal", "JournalBusy", "read_status"]
@@ -69,16 +70,14 @@ class Journal:
     """A durable, ordered, retrying queue of ops for one mount (one process per ``root``)."""
 
     def __init__(self, root: Path, api: ServerApi, uploader: Uploader, *, origin: str,
-                 on_applied: Callable[[Op, dict[str, Any] | None], None],
-                 on_conflict: Callable[[Op, str], None],
-                 on_failed: Callable[[Op, OaioError], None],
+                 listener: JournalListener | None = None,
                  workers: int = DEFAULT_WORKERS, backoff_initial_s: float = BACKOFF_INITIAL_S,
                  backoff_cap_s: float = BACKOFF_CAP_S, upload_limit_bps: int | None = None,
                  batch: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.origin = origin
-        self._on_applied, self._on_conflict, self._on_failed = on_applied, on_conflict, on_failed
+        self._listener = listener
         self._workers_wanted = max(1, workers)
         self._backoff = (backoff_initial_s, backoff_cap_s)
         self._lock_fd = _lock_root(self.root)
@@ -144,6 +143,23 @@ class Journal:
         log.debug("%s %s: queued %s op %d", op.oaio_id, op.path, op.kind, op.id)
         return op
 
+    def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool:
+        """Let a queued ``put_file`` that has not started carry a later chmod/utimens of its file
+        (durable when this returns); False when it is running, streamed, resumed or gone: then
+        the change needs its own ``set_meta`` op. The caller makes sure no op of the file is
+        queued after it (see ``WriteBack.submit_meta``)."""
+        with self._cond:
+            op = self._active.get(op_id)
+            if (op is None or op.kind != "put_file" or op.state != "pending" or op.id in self._streams
+                    or op.upload_url or op.attempts or op.conflict_path):
+                return False
+            if mode is not None:
+                op.mode = mode
+            if mtime_ns is not None:
+                op.mtime_ns, op.mtime = mtime_ns, mtime_ns / 1e9
+            self._store.update(op)
+        return True
+
     def _adopt_locked(self, op: Op, stream: StreamHandle, data_source: Path) -> bool:
         """Let ``op`` continue ``stream``'s upload if it is for the same file and nothing is queued before it."""
         same = (op.kind == "put_file" and stream.oaio_id == op.oaio_id and stream.path == op.path
@@ -196,7 +212,8 @@ class Journal:
         """Copies of the ops not yet applied (pending, running and failed), in submit order."""
         with self._cond:
             ops = sorted([*self._active.values(), *self._failed.values()], key=lambda o: o.id)
-            return [dataclasses.replace(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
+            # copy.copy, not dataclasses.replace: the namespace asks on every view rebuild (issue 16)
+            return [copy.copy(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
 
     def status(self) -> dict[str, Any]:
         """``{"online", "ops": [...], "conflicts": [...], "failed": [...]}`` for ``oaiofs status``."""
@@ -248,8 +265,15 @@ class Journal:
             op = self._failed.get(op_id)
             return dataclasses.replace(op) if op is not None else None
 
+    def set_listener(self, listener: JournalListener) -> None:
+        """Who is told about finished ops, when it is built after the journal (the drive's
+        WriteBack submits to the journal it listens to); before :meth:`start`."""
+        self._listener = listener
+
     def start(self) -> None:
-        """Start the worker threads (idempotent)."""
+        """Start the worker threads (idempotent); needs a listener."""
+        if self._listener is None:
+            raise ValueError("Journal.start: no listener (pass listener= or call set_listener)")
         with self._cond:
             if self._threads:
                 return
@@ -384,18 +408,20 @@ class Journal:
         op.result_version = outcome.result_version
         op.conflict_path = outcome.conflict_path or op.conflict_path
         final = dataclasses.replace(op, state=outcome.state)    # what the callbacks see and the store keeps
+        listener = self._listener
+        assert listener is not None                               # start() refuses to run without one
         if outcome.state == "failed":
             final.error = op.error = f"{outcome.error.code}: {outcome.error.message}" if outcome.error else "failed"
             self._store.update(final)
             log.warning("%s %s: %s op %d FAILED (%s); local bytes kept in %s", op.oaio_id, op.path,
                         op.kind, op.id, op.error, op.data_file or "the journal")
-            self._notify(self._on_failed, final, outcome.error or OaioError(op.error))
+            self._notify(listener.on_failed, final, outcome.error or OaioError(op.error))
         else:
             self._store.delete(op)
             if outcome.state == "conflict":
                 self._store.add_conflict(op, outcome.conflict_path, {"origin": self.origin})
-                self._notify(self._on_conflict, final, outcome.conflict_path)
-            self._notify(self._on_applied, final, outcome.doc)
+                self._notify(listener.on_conflict, final, outcome.conflict_path)
+            self._notify(listener.on_applied, final, outcome.doc)
             self._store.remove_data(op.data_file)
         with self._cond:                 # only now may wait() return: the drive has been told
             # rebase after the callbacks: an op submitted before this point is queued here, one

@@ -23,7 +23,8 @@ from ..errors import NotFound
 from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
-from .view_patch import add_open_file, commit_put_file, replay_put_file, wrote_open_file
+from .view_patch import (add_open_file, commit_mkdir, commit_put_file, replay_meta_op, replay_put_file,
+                         wrote_open_file)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class Namespace:
             self._doc_seq_of[oaio_id] = self._doc_seq
             view = self._views.get(oaio_id)
             if (applied is not None and old is not None and view is not None and not doc.get("deleted")
-                    and commit_put_file(view, old, doc, applied, self._open_files.get(oaio_id, {}))):
+                    and (commit_put_file(view, old, doc, applied, self._open_files.get(oaio_id, {}))
+                         or commit_mkdir(view, old, doc, applied, self._open_files.get(oaio_id, {})))):
                 self.generation += 1
                 return True
             self._changed_locked(oaio_id)
@@ -134,6 +136,17 @@ class Namespace:
             if oaio_id is not None:
                 self._local_ids.add(oaio_id)
             self._changed_locked(oaio_id)
+
+    def patch_submitted(self, op: Any) -> bool:
+        """A ``set_meta``/``mkdir`` op was just submitted: patch the cached view in place (True) when
+        it can be (see :func:`oaiofs.vfs.view_patch.replay_meta_op`); else call :meth:`local_changed`."""
+        with self._lock:
+            view = self._views.get(op.oaio_id)
+            if view is None or not replay_meta_op(view, op, self._open_files.get(op.oaio_id, {})):
+                return False
+            self._local_ids.add(op.oaio_id)
+            self.generation += 1
+            return True
 
     def set_open_file(self, oaio_id: str, path: str, size: int, mtime: float) -> None:
         """Show a file being written (created, grown, truncated) before it is committed."""
@@ -306,4 +319,6 @@ class Namespace:
 def _same_doc(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """True if ``new`` shows nothing ``old`` does not: same object version (files and values change
     only with it) and the same rights and owner (sharing changes do not bump the version)."""
+    if old.get("compact"):            # built from a compact answer (vfs/compact.py): take the server's
+        return False
     return all(old.get(key) == new.get(key) for key in ("version", "access_right", "owner", "values", "updated"))

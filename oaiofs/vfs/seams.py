@@ -1,13 +1,20 @@
-"""What the drive needs from the client library, as Protocols (the typed seam vfs -> client).
+"""The drive's typed seams, as Protocols.
 
-``oaiofs.client.ApiClient`` and ``oaiofs.client.uploads.TusUploader`` satisfy them;
-unit tests pass fakes with the same methods. The VFS depends on these shapes, not
-on ``requests`` or the concrete classes.
+What the drive needs from the client library (vfs -> client): ``ServerApi`` and
+``Uploader``; ``oaiofs.client.ApiClient`` and ``oaiofs.client.uploads.TusUploader``
+satisfy them; unit tests pass fakes with the same methods. The VFS depends on these
+shapes, not on ``requests`` or the concrete classes.
+
+Whom the journal tells about each op's fate (journal -> drive): ``JournalListener``;
+``oaiofs.vfs.writeback.WriteBack`` satisfies it.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Callable, Protocol
+
+from ..errors import OaioError
+from .opstore import Op
 
 ProgressCallback = Callable[[int, int], None]      # (bytes the server has, total)
 
@@ -29,13 +36,14 @@ class ServerApi(Protocol):
                  mtime: float | None = None, mtime_ns: int | None = None,
                  mode: int | None = None) -> dict[str, Any]: ...
     def set_file_meta(self, oaio_id: str, path: str, *, mode: int | None = None, mtime_ns: int | None = None,
-                      base_version: int | None = None) -> dict[str, Any]: ...
+                      base_version: int | None = None, compact: bool = False) -> dict[str, Any]: ...
     def make_link(self, oaio_id: str, path: str, target: str, *, mtime_ns: int | None = None,
-                  base_version: int | None = None) -> dict[str, Any]: ...
-    def delete_file(self, oaio_id: str, path: str, base_version: int | None = None) -> dict[str, Any]: ...
-    def make_dir(self, oaio_id: str, path: str) -> dict[str, Any]: ...
+                  base_version: int | None = None, compact: bool = False) -> dict[str, Any]: ...
+    def delete_file(self, oaio_id: str, path: str, base_version: int | None = None, *,
+                    compact: bool = False) -> dict[str, Any]: ...
+    def make_dir(self, oaio_id: str, path: str, *, compact: bool = False) -> dict[str, Any]: ...
     def move(self, oaio_id: str, src: str, dst: str, *, base_version: int | None = None,
-             overwrite: bool = False) -> dict[str, Any]: ...
+             overwrite: bool = False, compact: bool = False) -> dict[str, Any]: ...
     def subscriptions(self, oaio_id: str) -> list[dict[str, str]]: ...
     def set_subscription(self, oaio_id: str, username: str, access_right: str) -> int: ...
     def changes(self, cursor: int = 0, wait: float = 0.0,
@@ -55,3 +63,17 @@ class Uploader(Protocol):
                     on_url: Callable[[str], None] | None = None,
                     on_progress: ProgressCallback | None = None, mtime_ns: int | None = None,
                     mode: int | None = None) -> dict[str, Any]: ...
+
+
+class JournalListener(Protocol):
+    """The journal's reports of finished ops, made by a worker outside the journal's lock, before
+    ``Journal.wait`` returns for that op (the drive's :class:`~oaiofs.vfs.writeback.WriteBack`)."""
+
+    def on_applied(self, op: Op, doc: dict[str, Any] | None) -> None:
+        """``op`` is on the server (also after a conflict copy); ``doc`` is the object after it."""
+
+    def on_conflict(self, op: Op, conflict_copy: str) -> None:
+        """The server's version changed elsewhere: the local one was kept as ``conflict_copy``."""
+
+    def on_failed(self, op: Op, err: OaioError) -> None:
+        """The server refused ``op`` for good; its bytes stay in the journal (retry/discard)."""

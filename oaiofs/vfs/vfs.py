@@ -16,7 +16,6 @@ held across network I/O (``journal.submit`` is a local fsync).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -26,17 +25,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .. import protocol
-from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, OaioError, TooLarge, Unavailable
+from ..errors import AlreadyExists, Forbidden, InvalidValue, NotEmpty, NotFound, Unavailable
 from .cache import Cache, Item, ItemKey
 from .counters import COUNTERS
 from .errors import (BadHandle, CrossDevice, IsADirectory, NotADirectory, NotCached, NotPermitted, ReadOnly,
                      check_name_lengths)
 from .fetcher import Candidate, Fetcher, ReadState
-from .handles import FileHandle, Handle, HandleTable, ValuesHandle
+from .handles import FileHandle, HandleTable, OpenFile
 from .metadata import MetadataOps
 from .namespace import Namespace
 from .nodes import Attr, Node, node_attr, safe_name
 from .opstore import Op
+from .values_file import ValuesFile, parse_values
 from .writeback import JournalLike, WriteBack
 from .xattrs import Xattrs
 
@@ -133,9 +133,10 @@ class Vfs:
             raise Forbidden(f"{path}: read-only (access right {view.access_right!r})")
         if node.kind == "values":
             text = b"" if flags & os.O_TRUNC else view.values_bytes
-            handle: Handle = ValuesHandle(view.oaio_id, writing, dict(view.values), view.version,
-                                          bytearray(text), dirty=bool(flags & os.O_TRUNC))
-            return self.handles.add(handle), False
+            values = ValuesFile(view.oaio_id, writing, dict(view.values), view.version, text,
+                                dirty=bool(flags & os.O_TRUNC), submit=self._submit_new_values,
+                                last_failure=self.writeback.last_failure)
+            return self.handles.add(values), False
         item, keep_cache = self._open_item(node)
         try:
             unfilled = self._begin_write(item, truncate=bool(flags & os.O_TRUNC)) if writing else False
@@ -143,7 +144,8 @@ class Vfs:
             self.cache.close(item)
             raise
         assert node.entry is not None
-        fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version, unfilled=unfilled))
+        fh = self.handles.add(FileHandle(view.oaio_id, item, writing, node.entry.version, unfilled=unfilled,
+                                         files=self))
         if not writing:
             with self._held_lock:
                 self._held.setdefault(item.key, []).append(item)
@@ -176,7 +178,7 @@ class Vfs:
         item.writers += 1
         self.ns.set_open_file(view.oaio_id, inner, 0, time.time())
         self.ns.update_open_file(view.oaio_id, inner, mode=protocol.validate_mode(mode & 0o7777))
-        return self.handles.add(FileHandle(view.oaio_id, item, True, 0, wrote=True))
+        return self.handles.add(FileHandle(view.oaio_id, item, True, 0, wrote=True, files=self))
 
     def _open_item(self, node: Node) -> tuple[Item, bool]:
         view, entry = node.view, node.entry
@@ -287,13 +289,11 @@ class Vfs:
 
     def read_into(self, fh: int, offset: int, buf: memoryview) -> int:
         """Read into ``buf`` (the kernel's buffer in the mount: no extra copy); returns the byte count."""
-        handle = self.handles.get(fh)
+        return self.handles.get(fh).read_into(offset, buf)
+
+    def read_file(self, handle: FileHandle, offset: int, buf: memoryview) -> int:
+        """``read_into`` of an attached file (:class:`FileHandle` calls it)."""
         size = len(buf)
-        if isinstance(handle, ValuesHandle):
-            with handle.lock:
-                data = handle.buffer[offset:offset + size]
-            buf[:len(data)] = data
-            return len(data)
         item = handle.item
         if offset + size > item.size and not handle.writable:
             item = self._follow_newer(handle)
@@ -329,16 +329,10 @@ class Vfs:
         handle = self.handles.get(fh)
         if not handle.writable:
             raise BadHandle("file handle is not open for writing")
-        if isinstance(handle, ValuesHandle):
-            if offset + len(data) > protocol.MAX_VALUES_BYTES:
-                raise TooLarge(f"values.json is limited to {protocol.MAX_VALUES_BYTES} bytes")
-            with handle.lock:
-                buf = handle.buffer
-                if offset > len(buf):
-                    buf.extend(b"\0" * (offset - len(buf)))
-                buf[offset:offset + len(data)] = data
-                handle.dirty = True
-            return len(data)
+        return handle.write(offset, data)
+
+    def write_file(self, handle: FileHandle, offset: int, data: bytes | memoryview) -> int:
+        """``write`` of an attached file (:class:`FileHandle` calls it)."""
         item = handle.item
         if handle.unfilled:
             self._fill_before_change(handle, item.size)      # may fetch: before the write lock
@@ -362,7 +356,7 @@ class Vfs:
         if node.kind == "values":
             # open(values.json, O_TRUNC) arrives as open + truncate(path) without a handle (libfuse2):
             # the truncate belongs to the handles open for writing, which hold the new text
-            editing = [h for h in self.handles.all() if isinstance(h, ValuesHandle) and h.writable
+            editing = [h for h in self.handles.all() if h.path == protocol.VALUES_FILE and h.writable
                        and h.oaio_id == node.oaio_id]
             for handle in editing:
                 self._truncate_handle(handle, length)
@@ -376,15 +370,13 @@ class Vfs:
         finally:
             self.release(own)
 
-    def _truncate_handle(self, handle: Handle, length: int) -> None:
+    def _truncate_handle(self, handle: OpenFile, length: int) -> None:
         if not handle.writable:
             raise Forbidden("file is not open for writing")
-        if isinstance(handle, ValuesHandle):
-            with handle.lock:
-                del handle.buffer[length:]
-                handle.buffer.extend(b"\0" * (length - len(handle.buffer)))
-                handle.dirty = True
-            return
+        handle.truncate(length)
+
+    def truncate_file(self, handle: FileHandle, length: int) -> None:
+        """``truncate`` of an attached file (:class:`FileHandle` calls it)."""
         item = handle.item
         if handle.unfilled:
             self._fill_before_change(handle, min(length, item.size))   # may fetch: before the write lock
@@ -400,9 +392,7 @@ class Vfs:
     # ------------------------------------------------------------------ flush / release / fsync
     def flush(self, fh: int) -> None:
         """close(2): values.json is validated and submitted here, so a bad document fails close."""
-        handle = self.handles.get(fh)
-        if isinstance(handle, ValuesHandle):
-            self._submit_values(handle)
+        self.handles.get(fh).flush()
 
     def release(self, fh: int) -> None:
         """Last close of a handle: a changed file goes to the journal before this returns.
@@ -411,17 +401,12 @@ class Vfs:
         for files not yet in the journal there), and leaves it however the release ends."""
         handle = self.handles.get(fh)
         try:
-            self._release(handle)
+            handle.release()
         finally:
             self.handles.pop(fh)
 
-    def _release(self, handle: Handle) -> None:
-        if isinstance(handle, ValuesHandle):
-            try:
-                self._submit_values(handle)
-            except OaioError as err:
-                log.warning("values.json of %s not saved: %s", handle.oaio_id, err.message)
-            return
+    def release_file(self, handle: FileHandle) -> None:
+        """``release`` of an attached file (:class:`FileHandle` calls it)."""
         item = handle.item
         if not handle.writable:
             self._unhold(item)
@@ -458,36 +443,18 @@ class Vfs:
         """Return once this file's bytes are durable in the journal (server reachable or not).
 
         Raises the error of the file's previous upload if the server refused it for good."""
-        handle = self.handles.get(fh)
-        if isinstance(handle, ValuesHandle):
-            key = (handle.oaio_id, protocol.VALUES_FILE)
+        self.handles.get(fh).fsync()
+
+    def fsync_file(self, handle: FileHandle) -> None:
+        """``fsync`` of an attached file (:class:`FileHandle` calls it)."""
+        item = handle.item
+        with item.write_lock:
+            key = item.key
             failure = self.writeback.last_failure(key)
-            self._submit_values(handle)
-        else:
-            item = handle.item
-            with item.write_lock:
-                key = item.key
-                failure = self.writeback.last_failure(key)
-                if item.dirty and handle.writable:
-                    self.writeback.submit_file(item)
+            if item.dirty and handle.writable:
+                self.writeback.submit_file(item)
         if failure is not None:
             raise failure
-
-    def _submit_values(self, handle: ValuesHandle) -> Op | None:
-        with handle.lock:
-            if not handle.writable or not handle.dirty:
-                return None
-            text = bytes(handle.buffer)
-            if text == handle.submitted:
-                return None
-            try:
-                values = parse_values(text)
-            except InvalidValue as err:
-                log.warning("values.json of %s refused: %s", handle.oaio_id, err.message)
-                raise
-            handle.submitted = text
-            base_values, handle.base_values = handle.base_values, values   # the next save builds on this one
-        return self._submit_new_values(handle.oaio_id, values, base_values, handle.base_version)
 
     def _submit_new_values(self, oaio_id: str, values: dict[str, Any], base_values: dict[str, Any],
                            base_version: int | None) -> Op:
@@ -770,13 +737,3 @@ class Vfs:
             right = view.access_right if view else "-"
             raise Forbidden(f"{path}: read-only (access right {right!r})")
 
-
-def parse_values(text: bytes) -> dict[str, Any]:
-    """values.json text -> values, or ``InvalidValue`` saying why not."""
-    if len(text) > protocol.MAX_VALUES_BYTES:
-        raise TooLarge(f"values.json is larger than {protocol.MAX_VALUES_BYTES} bytes")
-    try:
-        values = json.loads(text.decode("utf-8") or "null")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidValue(f"values.json is not valid JSON: {exc}") from None
-    return protocol.validate_values(values)

@@ -6,7 +6,9 @@ functions instead of dropping its cached view when the change is one of:
 
 - a new file opened for writing (an open-file overlay entry under a name not yet shown);
 - a ``put_file`` op just submitted for a plain file (or a new name) whose folder exists;
-- the server's document right after that op was applied (one commit later than the last one).
+- the server's document right after that op was applied (one commit later than the last one);
+- a ``set_meta`` (chmod/utimens) or ``mkdir`` op just submitted (``git clone`` makes one of each
+  per file or folder), and the server's document right after that ``mkdir`` was applied.
 
 Each returns False when its preconditions do not hold; the caller then drops the view (it
 is rebuilt from scratch on the next look-up). When they hold, the patched view equals
@@ -18,10 +20,12 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+from .metadata import apply_meta_op
 from .nodes import Entry, ObjectView, iso_to_epoch
 from .overlay import _touch_parent
 
-__all__ = ["add_open_file", "commit_put_file", "replay_put_file", "wrote_open_file"]
+__all__ = ["add_open_file", "commit_mkdir", "commit_put_file", "replay_meta_op", "replay_put_file",
+           "wrote_open_file"]
 
 
 def _folder(view: ObjectView, path: str) -> tuple[str, str] | None:
@@ -95,6 +99,37 @@ def replay_put_file(view: ObjectView, op: Any, open_files: Mapping[str, Entry]) 
     return True
 
 
+def replay_meta_op(view: ObjectView, op: Any, open_files: Mapping[str, Entry]) -> bool:
+    """Replay a just-submitted ``set_meta`` or ``mkdir`` op (the newest op: last, as a rebuild
+    replays it) on the view; False when a rebuild could differ (an open file's overlay involved)."""
+    if op.kind == "set_meta":
+        if op.path in view.shadowed or op.path in open_files:
+            return False                  # a rebuild applies it under the open file's overlay
+        entry = view.entries.get(op.path)
+        if entry is not None and entry.kind == "dir" and any(
+                path.rpartition("/")[0] == op.path for path in open_files):
+            return False                  # a rebuild moves the folder's mtime on again for them
+        apply_meta_op(view, op, _touch_parent)
+        return True
+    if op.kind != "mkdir":
+        return False
+    if op.path in view.entries:
+        return True                       # apply_op leaves an existing name alone
+    found = _folder(view, op.path)
+    if found is None:
+        return False
+    parent, name = found
+    if any(path.rpartition("/")[0] == parent for path in open_files):
+        return False                      # a rebuild applies their folder mtime rule after the op
+    _touch_parent(view, op)
+    entry = Entry(op.path, "dir", mtime=op.mtime or time.time(), local=True, mode=getattr(op, "mode", None))
+    view.entries[op.path] = entry
+    view.children[parent][name] = entry
+    view.children.setdefault(op.path, {})
+    view.subdirs[parent] = view.subdirs.get(parent, 0) + 1
+    return True
+
+
 def _touch_for_open_file(view: ObjectView, parent: str, entry: Entry) -> None:
     """build_view's rule: a new name being written moves its folder's mtime forward."""
     folder = view.entries.get(parent) if parent else None
@@ -139,6 +174,49 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     if (folder is not None and new_parent is not None and folder.mtime == float(getattr(op, "created", 0) or 0)
             and not folder.mtime_ns):
         # the folder was last touched by this op (its local time): the server's touch replaces it
+        folder.mtime, folder.mtime_ns = float(new_parent.get("mtime") or 0), int(new_parent.get("mtime_ns") or 0)
+    view.version = int(doc.get("version", 0))
+    view.mtime = iso_to_epoch(doc.get("updated"))
+    return True
+
+
+def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
+                 open_files: Mapping[str, Entry]) -> bool:
+    """The server's document right after this mount's ``mkdir`` ``op`` (one commit later than
+    ``old_doc``): show the server's entry of the folder, its parent's new mtime and the object's
+    version, as a rebuild without the (now applied) op would. False when a later op changed the
+    folder's entry since (its mtime or mode): then the caller rebuilds."""
+    if op.kind != "mkdir" or int(doc.get("version", 0)) - int(old_doc.get("version", 0)) != 1:
+        return False
+    for key in ("values", "access_right", "owner", "created"):
+        if doc.get(key) != old_doc.get(key):
+            return False
+    shown = view.entries.get(op.path)
+    if (shown is None or shown.kind != "dir" or not shown.local or shown.mtime_ns or shown.mode is not None
+            or op.path in view.shadowed):
+        return False                      # a later chmod/utimens of the folder shows: rebuild
+    parent, _, name = op.path.rpartition("/")
+    if any(path.rpartition("/")[0] in (parent, op.path) for path in open_files):
+        return False
+    new_dir = new_parent = None
+    for f in doc.get("files", ()):
+        path = f.get("path")
+        if path == op.path:
+            new_dir = f
+        elif parent and path == parent:
+            new_parent = f
+    if new_dir is None or new_dir.get("kind") != "dir" or (parent and new_parent is None):
+        return False
+    folder = view.entries.get(parent) if parent else None
+    if parent and (folder is None or folder.kind != "dir" or new_parent is None or new_parent.get("kind") != "dir"):
+        return False
+    entry = doc_entry(new_dir)
+    if shown.mtime != (op.mtime or 0):
+        entry.mtime, entry.mtime_ns = shown.mtime, 0    # a later op added a name inside: its touch stays
+    view.entries[op.path] = entry
+    view.children[parent][name] = entry
+    if (folder is not None and new_parent is not None and folder.mtime == float(getattr(op, "created", 0) or 0)
+            and not folder.mtime_ns):
         folder.mtime, folder.mtime_ns = float(new_parent.get("mtime") or 0), int(new_parent.get("mtime_ns") or 0)
     view.version = int(doc.get("version", 0))
     view.mtime = iso_to_epoch(doc.get("updated"))

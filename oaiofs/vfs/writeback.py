@@ -95,7 +95,8 @@ class WriteBack:
                 op.base_version = base()
             op = self.journal.submit(op)
             self._last_op[key or (op.oaio_id, op.path)] = op
-        self.ns.local_changed(op.oaio_id)
+        if not self.ns.patch_submitted(op):        # set_meta/mkdir: patched in place (issue 16)
+            self.ns.local_changed(op.oaio_id)
         return op
 
     def submit_file(self, item: Item) -> Op | None:
@@ -132,7 +133,7 @@ class WriteBack:
                         mode=shown.mode if shown is not None else None, parent_sha256=item.parent_sha)
                 op = self.journal.submit(op, item.data_path, stream=stream)
                 item.parent_sha = sha256         # the next snapshot descends from these bytes
-                item.linked = True              # the journal holds a hard link: copy before the next write
+                item.submitted()                # the journal holds a hard link: copy before the next write
                 self._snapshots[op.id] = (item.key, item.write_gen, item.history)
                 self._last_op[item.key] = op
                 self.cache.persist(item)
@@ -147,7 +148,26 @@ class WriteBack:
         with self._meta_lock:
             if self.ns.update_open_file(op.oaio_id, op.path, mode=op.mode, mtime_ns=op.mtime_ns):
                 return None
+            if self._fold_into_upload(op):
+                return None
             return self.submit(op)
+
+    def _fold_into_upload(self, op: Op) -> bool:
+        """chmod/utimens right after a file's release (``cp -p``, ``git clone``, ``tar x``): while
+        the file's ``put_file`` is its newest op and has not started, the mode/mtime go with it
+        (one op less, and the queue keeps runs of uploads that go out as one batch: issue 16)."""
+        amend = getattr(self.journal, "amend_meta", None)
+        if amend is None or op.kind != "set_meta":
+            return False
+        with self._lock:
+            last = self._last_op.get((op.oaio_id, op.path))
+            if last is None or last.kind != "put_file" or last.path != op.path:
+                return False
+            if not amend(last.id, op.mode, op.mtime_ns):
+                return False
+        if not self.ns.patch_submitted(op):
+            self.ns.local_changed(op.oaio_id)
+        return True
 
     def track(self, op: Op, item: Item) -> None:
         """``item`` holds the bytes of the pending ``op`` (re-read from the journal)."""
@@ -252,7 +272,7 @@ class WriteBack:
         # by another thread shows the op twice (replay is idempotent), never neither (a folder
         # made here vanished for a moment: issue 12)
         patched = False
-        if doc is not None and op.kind == "put_file":
+        if doc is not None and op.kind in ("put_file", "mkdir"):
             patched = self.ns.put_doc(doc, applied=op)     # True: the cached view was patched (issue 16)
         elif doc is not None:
             self.ns.put_doc(doc)

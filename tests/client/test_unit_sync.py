@@ -12,7 +12,7 @@ from oaiofs.client import batch_push
 from oaiofs.client.oaio_client import OaioClient, base_url_of
 from oaiofs.errors import Unavailable
 
-from .fakes import FakeApi, FakeDownloader, FakeServer, FakeUploader
+from tests.fakeserver import BatchingFakeApi as FakeApi, FakeDownloader, FakeServer, FakeUploader
 
 PASSWORD = "s3cret-password"
 

@@ -25,7 +25,7 @@ from oaiofs.vfs.namespace import Namespace
 from oaiofs.vfs.vfs import Vfs, VfsOptions
 from tests.drive.fakes import FakeSource
 from tests.drive.model import Model, env_int
-from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
+from tests.fakeserver import FakeApi, FakeServer, FakeUploader
 
 pytestmark = pytest.mark.timeout(max(900, env_int("OAIOFS_MODEL_OPS", 0) // 40))
 
@@ -75,14 +75,10 @@ class VfsWorld:
     def mount(self, cache_dir: Path) -> tuple[Vfs, Journal, Cache]:
         cache = Cache(cache_dir, 1 << 30)
         ns = Namespace("me")
-        holder: list[Vfs] = []
         journal = Journal(cache_dir / "journal", self.api, self.uploader, origin="me@model",
-                          on_applied=lambda op, doc: holder[0].writeback.on_applied(op, doc),
-                          on_conflict=lambda op, copy: holder[0].writeback.on_conflict(op, copy),
-                          on_failed=lambda op, err: holder[0].writeback.on_failed(op, err),
                           backoff_initial_s=0.01, backoff_cap_s=0.05)
         vfs = Vfs(ns, cache, Fetcher(ShaSource(self.by_sha), cache), journal, VfsOptions())
-        holder.append(vfs)
+        journal.set_listener(vfs.writeback)
         ns.set_pending_source(vfs.writeback.pending_ops)
         ns.load([self.api.get_object(OID)])
         vfs.writeback.recover()

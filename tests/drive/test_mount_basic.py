@@ -100,21 +100,6 @@ def test_a_file_written_sequentially_uploads_while_open_and_commits_at_close(liv
     assert [u["completed"] for u in uploads] == [True]                          # the streamed upload, adopted
 
 
-def test_editor_save_pattern(live_server, user_api, mounted_drive):
-    user, api = user_api
-    oid = api.create_object({"_name": "Ed"})["oaio_id"]
-    api.put_file(oid, "doc.txt", b"draft 1\n")
-    drive = mounted_drive(live_server, user)
-    obj = drive.path("Ed")
-    tmp = obj / ".doc.txt.swp"
-    tmp.write_bytes(b"draft 2\n")
-    os.replace(tmp, obj / "doc.txt")
-    assert (obj / "doc.txt").read_bytes() == b"draft 2\n"
-    assert not tmp.exists()
-    wait_until(lambda: server_has(api, oid, "doc.txt", b"draft 2\n")
-               and server_file(api, oid, ".doc.txt.swp") is None, message="save-by-rename applied")
-
-
 def test_objects_from_mkdir_and_rmdir(live_server, user_api, mounted_drive):
     user, api = user_api
     drive = mounted_drive(live_server, user)

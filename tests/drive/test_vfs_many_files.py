@@ -20,7 +20,7 @@ from oaiofs.errors import NotFound, OaioError, VersionConflict
 from oaiofs.vfs.namespace import Namespace
 from oaiofs.vfs.overlay import build_view
 from tests.drive.test_model_vfs import NAME, OID, VfsWorld
-from tests.durability.fakes import FakeApi
+from tests.fakeserver import FakeApi
 
 pytestmark = pytest.mark.timeout(600)
 

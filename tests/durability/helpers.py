@@ -10,17 +10,24 @@ from oaiofs.vfs.opstore import Op
 
 
 class Recorder:
-    """Collects the journal's callbacks."""
+    """Collects the journal's reports (a ``JournalListener``)."""
 
     def __init__(self) -> None:
         self.applied: list[tuple[Op, Any]] = []
         self.conflicts: list[tuple[Op, str]] = []
         self.failed: list[tuple[Op, Exception]] = []
 
+    def on_applied(self, op: Op, doc: Any) -> None:
+        self.applied.append((op, doc))
+
+    def on_conflict(self, op: Op, conflict_copy: str) -> None:
+        self.conflicts.append((op, conflict_copy))
+
+    def on_failed(self, op: Op, err: Exception) -> None:
+        self.failed.append((op, err))
+
     def kwargs(self) -> dict[str, Any]:
-        return {"on_applied": lambda op, doc: self.applied.append((op, doc)),
-                "on_conflict": lambda op, path: self.conflicts.append((op, path)),
-                "on_failed": lambda op, err: self.failed.append((op, err))}
+        return {"listener": self}
 
 
 def write_random(path: Path, size: int, block: int = 1 << 20) -> str:

@@ -40,6 +40,14 @@ class ReportingUploader:
         return self.inner.upload_file(*args, on_progress=report, **kwargs)
 
 
+class _Unheard:
+    """A journal listener that ignores the reports (this child only queues and uploads)."""
+
+    def on_applied(self, op: Op, doc: Any) -> None: ...
+    def on_conflict(self, op: Op, conflict_copy: str) -> None: ...
+    def on_failed(self, op: Op, err: Exception) -> None: ...
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
@@ -53,8 +61,7 @@ def main() -> int:
     api = ApiClient(args.server, args.user, os.environ["OAIOFS_PASSWORD"])
     uploader = ReportingUploader(TusUploader(api, chunk_size=args.chunk_size), args.events, args.pause_at)
     journal = Journal(args.root, api, uploader, origin=f"{args.user}@child",
-                      on_applied=lambda op, doc: None, on_conflict=lambda op, path: None,
-                      on_failed=lambda op, err: None, backoff_initial_s=0.2, backoff_cap_s=1.0)
+                      listener=_Unheard(), backoff_initial_s=0.2, backoff_cap_s=1.0)
     if args.submit:
         oaio_id, path, source = args.submit
         journal.submit(Op("put_file", oaio_id, path, base_version=0), Path(source))

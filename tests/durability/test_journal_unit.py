@@ -14,7 +14,7 @@ from oaiofs.vfs.journal import Journal, JournalBusy, backoff_delay, read_status
 from oaiofs.vfs.opstore import Op
 from oaiofs.vfs.opstore import OpStore
 from tests.conftest import wait_until
-from tests.durability.fakes import FakeApi, FakeServer, FakeUploader
+from tests.fakeserver import FakeApi, FakeServer, FakeUploader
 from tests.durability.helpers import Recorder
 
 OID = "app⫻alice﹫laptop⁄20261121101500000000"
@@ -47,6 +47,26 @@ def test_submit_is_durable_and_snapshot_is_a_hard_link(tmp_path: Path, server: F
     assert [(o.kind, o.path, o.state, o.data_file) for o in stored] == [("put_file", "a.txt", "pending", op.data_file)]
     assert Path(stored[0].data_file).read_bytes() == b"hello world"
     assert read_status(tmp_path / "j")["ops"][0]["path"] == "a.txt"
+
+
+def test_the_journal_reports_to_its_listener_and_will_not_start_without_one(tmp_path: Path,
+                                                                            server: FakeServer) -> None:
+    """The drive builds the journal before the WriteBack that listens to it (issue 19: a listener
+    Protocol, not late-bound lambdas): ``set_listener`` wires it; starting without one is refused."""
+    journal = Journal(tmp_path / "j", FakeApi(server), FakeUploader(server), origin="alice@laptop",
+                      backoff_initial_s=0.01, backoff_cap_s=0.05)
+    try:
+        op = journal.submit(Op("create_object", OID, values={"_name": "x"}))
+        with pytest.raises(ValueError, match="listener"):
+            journal.start()
+        rec = Recorder()
+        journal.set_listener(rec)
+        journal.start()
+        assert journal.wait(op, timeout=30).state == "done"
+        assert [(o.id, o.kind) for o, _doc in rec.applied] == [(op.id, "create_object")]
+        assert rec.applied[0][1]["values"]["_name"] == "x" and not rec.failed and not rec.conflicts
+    finally:
+        journal.close()
 
 
 def test_ops_of_one_object_apply_in_submit_order(tmp_path: Path, server: FakeServer) -> None:

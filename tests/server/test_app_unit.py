@@ -15,6 +15,8 @@ from oaiofs.server.deps import get_db
 from oaiofs.server.models import User
 from oaiofs.server.settings import ServerSettings
 
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 
 @pytest.fixture
 def app(tmp_path):

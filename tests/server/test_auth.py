@@ -9,6 +9,8 @@ from oaiofs import protocol
 from oaiofs.client import ApiClient
 from oaiofs.errors import Unauthorized, Unavailable
 
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 
 def test_login_whoami_and_users(live_server, make_user):
     alice, bob = make_user("alice"), make_user("bob")

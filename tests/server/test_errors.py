@@ -16,6 +16,8 @@ from oaiofs.errors import InvalidValue
 
 from tests.server.server_helpers import client, unique_id
 
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 
 def raw_request(server, method: str, target: str, username: str, body: bytes | None = None,
                 content_type: str = "application/json") -> tuple[int, dict]:

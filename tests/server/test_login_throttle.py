@@ -19,6 +19,8 @@ from oaiofs.server.models import User
 from oaiofs.server.throttle import LoginThrottle
 from tests.conftest import PASSWORD, wait_until
 
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 
 def _whoami(server, user: str, password: str) -> requests.Response:
     return requests.get(server.url + protocol.PATH_WHOAMI, auth=(user, password), timeout=60)

@@ -106,6 +106,7 @@ def test_healthz_names_the_failing_blob_store(server_factory, tmp_path):
     assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_pages_name_no_outside_host_and_their_assets_load(live_server, page):
     html = requests.get(live_server.url + page, timeout=10)
@@ -120,6 +121,7 @@ def test_docs_pages_name_no_outside_host_and_their_assets_load(live_server, page
     assert requests.get(live_server.url + "/openapi.json", timeout=10).json()["info"]["title"] == "oaiofs"
 
 
+@pytest.mark.backend_neutral
 def test_access_log_and_json_log_format(server_factory):
     server = server_factory(extra_args=["--access-log", "--log-format", "json"])
     requests.get(server.url + "/healthz?probe=1", timeout=10)
@@ -132,6 +134,7 @@ def test_access_log_and_json_log_format(server_factory):
     assert PASSWORD not in server.log_path.read_text()
 
 
+@pytest.mark.backend_neutral
 def test_no_access_log_by_default(live_server):
     requests.get(live_server.url + "/healthz?quiet=1", timeout=10)
     assert "quiet=1" not in live_server.log_path.read_text()

@@ -18,6 +18,8 @@ from oaiofs.server.access import load_object
 from oaiofs.server.changes import Notifier, fetch
 from oaiofs.server.models import Change, FileEntry, User
 
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 SHA = "ab" * 32
 KEY = f"sha256/ab/ab/{SHA}"
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import requests
 from sqlalchemy import create_engine, text
 
@@ -23,6 +24,7 @@ def _entry(oaio_id: str, bundle: str, data: bytes) -> dict[str, str]:
             "hashsum": sha256(data)}
 
 
+@pytest.mark.backend_neutral
 def test_create_body_over_the_limit_is_refused_with_413(make_user, api_for, live_server):
     user = make_user("big-body")
     url = live_server.url + protocol.PATH_CART.format(uid="huge")
@@ -42,6 +44,7 @@ def test_create_body_over_the_limit_is_refused_with_413(make_user, api_for, live
     assert basic_session(user).get(url).status_code == 404          # nothing was made
 
 
+@pytest.mark.backend_neutral
 def test_more_file_ids_than_the_limit_are_refused_with_422(make_user, api_for, live_server):
     user = make_user("many-ids")
     api = api_for(user)
@@ -97,6 +100,7 @@ def test_a_write_of_another_user_completes_while_a_big_cart_is_built(server_fact
     assert a.get(cart + "/files/copies/029999.txt").content == data
 
 
+@pytest.mark.backend_neutral
 def test_hostile_cart_bodies_are_refused_with_a_json_4xx(make_user, api_for, live_server):
     """A cart body passes the same strict JSON rules as every other API body (NaN, nesting, lone surrogates)."""
     user = make_user("hostile-cart")

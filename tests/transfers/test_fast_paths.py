@@ -24,6 +24,8 @@ from oaiofs.errors import ChecksumMismatch, NotFound
 
 from .helpers import TUS, new_id, sha256, write_random
 
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 UNIT = protocol.CHUNK_UNIT
 
 

@@ -5,6 +5,8 @@ import base64
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import PASSWORD
 from pacifica.downloader import Downloader
 from tusclient.client import TusClient
@@ -12,6 +14,8 @@ from tusclient.client import TusClient
 from oaiofs import protocol
 
 from .helpers import new_id, sha256, write_random
+
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
 
 UNIT = protocol.CHUNK_UNIT
 

@@ -12,6 +12,8 @@ import pytest
 from oaiofs.client.tarstream import TarStream, parse_pax
 from oaiofs.server.tarlayout import PAX_SHA256, TarLayout, TarMember
 
+pytestmark = pytest.mark.backend_neutral     # docs/testing.md: not rerun on PostgreSQL + S3
+
 SIZES = [0, 1, 511, 512, 513, 10_000, 70_001]
 
 

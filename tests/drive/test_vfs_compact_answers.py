@@ -1,0 +1,140 @@
+"""The journal's metadata ops take the server's compact answers (issue 16, vfs/compact.py): a real
+Drive (no FUSE) against the real server. mkdir, chmod/utimens, rename, unlink, symlink and rmdir
+must not fetch the whole object after each op; the drive's document must still list exactly what
+the server holds; a second drive with an empty cache reads everything back.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from oaiofs.drive import Drive, DriveConfig
+from oaiofs.vfs.compact import expand
+from tests.conftest import PASSWORD, ServerProcess, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _drive(server: ServerProcess, user: str, cache: Path) -> Drive:
+    drive = Drive(DriveConfig(server=server.url, user=user, password=PASSWORD, cache_dir=cache, long_poll_s=2.0))
+    drive.start()
+    return drive
+
+
+def _count_journal_gets(drive: Drive) -> list[str]:
+    """Whole object documents the journal's workers got from the server (a GET or a mutation's
+    full answer; the feed's own refetches are not counted)."""
+    seen: list[str] = []
+
+    def counting(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = real(*args, **kwargs)
+            if threading.current_thread().name.startswith("oaiofs-journal") and "files" in result:
+                seen.append(name)
+            return result
+        return call
+    for name in ("get_object", "make_dir", "set_file_meta", "make_link", "delete_file", "move"):
+        setattr(drive.api, name, counting(name, getattr(drive.api, name)))
+    return seen
+
+
+def _files(doc: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """What a document says of each entry (folder mtimes left out: see vfs/compact.py)."""
+    return {f["path"]: (f.get("kind"), f.get("size"), f.get("sha256"), f.get("version"), f.get("mode"),
+                        f.get("target"), None if f.get("kind") == "dir" else f.get("mtime_ns"))
+            for f in doc["files"]}
+
+
+def test_metadata_ops_do_not_fetch_the_whole_object(live_server: ServerProcess, make_user: Any,
+                                                     tmp_path: Path) -> None:
+    user = make_user("compact")
+    drive = _drive(live_server, user, tmp_path / "c1")
+    vfs = drive.vfs
+    try:
+        vfs.mkdir("/obj", 0o755)
+        fh = vfs.create("/obj/seed.txt", 0o644)
+        vfs.write(fh, 0, b"seed")
+        vfs.release(fh)
+        assert drive.journal.wait_idle(60)
+        oaio_id = vfs.ns.resolve("/obj").oaio_id
+        gets = _count_journal_gets(drive)
+        drive.journal.stop()                    # queued first, applied in one go
+        meta_ops = 0
+        for d in range(6):
+            vfs.mkdir(f"/obj/d{d}", 0o755)
+            vfs.symlink("../seed.txt", f"/obj/d{d}/link")
+            vfs.utimens(f"/obj/d{d}", (0, 1_600_000_000_000_000_000 + d))
+            meta_ops += 3
+        vfs.chmod("/obj/seed.txt", 0o600)
+        vfs.rename("/obj/d0", "/obj/e0")
+        vfs.rename("/obj/d1/link", "/obj/d2/link1")
+        vfs.unlink("/obj/d3/link")
+        vfs.rmdir("/obj/d3")
+        meta_ops += 5
+        drive.journal.start()
+        assert drive.journal.wait_idle(120), drive.journal.status()
+        assert drive.journal.status()["failed"] == []
+        # every op was answered compactly and completed from the drive's own document
+        assert len(gets) <= 2, gets
+        server_doc = drive.api.get_object(oaio_id)
+        wait_until(lambda: _files(vfs.ns.doc(oaio_id) or {"files": []}) == _files(server_doc), timeout=30,
+                   message="the drive's document to list what the server holds")
+        assert vfs.readlink("/obj/d2/link1") == "../seed.txt"
+        assert vfs.getattr("/obj/e0").mtime == pytest.approx(1.6e9)
+        assert not any(name == "d3" for name, _ in vfs.ns.list_dir(vfs.ns.resolve("/obj")))
+    finally:
+        drive.stop()
+    fresh = _drive(live_server, user, tmp_path / "fresh")        # an empty cache
+    try:
+        names = sorted(name for name, _ in fresh.vfs.ns.list_dir(fresh.vfs.ns.resolve("/obj")))
+        assert names == ["d1", "d2", "d4", "d5", "e0", "seed.txt", "values.json"]
+        assert fresh.vfs.getattr("/obj/seed.txt").mode & 0o777 == 0o600
+        assert fresh.vfs.readlink("/obj/e0/link") == "../seed.txt"
+        fh, _ = fresh.vfs.open("/obj/seed.txt", os.O_RDONLY)
+        assert fresh.vfs.read(fh, 0, 100) == b"seed"
+        fresh.vfs.release(fh)
+    finally:
+        fresh.stop()
+
+
+def test_expand_refuses_what_it_cannot_know() -> None:
+    """Another writer's change in between (a version gap), a folder made on the way, or no
+    document: the caller fetches the whole object instead."""
+    old = {"oaio_id": "o", "version": 4, "access_right": "C", "stamp": "20260101000000000000",
+           "files": [{"path": "a", "kind": "dir", "mtime": 1.0, "mtime_ns": 1},
+                     {"path": "a/x", "kind": "file", "size": 1, "version": 2}]}
+    stamp = "20260102030405123456"
+    answer = {"oaio_id": "o", "version": 5, "stamp": stamp, "access_right": "C",
+              "changed": [{"path": "a/y", "kind": "file", "size": 1, "version": 5}], "removed": ["a/x"]}
+    doc = expand(old, answer, touch=True)
+    assert doc is not None and [f["path"] for f in doc["files"]] == ["a", "a/y"] and doc["version"] == 5
+    assert doc["files"][0]["mtime_ns"] != 1 and doc["compact"] is True and old["version"] == 4
+    assert expand(old, dict(answer, version=6), touch=True) is None
+    assert expand(None, answer, touch=True) is None
+    assert expand(old, dict(answer, changed=[{"path": "b/y", "kind": "file"}]), touch=True) is None
+    assert expand(old, dict(answer, access_right="r"), touch=True) is None
+
+
+def test_the_feed_does_not_refetch_the_echo_of_what_the_drive_already_shows(tmp_path: Path) -> None:
+    """An ``updated`` event at or below the version of the drive's own (server-sent) document is
+    the echo of its own commit: no whole-object GET. A newer version, another event type, or a
+    document completed from a compact answer is fetched as before."""
+    from oaiofs import protocol
+    from oaiofs.vfs.feed import ChangeFeed, ListingStore
+    from oaiofs.vfs.namespace import Namespace
+
+    ns = Namespace("me")
+    ns.load([{"oaio_id": "a", "version": 5, "access_right": "C", "files": []},
+             {"oaio_id": "b", "version": 5, "access_right": "C", "files": [], "compact": True}])
+    feed = ChangeFeed(None, ns, None, ListingStore(tmp_path / "l.json"), {})  # type: ignore[arg-type]
+
+    def event(oaio_id: str, version: int, kind: str = protocol.EVENT_UPDATED) -> dict[str, Any]:
+        return {"type": kind, "subject": oaio_id, "data": {"oaio_id": oaio_id, "version": version}}
+    assert feed._known([event("a", 4), event("a", 5)]) == {"a"}
+    assert feed._known([event("a", 5), event("a", 6)]) == set()
+    assert feed._known([event("a", 5, protocol.EVENT_SUBSCRIBED)]) == set()
+    assert feed._known([event("b", 5), event("c", 1)]) == set()
