@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from .. import protocol
 from ..errors import Forbidden, Gone, NotFound
 from . import db as dbmod
+from . import subscriber_cache
 from .models import OaiObject, Subscription, User
 
 Need = Literal["read", "update", "delete", "owner"]
@@ -44,13 +45,31 @@ def load_visible(db: Session, user: User, oaio_id: str, *, for_update: bool = Fa
     protocol.validate_oaio_id(oaio_id)
     if for_update:
         dbmod.lock_for_write(db)
-    stmt = select(OaiObject).where(OaiObject.oaio_id == oaio_id)
-    if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    obj = db.scalar(stmt)
-    right = user_right(db, user, obj) if obj is not None else None
-    if obj is None or right is None:
+        return _load_locked(db, user, oaio_id)
+    row = db.execute(select(OaiObject, Subscription.access_right)          # one query: object and right
+                     .join(Subscription, and_(Subscription.object_id == OaiObject.id,
+                                              Subscription.user_id == user.id))
+                     .where(OaiObject.oaio_id == oaio_id)).first()
+    if row is None:
         raise NotFound(f"object {oaio_id!r} not found", {"oaio_id": oaio_id})
+    return row[0], row[1]
+
+
+def _load_locked(db: Session, user: User, oaio_id: str) -> tuple[OaiObject, str]:
+    """The locked object and the caller's right, with every subscription in the same query.
+
+    The subscribers are remembered for this transaction (:mod:`.subscriber_cache`), so
+    the change event of the write that follows needs no query of its own.
+    """
+    rows = db.execute(select(OaiObject, Subscription.user_id, Subscription.access_right)
+                      .join(Subscription, Subscription.object_id == OaiObject.id)
+                      .where(OaiObject.oaio_id == oaio_id)
+                      .with_for_update(of=OaiObject).execution_options(populate_existing=True)).all()
+    right = next((r for _obj, uid, r in rows if uid == user.id), None)
+    if right is None:
+        raise NotFound(f"object {oaio_id!r} not found", {"oaio_id": oaio_id})
+    obj = rows[0][0]
+    subscriber_cache.remember(db, obj.id, [uid for _obj, uid, _r in rows])
     return obj, right
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from .. import protocol
+from . import subscriber_cache
 from .models import Change, OaiObject, Subscription, User
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,10 @@ event.listen(Session, "after_rollback", _after_rollback)
 
 
 def subscriber_ids(db: Session, obj: OaiObject) -> list[int]:
-    """Ids of every user currently subscribed to ``obj``."""
+    """Ids of every user currently subscribed to ``obj`` (remembered by the locked load of ``obj``)."""
+    cached = subscriber_cache.recall(db, obj.id)
+    if cached is not None:
+        return list(cached)
     return list(db.scalars(select(Subscription.user_id).where(Subscription.object_id == obj.id)))
 
 
