@@ -12,7 +12,9 @@ ae.oaio_client layer) commits through ``objects.commit_file``.
 * A values version is the object version a values change produced.
 * Restoring commits the old bytes (or values) again as a *new* version, with the same
   ``base_version`` check as a PUT (``objects.commit_file`` / ``objects.update_values``),
-  so it reaches every subscriber through the change feed like any other change.
+  so it reaches every subscriber through the change feed like any other change. It lives in
+  :mod:`oaiofs.server.history_restore`, above the object service (this module is below it:
+  it never imports ``objects`` or ``blob_gc``).
 * Retention (:func:`trim`, run by the periodic purge and ``oaiofs gc``): a version is kept
   while it is one of the newest ``history_keep_versions`` of its file (or object, for values)
   or younger than ``history_keep_days``; never more than ``history_max_versions``. The blobs
@@ -30,9 +32,9 @@ from sqlalchemy import CursorResult, and_, delete, exists, false, func, or_, sel
 from sqlalchemy.orm import Session
 
 from .. import protocol
-from ..errors import Conflict, Gone, NotFound
+from ..errors import NotFound
 from . import db as dbmod
-from .models import FileEntry, OaiObject, User, utcnow
+from .models import FileEntry, OaiObject, User, load_values, utcnow
 from .models_history import FileVersion, ValuesVersion
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,6 @@ def _values_version_doc(row: ValuesVersion, current: bool, with_values: bool = F
            "modified": dbmod.iso(row.created), "author": row.author, "current": current,
            "restored_from": row.restored_from}
     if with_values:
-        from .objects import load_values
         doc["values"] = load_values(row.values_json)
     return doc
 
@@ -141,33 +142,6 @@ def file_version(db: Session, obj: OaiObject, path: str, version: int) -> FileVe
                     "versions": [r.version for r in rows]})
 
 
-def restore_file(db: Session, user: User, obj: OaiObject, path: str, version: int, *,
-                 base_version: int | None, blobs: Any = None) -> tuple[FileEntry, FileVersion]:
-    """Commit the bytes of kept version ``version`` of ``path`` again, as a new version.
-
-    ``base_version`` is checked like a PUT (the file's current version; 0 = must not exist).
-    The mode of the old version comes back; the mtime is now (the bytes changed).
-    """
-    from . import blob_gc, objects
-
-    path = protocol.normalize_file_path(path)
-    row = file_version(db, obj, path, version)
-    blob_gc.lock_for_commit(db)
-    if blobs is not None and not blobs.exists(row.blob_key):
-        raise Gone(f"the bytes of version {version} of {path!r} are no longer stored",
-                   {"oaio_id": obj.oaio_id, "path": path, "version": version})
-    entry = objects.commit_file(db, user, obj, path, blob_key=row.blob_key, size=row.size, sha256=row.sha256,
-                                mtime=None, base_version=base_version, mode=row.mode)
-    new = db.scalar(select(FileVersion).where(FileVersion.object_id == obj.id, FileVersion.path_hash == _hash(path),
-                                              FileVersion.version == entry.version))
-    if new is None:                        # pragma: no cover - commit_file records every version
-        raise Conflict("the restored version was not recorded", {"path": path})
-    new.restored_from = version
-    log.info("%s restored %r of %r to version %d (new version %d)", user.username, path, obj.oaio_id, version,
-             entry.version)
-    return entry, new
-
-
 # --- values ---
 def _values_rows(db: Session, obj: OaiObject) -> list[ValuesVersion]:
     return list(db.scalars(select(ValuesVersion).where(ValuesVersion.object_id == obj.id)
@@ -198,22 +172,6 @@ def values_version_doc(db: Session, obj: OaiObject, version: int) -> dict[str, A
     row = values_version(db, obj, version)
     return dict(_values_version_doc(row, row.values_json == obj.values_json, with_values=True),
                 oaio_id=obj.oaio_id)
-
-
-def restore_values(db: Session, user: User, obj: OaiObject, version: int, *, base_version: int | None) -> OaiObject:
-    """Set the values of kept version ``version`` again (replace), as a new object version."""
-    from . import objects
-
-    row = values_version(db, obj, version)
-    objects.update_values(db, user, obj, objects.load_values(row.values_json), mode="replace",
-                          base_version=base_version)
-    new = db.scalar(select(ValuesVersion).where(ValuesVersion.object_id == obj.id,
-                                                ValuesVersion.version == obj.version))
-    if new is not None:
-        new.restored_from = version
-    log.info("%s restored the values of %r to version %d (new version %d)", user.username, obj.oaio_id, version,
-             obj.version)
-    return obj
 
 
 # --- retention ---

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
                         Text, UniqueConstraint, false)
@@ -20,6 +22,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 def utcnow() -> dt.datetime:
     """Timezone-aware now (stored as UTC)."""
     return dt.datetime.now(dt.timezone.utc)
+
+
+DIR, FILE = "dir", "file"          # FileEntry.kind of a folder / a file (a link is "link")
+
+
+# NaN/Infinity stored before the input was validated read back as null, so such a document can
+# still be sent as JSON (one user's bad value must not break every subscriber's listing)
+_VALUES_DECODER = json.JSONDecoder(parse_constant=lambda _constant: None)
+
+
+def load_values(text: str | None) -> dict[str, Any]:
+    """An object's stored values (non-finite numbers of old data become null)."""
+    return _VALUES_DECODER.decode(text or "{}")
 
 
 class Base(DeclarativeBase):

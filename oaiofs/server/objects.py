@@ -35,11 +35,10 @@ from . import db as dbmod
 from . import trash
 from .entry_index import EntryIndex, finish, index_of
 from .entry_index import path_hash as path_hash
+from .models import DIR as DIR, FILE as FILE, load_values as load_values    # re-exported
 from .models import FileEntry, OaiObject, Subscription, User
 
 log = logging.getLogger(__name__)
-
-DIR, FILE = "dir", "file"
 
 
 # --- documents ---
@@ -48,16 +47,6 @@ DIR, FILE = "dir", "file"
 _FILE_FIELDS = ("path", "kind", "size", "sha256", "version", "stamp", "mtime", "mtime_ns", "mode", "target")
 _OBJECT_FIELDS = ("oaio_id", "values_json", "version", "stamp", "created", "updated", "deleted", "app_id",
                   "device_id")
-
-
-# NaN/Infinity stored before the input was validated read back as null, so such a document can
-# still be sent as JSON (one user's bad value must not break every subscriber's listing)
-_VALUES_DECODER = json.JSONDecoder(parse_constant=lambda _constant: None)
-
-
-def load_values(text: str | None) -> dict[str, Any]:
-    """An object's stored values (non-finite numbers of old data become null)."""
-    return _VALUES_DECODER.decode(text or "{}")
 
 
 def file_doc(entry: Any) -> dict[str, Any]:

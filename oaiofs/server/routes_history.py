@@ -1,4 +1,4 @@
-"""Thin HTTP handlers of the version history (:mod:`oaiofs.server.history`).
+"""Thin HTTP handlers of the version history (:mod:`oaiofs.server.history`; restores: ``history_restore``).
 
 Reading the history needs any right (``r``); restoring needs ``U``, ``D`` or ``C`` (like a
 PUT). A restore is a new version, checked against ``base_version`` like a PUT, and reaches
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from .. import protocol
-from . import deps, history, objects
+from . import deps, history, history_restore, objects
 from .access import load_object
 from .byteranges import blob_response
 from .deps import get_current_user, get_db
@@ -60,8 +60,8 @@ def restore_file_version(oaio_id: str, version: str, path: str, request: Request
     """Commit a kept version's bytes again as a new version of the file (needs U, D or C)."""
     number = history.parse_version(version)
     obj, _right = load_object(db, user, oaio_id, "update", for_update=True)
-    entry, row = history.restore_file(db, user, obj, path, number, base_version=base_version,
-                                      blobs=request.app.state.oaiofs.blobs)
+    entry, row = history_restore.restore_file(db, user, obj, path, number, base_version=base_version,
+                                              blobs=request.app.state.oaiofs.blobs)
     return dict(objects.file_doc(entry), restored_from=row.restored_from, object_version=obj.version)
 
 
@@ -87,5 +87,5 @@ def restore_values_version(oaio_id: str, version: str, base_version: int | None 
     """Set a kept version's values again (replace) as a new object version (needs U, D or C)."""
     number = history.parse_version(version)
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
-    history.restore_values(db, user, obj, number, base_version=base_version)
+    history_restore.restore_values(db, user, obj, number, base_version=base_version)
     return objects.object_doc(obj, right)

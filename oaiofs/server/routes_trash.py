@@ -1,4 +1,4 @@
-"""Thin HTTP handlers for the trash (:mod:`oaiofs.server.trash`): list, restore, empty."""
+"""Thin HTTP handlers for the trash (:mod:`oaiofs.server.trash`, ``trash_restore``): list, restore, empty."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.orm import Session
 
 from .. import protocol
-from . import objects, trash
+from . import objects, trash, trash_restore
 from .access import load_object, user_right
 from .deps import get_current_user, get_db
 from .state import get_state
@@ -60,10 +60,10 @@ def restore(oaio_id: str, request: Request, body: RestoreBody = Body(default_fac
     """Restore a deleted path (``path`` and/or trash item ``id``; C/D/U) or, with neither, the object (C/D)."""
     settings = _settings(request)
     if body.path is None and body.id is None:
-        obj = trash.restore_object(db, user, oaio_id, settings)
+        obj = trash_restore.restore_object(db, user, oaio_id, settings)
         right = user_right(db, user, obj) or ""
         return {"oaio_id": oaio_id, "path": "", "restored_as": "", "paths": [],
                 "object": objects.object_doc(obj, right)}
     obj, right = load_object(db, user, oaio_id, "update", for_update=True)
-    result = trash.restore_path(db, user, obj, settings, body.path, body.id)
+    result = trash_restore.restore_path(db, user, obj, settings, body.path, body.id)
     return {**result, "object": objects.object_doc(obj, right)}
