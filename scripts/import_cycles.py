@@ -16,15 +16,10 @@ import grimp  # noqa: E402
 
 # the cycles still in the code: remove an entry when its cycle is untangled
 KNOWN: dict[frozenset[str], str] = {
-    frozenset({"oaiofs.server.models", "oaiofs.server.models_compat", "oaiofs.server.models_history",
-               "oaiofs.server.models_trash"}):
-        "models.py imports the other table modules at its end so they share Base.metadata",
     frozenset({"oaiofs.server.objects", "oaiofs.server.history", "oaiofs.server.trash",
                "oaiofs.server.blob_gc"}):
         "objects calls the history/trash hooks on every change; history/trash restore through objects "
         "(function-level imports)",
-    frozenset({"oaiofs.drive_commands", "oaiofs.share_commands"}):
-        "the share CLI finds mounts through drive_commands; drive_commands reuses its CommandError",
 }
 
 

@@ -14,20 +14,12 @@ import hashlib
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
                         Text, UniqueConstraint, false)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-
-def utcnow() -> dt.datetime:
-    """Timezone-aware now (stored as UTC)."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every oaiofs table."""
-
-
-# BigInteger primary keys that still autoincrement on SQLite.
-BigIntPk = BigInteger().with_variant(Integer(), "sqlite")
+# the declarative base lives in models_base.py (the table modules share it); re-exported here
+from .models_base import Base as Base
+from .models_base import BigIntPk as BigIntPk
+from .models_base import utcnow as utcnow
 
 
 class User(Base):
