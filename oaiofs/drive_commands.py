@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exitcodes
+from .mount_lookup import oaiofs_mounts as oaiofs_mounts   # re-exported: share/trash commands use it
 from .protocol import XATTR_INFO, XATTR_MOUNT_STATUS, XATTR_PIN
 from .spawn import oaiofs_argv
 
@@ -36,7 +37,6 @@ PASSWORD_ENV = "OAIOFS_PASSWORD"
 MOUNT_WAIT_S = 60.0
 STATUS_FILE = "status.json"
 STATUS_FILE_INTERVAL_S = 0.5
-FSTYPE = "fuse.oaiofs"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 
@@ -470,20 +470,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def oaiofs_mounts() -> list[Path]:
-    """Mountpoints of oaiofs file systems (from /proc/mounts)."""
-    out = []
-    try:
-        with open("/proc/mounts", encoding="utf-8") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) >= 3 and parts[2] == FSTYPE:
-                    out.append(Path(parts[1].replace("\\040", " ")))
-    except OSError:
-        pass
-    return out
-
-
 def _upload_progress(status: dict[str, Any]) -> tuple[int, int, int]:
     """(ops pending, bytes done, bytes total) of the queued uploads."""
     ops = status.get("ops", [])
@@ -656,7 +642,7 @@ def _set_pin(path: Path, pinned: bool, quiet: bool = False) -> int:
 def cmd_pin(args: argparse.Namespace) -> int:
     """Pin with a bar of bytes fetched (the mount fetches inside the setxattr; we watch ``user.oaio.info``)."""
     from .progress import ByteBar
-    from .share_commands import CommandError, find_mount
+    from .mount_lookup import CommandError, find_mount
 
     path = args.path
     try:

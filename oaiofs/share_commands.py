@@ -18,17 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol
+from .mount_lookup import CommandError as CommandError
+from .mount_lookup import find_mount as find_mount
 
 PASSWORD_ENV = "OAIOFS_PASSWORD"
 RIGHT_NAMES = {"C": "creator", "D": "delete", "U": "update", "r": "read", "x": "none"}
-
-
-class CommandError(Exception):
-    """A failure to report as ``oaiofs: <message>`` with exit code ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def register(subparsers: Any) -> None:
@@ -88,21 +82,6 @@ def _run(func: Any, args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- the mount channel
-def find_mount(path: Path) -> Path:
-    """The oaiofs mountpoint that contains ``path``, or ``CommandError``."""
-    from .drive_commands import oaiofs_mounts
-
-    absolute = Path(os.path.realpath(path))
-    mounts = sorted(oaiofs_mounts(), key=lambda m: len(str(m)), reverse=True)
-    for mount in mounts:
-        if absolute == mount or mount in absolute.parents:
-            if not os.path.lexists(absolute):
-                raise CommandError(f"{path}: no such file or folder in the mount {mount}")
-            return mount
-    raise CommandError(f"{path} is not inside an oaiofs mount (mounted: "
-                       f"{', '.join(map(str, mounts)) or 'none'}); or use --server/--user with an object id")
-
-
 def _xattr_error(path: Path, exc: OSError, what: str) -> CommandError:
     if exc.errno in (errno.ENOTSUP, errno.ENOSYS):
         return CommandError(f"cannot {what} {path}: the drive was mounted with --no-xattrs; remount without it")

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
                         Text, UniqueConstraint, false)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-
-def utcnow() -> dt.datetime:
-    """Timezone-aware now (stored as UTC)."""
-    return dt.datetime.now(dt.timezone.utc)
+# the declarative base lives in models_base.py (the table modules share it); re-exported here
+from .models_base import Base as Base
+from .models_base import BigIntPk as BigIntPk
+from .models_base import utcnow as utcnow
 
 
 DIR, FILE = "dir", "file"          # FileEntry.kind of a folder / a file (a link is "link")
@@ -35,14 +35,6 @@ _VALUES_DECODER = json.JSONDecoder(parse_constant=lambda _constant: None)
 def load_values(text: str | None) -> dict[str, Any]:
     """An object's stored values (non-finite numbers of old data become null)."""
     return _VALUES_DECODER.decode(text or "{}")
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every oaiofs table."""
-
-
-# BigInteger primary keys that still autoincrement on SQLite.
-BigIntPk = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class User(Base):

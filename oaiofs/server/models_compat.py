@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
 
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, utcnow
+from .models_base import Base, utcnow
 
 
 class CompatAeObject(Base):

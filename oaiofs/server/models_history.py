@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, BigIntPk, utcnow
+from .models_base import Base, BigIntPk, utcnow
 
 
 class FileVersion(Base):

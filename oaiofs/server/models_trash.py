@@ -16,7 +16,7 @@ import hashlib
 from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from .models import Base, utcnow
+from .models_base import Base, utcnow
 
 
 class TrashItem(Base):
