@@ -176,10 +176,10 @@ def test_applied_mkdir_stays_visible_while_the_drive_is_told(env):
     seen: list[bool] = []
     real_put = vfs.ns.put_doc
 
-    def put_doc(doc):                      # another thread rebuilds the view in the middle of on_applied
+    def put_doc(doc, **kw):                # another thread rebuilds the view in the middle of on_applied
         vfs.ns.local_changed("o1")
         seen.append(vfs.getattr("/One/d3").mode & 0o040000 != 0)
-        real_put(doc)
+        real_put(doc, **kw)
 
     vfs.ns.put_doc = put_doc
     base = object_doc("o1", "One", {"a.txt": b"alpha", "big.bin": b"B" * (2 * MiB)})
