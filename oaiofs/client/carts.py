@@ -28,7 +28,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote
 
 import requests
@@ -157,6 +157,18 @@ class CartDownloader:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         path_url = protocol.PATH_CART_FILE.format(uid=quote_id(uid), path=quote_path(path))
         return self.api.request("GET", path_url, headers=headers, stream=True, expect=(200, 206))
+
+    @contextlib.contextmanager
+    def member_pieces(self, uid: str, path: str, start: int = 0, end: int | None = None,
+                      piece_bytes: int = 1 << 20) -> Iterator[Iterator[bytes | memoryview]]:
+        """Bytes ``[start, end)`` of one cart member as pieces of at most ``piece_bytes`` (read into
+        one reused buffer: each piece is valid until the next); the response is closed on exit.
+        ``NotFound`` (cart expired) and other errors are raised on entering, before any byte."""
+        resp = self.open_member(uid, path, start, end)
+        try:
+            yield _pieces(resp.raw, piece_bytes)
+        finally:
+            resp.close()
 
     def delete(self, uid: str) -> None:
         """Free the cart on the server."""
@@ -383,3 +395,21 @@ def _open_part(part: Path, *, truncate: bool) -> Any:
         part.unlink()
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if truncate else os.O_APPEND)
     return os.fdopen(os.open(part, flags, 0o600), "wb" if truncate else "ab")
+
+
+def _pieces(raw: Any, size: int) -> Iterator[memoryview]:
+    """Read the body into one reused buffer (no allocation per piece); each piece is valid until the next."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    while True:
+        filled = 0
+        while filled < size:
+            n = raw.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        if not filled:
+            return
+        yield view[:filled]
+        if filled < size:
+            return

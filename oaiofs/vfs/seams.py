@@ -1,8 +1,9 @@
 """The drive's typed seams, as Protocols.
 
-What the drive needs from the client library (vfs -> client): ``ServerApi`` and
-``Uploader``; ``oaiofs.client.ApiClient`` and ``oaiofs.client.uploads.TusUploader``
-satisfy them; unit tests pass fakes with the same methods. The VFS depends on these
+What the drive needs from the client library (vfs -> client): ``ServerApi``,
+``Uploader`` and ``CartReader`` (bytes of cart members, never a ``requests.Response``);
+``oaiofs.client.ApiClient``, ``oaiofs.client.uploads.TusUploader`` and
+``oaiofs.client.carts.CartDownloader`` satisfy them; unit tests pass fakes with the same methods. The VFS depends on these
 shapes, not on ``requests`` or the concrete classes.
 
 Whom the journal tells about each op's fate (journal -> drive): ``JournalListener``;
@@ -11,7 +12,8 @@ Whom the journal tells about each op's fate (journal -> drive): ``JournalListene
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol
 
 from ..errors import OaioError
 from .opstore import Op
@@ -63,6 +65,18 @@ class Uploader(Protocol):
                     on_url: Callable[[str], None] | None = None,
                     on_progress: ProgressCallback | None = None, mtime_ns: int | None = None,
                     mode: int | None = None) -> dict[str, Any]: ...
+
+
+class CartReader(Protocol):
+    """Server carts as the drive reads them (``vfs/source.py``): make one, wait until it is
+    ready, stream a byte range of one member, or fetch a whole cart into a folder."""
+
+    def create(self, fileids: Iterable[dict[str, Any]], uid: str | None = None) -> str: ...
+    def wait(self, uid: str, timeout: float = 300.0) -> str: ...
+    def member_pieces(self, uid: str, path: str, start: int = 0, end: int | None = None,
+                      piece_bytes: int = 1 << 20) -> ContextManager[Iterator[bytes | memoryview]]: ...
+    def fetch(self, fileids: Iterable[dict[str, Any]], dest_dir: str | os.PathLike[str],
+              timeout: float = 300.0) -> list[Path]: ...
 
 
 class JournalListener(Protocol):

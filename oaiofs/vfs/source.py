@@ -12,14 +12,15 @@ import contextlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import cachetools
 
-from ..client.carts import CartDownloader, cart_entry
+from ..client.carts import cart_entry
 from ..errors import NotFound
 from .cache import ItemKey
 from .fetcher import Candidate
+from .seams import CartReader
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ MEMBER = "f"                     # bundle path of the single member of a one-fil
 class CartSource:
     """File bytes from the server, always through carts."""
 
-    def __init__(self, carts: CartDownloader) -> None:
+    def __init__(self, carts: CartReader) -> None:
         self.carts = carts
         self._uids: cachetools.TTLCache[tuple[str, str, int], str] = cachetools.TTLCache(
             CART_MEMO_SIZE, CART_MEMO_TTL_S)
@@ -53,15 +54,13 @@ class CartSource:
     def open_range(self, oaio_id: str, path: str, version: int, sha256: str | None, start: int,
                    end: int) -> Iterator[Iterator[bytes | memoryview]]:
         uid = self._cart_for(oaio_id, path, version, sha256 or "")
-        try:
-            resp = self.carts.open_member(uid, MEMBER, start, end)
-        except NotFound:                       # the cart expired on the server: make a new one
-            uid = self._cart_for(oaio_id, path, version, sha256 or "", fresh=True)
-            resp = self.carts.open_member(uid, MEMBER, start, end)
-        try:
-            yield _pieces(resp.raw, STREAM_PIECE_BYTES)
-        finally:
-            resp.close()
+        with contextlib.ExitStack() as stack:
+            try:
+                pieces = stack.enter_context(self.carts.member_pieces(uid, MEMBER, start, end, STREAM_PIECE_BYTES))
+            except NotFound:                   # the cart expired on the server: make a new one
+                uid = self._cart_for(oaio_id, path, version, sha256 or "", fresh=True)
+                pieces = stack.enter_context(self.carts.member_pieces(uid, MEMBER, start, end, STREAM_PIECE_BYTES))
+            yield pieces
 
     def fetch_batch(self, files: list[Candidate], dest_dir: Path) -> dict[ItemKey, Path]:
         entries, names = [], {}
@@ -80,21 +79,3 @@ class CartSource:
             if key is not None:
                 out[key] = file
         return out
-
-
-def _pieces(raw: Any, size: int) -> Iterator[memoryview]:
-    """Read the body into one reused buffer (no allocation per piece); each piece is valid until the next."""
-    buf = bytearray(size)
-    view = memoryview(buf)
-    while True:
-        filled = 0
-        while filled < size:
-            n = raw.readinto(view[filled:])
-            if not n:
-                break
-            filled += n
-        if not filled:
-            return
-        yield view[:filled]
-        if filled < size:
-            return

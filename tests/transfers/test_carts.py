@@ -96,6 +96,11 @@ def test_cart_pins_the_versions_it_was_made_from(shared, api_for, tmp_path: Path
     owner.put_file(oaio_id, "a.txt", b"overwritten later")
     assert reader.open_member(uid, "a.txt").content == old
     assert reader.open_member(uid, "a.txt", start=2).content == old[2:]
+    for start, end, piece in ((0, None, 1 << 20), (1, len(old) - 1, 3), (2, 5, 4)):   # the drive's read seam
+        with reader.member_pieces(uid, "a.txt", start, end, piece) as pieces:
+            got = [bytes(p) for p in pieces]                 # each piece is valid until the next
+        assert b"".join(got) == old[start:end], (start, end)
+        assert all(0 < len(p) <= piece for p in got)
     reader.download(uid, tmp_path)
     assert (tmp_path / "a.txt").read_bytes() == old
 
