@@ -137,6 +137,25 @@ def _touch_for_open_file(view: ObjectView, parent: str, entry: Entry) -> None:
         folder.mtime, folder.mtime_ns = entry.mtime, 0
 
 
+def _server_entries(view: ObjectView, doc: Mapping[str, Any], path: str, parent: str
+                    ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None, Entry | None] | None:
+    """The server's entries of ``path`` and of its ``parent`` folder in ``doc``, and the view's
+    entry of that folder (both None at the object's top); None when the parent is not a folder
+    on both sides (then the caller rebuilds)."""
+    new_entry = new_parent = None
+    for f in doc.get("files", ()):
+        if f.get("path") == path:
+            new_entry = f
+        elif parent and f.get("path") == parent:
+            new_parent = f
+    if not parent:
+        return new_entry, None, None
+    folder = view.entries.get(parent)
+    if folder is None or folder.kind != "dir" or new_parent is None or new_parent.get("kind") != "dir":
+        return None
+    return new_entry, new_parent, folder
+
+
 def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
                     open_files: Mapping[str, Entry]) -> bool:
     """The server's document after this mount's ``put_file`` ``op`` (exactly one change since
@@ -156,17 +175,11 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     parent, _, name = op.path.rpartition("/")
     if any(path.rpartition("/")[0] == parent for path in open_files):
         return False
-    new_file = new_parent = None
-    for f in doc.get("files", ()):
-        path = f.get("path")
-        if path == op.path:
-            new_file = f
-        elif parent and path == parent:
-            new_parent = f
-    if new_file is None or new_file.get("sha256") != op.sha256 or (parent and new_parent is None):
+    found = _server_entries(view, doc, op.path, parent)
+    if found is None:
         return False
-    folder = view.entries.get(parent) if parent else None
-    if parent and (folder is None or folder.kind != "dir" or new_parent is None or new_parent.get("kind") != "dir"):
+    new_file, new_parent, folder = found
+    if new_file is None or new_file.get("sha256") != op.sha256:
         return False
     entry = doc_entry(new_file)
     view.entries[op.path] = entry
@@ -198,17 +211,11 @@ def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str,
     parent, _, name = op.path.rpartition("/")
     if any(path.rpartition("/")[0] in (parent, op.path) for path in open_files):
         return False
-    new_dir = new_parent = None
-    for f in doc.get("files", ()):
-        path = f.get("path")
-        if path == op.path:
-            new_dir = f
-        elif parent and path == parent:
-            new_parent = f
-    if new_dir is None or new_dir.get("kind") != "dir" or (parent and new_parent is None):
+    found = _server_entries(view, doc, op.path, parent)
+    if found is None:
         return False
-    folder = view.entries.get(parent) if parent else None
-    if parent and (folder is None or folder.kind != "dir" or new_parent is None or new_parent.get("kind") != "dir"):
+    new_dir, new_parent, folder = found
+    if new_dir is None or new_dir.get("kind") != "dir":
         return False
     entry = doc_entry(new_dir)
     if shown.mtime != (op.mtime or 0):
