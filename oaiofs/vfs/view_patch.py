@@ -156,6 +156,21 @@ def _server_entries(view: ObjectView, doc: Mapping[str, Any], path: str, parent:
     return new_entry, new_parent, folder
 
 
+def _show_committed(view: ObjectView, op: Any, doc: Mapping[str, Any], entry: Entry, folder: Entry | None,
+                    new_parent: Mapping[str, Any] | None) -> None:
+    """Show ``entry`` (the server's entry of ``op.path``), the server's touch of its folder when
+    this op was the folder's last local touch, and the document's version and time."""
+    parent, _, name = op.path.rpartition("/")
+    view.entries[op.path] = entry
+    view.children[parent][name] = entry
+    if (folder is not None and new_parent is not None and folder.mtime == float(getattr(op, "created", 0) or 0)
+            and not folder.mtime_ns):
+        # the folder was last touched by this op (its local time): the server's touch replaces it
+        folder.mtime, folder.mtime_ns = float(new_parent.get("mtime") or 0), int(new_parent.get("mtime_ns") or 0)
+    view.version = int(doc.get("version", 0))
+    view.mtime = iso_to_epoch(doc.get("updated"))
+
+
 def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
                     open_files: Mapping[str, Entry]) -> bool:
     """The server's document after this mount's ``put_file`` ``op`` (exactly one change since
@@ -172,7 +187,7 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     shown = view.entries.get(op.path)
     if shown is None or shown.kind != "file" or not shown.local or shown.sha256 != op.sha256:
         return False                      # a later local change of the file shows: rebuild
-    parent, _, name = op.path.rpartition("/")
+    parent = op.path.rpartition("/")[0]
     if any(path.rpartition("/")[0] == parent for path in open_files):
         return False
     found = _server_entries(view, doc, op.path, parent)
@@ -181,15 +196,7 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     new_file, new_parent, folder = found
     if new_file is None or new_file.get("sha256") != op.sha256:
         return False
-    entry = doc_entry(new_file)
-    view.entries[op.path] = entry
-    view.children[parent][name] = entry
-    if (folder is not None and new_parent is not None and folder.mtime == float(getattr(op, "created", 0) or 0)
-            and not folder.mtime_ns):
-        # the folder was last touched by this op (its local time): the server's touch replaces it
-        folder.mtime, folder.mtime_ns = float(new_parent.get("mtime") or 0), int(new_parent.get("mtime_ns") or 0)
-    view.version = int(doc.get("version", 0))
-    view.mtime = iso_to_epoch(doc.get("updated"))
+    _show_committed(view, op, doc, doc_entry(new_file), folder, new_parent)
     return True
 
 
@@ -208,7 +215,7 @@ def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str,
     if (shown is None or shown.kind != "dir" or not shown.local or shown.mtime_ns or shown.mode is not None
             or op.path in view.shadowed):
         return False                      # a later chmod/utimens of the folder shows: rebuild
-    parent, _, name = op.path.rpartition("/")
+    parent = op.path.rpartition("/")[0]
     if any(path.rpartition("/")[0] in (parent, op.path) for path in open_files):
         return False
     found = _server_entries(view, doc, op.path, parent)
@@ -220,13 +227,7 @@ def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str,
     entry = doc_entry(new_dir)
     if shown.mtime != (op.mtime or 0):
         entry.mtime, entry.mtime_ns = shown.mtime, 0    # a later op added a name inside: its touch stays
-    view.entries[op.path] = entry
-    view.children[parent][name] = entry
-    if (folder is not None and new_parent is not None and folder.mtime == float(getattr(op, "created", 0) or 0)
-            and not folder.mtime_ns):
-        folder.mtime, folder.mtime_ns = float(new_parent.get("mtime") or 0), int(new_parent.get("mtime_ns") or 0)
-    view.version = int(doc.get("version", 0))
-    view.mtime = iso_to_epoch(doc.get("updated"))
+    _show_committed(view, op, doc, entry, folder, new_parent)
     return True
 
 

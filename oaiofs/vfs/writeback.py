@@ -49,6 +49,7 @@ class JournalLike(Protocol):
     def wait(self, op: Op, timeout: float | None = None) -> Op: ...
     def pending(self, oaio_id: str | None = None) -> list[Op]: ...
     def status(self) -> dict[str, Any]: ...
+    def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool: ...
 
 
 class WriteBack:
@@ -156,14 +157,13 @@ class WriteBack:
         """chmod/utimens right after a file's release (``cp -p``, ``git clone``, ``tar x``): while
         the file's ``put_file`` is its newest op and has not started, the mode/mtime go with it
         (one op less, and the queue keeps runs of uploads that go out as one batch: issue 16)."""
-        amend = getattr(self.journal, "amend_meta", None)
-        if amend is None or op.kind != "set_meta":
+        if op.kind != "set_meta":
             return False
         with self._lock:
             last = self._last_op.get((op.oaio_id, op.path))
             if last is None or last.kind != "put_file" or last.path != op.path:
                 return False
-            if not amend(last.id, op.mode, op.mtime_ns):
+            if not self.journal.amend_meta(last.id, op.mode, op.mtime_ns):
                 return False
         if not self.ns.patch_submitted(op):
             self.ns.local_changed(op.oaio_id)

@@ -80,6 +80,9 @@ class FakeJournal:
     def status(self) -> dict[str, Any]:
         return {"online": True, "ops": [o.summary() for o in self.pending()], "conflicts": [], "failed": []}
 
+    def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool:
+        return False                     # never folds: every chmod/utimens stays an op of its own
+
     def finish(self, op: Op) -> None:
         for o in self.ops:
             if o.id == op.id:
