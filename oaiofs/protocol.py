@@ -21,7 +21,8 @@ HTTP Basic; errors are ``{"error": code, "message": text, "detail": {}}``, see
   PATCH  /api/v1/objects/{oaio_id}          {"values", "mode": "merge"|"replace", "base_version"?} -> ObjectDoc
   DELETE /api/v1/objects/{oaio_id}[?base_version=N]  -> 200 ObjectDoc (tombstone)
   GET    /api/v1/objects/{oaio_id}/files/{path}      -> bytes (Range supported; ETag = sha256)
-  PUT    /api/v1/objects/{oaio_id}/files/{path}      bytes [?base_version=N] -> 200 FileDoc (plain upload)
+  PUT    /api/v1/objects/{oaio_id}/files/{path}      bytes [?base_version=N] -> 200 FileDoc (plain upload;
+                                            ?compact=true: + "object", the commit's CompactDoc)
   PATCH  /api/v1/objects/{oaio_id}/files/{path}      {"mode"?, "mtime_ns"?, "base_version"?} -> 200 ObjectDoc
                                             (metadata only: chmod/utimes without re-sending the bytes)
   PUT    /api/v1/objects/{oaio_id}/links/{path}      {"target", "mtime_ns"?, "base_version"?}
@@ -33,7 +34,8 @@ HTTP Basic; errors are ``{"error": code, "message": text, "detail": {}}``, see
   PUT    /api/v1/objects/{oaio_id}/subscriptions/{username} {"access_right"} -> {"pid", "access_right"}
                                             ("x" removes, answering {"pid": 0, "access_right": "x"})
   POST   /api/v1/objects/{oaio_id}/batch    tar body (see BATCH_* below) -> 200 {"object_version",
-                                            "results": [BatchResult]} (many small files, one transaction)
+                                            "results": [BatchResult]} (many small files, one transaction;
+                                            ?compact=true: + the batch's CompactDoc fields)
   GET    /api/v1/changes?cursor=N&wait=S&limit=L     -> {"cursor": int, "events": [CloudEvent]}
   tus 1.0 at /api/v1/uploads/   (see TUS_* below)
   Pacifica cartd at /api/v1/carts/{uid} (see CART_* below); single files:
@@ -47,10 +49,19 @@ ObjectDoc::
    "access_right": "C"|"D"|"U"|"r", "app_id", "device_id",
    "files": [FileDoc]}
 
-CompactDoc (``?compact=true`` on the PATCH/DELETE of a file, PUT of a link, POST of a folder and
-a move: the answer's cost does not grow with the object)::
+CompactDoc (``?compact=true`` on the PATCH/DELETE of a file, PUT of a link, POST of a folder,
+a move and a batch; as ``"object"`` of a plain PUT: the answer's cost does not grow with the
+object)::
 
-  {"oaio_id", "version", "stamp", "access_right", "changed": [FileDoc], "removed": [path]}
+  {"oaio_id", "version", "previous_version", "stamp", "updated", "access_right",
+   "changed": [FileDoc], "removed": [path]}
+
+``changed`` holds the entries the change made or changed and every folder above a changed or
+removed path (the folders whose mtime it moved among them), sorted by path; ``removed`` the
+paths that are gone. The ObjectDoc of ``previous_version`` without ``removed``, with ``changed``
+put in (files sorted by path; ``version``, ``stamp``, ``updated`` taken from here) is exactly
+the ObjectDoc of ``version``. Older servers sent no ``previous_version`` (= ``version - 1``)
+and listed no folders above (a client then fetches the object).
 
 FileDoc::
 
@@ -560,7 +571,8 @@ def decode_upload_metadata(header: str | None) -> dict[str, str]:
 # (same base_version rules; a stale base or a 409 refuses that file only), all in one transaction.
 # A malformed body, a hostile or repeated path or a bad field refuses the WHOLE batch (422, nothing
 # applied); a body over BATCH_MAX_BYTES or more than BATCH_MAX_FILES files answers 413.
-# Answer: {"object_version": int, "stamp": str, "results": [BatchResult]} in manifest order.
+# Answer: {"object_version": int, "stamp": str, "results": [BatchResult]} in manifest order
+# (?compact=true: plus the CompactDoc fields of the whole batch, see the module docstring).
 BATCH_MAX_FILES = 1000
 BATCH_MAX_BYTES = 16 << 20                # whole request body (tar headers and manifest included)
 BATCH_MANIFEST_NAME = "manifest.json"

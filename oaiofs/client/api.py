@@ -293,14 +293,24 @@ class ApiClient:
         files = list(files)
         if not files:
             return []
+        results: list[dict[str, Any]] = self.commit_batch_answer(oaio_id, files)["results"]
+        return results
+
+    def commit_batch_answer(self, oaio_id: str, files: Sequence[protocol.BatchFile], *,
+                            compact: bool = False) -> dict[str, Any]:
+        """:meth:`commit_batch`, answering the server's whole answer: ``{"object_version", "stamp",
+        "results"}`` and with ``compact`` also the batch's CompactDoc fields (docs/api.md)."""
+        files = list(files)
         resp = self.request("POST", protocol.PATH_BATCH.format(oaio_id=quote_id(oaio_id)),
-                            data=batch_body(files), headers={"Content-Type": protocol.BATCH_CONTENT_TYPE})
-        body = resp.json()
-        results: list[dict[str, Any]] = list(body["results"])
+                            data=batch_body(files), headers={"Content-Type": protocol.BATCH_CONTENT_TYPE},
+                            params=_compact(compact))
+        body: dict[str, Any] = resp.json()
+        results = list(body.get("results") or [])
         if len(results) != len(files):
             raise OaioError("the server answered a batch with the wrong number of results",
                             {"sent": len(files), "results": len(results)})
-        return results
+        body["results"] = results
+        return body
 
     def set_file_meta(self, oaio_id: str, path: str, *, mode: int | None = None, mtime_ns: int | None = None,
                       base_version: int | None = None, compact: bool = False) -> dict[str, Any]:

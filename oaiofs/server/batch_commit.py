@@ -30,6 +30,7 @@ from ..errors import (ChecksumMismatch, Conflict, InvalidValue, MalformedJson, N
                       TooLarge)
 from . import access, blob_gc, changes, objects
 from .blobs import blob_key
+from .compact_doc import compact_doc
 from .models import FileEntry, User
 from .state import AppState, transaction
 
@@ -177,13 +178,17 @@ def _result(item: BatchItem, err: OaioError) -> dict[str, Any]:
     return {"path": item.path, "status": status, "error": err.to_json()}
 
 
-def commit_items(state: AppState, user_id: int, oaio_id: str, items: list[BatchItem]) -> dict[str, Any]:
-    """Commit every acceptable item in one transaction; per-file results in order."""
+def commit_items(state: AppState, user_id: int, oaio_id: str, items: list[BatchItem],
+                 compact: bool = False) -> dict[str, Any]:
+    """Commit every acceptable item in one transaction; per-file results in order (``compact``:
+    the answer is also a CompactDoc of the whole batch, see :mod:`oaiofs.server.compact_doc`)."""
     results: list[dict[str, Any]] = []
+    entries: list[FileEntry] = []
     with transaction(state) as db:
         blob_gc.lock_for_commit(db)              # blobs stored below are not collected before we refer to them
         user = db.get_one(User, user_id)
-        obj, _right = access.load_object(db, user, oaio_id, "update", for_update=True)
+        obj, right = access.load_object(db, user, oaio_id, "update", for_update=True)
+        previous_version = obj.version
         state.blobs.check_space(sum(len(item.data) for item in items if item.error is None))
         with changes.coalesced(db):
             for item in items:
@@ -201,9 +206,12 @@ def commit_items(state: AppState, user_id: int, oaio_id: str, items: list[BatchI
                                             sha256=item.sha256, mtime=None, base_version=item.base_version,
                                             mtime_ns=item.mtime_ns, mode=item.mode)
                 results.append({"path": item.path, "status": protocol.BATCH_OK, "version": entry.version})
+                entries.append(entry)
         for result in results:
             result["object_version"] = obj.version
         answer = {"object_version": obj.version, "stamp": obj.stamp, "results": results}
+        if compact:
+            answer.update(compact_doc(obj, right, entries, previous_version=previous_version))
     committed = sum(r["status"] == protocol.BATCH_OK for r in results)
     log.info("batch into %r: %d of %d files committed", oaio_id, committed, len(results))
     return answer

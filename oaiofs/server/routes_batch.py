@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from typing import IO, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -52,7 +52,9 @@ async def spool_body(request: Request) -> IO[bytes]:
 
 
 @router.post(protocol.PATH_BATCH)
-async def commit_batch(oaio_id: str, request: Request) -> dict[str, Any]:
+async def commit_batch(oaio_id: str, request: Request,
+                       compact: bool = Query(False, description="also answer a CompactDoc of the batch")
+                       ) -> dict[str, Any]:
     """Commit many small files of one object in one transaction (tar body; see ``BATCH_*`` in the protocol)."""
     state = transfer_state(request)
     user_id = await run_in_threadpool(authenticate, request)
@@ -62,4 +64,4 @@ async def commit_batch(oaio_id: str, request: Request) -> dict[str, Any]:
         items = await run_in_threadpool(parse_batch, spool)
     finally:
         spool.close()
-    return await run_in_threadpool(commit_items, state, user_id, oaio_id, items)
+    return await run_in_threadpool(commit_items, state, user_id, oaio_id, items, compact)

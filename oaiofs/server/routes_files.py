@@ -18,6 +18,7 @@ from .. import protocol
 from ..errors import InvalidInput, InvalidValue, NotFound
 from . import access, deps, objects
 from .byteranges import blob_response
+from .compact_doc import compact_doc
 from .models import FileEntry, User
 from .deps import authenticate
 from .http_uploads import append_chunk, upload_lock, upload_service
@@ -29,11 +30,12 @@ router = APIRouter(tags=["files"])
 FILE_ROUTE = protocol.PATH_FILE.replace("{path}", "{path:path}")
 
 
-def file_info(state: Any, user_id: int, oaio_id: str, path: str) -> dict[str, Any]:
-    """The ``FileDoc`` of a readable attached file plus its ``blob_key`` (404 for folders)."""
+def file_info(state: Any, user_id: int, oaio_id: str, path: str, compact: bool = False) -> dict[str, Any]:
+    """The ``FileDoc`` of a readable attached file plus its ``blob_key`` (404 for folders); with
+    ``compact`` and the object unchanged since the file's commit, ``object``: that commit's CompactDoc."""
     path = protocol.normalize_file_path(path)
     with transaction(state) as db:
-        return _file_info(db, db.get_one(User, user_id), oaio_id, path)
+        return _file_info(db, db.get_one(User, user_id), oaio_id, path, compact)
 
 
 def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: str) -> dict[str, Any]:
@@ -43,13 +45,16 @@ def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: st
         return _file_info(db, user, oaio_id, protocol.normalize_file_path(path))
 
 
-def _file_info(db: Any, user: User, oaio_id: str, path: str) -> dict[str, Any]:
-    obj, _right = access.load_object(db, user, oaio_id, "read")
+def _file_info(db: Any, user: User, oaio_id: str, path: str, compact: bool = False) -> dict[str, Any]:
+    obj, right = access.load_object(db, user, oaio_id, "read")
     entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id,
                                               FileEntry.path_hash == objects.path_hash(path)))
     if entry is None or entry.kind != "file" or not entry.blob_key:
         raise NotFound(f"no file {path!r} in object {oaio_id!r}", {"oaio_id": oaio_id, "path": path})
-    return dict(objects.file_doc(entry), blob_key=entry.blob_key)
+    info = dict(objects.file_doc(entry), blob_key=entry.blob_key)
+    if compact and entry.version == obj.version:     # nothing changed since: the last change was this commit
+        info["object"] = compact_doc(obj, right, [entry])
+    return info
 
 
 @router.api_route(FILE_ROUTE, methods=["GET", "HEAD"], response_class=Response)
@@ -63,8 +68,9 @@ async def get_file(oaio_id: str, path: str, request: Request) -> Response:
 @router.put(FILE_ROUTE)
 async def put_file(oaio_id: str, path: str, request: Request, base_version: int | None = None,
                    mtime: float | None = None, mtime_ns: int | None = None,
-                   mode: str | None = None) -> dict[str, Any]:
-    """Store the body as the new version of the file (``X-OAIO-Sha256`` checks it end to end)."""
+                   mode: str | None = None, compact: bool = False) -> dict[str, Any]:
+    """Store the body as the new version of the file (``X-OAIO-Sha256`` checks it end to end);
+    ``compact``: the answer's ``object`` is the commit's CompactDoc (absent if the object moved on)."""
     length = request.headers.get("content-length")
     if not length or not (length.isascii() and length.isdigit()):
         raise InvalidInput("Content-Length is required for a plain upload (use tus for streams)",
@@ -96,7 +102,7 @@ async def put_file(oaio_id: str, path: str, request: Request, base_version: int 
         raise InvalidInput("the body ended before Content-Length bytes; nothing was stored",
                            {"received": upload.offset, "length": int(length)})
     await run_in_threadpool(service.discard, upload.id)     # the file is committed; the record is spent
-    info = await run_in_threadpool(file_info, service.state, user_id, oaio_id, path)
+    info = await run_in_threadpool(file_info, service.state, user_id, oaio_id, path, compact)
     info.pop("blob_key")
     return info
 

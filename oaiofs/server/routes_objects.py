@@ -13,6 +13,7 @@ from .. import protocol
 from ..errors import InvalidValue
 from . import changes, metadata, objects, subscriptions
 from .access import load_object
+from .compact_doc import compact_doc
 from .entry_index import index_of
 from .deps import get_current_user, get_db
 from .onehop import OneHopRoute
@@ -27,8 +28,7 @@ def _answer(obj: Any, right: str, compact: bool, changed: Sequence[Any] = (), re
     """The whole ``ObjectDoc``, or with ``compact`` only what the change touched (cost independent of the object)."""
     if not compact:
         return objects.object_doc(obj, right)
-    return {"oaio_id": obj.oaio_id, "version": obj.version, "stamp": obj.stamp, "access_right": right,
-            "changed": [objects.file_doc(e) for e in changed], "removed": sorted(removed)}
+    return compact_doc(obj, right, changed, removed)
 
 
 class CreateBody(BaseModel):

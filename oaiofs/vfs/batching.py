@@ -79,15 +79,21 @@ def apply_batch(api: Any, ops: Sequence[Op], doc_of: Any) -> list[Outcome | None
         return [None] * len(ops)           # a snapshot changed under us: the single path re-checks it
     if len(protocol.plan_batches(files)) != 1:
         return [None] * len(ops)
+    doc: dict[str, Any] | None = None
     try:
-        results = api.commit_batch(oaio_id, files)
+        compact = getattr(api, "commit_batch_doc", None)      # vfs/compact.py: no whole-object fetch
+        if compact is not None:
+            results, doc = compact(oaio_id, files)
+        else:
+            results = api.commit_batch(oaio_id, files)
     except OaioError as err:
         log.info("%s: batch of %d files not committed (%s); sending them one by one", oaio_id, len(ops),
                  err.message)
         return [None] * len(ops)
     outcomes: list[Outcome | None] = []
     ok = [i for i, r in enumerate(results) if r.get("status") == protocol.BATCH_OK]
-    doc = doc_of(oaio_id) if ok else None
+    if ok and doc is None:
+        doc = doc_of(oaio_id)
     for op, result in zip(ops, results):
         if result.get("status") == protocol.BATCH_OK and result.get("path") == op.path:
             COUNTERS.upload_bytes += op.size

@@ -6,19 +6,20 @@ op (O(files) per op: a ``git clone`` makes one of them per folder). :class:`Comp
 wraps the :class:`~oaiofs.vfs.seams.ServerApi` the journal calls: those five calls ask for
 ``?compact=true`` (a CompactDoc: the changed entries and the removed paths, docs/api.md) and
 hand the applier the whole document anyway, built by :func:`expand` from the namespace's
-document of the object when that is exactly one version older. Otherwise (another writer
-changed the object in between, a folder the server made on the way, no document yet) the
-document is fetched as before. Every other call goes straight through.
+document of the object when that is exactly the version before the change. Otherwise (another
+writer changed the object in between, no document yet, an older server whose answer does not
+list the folders the change touched) the document is fetched as before. A batch commit asks for
+a compact answer too (:meth:`CompactAnswers.commit_batch_doc`, used by vfs/batching.py). Every
+other call goes straight through.
 
-The built document differs from the server's in one way only: the folders the change added a
-name to or removed one from get the change's stamp as their mtime (the server took its clock
-a moment earlier, and a CompactDoc does not list them). It is marked ``"compact": true``, so
-the change feed's next fetch of the object replaces it (``Namespace.put_doc``).
+A CompactDoc lists every folder above a changed or removed path (each folder whose mtime the
+change moved among them) and the version it was built on (``previous_version``), so the built
+document equals the server's ``GET`` of that version, field for field.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import protocol
 from .seams import ServerApi
@@ -32,39 +33,46 @@ DocSource = Callable[[str], "dict[str, Any] | None"]
 
 def expand(old: Mapping[str, Any] | None, answer: Mapping[str, Any], touch: bool) -> dict[str, Any] | None:
     """The ObjectDoc after the change ``answer`` (a CompactDoc) describes, from ``old`` (the
-    document before it); None when ``old`` is not the version right before, or a changed entry's
-    folder is not in ``old`` (made on the way). ``touch``: the change added or removed names."""
+    document of the version right before it: ``previous_version``, or one less than ``version``
+    from servers that do not send it; or already the document of ``version``, fetched by the
+    change feed first); None when ``old`` is another version, or a folder the
+    change may have touched is not listed (an older server's answer: then the caller fetches).
+    ``touch``: the change added or removed names (so the folders holding them changed too)."""
     if old is None or "changed" not in answer or "removed" not in answer:
         return None
-    if int(answer.get("version", -1)) != int(old.get("version", 0)) + 1:
-        return None
+    version = int(answer.get("version", -1))
+    previous = int(answer.get("previous_version", version - 1))
     if answer.get("access_right") != old.get("access_right") or answer.get("oaio_id") != old.get("oaio_id"):
         return None
+    if int(old.get("version", 0)) == version and previous < version and not old.get(MARK):
+        return dict(old)                  # the feed fetched the server's document of this version first
+    if previous >= version or int(old.get("version", 0)) != previous:
+        return None
     files = {f["path"]: f for f in old.get("files", ())}
-    removed = [str(p) for p in answer["removed"]]
+    gone = {str(p) for p in answer["removed"]}
     changed = [dict(f) for f in answer["changed"]]
-    for path in removed:
+    listed = {f["path"] for f in changed}
+    for path in gone:
         files.pop(path, None)
     for f in changed:
-        parent = f["path"].rpartition("/")[0]
-        if parent and parent not in files and all(c["path"] != parent for c in changed):
-            return None                   # a folder made on the way: not listed in the answer
         files[f["path"]] = f
+    for path in (*listed, *gone):
+        parent = path.rpartition("/")[0]
+        if parent and parent not in listed and parent not in gone and (touch or parent not in files):
+            return None                   # a folder touched or made on the way, not in the answer
     stamp = str(answer.get("stamp") or old.get("stamp") or "")
-    when = protocol.stamp_to_datetime(stamp) if protocol.is_stamp(stamp) else None
-    if touch and when is not None:
-        now_ns = int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
-        moved_in = {f["path"] for f in changed}
-        for path in {p.rpartition("/")[0] for p in [*removed, *moved_in]}:
-            folder = files.get(path) if path else None
-            if folder is not None and folder.get("kind") == "dir" and path not in moved_in:
-                files[path] = dict(folder, mtime=now_ns / 1e9, mtime_ns=now_ns)
     doc = dict(old)
-    doc.update(version=int(answer["version"]), stamp=stamp, files=list(files.values()))
-    if when is not None:
-        doc["updated"] = when.isoformat()
-    doc[MARK] = True
+    doc.pop(MARK, None)
+    doc.update(version=version, stamp=stamp, files=sorted(files.values(), key=_path))
+    if answer.get("updated"):
+        doc["updated"] = answer["updated"]
+    elif protocol.is_stamp(stamp):
+        doc["updated"] = protocol.stamp_to_datetime(stamp).isoformat()
     return doc
+
+
+def _path(entry: Mapping[str, Any]) -> str:
+    return str(entry["path"])
 
 
 class CompactAnswers:
@@ -78,10 +86,13 @@ class CompactAnswers:
         self.fetched = 0
 
     def _whole(self, oaio_id: str, answer: dict[str, Any], touch: bool) -> dict[str, Any]:
-        doc = expand(self._doc_of(oaio_id), answer, touch)
+        old = self._doc_of(oaio_id)
+        doc = expand(old, answer, touch)
         if doc is not None:
             self.expanded += 1
             return doc
+        log.debug("%s: the compact answer of version %s does not complete the drive's version %s; fetching",
+                  oaio_id, answer.get("version"), None if old is None else old.get("version"))
         self.fetched += 1
         return self.api.get_object(oaio_id)
 
@@ -112,6 +123,23 @@ class CompactAnswers:
         answer = self.api.move(oaio_id, src, dst, base_version=base_version,
                                overwrite=overwrite, compact=True)
         return answer if compact else self._whole(oaio_id, answer, touch=True)
+
+    def commit_batch_doc(self, oaio_id: str, files: Sequence[protocol.BatchFile]
+                         ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A batch commit asking for a compact answer: the per-file results and the object's
+        document after the batch built from it (None: fetch it; no file committed, another
+        writer in between, or a server without compact batch answers)."""
+        commit = getattr(self.api, "commit_batch_answer", None)
+        if commit is None:
+            return list(self.api.commit_batch(oaio_id, files)), None   # type: ignore[attr-defined]
+        answer: dict[str, Any] = commit(oaio_id, files, compact=True)
+        results: list[dict[str, Any]] = answer["results"]
+        if not any(r.get("status") == protocol.BATCH_OK for r in results):
+            return results, None
+        doc = expand(self._doc_of(oaio_id), dict(answer, version=answer.get("object_version")), touch=True)
+        if doc is not None:
+            self.expanded += 1
+        return results, doc
 
     # --- straight through ---
     def close(self) -> None:

@@ -183,7 +183,7 @@ class ChangeFeed:
     def _known(self, events: list[dict[str, Any]]) -> set[str]:
         """Objects whose events are only ``updated`` ones this mount's document already shows (its
         version is at least theirs; issue 16: the echo of the mount's own commits is not fetched
-        again). A document built from a compact answer (vfs/compact.py) is always refetched."""
+        again)."""
         newest: dict[str, int] = {}
         other: set[str] = set()
         for e in events:
@@ -198,8 +198,7 @@ class ChangeFeed:
         known = set()
         for oaio_id, version in newest.items():
             doc = self.ns.doc(oaio_id)
-            if (oaio_id not in other and doc is not None and not doc.get("compact")
-                    and int(doc.get("version", 0)) >= version):
+            if oaio_id not in other and doc is not None and int(doc.get("version", 0)) >= version:
                 known.add(oaio_id)
         return known
 

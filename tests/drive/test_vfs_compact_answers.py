@@ -79,10 +79,11 @@ def test_metadata_ops_do_not_fetch_the_whole_object(live_server: ServerProcess, 
         assert drive.journal.wait_idle(120), drive.journal.status()
         assert drive.journal.status()["failed"] == []
         # every op was answered compactly and completed from the drive's own document
-        assert len(gets) <= 2, gets
+        assert gets == [], gets
         server_doc = drive.api.get_object(oaio_id)
         wait_until(lambda: _files(vfs.ns.doc(oaio_id) or {"files": []}) == _files(server_doc), timeout=30,
                    message="the drive's document to list what the server holds")
+        assert vfs.ns.doc(oaio_id) == server_doc          # the whole document, folder mtimes too
         assert vfs.readlink("/obj/d2/link1") == "../seed.txt"
         assert vfs.getattr("/obj/e0").mtime == pytest.approx(1.6e9)
         assert not any(name == "d3" for name, _ in vfs.ns.list_dir(vfs.ns.resolve("/obj")))
@@ -101,35 +102,98 @@ def test_metadata_ops_do_not_fetch_the_whole_object(live_server: ServerProcess, 
         fresh.stop()
 
 
+def test_uploads_do_not_fetch_the_whole_object(live_server: ServerProcess, make_user: Any,
+                                                tmp_path: Path) -> None:
+    """Small files (batches, also lone files: a batch of one) in nested folders, overwrites and
+    files in new folders: the journal builds the object's document from the batches' compact
+    answers (no whole-object GET after a commit) and it equals the server's, every field."""
+    user = make_user("compactput")
+    drive = _drive(live_server, user, tmp_path / "c1")
+    vfs = drive.vfs
+
+    def write(path: str, data: bytes) -> None:
+        fh = vfs.create(path, 0o644)
+        vfs.write(fh, 0, data)
+        vfs.release(fh)
+    try:
+        vfs.mkdir("/obj", 0o755)
+        write("/obj/seed.txt", b"seed")
+        assert drive.journal.wait_idle(60)
+        oaio_id = vfs.ns.resolve("/obj").oaio_id
+        gets = _count_journal_gets(drive)
+        for i in range(8):                      # one at a time: lone files
+            write(f"/obj/one{i}.txt", b"x" * i)
+            assert drive.journal.wait_idle(60)
+        drive.journal.stop()                    # queued first: batches
+        for d in range(3):
+            vfs.mkdir(f"/obj/d{d}", 0o755)
+            vfs.mkdir(f"/obj/d{d}/e", 0o755)
+            for i in range(10):
+                write(f"/obj/d{d}/e/f{i}.txt", f"{d}/{i}".encode())
+        write("/obj/seed.txt", b"seed, again")
+        drive.journal.start()
+        assert drive.journal.wait_idle(120), drive.journal.status()
+        for i in range(5):                      # overwrites, one at a time
+            write(f"/obj/d1/e/f{i}.txt", b"new" * i)
+            assert drive.journal.wait_idle(60)
+        assert drive.journal.status()["failed"] == []
+        assert gets == [], gets
+        server_doc = drive.api.get_object(oaio_id)
+        assert vfs.ns.doc(oaio_id) == server_doc          # the whole document, folder mtimes too
+        assert len([f for f in server_doc["files"] if f["kind"] == "file"]) == 1 + 8 + 30
+    finally:
+        drive.stop()
+    fresh = _drive(live_server, user, tmp_path / "fresh")        # an empty cache
+    try:
+        fh, _ = fresh.vfs.open("/obj/d1/e/f3.txt", os.O_RDONLY)
+        assert fresh.vfs.read(fh, 0, 100) == b"newnewnew"
+        fresh.vfs.release(fh)
+        fh, _ = fresh.vfs.open("/obj/d2/e/f9.txt", os.O_RDONLY)
+        assert fresh.vfs.read(fh, 0, 100) == b"2/9"
+        fresh.vfs.release(fh)
+    finally:
+        fresh.stop()
+
+
 def test_expand_refuses_what_it_cannot_know() -> None:
-    """Another writer's change in between (a version gap), a folder made on the way, or no
-    document: the caller fetches the whole object instead."""
+    """Another writer's change in between (a version gap), a folder made or touched on the way
+    that the answer does not list (an older server), or no document: the caller fetches the whole
+    object instead. A complete answer gives the server's folder mtime, not a guess."""
     old = {"oaio_id": "o", "version": 4, "access_right": "C", "stamp": "20260101000000000000",
            "files": [{"path": "a", "kind": "dir", "mtime": 1.0, "mtime_ns": 1},
                      {"path": "a/x", "kind": "file", "size": 1, "version": 2}]}
     stamp = "20260102030405123456"
-    answer = {"oaio_id": "o", "version": 5, "stamp": stamp, "access_right": "C",
-              "changed": [{"path": "a/y", "kind": "file", "size": 1, "version": 5}], "removed": ["a/x"]}
+    folder = {"path": "a", "kind": "dir", "mtime": 2.0, "mtime_ns": 2_000_000_000}
+    answer = {"oaio_id": "o", "version": 5, "previous_version": 4, "stamp": stamp, "access_right": "C",
+              "updated": "2026-01-02T03:04:05.123456+00:00",
+              "changed": [{"path": "a/y", "kind": "file", "size": 1, "version": 5}, folder], "removed": ["a/x"]}
     doc = expand(old, answer, touch=True)
     assert doc is not None and [f["path"] for f in doc["files"]] == ["a", "a/y"] and doc["version"] == 5
-    assert doc["files"][0]["mtime_ns"] != 1 and doc["compact"] is True and old["version"] == 4
-    assert expand(old, dict(answer, version=6), touch=True) is None
+    assert doc["files"][0] == folder and "compact" not in doc and old["version"] == 4
+    assert doc["updated"] == answer["updated"]
+    assert expand(old, dict(answer, version=6, previous_version=5), touch=True) is None
     assert expand(None, answer, touch=True) is None
     assert expand(old, dict(answer, changed=[{"path": "b/y", "kind": "file"}]), touch=True) is None
     assert expand(old, dict(answer, access_right="r"), touch=True) is None
+    older = {k: v for k, v in answer.items() if k != "previous_version"}
+    assert expand(old, dict(older, changed=answer["changed"][:1]), touch=True) is None   # "a" not listed
+    assert expand(old, older, touch=True) == doc          # an older server's exact answer: version - 1
+    meta = dict(older, changed=[dict(old["files"][1], mode=0o600)], removed=[])
+    assert expand(old, meta, touch=False) is not None     # chmod touches no folder
+    assert expand(doc, answer, touch=True) == doc         # the feed fetched that version first
 
 
 def test_the_feed_does_not_refetch_the_echo_of_what_the_drive_already_shows(tmp_path: Path) -> None:
     """An ``updated`` event at or below the version of the drive's own (server-sent) document is
     the echo of its own commit: no whole-object GET. A newer version, another event type, or a
-    document completed from a compact answer is fetched as before."""
+    document built from a compact answer is the server's document (no mark, no refetch)."""
     from oaiofs import protocol
     from oaiofs.vfs.feed import ChangeFeed, ListingStore
     from oaiofs.vfs.namespace import Namespace
 
     ns = Namespace("me")
     ns.load([{"oaio_id": "a", "version": 5, "access_right": "C", "files": []},
-             {"oaio_id": "b", "version": 5, "access_right": "C", "files": [], "compact": True}])
+             {"oaio_id": "b", "version": 5, "access_right": "C", "files": []}])
     feed = ChangeFeed(None, ns, None, ListingStore(tmp_path / "l.json"), {})  # type: ignore[arg-type]
 
     def event(oaio_id: str, version: int, kind: str = protocol.EVENT_UPDATED) -> dict[str, Any]:
@@ -137,4 +201,4 @@ def test_the_feed_does_not_refetch_the_echo_of_what_the_drive_already_shows(tmp_
     assert feed._known([event("a", 4), event("a", 5)]) == {"a"}
     assert feed._known([event("a", 5), event("a", 6)]) == set()
     assert feed._known([event("a", 5, protocol.EVENT_SUBSCRIBED)]) == set()
-    assert feed._known([event("b", 5), event("c", 1)]) == set()
+    assert feed._known([event("b", 5), event("c", 1)]) == {"b"}

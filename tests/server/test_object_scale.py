@@ -114,7 +114,7 @@ def _ops(http: TestClient, oid: str) -> list[tuple[str, object]]:
                                           headers=AUTH)),
         ("delete file", lambda: http.delete(f"{base}/files/d6/m.txt?compact=true", headers=AUTH)),
         ("delete folder", lambda: http.delete(f"{base}/files/d9/x?compact=true", headers=AUTH)),
-        ("batch", lambda: http.post(f"{base}/batch", content=batch.getvalue(),
+        ("batch", lambda: http.post(f"{base}/batch?compact=true", content=batch.getvalue(),
                                     headers={**AUTH, "Content-Type": protocol.BATCH_CONTENT_TYPE})),
     ]
 
