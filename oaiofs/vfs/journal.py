@@ -55,6 +55,12 @@ PROGRESS_INTERVAL_S = 0.5
 FINISHED_KEPT = 1000          # finished ops remembered for wait() on a copy
 STREAM_JOIN_S = 60.0          # longest wait for an adopted stream's last PATCH
 _OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
+_OBJECT_KEY = "\x00object"          # _chain_key of an object-level op (no file path starts with NUL)
+
+
+def _chain_key(op: Op) -> str:
+    """What :meth:`Journal._chain_locked` may rebase ``op`` on: its object's version or its path's."""
+    return _OBJECT_KEY if op.kind in _OBJECT_LEVEL else op.path
 ENV_BATCH = "OAIOFS_UPLOAD_BATCH"              # "0": never batch small files (one request per file)
 ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
 ENV_PARALLEL = "OAIOFS_UPLOAD_PARALLEL"        # default ops of one object at once ("1": one at a time)
@@ -91,6 +97,7 @@ class Journal:
         self._cond = threading.Condition()
         self._active: dict[int, Op] = {}          # pending/running, by id
         self._queues: dict[str, list[Op]] = {}    # oaio_id -> its pending/running ops in submit (id) order
+        self._queued_paths: dict[str, dict[str, int]] = {}   # oaio_id -> _chain_key -> queued ops (issue 16)
         self._failed: dict[int, Op] = {}
         self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
         self._busy: dict[str, int] = {}           # oaio_id -> ops (a batch counts once) being applied
@@ -222,9 +229,15 @@ class Journal:
     def pending(self, oaio_id: str | None = None) -> list[Op]:
         """Copies of the ops not yet applied (pending, running and failed), in submit order."""
         with self._cond:
-            ops = sorted([*self._active.values(), *self._failed.values()], key=lambda o: o.id)
+            if oaio_id is None:
+                ops = sorted([*self._active.values(), *self._failed.values()], key=lambda o: o.id)
+            else:                    # the object's queue is its active ops in id order (issue 16:
+                ops = list(self._queues.get(oaio_id, ()))     # not a sort of every object's ops)
+                failed = [o for o in self._failed.values() if o.oaio_id == oaio_id]
+                if failed:
+                    ops = sorted([*ops, *failed], key=lambda o: o.id)
             # copy.copy, not dataclasses.replace: the namespace asks on every view rebuild (issue 16)
-            return [copy.copy(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
+            return [copy.copy(o) for o in ops]
 
     def status(self) -> dict[str, Any]:
         """``{"online", "ops": [...], "conflicts": [...], "failed": [...]}`` for ``oaiofs status``."""
@@ -383,10 +396,16 @@ class Journal:
         request; the ops it did not commit are applied one by one, in order, as usual. The batch
         holds one of its object's slots until it returns (the caller releases it)."""
         outcomes = apply_batch(self._applier.api, batch, self._applier.doc_or_none)
+        # the committed ops before the first one applied alone (which may end the loop with a
+        # retry) leave the store in one transaction: one fsync, not one per file
+        done = list(itertools.takewhile(lambda pair: pair[1] is not None and pair[1].state == "done",
+                                        zip(batch, outcomes)))
+        self._store.delete_many([op for op, _ in done])
+        forgotten = {op.id for op, _ in done}
         for i, (op, outcome) in enumerate(zip(batch, outcomes)):
             if outcome is None:
                 outcome = self._applier.apply(op)
-            self._finish(op, outcome, release=False)
+            self._finish(op, outcome, release=False, stored=op.id not in forgotten)
             if outcome.state == "retry":          # the rest waits behind it, as in the queue
                 with self._cond:
                     for later in batch[i + 1:]:
@@ -427,6 +446,8 @@ class Journal:
 
     def _enqueue_locked(self, op: Op) -> None:
         self._active[op.id] = op
+        paths = self._queued_paths.setdefault(op.oaio_id, {})
+        paths[_chain_key(op)] = paths.get(_chain_key(op), 0) + 1
         queue = self._queues.setdefault(op.oaio_id, [])
         if queue and queue[-1].id > op.id:        # a failed op queued again: back to its place
             bisect.insort(queue, op, key=lambda o: o.id)
@@ -435,20 +456,30 @@ class Journal:
 
     def _dequeue_locked(self, op: Op) -> None:
         self._active.pop(op.id, None)
-        queue = [o for o in self._queues.get(op.oaio_id, []) if o.id != op.id]
-        if queue:
-            self._queues[op.oaio_id] = queue
-        else:
+        queue = self._queues.get(op.oaio_id, [])
+        # in place, found by bisection (the queue is in id order): not a copy of the queue per op
+        at = 0 if queue and queue[0].id == op.id else bisect.bisect_left(queue, op.id, key=lambda o: o.id)
+        if at < len(queue) and queue[at].id == op.id:
+            del queue[at]
+            paths = self._queued_paths.get(op.oaio_id, {})
+            left = paths.get(_chain_key(op), 0) - 1
+            if left > 0:
+                paths[_chain_key(op)] = left
+            else:
+                paths.pop(_chain_key(op), None)
+        if not queue:
             self._queues.pop(op.oaio_id, None)
             self._own_versions.pop(op.oaio_id, None)
+            self._queued_paths.pop(op.oaio_id, None)
 
     def _seconds_to_next_retry_locked(self) -> float | None:
         waiting = [t for oid, t in self._retry_at.items() if self._busy.get(oid, 0) < self._per_object]
         return max(0.01, min(waiting) - time.monotonic()) if waiting else None
 
-    def _finish(self, op: Op, outcome: Outcome, release: bool = True) -> None:
+    def _finish(self, op: Op, outcome: Outcome, release: bool = True, stored: bool = True) -> None:
         """Record an attempt's outcome, then tell the drive (outside the lock). ``release``: the op
-        held one of its object's slots (False for a batch member: the batch holds one)."""
+        held one of its object's slots (False for a batch member: the batch holds one).
+        ``stored``: False when a done op was already deleted from the store (a batch's)."""
         if outcome.state == "retry":
             self._reschedule(op, outcome, release)
             return
@@ -465,7 +496,8 @@ class Journal:
                         op.kind, op.id, op.error, op.data_file or "the journal")
             self._notify(listener.on_failed, final, outcome.error or OaioError(op.error))
         else:
-            self._store.delete(op)
+            if stored:
+                self._store.delete(op)
             if outcome.state == "conflict":
                 self._store.add_conflict(op, outcome.conflict_path, {"origin": self.origin})
                 self._notify(listener.on_conflict, final, outcome.conflict_path)
@@ -528,6 +560,9 @@ class Journal:
         own = self._own_versions.setdefault(applied.oaio_id, set())
         if obj_version is not None:
             own.add(int(obj_version))    # parallel ops finish in any order: chain over all of ours
+        queued = self._queued_paths.get(applied.oaio_id, {})
+        if not queued.get(_OBJECT_KEY) and not any(p in queued for p in file_versions):
+            return                       # no queued op to rebase: not a scan of the queue per op
         for later in self._queues.get(applied.oaio_id, []):
             if later.id <= applied.id or later.base_version is None:
                 continue

@@ -194,6 +194,19 @@ class OpStore:
         with self._lock:
             self._db.execute("DELETE FROM ops WHERE id = ?", (op.id,))
 
+    def delete_many(self, ops: list[Op]) -> None:
+        """Forget several fully applied ops in one transaction."""
+        if not ops:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("DELETE FROM ops WHERE id = ?", [(op.id,) for op in ops])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def load(self) -> list[Op]:
         """Every stored op in submit order."""
         with self._lock:
