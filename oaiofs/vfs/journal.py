@@ -226,6 +226,11 @@ class Journal:
             # copy.copy, not dataclasses.replace: the namespace asks on every view rebuild (issue 16)
             return [copy.copy(o) for o in ops if oaio_id is None or o.oaio_id == oaio_id]
 
+    def busy(self, oaio_id: str) -> bool:
+        """True while ops of the object are queued or running (their answers bring its next document)."""
+        with self._cond:
+            return any(o.oaio_id == oaio_id for o in self._active.values())
+
     def status(self) -> dict[str, Any]:
         """``{"online", "ops": [...], "conflicts": [...], "failed": [...]}`` for ``oaiofs status``."""
         with self._cond:

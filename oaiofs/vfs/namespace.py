@@ -23,8 +23,7 @@ from ..errors import NotFound
 from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
-from .view_patch import (add_open_file, commit_mkdir, commit_put_file, replay_meta_op, replay_put_file,
-                         wrote_open_file)
+from .view_patch import add_open_file, commit_applied, replay_op, replay_put_file, wrote_open_file
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +104,7 @@ class Namespace:
             self._doc_seq_of[oaio_id] = self._doc_seq
             view = self._views.get(oaio_id)
             if (applied is not None and old is not None and view is not None and not doc.get("deleted")
-                    and (commit_put_file(view, old, doc, applied, self._open_files.get(oaio_id, {}))
-                         or commit_mkdir(view, old, doc, applied, self._open_files.get(oaio_id, {})))):
+                    and commit_applied(view, old, doc, applied, self._open_files.get(oaio_id, {}))):
                 self.generation += 1
                 return True
             self._changed_locked(oaio_id)
@@ -139,10 +137,10 @@ class Namespace:
 
     def patch_submitted(self, op: Any) -> bool:
         """A ``set_meta``/``mkdir`` op was just submitted: patch the cached view in place (True) when
-        it can be (see :func:`oaiofs.vfs.view_patch.replay_meta_op`); else call :meth:`local_changed`."""
+        it can be (see :func:`oaiofs.vfs.view_patch.replay_op`); else call :meth:`local_changed`."""
         with self._lock:
             view = self._views.get(op.oaio_id)
-            if view is None or not replay_meta_op(view, op, self._open_files.get(op.oaio_id, {})):
+            if view is None or not replay_op(view, op, self._open_files.get(op.oaio_id, {})):
                 return False
             self._local_ids.add(op.oaio_id)
             self.generation += 1
@@ -208,15 +206,18 @@ class Namespace:
                 self._changed_locked(oaio_id, names=False)
             return False
 
-    def move_open_files(self, oaio_id: str, src: str, dst: str) -> None:
-        """A rename of an open file (or its folder) keeps its pending size visible."""
+    def move_open_files(self, oaio_id: str, src: str, dst: str) -> bool:
+        """A rename of an open file (or its folder) keeps its pending size visible; True if one moved."""
         with self._lock:
             files = self._open_files.get(oaio_id, {})
-            for path in [p for p in files if p == src or p.startswith(src + "/")]:
+            moving = [p for p in files if p == src or p.startswith(src + "/")]
+            for path in moving:
                 entry = files.pop(path)
                 entry.path = dst + path[len(src):]
                 files[entry.path] = entry
-            self._changed_locked(oaio_id, names=False)
+            if moving:                      # else the move op's replay already shows the rename
+                self._changed_locked(oaio_id, names=False)
+            return bool(moving)
 
     # --- queries ---
     def view(self, oaio_id: str) -> ObjectView | None:

@@ -272,10 +272,8 @@ class WriteBack:
         # by another thread shows the op twice (replay is idempotent), never neither (a folder
         # made here vanished for a moment: issue 12)
         patched = False
-        if doc is not None and op.kind in ("put_file", "mkdir"):
+        if doc is not None:
             patched = self.ns.put_doc(doc, applied=op)     # True: the cached view was patched (issue 16)
-        elif doc is not None:
-            self.ns.put_doc(doc)
         self._mark_applied(op)
         if doc is None and op.kind == "delete_object":
             self.ns.drop(op.oaio_id)
