@@ -388,6 +388,9 @@ class Journal:
         request; the ops it did not commit are applied one by one, in order, as usual. The batch
         holds one of its object's slots until it returns (the caller releases it)."""
         outcomes = apply_batch(self._applier.api, batch, self._applier.doc_or_none)
+        for op, outcome in zip(batch, outcomes):
+            if outcome is not None and outcome.state == "done":
+                op.result_version = outcome.result_version    # pending() shows the batch's versions
         for i, (op, outcome) in enumerate(zip(batch, outcomes)):
             if outcome is None:
                 outcome = self._applier.apply(op)

@@ -104,7 +104,8 @@ class Namespace:
             self._doc_seq_of[oaio_id] = self._doc_seq
             view = self._views.get(oaio_id)
             if (applied is not None and old is not None and view is not None and not doc.get("deleted")
-                    and commit_applied(view, old, doc, applied, self._open_files.get(oaio_id, {}))):
+                    and commit_applied(view, old, doc, applied, self._open_files.get(oaio_id, {}),
+                                       lambda: self._pending_ops(oaio_id))):
                 self.generation += 1
                 return True
             self._changed_locked(oaio_id)

@@ -23,11 +23,13 @@ Pure functions on the view: no I/O, no locks (the namespace holds its lock).
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .metadata import apply_meta_op
 from .nodes import Entry, ObjectView, iso_to_epoch
 from .overlay import _touch_parent
+
+PendingOps = Callable[[], Iterable[Any]]
 
 __all__ = ["add_open_file", "commit_applied", "commit_mkdir", "commit_put_file", "replay_op", "replay_put_file",
            "wrote_open_file"]
@@ -227,11 +229,12 @@ def _show_committed(view: ObjectView, op: Any, doc: Mapping[str, Any], server: M
 
 
 def commit_applied(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
-                   open_files: Mapping[str, Entry]) -> bool:
+                   open_files: Mapping[str, Entry], pending: PendingOps = lambda: ()) -> bool:
     """The server's document right after this mount's ``op`` was applied: patch the view as a
-    rebuild without the op would show it; False when it cannot be sure (then the caller rebuilds)."""
+    rebuild without the op would show it; False when it cannot be sure (then the caller rebuilds).
+    ``pending``: the object's ops not yet applied (asked only after a batch)."""
     if op.kind == "put_file":
-        return commit_put_file(view, old_doc, doc, op, open_files)
+        return commit_put_file(view, old_doc, doc, op, open_files, pending)
     if op.kind == "mkdir":
         return commit_mkdir(view, old_doc, doc, op, open_files)
     if op.kind in ("move", "delete_path", "set_meta"):
@@ -240,7 +243,7 @@ def commit_applied(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[st
 
 
 def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
-                    open_files: Mapping[str, Entry]) -> bool:
+                    open_files: Mapping[str, Entry], pending: PendingOps = lambda: ()) -> bool:
     """The server's document after this mount's ``put_file`` ``op`` (exactly one change since
     ``old_doc``, the same document again, or the document after the op's whole batch): show the
     server's entry of the file, its folder's new mtime and the object's version, as a rebuild
@@ -248,13 +251,17 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     if op.kind != "put_file" or op.path in open_files:
         return False
     old_version = int(old_doc.get("version", 0))
-    if int(doc.get("version", 0)) - old_version not in (0, 1) and not _only_batch_since(view, doc, old_version, op):
+    if int(doc.get("version", 0)) - old_version not in (0, 1) and not _only_batch_since(doc, old_version, op, pending):
         return False                      # other changes in between: rebuild (0: the same document,
                                           # e.g. the answer to a batch, given for each of its files)
     if not _same_object(old_doc, doc):
         return False
     shown = view.entries.get(op.path)
-    if shown is None or shown.kind != "file" or not shown.local or shown.sha256 != op.sha256:
+    if shown is None:
+        if not any(o.kind == "move" and o.path == op.path for o in pending()):
+            return _commit_removed_since(view, doc, op, open_files)
+        return False                      # moved on since: the moved entry carries the server's fields
+    if shown.kind != "file" or not shown.local or shown.sha256 != op.sha256:
         return False                      # a later local change of the file shows: rebuild
     parent = op.path.rpartition("/")[0]
     server = _doc_entries(doc, {op.path, parent})
@@ -265,23 +272,31 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     return True
 
 
-def _only_batch_since(view: ObjectView, doc: Mapping[str, Any], old_version: int, op: Any) -> bool:
-    """True if every version between ``old_version`` and ``doc``'s is a file of ``op``'s batch: the
-    op's own version comes right after ``old_version``, and each later one is a file the view still
-    shows as this mount's pending upload with the same bytes (a batch commits one version per file;
-    their own answers follow). A change of anyone else in between (a deletion too: it leaves no
-    entry) makes the count differ."""
+def _commit_removed_since(view: ObjectView, doc: Mapping[str, Any], op: Any, open_files: Mapping[str, Entry]) -> bool:
+    """The file of an applied ``put_file`` was deleted here since (a pending ``delete_path``: the
+    view shows it gone, as a rebuild does): only the version and the folder's touch change."""
+    parent = op.path.rpartition("/")[0]
+    server = _doc_entries(doc, {parent})
+    if not _parents_are_folders(view, server, {parent}):
+        return False
+    _show_committed(view, op, doc, server, {}, open_files)
+    return True
+
+
+def _only_batch_since(doc: Mapping[str, Any], old_version: int, op: Any, pending: PendingOps) -> bool:
+    """True if every version between ``old_version`` and ``doc``'s is a file of ``op``'s batch (a
+    batch commits one version per file, and the journal gives each of its ops its version before
+    the first answer is applied): the op's own version comes right after ``old_version``, and
+    each later one is the version of a pending ``put_file`` of this mount at that path. A change
+    of anyone else in between (a deletion too: it leaves no entry) makes the count differ."""
     version = int(doc.get("version", 0))
     if op.result_version != old_version + 1 or version <= op.result_version:
         return False
-    later = 0
-    for f in doc.get("files", ()):
-        if int(f.get("version") or 0) > old_version:
-            later += 1
-            shown = view.entries.get(f["path"])
-            if f["path"] != op.path and (shown is None or not shown.local or shown.sha256 != f.get("sha256")):
-                return False
-    return later == version - old_version
+    ours = {(o.path, o.result_version) for o in pending() if o.kind == "put_file" and o.result_version}
+    ours.add((op.path, op.result_version))
+    later = [(f["path"], int(f.get("version") or 0)) for f in doc.get("files", ())
+             if int(f.get("version") or 0) > old_version]
+    return len(later) == version - old_version and all(item in ours for item in later)
 
 
 def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
