@@ -236,7 +236,7 @@ def commit_applied(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[st
     if op.kind == "put_file":
         return commit_put_file(view, old_doc, doc, op, open_files, pending)
     if op.kind == "mkdir":
-        return commit_mkdir(view, old_doc, doc, op, open_files)
+        return commit_mkdir(view, old_doc, doc, op, open_files, pending)
     if op.kind in ("move", "delete_path", "set_meta"):
         return _commit_name_or_meta(view, old_doc, doc, op, open_files)
     return False
@@ -251,7 +251,8 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     if op.kind != "put_file" or op.path in open_files:
         return False
     old_version = int(old_doc.get("version", 0))
-    if int(doc.get("version", 0)) - old_version not in (0, 1) and not _only_batch_since(doc, old_version, op, pending):
+    if (int(doc.get("version", 0)) - old_version not in (0, 1)
+            and not _only_batch_since(view, doc, old_version, op, pending)):
         return False                      # other changes in between: rebuild (0: the same document,
                                           # e.g. the answer to a batch, given for each of its files)
     if not _same_object(old_doc, doc):
@@ -283,29 +284,45 @@ def _commit_removed_since(view: ObjectView, doc: Mapping[str, Any], op: Any, ope
     return True
 
 
-def _only_batch_since(doc: Mapping[str, Any], old_version: int, op: Any, pending: PendingOps) -> bool:
+def _only_batch_since(view: ObjectView, doc: Mapping[str, Any], old_version: int, op: Any,
+                      pending: PendingOps) -> bool:
     """True if every version between ``old_version`` and ``doc``'s is a file of ``op``'s batch (a
     batch commits one version per file, and the journal gives each of its ops its version before
-    the first answer is applied): the op's own version comes right after ``old_version``, and
-    each later one is the version of a pending ``put_file`` of this mount at that path. A change
-    of anyone else in between (a deletion too: it leaves no entry) makes the count differ."""
+    the first answer is applied): each is the version of this op or of a pending ``put_file`` of
+    this mount at that path, and each folder made since is one the view shows as made here (a
+    ``mkdir`` that went with the batch). A change of anyone else in between (a deletion too: it
+    leaves no entry) makes the count differ."""
     version = int(doc.get("version", 0))
-    if op.result_version != old_version + 1 or version <= op.result_version:
+    if op.kind == "put_file" and not (op.result_version and old_version < op.result_version <= version):
         return False
     ours = {(o.path, o.result_version) for o in pending() if o.kind == "put_file" and o.result_version}
-    ours.add((op.path, op.result_version))
-    later = [(f["path"], int(f.get("version") or 0)) for f in doc.get("files", ())
-             if int(f.get("version") or 0) > old_version]
-    return len(later) == version - old_version and all(item in ours for item in later)
+    if op.kind == "put_file":
+        ours.add((op.path, op.result_version))
+    files = 0
+    for f in doc.get("files", ()):
+        if int(f.get("version") or 0) <= old_version:
+            continue
+        if f.get("kind") == "dir":
+            shown = view.entries.get(f["path"])
+            if shown is None or shown.kind != "dir" or not shown.local:
+                return False
+        elif (f["path"], int(f["version"])) in ours:
+            files += 1
+        else:
+            return False
+    return files == version - old_version
 
 
 def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
-                 open_files: Mapping[str, Entry]) -> bool:
+                 open_files: Mapping[str, Entry], pending: PendingOps = lambda: ()) -> bool:
     """The server's document right after this mount's ``mkdir`` ``op`` (one commit later than
-    ``old_doc``): show the server's entry of the folder, its parent's new mtime and the object's
-    version, as a rebuild without the (now applied) op would. False when a later op changed the
-    folder's entry since (its mtime or mode): then the caller rebuilds."""
-    if op.kind != "mkdir" or int(doc.get("version", 0)) - int(old_doc.get("version", 0)) != 1:
+    ``old_doc``, the same document, or the one after the batch it went with): show the server's
+    entry of the folder, its parent's new mtime and the object's version, as a rebuild without
+    the (now applied) op would. False when a later op changed the folder's entry since (its
+    mtime or mode): then the caller rebuilds."""
+    old_version = int(old_doc.get("version", 0))
+    if op.kind != "mkdir" or (int(doc.get("version", 0)) - old_version not in (0, 1)
+                              and not _only_batch_since(view, doc, old_version, op, pending)):
         return False
     if not _same_object(old_doc, doc):
         return False
