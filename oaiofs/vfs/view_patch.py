@@ -369,14 +369,15 @@ def _commit_name_or_meta(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapp
     new, entry = server.get(target), shown[target]
     if (new is None or entry is None or entry.kind == "dir" and op.kind == "move"
             or entry.kind != new.get("kind", "file") or entry.sha256 != new.get("sha256")
-            or entry.mode != new.get("mode") and entry.mode is not None):
-        return False
+            or entry.mode != new.get("mode") and entry.mode is not None
+            or entry.time_ns != (int(new.get("mtime_ns") or 0) or round(float(new.get("mtime") or 0) * 1e9))):
+        return False                      # a later upload or chmod/utimens of it shows: rebuild
     if op.kind == "move":
         source = shown[op.path]
         if op.path in server or (source is not None and not source.local) or not entry.local:
             return False                  # the server still has the source, or no later op of ours shows it
-    elif entry.local or entry.time_ns != (int(new.get("mtime_ns") or 0) or round(float(new.get("mtime") or 0) * 1e9)):
-        return False                      # a later upload or chmod/utimens of it shows: rebuild
+    elif entry.local:
+        return False                      # a later upload of it shows: rebuild
     elif entry.kind == "dir" and op.path in view.touched:
         return False                      # a later op added a name inside: its touch shows
     _show_committed(view, op, doc, server, {target: doc_entry(new)}, open_files)

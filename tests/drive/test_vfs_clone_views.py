@@ -136,9 +136,10 @@ def test_a_clone_pattern_patches_the_view_instead_of_rebuilding_it(tmp_path: Pat
     assert world.server_files() == {rel: data for rel, (data, _, _) in expected.items()}
     assert any(len(batch) > 1 for batch in api.batches)
     # a folder went with the batch holding its first file: the server made it (old code: one
-    # make_dir request per folder)
+    # make_dir request per folder; one still goes alone when a rename or unlink comes between it
+    # and its first file, or the journal runs right after it)
     made_alone = [path for name, _oid, path in world.server.calls if name == "make_dir"]
-    assert len(made_alone) <= mkdirs // 2 + 2, (made_alone, mkdirs)
+    assert mkdirs - len(made_alone) >= 3, (made_alone, mkdirs)
     assert {f["path"] for f in world.server.doc(OID)["files"] if f["kind"] == "dir"} >= {
         rel.rpartition("/")[0] for rel in expected}
     journal.close()
