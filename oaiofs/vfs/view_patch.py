@@ -30,9 +30,10 @@ from .nodes import Entry, ObjectView, iso_to_epoch
 from .overlay import _touch_parent
 
 PendingOps = Callable[[], Iterable[Any]]
+DocFiles = Mapping[str, Mapping[str, Any]]          # path -> the server's FileDoc
 
-__all__ = ["add_open_file", "commit_applied", "commit_mkdir", "commit_put_file", "replay_op", "replay_put_file",
-           "wrote_open_file"]
+__all__ = ["add_open_file", "commit_applied", "commit_mkdir", "commit_put_file", "files_by_path", "replay_op",
+           "replay_put_file", "wrote_open_file"]
 
 
 def _folder(view: ObjectView, path: str) -> tuple[str, str] | None:
@@ -186,9 +187,14 @@ def _retouch(view: ObjectView, parent: str, open_files: Mapping[str, Entry]) -> 
             _touch_for_open_file(view, parent, entry)
 
 
-def _doc_entries(doc: Mapping[str, Any], paths: set[str]) -> dict[str, Mapping[str, Any]]:
-    """The server's entries of ``paths`` in ``doc`` (one scan of its files)."""
-    return {f["path"]: f for f in doc.get("files", ()) if f.get("path") in paths}
+def files_by_path(doc: Mapping[str, Any]) -> DocFiles:
+    """``doc``'s file entries by path (the namespace builds it outside its lock, once per document)."""
+    return {f["path"]: f for f in doc.get("files", ())}
+
+
+def _doc_entries(files: DocFiles, paths: set[str]) -> dict[str, Mapping[str, Any]]:
+    """The server's entries of ``paths``."""
+    return {path: files[path] for path in paths if path in files}
 
 
 def _parents_are_folders(view: ObjectView, server: Mapping[str, Mapping[str, Any]], parents: set[str]) -> bool:
@@ -229,21 +235,24 @@ def _show_committed(view: ObjectView, op: Any, doc: Mapping[str, Any], server: M
 
 
 def commit_applied(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
-                   open_files: Mapping[str, Entry], pending: PendingOps = lambda: ()) -> bool:
+                   open_files: Mapping[str, Entry], pending: PendingOps = lambda: (),
+                   files: DocFiles | None = None) -> bool:
     """The server's document right after this mount's ``op`` was applied: patch the view as a
     rebuild without the op would show it; False when it cannot be sure (then the caller rebuilds).
-    ``pending``: the object's ops not yet applied (asked only after a batch)."""
+    ``pending``: the object's ops not yet applied (asked only after a batch); ``files``:
+    :func:`files_by_path` of ``doc`` (O(files): made once, not under a lock, by the caller)."""
+    files = files if files is not None else files_by_path(doc)
     if op.kind == "put_file":
-        return commit_put_file(view, old_doc, doc, op, open_files, pending)
+        return commit_put_file(view, old_doc, doc, op, open_files, pending, files)
     if op.kind == "mkdir":
-        return commit_mkdir(view, old_doc, doc, op, open_files, pending)
+        return commit_mkdir(view, old_doc, doc, op, open_files, pending, files)
     if op.kind in ("move", "delete_path", "set_meta"):
-        return _commit_name_or_meta(view, old_doc, doc, op, open_files)
+        return _commit_name_or_meta(view, old_doc, doc, op, open_files, files)
     return False
 
 
 def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
-                    open_files: Mapping[str, Entry], pending: PendingOps = lambda: ()) -> bool:
+                    open_files: Mapping[str, Entry], pending: PendingOps, files: DocFiles) -> bool:
     """The server's document after this mount's ``put_file`` ``op`` (exactly one change since
     ``old_doc``, the same document again, or the document after the op's whole batch): show the
     server's entry of the file, its folder's new mtime and the object's version, as a rebuild
@@ -260,12 +269,12 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     shown = view.entries.get(op.path)
     if shown is None:
         if not any(o.kind == "move" and o.path == op.path for o in pending()):
-            return _commit_removed_since(view, doc, op, open_files)
+            return _commit_removed_since(view, doc, op, open_files, files)
         return False                      # moved on since: the moved entry carries the server's fields
     if shown.kind != "file" or not shown.local or shown.sha256 != op.sha256:
         return False                      # a later local change of the file shows: rebuild
     parent = op.path.rpartition("/")[0]
-    server = _doc_entries(doc, {op.path, parent})
+    server = _doc_entries(files, {op.path, parent})
     new_file = server.get(op.path)
     if not _parents_are_folders(view, server, {parent}) or new_file is None or new_file.get("sha256") != op.sha256:
         return False
@@ -273,11 +282,12 @@ def commit_put_file(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[s
     return True
 
 
-def _commit_removed_since(view: ObjectView, doc: Mapping[str, Any], op: Any, open_files: Mapping[str, Entry]) -> bool:
+def _commit_removed_since(view: ObjectView, doc: Mapping[str, Any], op: Any, open_files: Mapping[str, Entry],
+                          files: DocFiles) -> bool:
     """The file of an applied ``put_file`` was deleted here since (a pending ``delete_path``: the
     view shows it gone, as a rebuild does): only the version and the folder's touch change."""
     parent = op.path.rpartition("/")[0]
-    server = _doc_entries(doc, {parent})
+    server = _doc_entries(files, {parent})
     if not _parents_are_folders(view, server, {parent}):
         return False
     _show_committed(view, op, doc, server, {}, open_files)
@@ -314,7 +324,7 @@ def _only_batch_since(view: ObjectView, doc: Mapping[str, Any], old_version: int
 
 
 def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
-                 open_files: Mapping[str, Entry], pending: PendingOps = lambda: ()) -> bool:
+                 open_files: Mapping[str, Entry], pending: PendingOps, files: DocFiles) -> bool:
     """The server's document right after this mount's ``mkdir`` ``op`` (one commit later than
     ``old_doc``, the same document, or the one after the batch it went with): show the server's
     entry of the folder, its parent's new mtime and the object's version, as a rebuild without
@@ -331,7 +341,7 @@ def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str,
             or op.path in view.shadowed):
         return False                      # a later chmod/utimens of the folder shows: rebuild
     parent = op.path.rpartition("/")[0]
-    server = _doc_entries(doc, {op.path, parent})
+    server = _doc_entries(files, {op.path, parent})
     new_dir = server.get(op.path)
     if not _parents_are_folders(view, server, {parent}) or new_dir is None or new_dir.get("kind") != "dir":
         return False
@@ -345,7 +355,7 @@ def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str,
 
 
 def _commit_name_or_meta(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str, Any], op: Any,
-                         open_files: Mapping[str, Entry]) -> bool:
+                         open_files: Mapping[str, Entry], files: DocFiles) -> bool:
     """The server's document right after this mount's ``delete_path``, ``move`` (of a file or link)
     or ``set_meta`` ``op`` (one commit later than ``old_doc``): show what the server holds now
     where the view shows the op's effect as its own; False when a later op shows there instead."""
@@ -355,7 +365,7 @@ def _commit_name_or_meta(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapp
     if any(p in view.shadowed or p in open_files for p in paths):
         return False
     parents = {p.rpartition("/")[0] for p in paths}
-    server = _doc_entries(doc, {*paths, *parents})
+    server = _doc_entries(files, {*paths, *parents})
     if not _parents_are_folders(view, server, parents if op.kind != "set_meta" else set()):
         return False
     shown = {p: view.entries.get(p) for p in paths}
