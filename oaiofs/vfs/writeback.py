@@ -39,7 +39,7 @@ from .stream_upload import SequentialWrites
 
 log = logging.getLogger(__name__)
 
-APPLIED_PRUNE_AT = 10_000
+APPLIED_PRUNE_AT = 256        # ids kept after pruning are only those the journal still lists: a few
 
 
 class JournalLike(Protocol):
@@ -50,6 +50,41 @@ class JournalLike(Protocol):
     def pending(self, oaio_id: str | None = None) -> list[Op]: ...
     def status(self) -> dict[str, Any]: ...
     def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool: ...
+
+
+class LastOps:
+    """The newest op of each (oaio_id, path), and the other way round: forgetting an applied op
+    costs O(its paths), not O(paths with pending ops) (issue 16: a backlog of thousands)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[ItemKey, Op] = {}
+        self._keys_of: dict[int, set[ItemKey]] = {}     # op id -> the keys it is the newest op of
+
+    def get(self, key: ItemKey) -> Op | None:
+        return self._by_key.get(key)
+
+    def __setitem__(self, key: ItemKey, op: Op) -> None:
+        self.pop(key)
+        self._by_key[key] = op
+        self._keys_of.setdefault(op.id, set()).add(key)
+
+    def pop(self, key: ItemKey) -> Op | None:
+        op = self._by_key.pop(key, None)
+        if op is not None:
+            keys = self._keys_of.get(op.id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys_of[op.id]
+        return op
+
+    def keys(self) -> list[ItemKey]:
+        return list(self._by_key)
+
+    def forget(self, op_id: int) -> None:
+        """``op_id`` is applied or discarded: no key has it as its newest op any more."""
+        for key in self._keys_of.pop(op_id, ()):
+            del self._by_key[key]
 
 
 class WriteBack:
@@ -64,7 +99,7 @@ class WriteBack:
         # a set_meta op after it, never lost in between (outer to ``_lock`` and the namespace lock)
         self._meta_lock = threading.Lock()
         self._snapshots: dict[int, tuple[ItemKey, int, str]] = {}   # put_file op id -> (key, write_gen, history)
-        self._last_op: dict[ItemKey, Op] = {}                   # newest op per (oaio_id, path)
+        self._last_op = LastOps()                               # newest op per (oaio_id, path)
         self._applied: frozenset[int] = frozenset()             # replaced, never mutated: read lock-free
         # files written sequentially from offset 0 start uploading while still open
         self.streams = SequentialWrites(journal) if hasattr(journal, "begin_stream") else None
@@ -189,10 +224,11 @@ class WriteBack:
                 new_key = renamed(key)
                 if new_key is not None:
                     self._snapshots[op_id] = (new_key, gen, history)
-            for key in list(self._last_op):
+            for key in self._last_op.keys():
                 new_key = renamed(key)
-                if new_key is not None:
-                    self._last_op[new_key] = self._last_op.pop(key)
+                moved = self._last_op.pop(key) if new_key is not None else None
+                if new_key is not None and moved is not None:
+                    self._last_op[new_key] = moved
 
     def last_failure(self, key: ItemKey) -> OaioError | None:
         """The error of ``key``'s newest op if the server refused it for good (rights, object gone).
@@ -292,8 +328,7 @@ class WriteBack:
                 with self._lock:
                     self.cache.moved_committed((op.oaio_id, op.dst), op.base_version, int(moved["version"]))
         with self._lock:
-            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
-                del self._last_op[key]                  # fsync after this has nothing to wait for
+            self._last_op.forget(op.id)                 # fsync after this has nothing to wait for
         if not patched:                 # a patched view already shows the server's entry (issue 16)
             self.ns.local_changed(op.oaio_id)
 
@@ -317,8 +352,7 @@ class WriteBack:
         """The user discarded failed ``op`` (``oaiofs discard``): the server's version shows again."""
         with self._lock:
             snapshot = self._snapshots.pop(op.id, None)
-            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
-                del self._last_op[key]
+            self._last_op.forget(op.id)
         if snapshot is not None:
             key, gen, _history = snapshot
             self.cache.drop_if_unchanged(key, gen)
