@@ -52,6 +52,43 @@ class JournalLike(Protocol):
     def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool: ...
 
 
+Snapshot = tuple[ItemKey, int, str]          # (key, write_gen, history) of a put_file's bytes
+
+
+class Snapshots:
+    """put_file op id -> the snapshot it uploads, and how many queued snapshots each (key,
+    write_gen) has: "are these very bytes queued already?" is O(1), not O(queued uploads)."""
+
+    def __init__(self) -> None:
+        self._by_op: dict[int, Snapshot] = {}
+        self._queued: dict[tuple[ItemKey, int], int] = {}
+
+    def __setitem__(self, op_id: int, snapshot: Snapshot) -> None:
+        self.pop(op_id)
+        self._by_op[op_id] = snapshot
+        held = (snapshot[0], snapshot[1])
+        self._queued[held] = self._queued.get(held, 0) + 1
+
+    def pop(self, op_id: int, default: Snapshot | None = None) -> Snapshot | None:
+        snapshot = self._by_op.pop(op_id, None)
+        if snapshot is None:
+            return default
+        held = (snapshot[0], snapshot[1])
+        left = self._queued[held] - 1
+        if left:
+            self._queued[held] = left
+        else:
+            del self._queued[held]
+        return snapshot
+
+    def items(self) -> list[tuple[int, Snapshot]]:
+        return list(self._by_op.items())
+
+    def holds(self, key: ItemKey, write_gen: int) -> bool:
+        """True if a queued upload holds ``key``'s bytes of ``write_gen``."""
+        return (key, write_gen) in self._queued
+
+
 class LastOps:
     """The newest op of each (oaio_id, path), and the other way round: forgetting an applied op
     costs O(its paths), not O(paths with pending ops) (issue 16: a backlog of thousands)."""
@@ -98,7 +135,7 @@ class WriteBack:
         # chmod/utimens vs the last release of a dirty file: the mode/mtime go with the upload or in
         # a set_meta op after it, never lost in between (outer to ``_lock`` and the namespace lock)
         self._meta_lock = threading.Lock()
-        self._snapshots: dict[int, tuple[ItemKey, int, str]] = {}   # put_file op id -> (key, write_gen, history)
+        self._snapshots = Snapshots()                           # put_file op id -> (key, write_gen, history)
         self._last_op = LastOps()                               # newest op per (oaio_id, path)
         self._applied: frozenset[int] = frozenset()             # replaced, never mutated: read lock-free
         # files written sequentially from offset 0 start uploading while still open
@@ -149,7 +186,7 @@ class WriteBack:
                 self.ns.clear_open_file(*item.key)
             return None
         with self._lock:
-            queued = any(key == item.key and gen == item.write_gen for key, gen, _ in self._snapshots.values())
+            queued = self._snapshots.holds(item.key, item.write_gen)
         if queued and self.ns.open_file(*item.key) is None:
             # opened for writing but not written (touch, chmod on an open fd): the journal already
             # holds these bytes; a second upload would also undo a utimens made since
