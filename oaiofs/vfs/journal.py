@@ -91,9 +91,6 @@ class Journal:
         self._cond = threading.Condition()
         self._active: dict[int, Op] = {}          # pending/running, by id
         self._queues: dict[str, list[Op]] = {}    # oaio_id -> its pending/running ops in submit (id) order
-        # the same ops by what a rebase looks for (_chain_locked): O(matches), not O(queue), per applied op
-        self._named: dict[tuple[str, str], list[Op]] = {}    # (oaio_id, path) -> its file-level ops
-        self._object_ops: dict[str, list[Op]] = {}            # oaio_id -> its object-level ops
         self._failed: dict[int, Op] = {}
         self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
         self._busy: dict[str, int] = {}           # oaio_id -> ops (a batch counts once) being applied
@@ -443,30 +440,15 @@ class Journal:
             bisect.insort(queue, op, key=lambda o: o.id)
         else:
             queue.append(op)
-        self._index_of(op).append(op)
 
     def _dequeue_locked(self, op: Op) -> None:
         self._active.pop(op.id, None)
-        queue = self._queues.get(op.oaio_id, [])
-        i = bisect.bisect_left(queue, op.id, key=lambda o: o.id)
-        if i < len(queue) and queue[i].id == op.id:
-            del queue[i]
-        index = self._index_of(op)
-        index[:] = [o for o in index if o.id != op.id]
-        if not index:
-            if op.kind in _OBJECT_LEVEL:
-                self._object_ops.pop(op.oaio_id, None)
-            else:
-                self._named.pop((op.oaio_id, op.path), None)
-        if not queue:
+        queue = [o for o in self._queues.get(op.oaio_id, []) if o.id != op.id]
+        if queue:
+            self._queues[op.oaio_id] = queue
+        else:
             self._queues.pop(op.oaio_id, None)
             self._own_versions.pop(op.oaio_id, None)
-
-    def _index_of(self, op: Op) -> list[Op]:
-        """The list of :attr:`_named` or :attr:`_object_ops` ``op`` belongs in (made if missing)."""
-        if op.kind in _OBJECT_LEVEL:
-            return self._object_ops.setdefault(op.oaio_id, [])
-        return self._named.setdefault((op.oaio_id, op.path), [])
 
     def _seconds_to_next_retry_locked(self) -> float | None:
         waiting = [t for oid, t in self._retry_at.items() if self._busy.get(oid, 0) < self._per_object]
@@ -554,9 +536,7 @@ class Journal:
         own = self._own_versions.setdefault(applied.oaio_id, set())
         if obj_version is not None:
             own.add(int(obj_version))    # parallel ops finish in any order: chain over all of ours
-        candidates = [*self._object_ops.get(applied.oaio_id, ()),
-                      *(o for path in file_versions for o in self._named.get((applied.oaio_id, path), ()))]
-        for later in candidates:
+        for later in self._queues.get(applied.oaio_id, []):
             if later.id <= applied.id or later.base_version is None:
                 continue
             new_base = None
