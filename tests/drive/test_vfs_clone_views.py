@@ -11,7 +11,6 @@ everything back through a second Vfs with an empty cache.
 from __future__ import annotations
 
 import errno
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from oaiofs.errors import NotFound
 from oaiofs.vfs import namespace as namespace_module
 from tests.drive.test_model_vfs import NAME, OID
+from tests.drive.test_vfs_bulk_meta import assert_read_back
 from tests.drive.test_vfs_many_files import assert_views_fresh, batching_world
 
 pytestmark = pytest.mark.timeout(300)
@@ -144,16 +144,4 @@ def test_a_clone_pattern_patches_the_view_instead_of_rebuilding_it(tmp_path: Pat
         rel.rpartition("/")[0] for rel in expected}
     journal.close()
     cache.close_all()
-    fresh, fresh_journal, fresh_cache = world.mount(tmp_path / "fresh")        # empty cache
-    for rel, (data, mode, mtime_ns) in expected.items():
-        attr = fresh.getattr(_path(rel))
-        assert attr.mode & 0o777 == mode, rel
-        if mtime_ns:
-            assert attr.mtime == pytest.approx(mtime_ns / 1e9), rel
-        fh, _ = fresh.open(_path(rel), os.O_RDONLY)
-        try:
-            assert fresh.read(fh, 0, len(data) + 10) == data, rel
-        finally:
-            fresh.release(fh)
-    fresh_journal.close()
-    fresh_cache.close_all()
+    assert_read_back(world, tmp_path / "fresh", expected)                       # an empty cache
