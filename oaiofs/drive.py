@@ -63,12 +63,12 @@ class Drive:
         self.namespace = Namespace(config.user)
         self.fetcher = Fetcher(CartSource(CartDownloader(self.api, keep_modes=False)), self.cache)
         self.identity = {"server": self.api.base_url, "user": config.user}
-        self.feed = ChangeFeed(self.api, self.namespace, self.cache, ListingStore(root / "listing.json"),
-                               self.identity, long_poll_s=config.long_poll_s)
         # metadata ops get compact answers, completed from the namespace's document (issue 16)
         self.journal = Journal(root / "journal", CompactAnswers(self.api, self.namespace.doc),
                                TusUploader(self.api), origin=f"{config.user}@{config.device_id}",
                                per_object=config.upload_parallel)
+        self.feed = ChangeFeed(self.api, self.namespace, self.cache, ListingStore(root / "listing.json"),
+                               self.identity, long_poll_s=config.long_poll_s, busy=self.journal.busy)
         self.vfs = Vfs(self.namespace, self.cache, self.fetcher, self.journal,
                        VfsOptions(device_id=config.device_id), extra_status=self._status_extras)
         # the journal reports to the WriteBack, which submits to the journal: wired after both exist

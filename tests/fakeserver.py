@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 from oaiofs.errors import (AlreadyExists, ChecksumMismatch, Forbidden, Gone, NotFound, OaioError, Unavailable,
                            VersionConflict, error_from_response)
-from oaiofs.protocol import can_delete, can_update, now_stamp, split_cart_file_id
+from oaiofs.protocol import can_delete, can_update, now_stamp, parent_dirs, split_cart_file_id
 
 
 def http_error(status: int, message: str = "injected") -> OaioError:
@@ -126,6 +126,15 @@ class FakeServer:
                  "mode": 0o644 if mode is None else mode, "mtime_ns": mtime_ns or 0, "data": data}
         obj["files"][path] = entry
         return {k: v for k, v in entry.items() if k != "data"}
+
+    def make_parents(self, oaio_id: str, path: str, version: int) -> None:
+        """The folders of ``path`` the object lacks, made as the real server makes them for a
+        committed file (at the file's version)."""
+        files = self.objects[oaio_id]["files"]
+        for parent in parent_dirs(path):
+            if parent not in files:
+                files[parent] = {"path": parent, "kind": "dir", "size": 0, "sha256": None, "version": version,
+                                 "stamp": "", "mtime": 0.0}
 
     def doc(self, oaio_id: str, username: str | None = None) -> dict[str, Any]:
         """The object document as the server answers it (to ``username``: their access right)."""
@@ -309,6 +318,7 @@ class BatchingFakeApi(FakeApi):
             try:
                 entry = self.s.commit(oaio_id, item.path, item.data, item.base_version,
                                       mode=getattr(item, "mode", None), mtime_ns=getattr(item, "mtime_ns", None))
+                self.s.make_parents(oaio_id, item.path, entry["version"])
                 results.append({"path": item.path, "status": "ok", "version": entry["version"]})
             except VersionConflict as exc:
                 results.append({"path": item.path, "status": "conflict", "error": exc.to_json()})

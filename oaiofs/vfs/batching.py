@@ -3,11 +3,16 @@
 The journal hands :func:`take_batch` the queue of one object (its ops in submit order, the head
 about to run). When the head and the ops right behind it are small ``put_file`` ops of distinct
 paths (no upload in progress, no conflict copy being written, no adopted stream), they form a
-batch sent with ``ApiClient.commit_batch`` (one request, one server transaction).
+batch sent with ``ApiClient.commit_batch`` (one request, one server transaction). A ``mkdir``
+among them goes along when a file of the batch lies inside its folder: the server makes a
+committed file's missing folders itself (the same folder an explicit ``mkdir`` makes), so a
+``git clone`` or ``tar x``, which alternate a folder with its first files, is not cut into a
+request per folder.
 
 Per-file results map onto the journal's outcomes:
 
-- ``ok``: the op is done at the returned version;
+- ``ok``: the op is done at the returned version; a ``mkdir`` that went along is done when a
+  file inside its folder is (else it is applied on its own, after the batch);
 - ``conflict`` / ``error``: ``None`` — the journal applies that op on its own, exactly as if
   the batch had not existed (a stale base then takes the single PUT's 409 path: the server's
   version keeps the name and the local bytes go to a conflict copy; an error takes the single
@@ -44,8 +49,9 @@ def batchable(op: Op, streamed: bool) -> bool:
 
 def take_batch(queue: Iterable[Op], streams: Any, limit: int = protocol.BATCH_MAX_FILES,
                skip: bool = False) -> list[Op]:
-    """The head of ``queue`` and the batchable ops right behind it (distinct paths); [] if fewer
-    than :data:`BATCH_MIN`. ``streams``: op ids with an adopted stream (never batched).
+    """The head of ``queue`` and the batchable ops right behind it (distinct paths, and the
+    ``mkdir`` ops among them whose folder gets a file of the batch); [] if fewer than
+    :data:`BATCH_MIN` files. ``streams``: op ids with an adopted stream (never batched).
     ``skip``: ``queue`` holds only ops independent of each other (:func:`oaiofs.vfs.schedule.runnable`),
     so an op that cannot be batched is passed over instead of ending the batch."""
     ops: list[Op] = []
@@ -54,6 +60,10 @@ def take_batch(queue: Iterable[Op], streams: Any, limit: int = protocol.BATCH_MA
     for op in queue:
         if len(ops) >= limit:
             break
+        if op.kind == "mkdir" and op.state == "pending" and op.path not in paths and not skip:
+            ops.append(op)                 # kept only if a file of the batch lands inside (below)
+            paths.add(op.path)
+            continue
         if op.state != "pending" or not batchable(op, op.id in streams) or op.path in paths:
             if skip and ops:
                 continue
@@ -63,11 +73,24 @@ def take_batch(queue: Iterable[Op], streams: Any, limit: int = protocol.BATCH_MA
         ops.append(op)
         paths.add(op.path)
         size += op.size
-    return ops if len(ops) >= BATCH_MIN else []
+    ops = ops[:_first_empty_folder(ops)]
+    return ops if sum(op.kind == "put_file" for op in ops) >= BATCH_MIN else []
+
+
+def _first_empty_folder(ops: Sequence[Op]) -> int:
+    """The index of the first ``mkdir`` no later file of ``ops`` lies inside (the batch ends
+    before it: the folder is made by its own op, in order), or ``len(ops)``."""
+    for i, op in enumerate(ops):
+        if op.kind == "mkdir" and not any(o.kind == "put_file" and o.path.startswith(op.path + "/")
+                                          for o in ops[i + 1:]):
+            return i
+    return len(ops)
 
 
 def apply_batch(api: Any, ops: Sequence[Op], doc_of: Any) -> list[Outcome | None]:
     """Commit ``ops`` (one object) in one request; one outcome per op, None: apply it alone."""
+    if any(op.kind == "mkdir" for op in ops):
+        return _with_folders(api, ops, doc_of)
     oaio_id = ops[0].oaio_id
     try:
         files = [protocol.BatchFile(op.path, Path(op.data_file or "").read_bytes(), op.sha256 or "",
@@ -104,4 +127,20 @@ def apply_batch(api: Any, ops: Sequence[Op], doc_of: Any) -> list[Outcome | None
                          (result.get("error") or {}).get("message", result.get("status")))
             outcomes.append(None)
     log.debug("%s: batch of %d files committed (%d ok)", oaio_id, len(ops), len(ok))
+    return outcomes
+
+
+def _with_folders(api: Any, ops: Sequence[Op], doc_of: Any) -> list[Outcome | None]:
+    """The files of ``ops`` committed as one batch; each ``mkdir`` is done with the first
+    committed file inside its folder (the server made the folder for it), else None."""
+    files = [op for op in ops if op.kind != "mkdir"]
+    done = dict(zip([op.id for op in files], apply_batch(api, files, doc_of)))
+    outcomes: list[Outcome | None] = []
+    for op in ops:
+        if op.kind != "mkdir":
+            outcomes.append(done[op.id])
+            continue
+        inside = next((o for f in files if f.path.startswith(op.path + "/")
+                       and (o := done[f.id]) is not None and o.state == "done"), None)
+        outcomes.append(Outcome("done", inside.doc, None) if inside is not None else None)
     return outcomes

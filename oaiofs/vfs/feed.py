@@ -4,7 +4,9 @@ One background thread asks ``api.changes(cursor, wait=...)``; for every object a
 event names it refetches that object (``get_object``) and puts the document into
 the namespace, or drops the object when it is gone or no longer visible; ``updated``
 events the namespace's document already shows (the echo of this mount's own commits) are
-not fetched again. When the
+not fetched again, and neither, for a few seconds, are those of an object the journal is still
+writing: the answers to its ops bring the newer document (checked again on the next rounds,
+refetched if it did not come). When the
 server was unreachable, the first successful call after that re-lists everything
 (one ``list_objects``), so nothing missed while offline stays stale. The listing
 and cursor are persisted (``ListingStore``) so a mount can start offline.
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 LONG_POLL_S = 20.0
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 15.0
 PERSIST_EVERY_S = 2.0
+DEFER_MAX_S = 5.0          # how long an event may wait for the journal's answer before it is fetched
+DEFER_POLL_S = 1.0         # the long-poll wait while events wait so (they are checked each round)
 
 
 class ListingStore:
@@ -63,7 +67,8 @@ class ChangeFeed:
 
     def __init__(self, api: ServerApi, namespace: Namespace, cache: Cache, store: ListingStore,
                  identity: dict[str, str], *, long_poll_s: float = LONG_POLL_S,
-                 on_change: Callable[[str], None] | None = None) -> None:
+                 on_change: Callable[[str], None] | None = None,
+                 busy: Callable[[str], bool] | None = None) -> None:
         self.api = api
         self.ns = namespace
         self.cache = cache
@@ -78,6 +83,8 @@ class ChangeFeed:
         self._thread: threading.Thread | None = None
         self._dirty_since = 0.0
         self._refresh: set[str] = set()
+        self._busy = busy or (lambda oaio_id: False)     # the journal has ops of this object in flight
+        self._deferred: dict[str, tuple[int, float]] = {}   # oaio_id -> (event version, since when)
         self._lock = threading.Lock()
 
     # --- start-up ---
@@ -133,7 +140,8 @@ class ChangeFeed:
                     self._relist()
                     need_relist = False
                     log.warning("server reachable: the mount is online")
-                events, cursor = self.api.changes(self.cursor, wait=self.long_poll_s)
+                wait = min(self.long_poll_s, DEFER_POLL_S) if self._deferred else self.long_poll_s
+                events, cursor = self.api.changes(self.cursor, wait=wait)
                 self.online = True
                 if self.refused:
                     log.warning("the server accepts our login again: the mount is writable")
@@ -141,10 +149,11 @@ class ChangeFeed:
                 delay = RETRY_MIN_S
                 with self._lock:
                     known = self._known(events) - self._refresh
+                    due = set(self._due())
                     ids = list(dict.fromkeys([e.get("subject") or e.get("data", {}).get("oaio_id")
-                                              for e in events] + sorted(self._refresh)))
+                                              for e in events] + sorted(self._refresh) + sorted(due)))
                     self._refresh.clear()
-                ids = [oaio_id for oaio_id in ids if oaio_id not in known]
+                ids = [oaio_id for oaio_id in ids if oaio_id not in known or oaio_id in due]
                 for oaio_id in ids:
                     if oaio_id:
                         self._refetch(oaio_id)
@@ -183,7 +192,7 @@ class ChangeFeed:
     def _known(self, events: list[dict[str, Any]]) -> set[str]:
         """Objects whose events are only ``updated`` ones this mount's document already shows (its
         version is at least theirs; issue 16: the echo of the mount's own commits is not fetched
-        again)."""
+        again), or that the journal is still writing (deferred: see :meth:`_due`)."""
         newest: dict[str, int] = {}
         other: set[str] = set()
         for e in events:
@@ -198,9 +207,28 @@ class ChangeFeed:
         known = set()
         for oaio_id, version in newest.items():
             doc = self.ns.doc(oaio_id)
-            if oaio_id not in other and doc is not None and int(doc.get("version", 0)) >= version:
+            if oaio_id in other or doc is None:
+                continue
+            if int(doc.get("version", 0)) >= version:
+                known.add(oaio_id)
+            elif self._busy(oaio_id):           # most likely the echo of an op whose answer is on its way
+                waiting, since = self._deferred.get(oaio_id, (0, time.monotonic()))
+                self._deferred[oaio_id] = (max(version, waiting), since)
                 known.add(oaio_id)
         return known
+
+    def _due(self) -> list[str]:
+        """Deferred objects to fetch now: the journal's answer did not bring their event's version,
+        and the journal is done with them or they waited :data:`DEFER_MAX_S`."""
+        due, now = [], time.monotonic()
+        for oaio_id, (version, since) in list(self._deferred.items()):
+            doc = self.ns.doc(oaio_id)
+            if doc is not None and int(doc.get("version", 0)) >= version:
+                del self._deferred[oaio_id]
+            elif now - since > DEFER_MAX_S or not self._busy(oaio_id):
+                del self._deferred[oaio_id]
+                due.append(oaio_id)
+        return due
 
     def _refetch(self, oaio_id: str) -> None:
         try:

@@ -239,6 +239,11 @@ class Journal:
             # copy.copy, not dataclasses.replace: the namespace asks on every view rebuild (issue 16)
             return [copy.copy(o) for o in ops]
 
+    def busy(self, oaio_id: str) -> bool:
+        """True while ops of the object are queued or running (their answers bring its next document)."""
+        with self._cond:
+            return oaio_id in self._queues       # the object's active ops (not a scan of every op)
+
     def status(self) -> dict[str, Any]:
         """``{"online", "ops": [...], "conflicts": [...], "failed": [...]}`` for ``oaiofs status``."""
         with self._cond:
@@ -396,6 +401,9 @@ class Journal:
         request; the ops it did not commit are applied one by one, in order, as usual. The batch
         holds one of its object's slots until it returns (the caller releases it)."""
         outcomes = apply_batch(self._applier.api, batch, self._applier.doc_or_none)
+        for op, outcome in zip(batch, outcomes):
+            if outcome is not None and outcome.state == "done":
+                op.result_version = outcome.result_version    # pending() shows the batch's versions
         # the committed ops before the first one applied alone (which may end the loop with a
         # retry) leave the store in one transaction: one fsync, not one per file
         done = list(itertools.takewhile(lambda pair: pair[1] is not None and pair[1].state == "done",

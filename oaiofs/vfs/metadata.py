@@ -40,6 +40,7 @@ def apply_meta_op(view: ObjectView, op: Any, touch_parent: Callable[[ObjectView,
             entry.mode = op.mode
         if op.mtime_ns is not None:
             entry.mtime, entry.mtime_ns = op.mtime_ns / 1e9, op.mtime_ns
+            view.touched.pop(op.path, None)      # a folder's time set by hand: no op's touch shows
         return
     old = view.entries.get(op.path)
     if old is not None and old.kind == "dir":

@@ -23,7 +23,7 @@ from ..errors import NotFound
 from .errors import NotADirectory, check_name_lengths
 from .nodes import Entry, Node, ObjectView, base_dir_name, collision_suffix
 from .overlay import build_view
-from .view_patch import (add_open_file, commit_mkdir, commit_put_file, replay_meta_op, replay_put_file,
+from .view_patch import (DocFiles, add_open_file, commit_applied, files_by_path, replay_op, replay_put_file,
                          wrote_open_file)
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Namespace:
         self.generation = 0                                     # bumps on every change (for listeners)
         self._doc_seq = 0                                       # bumps when a doc is put or dropped
         self._doc_seq_of: dict[str, int] = {}                   # oaio_id -> _doc_seq of its last put/drop
+        self._last_files: tuple[Any, DocFiles] | None = None    # (files list, by path) of the last answer
 
     def set_pending_source(self, pending_ops: PendingOps) -> None:
         """Attach the journal's ``pending`` once it exists; rebuilds the overlay."""
@@ -89,6 +90,7 @@ class Namespace:
 
         ``applied``: the journal op (of this mount) the document is the answer to. True when the
         cached view could be patched (see :mod:`oaiofs.vfs.view_patch`) instead of rebuilt."""
+        files = self._files_of(doc) if applied is not None else None     # O(files): not under the lock
         with self._lock:
             oaio_id = doc["oaio_id"]
             old = self._docs.get(oaio_id)
@@ -105,12 +107,21 @@ class Namespace:
             self._doc_seq_of[oaio_id] = self._doc_seq
             view = self._views.get(oaio_id)
             if (applied is not None and old is not None and view is not None and not doc.get("deleted")
-                    and (commit_put_file(view, old, doc, applied, self._open_files.get(oaio_id, {}))
-                         or commit_mkdir(view, old, doc, applied, self._open_files.get(oaio_id, {})))):
+                    and commit_applied(view, old, doc, applied, self._open_files.get(oaio_id, {}),
+                                       lambda: self._pending_ops(oaio_id), files)):
                 self.generation += 1
                 return True
             self._changed_locked(oaio_id)
             return False
+
+    def _files_of(self, doc: Mapping[str, Any]) -> DocFiles:
+        """``doc``'s files by path; the answers to one batch share one document: indexed once."""
+        last = self._last_files
+        if last is not None and last[0] is doc.get("files"):
+            return last[1]
+        files = files_by_path(doc)
+        self._last_files = (doc.get("files"), files)
+        return files
 
     def drop(self, oaio_id: str) -> None:
         """The object is gone or no longer visible."""
@@ -139,10 +150,10 @@ class Namespace:
 
     def patch_submitted(self, op: Any) -> bool:
         """A ``set_meta``/``mkdir`` op was just submitted: patch the cached view in place (True) when
-        it can be (see :func:`oaiofs.vfs.view_patch.replay_meta_op`); else call :meth:`local_changed`."""
+        it can be (see :func:`oaiofs.vfs.view_patch.replay_op`); else call :meth:`local_changed`."""
         with self._lock:
             view = self._views.get(op.oaio_id)
-            if view is None or not replay_meta_op(view, op, self._open_files.get(op.oaio_id, {})):
+            if view is None or not replay_op(view, op, self._open_files.get(op.oaio_id, {})):
                 return False
             self._local_ids.add(op.oaio_id)
             self.generation += 1
@@ -208,15 +219,18 @@ class Namespace:
                 self._changed_locked(oaio_id, names=False)
             return False
 
-    def move_open_files(self, oaio_id: str, src: str, dst: str) -> None:
-        """A rename of an open file (or its folder) keeps its pending size visible."""
+    def move_open_files(self, oaio_id: str, src: str, dst: str) -> bool:
+        """A rename of an open file (or its folder) keeps its pending size visible; True if one moved."""
         with self._lock:
             files = self._open_files.get(oaio_id, {})
-            for path in [p for p in files if p == src or p.startswith(src + "/")]:
+            moving = [p for p in files if p == src or p.startswith(src + "/")]
+            for path in moving:
                 entry = files.pop(path)
                 entry.path = dst + path[len(src):]
                 files[entry.path] = entry
-            self._changed_locked(oaio_id, names=False)
+            if moving:                      # else the move op's replay already shows the rename
+                self._changed_locked(oaio_id, names=False)
+            return bool(moving)
 
     # --- queries ---
     def view(self, oaio_id: str) -> ObjectView | None:

@@ -57,6 +57,9 @@ class ObjectView:
     _values_bytes: bytes | None = None
     subdirs: dict[str, int] = field(default_factory=dict)   # folder path -> number of sub-folders
     shadowed: dict[str, "Entry | None"] = field(default_factory=dict)   # open file path -> entry it hides
+    # folder path -> ``created`` of the pending op whose added/removed name last set its mtime
+    # (gone once a chmod/utimens set it): tells a commit whether the server's touch shows
+    touched: dict[str, float] = field(default_factory=dict)
 
     @property
     def writable(self) -> bool:

@@ -118,6 +118,7 @@ def _touch_parent(view: ObjectView, op: Any, path: str | None = None) -> None:
     if entry is not None and entry.kind == "dir":
         entry.mtime = float(getattr(op, "created", 0) or time.time())
         entry.mtime_ns = 0
+        view.touched[parent] = entry.mtime
 
 
 def _folders_of(entries: Mapping[str, Entry]) -> set[str]:

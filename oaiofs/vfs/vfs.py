@@ -557,7 +557,8 @@ class Vfs:
                 raise NotADirectory(f"{new} is not a folder")
             if target.is_dir and self.ns.list_dir(target):
                 raise NotEmpty(f"{new} is not empty")
-        if self._only_here(view.oaio_id, src):
+        only_here = self._only_here(view.oaio_id, src)
+        if only_here:
             # a new file still open for writing: nothing to move on the server yet
             if target is not None and not target.is_dir:
                 self.writeback.submit(Op("delete_path", view.oaio_id, dst_inner, mtime=time.time()))
@@ -567,7 +568,8 @@ class Vfs:
         folders = src.is_dir or (target is not None and target.is_dir)
         src_path = src.path                   # move_open_files renames the open file's Entry in place
         self.writeback.moved(view.oaio_id, src_path, dst_inner, tree=folders)
-        self.ns.move_open_files(view.oaio_id, src_path, dst_inner)
+        if not self.ns.move_open_files(view.oaio_id, src_path, dst_inner) and only_here:
+            self.ns.local_changed(view.oaio_id)      # no move op replays it: show the new name
         self._forget_held(view.oaio_id, dst_inner, src_path)
 
     def _history_version(self, oaio_id: str, node: Node) -> int | None:

@@ -39,7 +39,7 @@ from .stream_upload import SequentialWrites
 
 log = logging.getLogger(__name__)
 
-APPLIED_PRUNE_AT = 10_000
+APPLIED_PRUNE_AT = 256        # ids kept after pruning are only those the journal still lists: a few
 
 
 class JournalLike(Protocol):
@@ -50,6 +50,78 @@ class JournalLike(Protocol):
     def pending(self, oaio_id: str | None = None) -> list[Op]: ...
     def status(self) -> dict[str, Any]: ...
     def amend_meta(self, op_id: int, mode: int | None, mtime_ns: int | None) -> bool: ...
+
+
+Snapshot = tuple[ItemKey, int, str]          # (key, write_gen, history) of a put_file's bytes
+
+
+class Snapshots:
+    """put_file op id -> the snapshot it uploads, and how many queued snapshots each (key,
+    write_gen) has: "are these very bytes queued already?" is O(1), not O(queued uploads)."""
+
+    def __init__(self) -> None:
+        self._by_op: dict[int, Snapshot] = {}
+        self._queued: dict[tuple[ItemKey, int], int] = {}
+
+    def __setitem__(self, op_id: int, snapshot: Snapshot) -> None:
+        self.pop(op_id)
+        self._by_op[op_id] = snapshot
+        held = (snapshot[0], snapshot[1])
+        self._queued[held] = self._queued.get(held, 0) + 1
+
+    def pop(self, op_id: int, default: Snapshot | None = None) -> Snapshot | None:
+        snapshot = self._by_op.pop(op_id, None)
+        if snapshot is None:
+            return default
+        held = (snapshot[0], snapshot[1])
+        left = self._queued[held] - 1
+        if left:
+            self._queued[held] = left
+        else:
+            del self._queued[held]
+        return snapshot
+
+    def items(self) -> list[tuple[int, Snapshot]]:
+        return list(self._by_op.items())
+
+    def holds(self, key: ItemKey, write_gen: int) -> bool:
+        """True if a queued upload holds ``key``'s bytes of ``write_gen``."""
+        return (key, write_gen) in self._queued
+
+
+class LastOps:
+    """The newest op of each (oaio_id, path), and the other way round: forgetting an applied op
+    costs O(its paths), not O(paths with pending ops) (issue 16: a backlog of thousands)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[ItemKey, Op] = {}
+        self._keys_of: dict[int, set[ItemKey]] = {}     # op id -> the keys it is the newest op of
+
+    def get(self, key: ItemKey) -> Op | None:
+        return self._by_key.get(key)
+
+    def __setitem__(self, key: ItemKey, op: Op) -> None:
+        self.pop(key)
+        self._by_key[key] = op
+        self._keys_of.setdefault(op.id, set()).add(key)
+
+    def pop(self, key: ItemKey) -> Op | None:
+        op = self._by_key.pop(key, None)
+        if op is not None:
+            keys = self._keys_of.get(op.id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys_of[op.id]
+        return op
+
+    def keys(self) -> list[ItemKey]:
+        return list(self._by_key)
+
+    def forget(self, op_id: int) -> None:
+        """``op_id`` is applied or discarded: no key has it as its newest op any more."""
+        for key in self._keys_of.pop(op_id, ()):
+            del self._by_key[key]
 
 
 class WriteBack:
@@ -63,8 +135,8 @@ class WriteBack:
         # chmod/utimens vs the last release of a dirty file: the mode/mtime go with the upload or in
         # a set_meta op after it, never lost in between (outer to ``_lock`` and the namespace lock)
         self._meta_lock = threading.Lock()
-        self._snapshots: dict[int, tuple[ItemKey, int, str]] = {}   # put_file op id -> (key, write_gen, history)
-        self._last_op: dict[ItemKey, Op] = {}                   # newest op per (oaio_id, path)
+        self._snapshots = Snapshots()                           # put_file op id -> (key, write_gen, history)
+        self._last_op = LastOps()                               # newest op per (oaio_id, path)
         self._applied: frozenset[int] = frozenset()             # replaced, never mutated: read lock-free
         # files written sequentially from offset 0 start uploading while still open
         self.streams = SequentialWrites(journal) if hasattr(journal, "begin_stream") else None
@@ -114,7 +186,7 @@ class WriteBack:
                 self.ns.clear_open_file(*item.key)
             return None
         with self._lock:
-            queued = any(key == item.key and gen == item.write_gen for key, gen, _ in self._snapshots.values())
+            queued = self._snapshots.holds(item.key, item.write_gen)
         if queued and self.ns.open_file(*item.key) is None:
             # opened for writing but not written (touch, chmod on an open fd): the journal already
             # holds these bytes; a second upload would also undo a utimens made since
@@ -189,10 +261,11 @@ class WriteBack:
                 new_key = renamed(key)
                 if new_key is not None:
                     self._snapshots[op_id] = (new_key, gen, history)
-            for key in list(self._last_op):
+            for key in self._last_op.keys():
                 new_key = renamed(key)
-                if new_key is not None:
-                    self._last_op[new_key] = self._last_op.pop(key)
+                moved = self._last_op.pop(key) if new_key is not None else None
+                if new_key is not None and moved is not None:
+                    self._last_op[new_key] = moved
 
     def last_failure(self, key: ItemKey) -> OaioError | None:
         """The error of ``key``'s newest op if the server refused it for good (rights, object gone).
@@ -272,10 +345,8 @@ class WriteBack:
         # by another thread shows the op twice (replay is idempotent), never neither (a folder
         # made here vanished for a moment: issue 12)
         patched = False
-        if doc is not None and op.kind in ("put_file", "mkdir"):
+        if doc is not None:
             patched = self.ns.put_doc(doc, applied=op)     # True: the cached view was patched (issue 16)
-        elif doc is not None:
-            self.ns.put_doc(doc)
         self._mark_applied(op)
         if doc is None and op.kind == "delete_object":
             self.ns.drop(op.oaio_id)
@@ -294,8 +365,7 @@ class WriteBack:
                 with self._lock:
                     self.cache.moved_committed((op.oaio_id, op.dst), op.base_version, int(moved["version"]))
         with self._lock:
-            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
-                del self._last_op[key]                  # fsync after this has nothing to wait for
+            self._last_op.forget(op.id)                 # fsync after this has nothing to wait for
         if not patched:                 # a patched view already shows the server's entry (issue 16)
             self.ns.local_changed(op.oaio_id)
 
@@ -319,8 +389,7 @@ class WriteBack:
         """The user discarded failed ``op`` (``oaiofs discard``): the server's version shows again."""
         with self._lock:
             snapshot = self._snapshots.pop(op.id, None)
-            for key in [k for k, last in self._last_op.items() if last.id == op.id]:
-                del self._last_op[key]
+            self._last_op.forget(op.id)
         if snapshot is not None:
             key, gen, _history = snapshot
             self.cache.drop_if_unchanged(key, gen)

@@ -202,3 +202,34 @@ def test_the_feed_does_not_refetch_the_echo_of_what_the_drive_already_shows(tmp_
     assert feed._known([event("a", 5), event("a", 6)]) == set()
     assert feed._known([event("a", 5, protocol.EVENT_SUBSCRIBED)]) == set()
     assert feed._known([event("b", 5), event("c", 1)]) == {"b"}
+
+
+def test_an_event_of_an_object_the_journal_writes_waits_for_its_answer(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the journal has ops of an object in flight, a newer ``updated`` event of it is not
+    fetched (the op's answer brings the document; fetching it too rebuilt the view): it waits.
+    Once the document shows the version, it is forgotten; if the journal is done and the document
+    still does not show it (another writer), or it waited DEFER_MAX_S, it is fetched."""
+    from oaiofs import protocol
+    from oaiofs.vfs import feed as feed_module
+    from oaiofs.vfs.feed import ChangeFeed, ListingStore
+    from oaiofs.vfs.namespace import Namespace
+
+    busy = {"a", "b", "c"}
+    clock = [1000.0]
+    monkeypatch.setattr(feed_module.time, "monotonic", lambda: clock[0])
+    ns = Namespace("me")
+    ns.load([{"oaio_id": oid, "version": 5, "access_right": "C", "files": []} for oid in "abcd"])
+    feed = ChangeFeed(None, ns, None, ListingStore(tmp_path / "l.json"), {},  # type: ignore[arg-type]
+                      busy=lambda oaio_id: oaio_id in busy)
+
+    def event(oaio_id: str, version: int) -> dict[str, Any]:
+        return {"type": protocol.EVENT_UPDATED, "subject": oaio_id, "data": {"oaio_id": oaio_id, "version": version}}
+    assert feed._known([event(oid, 6) for oid in "abcd"]) == {"a", "b", "c"}    # d: nobody writes it
+    assert feed._due() == []
+    ns.put_doc({"oaio_id": "a", "version": 6, "access_right": "C", "files": []})   # a's answer came
+    busy.discard("b")                                                             # b's did not bring 6
+    assert feed._due() == ["b"]
+    clock[0] += feed_module.DEFER_MAX_S + 0.1                                     # c waited too long
+    assert feed._due() == ["c"]
+    assert feed._due() == [] and not feed._deferred

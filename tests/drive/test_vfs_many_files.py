@@ -42,6 +42,7 @@ class BatchingApi(FakeApi):
         for f in files:
             try:
                 entry = self.s.commit(oaio_id, f.path, f.data, f.base_version, mode=f.mode, mtime_ns=f.mtime_ns)
+                self.s.make_parents(oaio_id, f.path, entry["version"])      # as the real server does
                 results.append({"path": f.path, "status": "ok", "version": entry["version"]})
             except VersionConflict as err:
                 results.append({"path": f.path, "status": "conflict", "error": {"error": err.code,
