@@ -333,6 +333,4 @@ class Namespace:
 def _same_doc(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """True if ``new`` shows nothing ``old`` does not: same object version (files and values change
     only with it) and the same rights and owner (sharing changes do not bump the version)."""
-    if old.get("compact"):            # built from a compact answer (vfs/compact.py): take the server's
-        return False
     return all(old.get(key) == new.get(key) for key in ("version", "access_right", "owner", "values", "updated"))
