@@ -145,3 +145,22 @@ def test_a_clone_pattern_patches_the_view_instead_of_rebuilding_it(tmp_path: Pat
     journal.close()
     cache.close_all()
     assert_read_back(world, tmp_path / "fresh", expected)                       # an empty cache
+
+
+def test_take_batch_keeps_a_folder_only_with_a_file_inside() -> None:
+    """take_batch's rule on its own: a queued mkdir goes with the batch when a later file of the
+    batch lies inside it (nested folders too); the batch ends before the first one that gets none."""
+    from oaiofs.vfs.batching import take_batch
+    from oaiofs.vfs.opstore import Op
+
+    def put(op_id: int, path: str) -> Op:
+        return Op("put_file", OID, path, size=3, sha256="0" * 64, id=op_id, data_file=f"/nonexistent/{op_id}")
+
+    def mkdir(op_id: int, path: str) -> Op:
+        return Op("mkdir", OID, path, id=op_id)
+    queue = [mkdir(1, "a"), mkdir(2, "a/b"), put(3, "a/b/x"), put(4, "c.txt"), mkdir(5, "d"), put(6, "e.txt"),
+             mkdir(7, "f"), put(8, "f/y")]
+    assert [op.id for op in take_batch(queue, set())] == [1, 2, 3, 4]          # d gets no file: cut before it
+    assert take_batch([mkdir(1, "a"), mkdir(2, "b"), put(3, "b/x")], set()) == []   # the head folder gets none
+    assert [op.id for op in take_batch(queue[6:], set())] == [7, 8]
+    assert [op.id for op in take_batch([put(1, "x"), mkdir(2, "g")], set())] == [1]
