@@ -56,14 +56,14 @@ FINISHED_KEPT = 1000          # finished ops remembered for wait() on a copy
 STREAM_JOIN_S = 60.0          # longest wait for an adopted stream's last PATCH
 _OBJECT_LEVEL = ("create_object", "put_values", "delete_object")
 _OBJECT_KEY = "\x00object"          # _chain_key of an object-level op (no file path starts with NUL)
+ENV_BATCH = "OAIOFS_UPLOAD_BATCH"              # "0": never batch small files (one request per file)
+ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
+ENV_PARALLEL = "OAIOFS_UPLOAD_PARALLEL"        # default ops of one object at once ("1": one at a time)
 
 
 def _chain_key(op: Op) -> str:
     """What :meth:`Journal._chain_locked` may rebase ``op`` on: its object's version or its path's."""
     return _OBJECT_KEY if op.kind in _OBJECT_LEVEL else op.path
-ENV_BATCH = "OAIOFS_UPLOAD_BATCH"              # "0": never batch small files (one request per file)
-ENV_UPLOAD_LIMIT = "OAIOFS_UPLOAD_LIMIT_BPS"   # default upload bandwidth cap in bytes/s (like rclone --bwlimit)
-ENV_PARALLEL = "OAIOFS_UPLOAD_PARALLEL"        # default ops of one object at once ("1": one at a time)
 
 
 class JournalBusy(OaioError):
