@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import tarfile
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from .. import protocol
-from ..errors import (ChecksumMismatch, Conflict, InvalidValue, MalformedJson, NotFound, OaioError,
-                      TooLarge)
-from . import access, blob_gc, changes, objects
+from ..errors import ChecksumMismatch, Conflict, InvalidValue, MalformedJson, OaioError, TooLarge
+from . import access, blob_batch, blob_gc, changes, objects
 from .blobs import blob_key
 from .compact_doc import compact_doc
+from .entry_index import EntryIndex, finish, index_of
 from .models import FileEntry, User
 from .state import AppState, transaction
 
@@ -139,38 +135,27 @@ def _parse_members(tar: tarfile.TarFile) -> list[BatchItem]:
 
 
 # --- committing ---
-def _store_blob(blobs: Any, key: str, data: bytes) -> None:
-    """Store ``data`` as blob ``key`` unless it is there (caller holds the collector's commit lock)."""
-    if blobs.exists(key):
-        return
-    for attempt in (1, 2):          # the purge may take a staging area that belongs to no upload row
-        staging_id = "batch-" + secrets.token_urlsafe(18)
-        try:
-            state = blobs.staging_create(staging_id)
-            state = blobs.staging_write(staging_id, 0, data, state)
-            blobs.staging_commit(staging_id, key, state)
-            return
-        except NotFound:
-            if attempt == 2:
-                raise
-        finally:
-            blobs.staging_delete(staging_id, {})
+_PREFETCH_CHUNK = 500        # paths per lookup query (bounded IN lists on every backend)
 
 
-def _precheck(db: Session, obj: Any, item: BatchItem) -> None:
-    """The refusals of a single PUT, before anything of this file is written."""
-    entry = db.scalar(select(FileEntry).where(FileEntry.object_id == obj.id,
-                                              FileEntry.path_hash == objects.path_hash(item.path)))
+def _prefetch(entries: EntryIndex, items: list[BatchItem]) -> None:
+    """Load the entry at every item's path and at each of its parents, in a few queries."""
+    paths = list(dict.fromkeys(p for item in items if item.error is None
+                               for p in (item.path, *protocol.parent_dirs(item.path))))
+    for start in range(0, len(paths), _PREFETCH_CHUNK):
+        entries.prefetch(paths[start:start + _PREFETCH_CHUNK])
+
+
+def _precheck(entries: EntryIndex, obj: Any, item: BatchItem) -> None:
+    """The refusals of a single PUT, before anything of this file is written (against the batch so far)."""
+    entry = entries.get(item.path)
     if entry is not None and entry.kind == objects.DIR:
         raise Conflict(f"{item.path!r} is a folder", {"oaio_id": obj.oaio_id, "path": item.path})
     objects.check_file_base(obj, item.path, entry, item.base_version)
-    parents = protocol.parent_dirs(item.path)
-    if parents:
-        hashes = [objects.path_hash(p) for p in parents]
-        for path, kind in db.execute(select(FileEntry.path, FileEntry.kind).where(
-                FileEntry.object_id == obj.id, FileEntry.path_hash.in_(hashes))):
-            if kind != objects.DIR:
-                raise Conflict(f"{path!r} is a file, not a folder", {"oaio_id": obj.oaio_id, "path": path})
+    for parent in protocol.parent_dirs(item.path):
+        found = entries.get(parent)
+        if found is not None and found.kind != objects.DIR:
+            raise Conflict(f"{parent!r} is a file, not a folder", {"oaio_id": obj.oaio_id, "path": parent})
 
 
 def _result(item: BatchItem, err: OaioError) -> dict[str, Any]:
@@ -190,23 +175,28 @@ def commit_items(state: AppState, user_id: int, oaio_id: str, items: list[BatchI
         obj, right = access.load_object(db, user, oaio_id, "update", for_update=True)
         previous_version = obj.version
         state.blobs.check_space(sum(len(item.data) for item in items if item.error is None))
+        index = index_of(obj)                    # shared by every file: looked up once, no flush per file
+        _prefetch(index, items)
+        to_store: dict[str, bytes] = {}
         with changes.coalesced(db):
             for item in items:
                 if item.error is not None:
                     results.append(_result(item, item.error))
                     continue
                 try:
-                    _precheck(db, obj, item)
+                    _precheck(index, obj, item)
                 except OaioError as err:
                     results.append(_result(item, err))
                     continue
                 key = blob_key(item.sha256)
-                _store_blob(state.blobs, key, item.data)
+                to_store.setdefault(key, item.data)
                 entry = objects.commit_file(db, user, obj, item.path, blob_key=key, size=len(item.data),
                                             sha256=item.sha256, mtime=None, base_version=item.base_version,
-                                            mtime_ns=item.mtime_ns, mode=item.mode)
+                                            mtime_ns=item.mtime_ns, mode=item.mode, entries=index, flush=False)
                 results.append({"path": item.path, "status": protocol.BATCH_OK, "version": entry.version})
                 entries.append(entry)
+            blob_batch.store_many(state.blobs, to_store)   # every blob durable before the rows naming them
+            finish(db, obj)
         for result in results:
             result["object_version"] = obj.version
         answer = {"object_version": obj.version, "stamp": obj.stamp, "results": results}

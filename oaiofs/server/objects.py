@@ -294,16 +294,17 @@ def delete_object(db: Session, user: User, obj: OaiObject, base_version: int | N
 # --- files and folders ---
 def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key: str, size: int, sha256: str,
                 mtime: float | None, base_version: int | None, mtime_ns: int | None = None,
-                mode: int | None = None) -> FileEntry:
+                mode: int | None = None, entries: EntryIndex | None = None, flush: bool = True) -> FileEntry:
     """Point ``path`` at a stored blob (new file or new version), inside the caller's transaction.
 
     Checks ``base_version`` against the file's version, creates missing parent
     folders, bumps the object version and emits ``updated``. A link at ``path`` is
     replaced by the file. ``mode`` None keeps the file's bits (0o644 for a new file);
-    ``mtime_ns`` wins over ``mtime``; neither means now.
+    ``mtime_ns`` wins over ``mtime``; neither means now. A batch passes its shared ``entries``
+    (prefetched) and ``flush=False``, and flushes once after its last file.
     """
     path = protocol.normalize_file_path(path)
-    entry, fresh, changed = place_entry(obj, path, base_version)
+    entry, fresh, changed = place_entry(obj, path, base_version, entries)
     if fresh:
         entry.kind, entry.mode = FILE, protocol.DEFAULT_FILE_MODE
     elif entry.kind != FILE:                # a link replaced by a file
@@ -316,16 +317,18 @@ def commit_file(db: Session, user: User, obj: OaiObject, path: str, *, blob_key:
         mtime_ns = round(float(mtime) * 1e9) if mtime is not None else time.time_ns()
     set_mtime(entry, mtime_ns)
     history.record_file(db, user, obj, entry)
-    finish(db, obj)
+    if flush:
+        finish(db, obj)
     _updated(db, obj, user, changed=changed)
     return entry
 
 
-def place_entry(obj: OaiObject, path: str, base_version: int | None) -> tuple[FileEntry, bool, list[str]]:
+def place_entry(obj: OaiObject, path: str, base_version: int | None,
+                entries: EntryIndex | None = None) -> tuple[FileEntry, bool, list[str]]:
     """Where a file or link lands (``path`` normalised): checks the base version and the parents,
     bumps the object version and makes missing parent folders. Returns the entry at ``path``
     (appended if new), whether it is new, and every path the change touched (for the event)."""
-    entries = index_of(obj)
+    entries = index_of(obj) if entries is None else entries
     entries.prefetch([path, *protocol.parent_dirs(path)])
     entry = entries.get(path)
     if entry is not None and entry.kind == DIR:
