@@ -253,3 +253,17 @@ def test_open_s3_store_takes_the_endpoint_from_the_boto3_environment(services: d
     assert store.client.meta.endpoint_url == services["OAIOFS_TEST_S3_ENDPOINT"]
     key = commit(store, "env", write_in_chunks(store, "env", b"via env", chunk=100))
     assert b"".join(store.open_range(key)) == b"via env"
+
+
+def test_put_small_stores_one_final_blob_and_dedupes(store: S3BlobStore) -> None:
+    data = os.urandom(5000)
+    key = blob_key(hashlib.sha256(data).hexdigest())
+    store.put_small(key, data)
+    assert b"".join(store.open_range(key)) == data
+    modified = store.client.head_object(Bucket=store.bucket, Key=store.prefix + key)["LastModified"]
+    store.put_small(key, data)                                       # stored already: not written again
+    assert store.client.head_object(Bucket=store.bucket, Key=store.prefix + key)["LastModified"] == modified
+    empty = blob_key(hashlib.sha256(b"").hexdigest())
+    store.put_small(empty, b"")
+    assert store.size(empty) == 0
+    assert staging_keys(store) == [] and mpus(store) == []

@@ -28,19 +28,19 @@ OBJ = "obj-durable"
 
 
 class RecordingStore:
-    """The local store; records each blob made final and can fail the n-th ``staging_commit``."""
+    """The local store; records each blob a batch made final and can fail the n-th of them."""
 
     def __init__(self, inner: Any, events: list[tuple[str, str]]) -> None:
         self.inner, self.events, self.fail_at, self.commits = inner, events, 0, 0
         self.lock = threading.Lock()
 
-    def staging_commit(self, upload_id: str, key: str, state: dict[str, Any]) -> None:
+    def put_small(self, key: str, data: bytes) -> None:
         with self.lock:
             self.commits += 1
             fail = self.commits == self.fail_at
         if fail:
             raise InsufficientStorage("injected: the store is full")
-        self.inner.staging_commit(upload_id, key, state)
+        self.inner.put_small(key, data)
         with self.lock:
             self.events.append(("blob", key))
 
@@ -141,3 +141,42 @@ def test_a_store_failure_while_storing_the_blobs_applies_nothing(app):
         resp = _post(http, files)
         assert resp.status_code == 200 and {r["status"] for r in resp.json()["results"]} == {"ok"}
         assert {f["path"] for f in _object(http)["files"] if f["kind"] == "file"} == {"keep.txt", *(f.path for f in files)}
+
+
+def test_local_put_small_is_final_deduped_and_leaves_nothing_on_a_full_disk(tmp_path, monkeypatch):
+    from oaiofs.server.blobs import local
+    store = local.LocalBlobStore(tmp_path / "blobs")
+    data = b"small file\n" * 100
+    key = blob_key(hashlib.sha256(data).hexdigest())
+    fsynced: list[int] = []
+    real_fsync = local.os.fsync
+    monkeypatch.setattr(local.os, "fsync", lambda fd: (fsynced.append(fd), real_fsync(fd))[1])
+    store.put_small(key, data)
+    assert b"".join(store.open_range(key)) == data and len(fsynced) == 1
+    store.put_small(key, data)                                      # stored already: nothing written
+    assert len(fsynced) == 1 and store.staging_ids() == []
+
+    real_replace = local.os.replace
+    taken: list[str] = []
+
+    def purge_then_replace(src, dst):                               # the purge took the staging file once
+        if not taken:
+            taken.append(str(src))
+            local.os.unlink(src)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(local.os, "replace", purge_then_replace)
+    other = b"another"
+    store.put_small(blob_key(hashlib.sha256(other).hexdigest()), other)
+    assert taken and b"".join(store.open_range(blob_key(hashlib.sha256(other).hexdigest()))) == other
+
+    import errno
+
+    def full(fd, view):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local.os, "write", full)
+    third = b"does not fit"
+    with pytest.raises(InsufficientStorage):
+        store.put_small(blob_key(hashlib.sha256(third).hexdigest()), third)
+    assert not store.exists(blob_key(hashlib.sha256(third).hexdigest())) and store.staging_ids() == []

@@ -57,6 +57,10 @@ class BlobStore(Protocol):
     def staging_delete(self, upload_id: str, state: dict[str, Any]) -> None:
         """Drop a staging area (no error if missing)."""
 
+    def put_small(self, key: str, data: bytes) -> None:
+        """Store ``data`` (bytes already known to hash to ``key``) as a final blob in one step, durable on
+        return, unless it is stored already (a batch commit's files, see server/blob_batch.py)."""
+
     def staging_ids(self) -> list[str]:
         """Ids of every staging area present (for purging leftovers)."""
 

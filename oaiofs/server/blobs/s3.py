@@ -341,6 +341,14 @@ class S3BlobStore:
         self.staging_delete(upload_id, state)
 
     @s3_errors
+    def put_small(self, key: str, data: bytes) -> None:
+        """Store ``data`` as blob ``key`` with one PUT (atomic, durable when answered) unless it is there
+        (a batch commit's files, at most ``protocol.BATCH_MAX_BYTES``; see blob_batch.py)."""
+        final = self._blob(key)
+        if self._head(final) is None:
+            self.client.put_object(Bucket=self.bucket, Key=final, Body=bytes(data))
+
+    @s3_errors
     def staging_delete(self, upload_id: str, state: dict[str, Any]) -> None:
         """Abort the multipart upload(s) and delete every staging object of ``upload_id``."""
         prefix = self._staging_prefix(upload_id)
