@@ -6,10 +6,13 @@ then one member per file. It is streamed into a spooled temporary file (at most
 ``BATCH_MAX_BYTES``; more answers 413), parsed and hashed before the database is
 touched, so a cut connection or a malformed body applies nothing and leaves nothing
 behind. A hostile or repeated path, or any malformed field, refuses the whole batch
-(422). Then, in ONE transaction under the blob collector's commit lock, each file is
-checked like a single ``PUT`` (a stale ``base_version`` or a folder in the way refuses
-that file only: ``"conflict"``; a sha256 mismatch: ``"error"``), its blob is stored and
-:func:`oaiofs.server.objects.commit_file` commits it; the change feed gets one merged
+(422). Then, in ONE transaction under the blob collector's commit lock, the entries of
+every path and parent are looked up at once (a shared ``EntryIndex``), each file is
+checked like a single ``PUT`` against the batch so far (a stale ``base_version`` or a
+folder in the way refuses that file only: ``"conflict"``; a sha256 mismatch: ``"error"``)
+and applied in memory by :func:`oaiofs.server.objects.commit_file` (no flush); then the
+blobs are stored side by side (:mod:`oaiofs.server.blob_batch`, each durable), and only
+then are the rows flushed and the transaction committed. The change feed gets one merged
 ``updated`` event. Blobs stored by a transaction that then failed are unreferenced and
 fresh, so ``blob_gc`` removes them after its grace period.
 """
