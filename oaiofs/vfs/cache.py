@@ -189,7 +189,9 @@ class Item:
             os.pwrite(self.fd, data, offset)
             end = offset + len(data)
             before = self.ranges.total()
-            self.ranges.add(offset, end)
+            # a write past the end leaves a hole that reads as zeros: those bytes are known here too
+            # (else a read of the hole asks the server, under a name it may not hold yet: a pending move)
+            self.ranges.add(min(offset, self.size), end)
             self.size = max(self.size, end)
             self._mark_dirty_locked(dirty)
             self._hash.feed(offset, len(data))
