@@ -316,6 +316,13 @@ class Cache:
             rec = self.index.get(_record_key(key))
             return dict(rec, open=0, writers=0) if rec else None
 
+    def written_at(self, key: ItemKey) -> bool:
+        """True if the item now at ``key`` is open for writing (a detached item's old key may hold
+        another file since: one renamed over it, or created anew)."""
+        with self._lock:
+            item = self._items.get(key)
+            return item is not None and item.writers > 0
+
     def create_local(self, key: ItemKey) -> Item:
         """A new empty dirty item (a file created on this mount); opened."""
         with self._lock:

@@ -568,6 +568,10 @@ class Vfs:
         folders = src.is_dir or (target is not None and target.is_dir)
         src_path = src.path                   # move_open_files renames the open file's Entry in place
         self.writeback.moved(view.oaio_id, src_path, dst_inner, tree=folders)
+        if target is not None and not target.is_dir:
+            # the replaced file may still be open with unsaved writes (the kernel sends a release
+            # after close returns): its size must not shadow the renamed file until that release
+            self.ns.clear_open_file(view.oaio_id, dst_inner)
         if not self.ns.move_open_files(view.oaio_id, src_path, dst_inner) and only_here:
             self.ns.local_changed(view.oaio_id)      # no move op replays it: show the new name
         self._forget_held(view.oaio_id, dst_inner, src_path)

@@ -179,7 +179,7 @@ class VfsExecutor:
         self._deliver()
 
     def rename(self, old: str, new: str) -> None:
-        self._deliver(everything=True)       # known gap: a rename over a file whose release is still
+        self._deliver()                      # a rename may come before the release of a closed file
         self.vfs.rename(self.path(old), self.path(new))
 
     def remount(self) -> None:

@@ -162,3 +162,52 @@ def test_rename_chain_of_a_file_with_a_hole(world_and_mount, tmp_path):
     idle_and_clean(journal)
     assert read_all(vfs, M + "/d.db") == moved
     read_back(world, tmp_path, {"d.db": moved, "b.log": b""})
+
+
+def test_rename_over_a_file_whose_release_is_pending(world_and_mount, tmp_path):
+    """close() returns before the kernel's release: a rename over the closed file arrives while the
+    drive still holds it open with unsaved writes. The name shows the renamed file at once (old
+    code: the replaced file's size until its release), and that release uploads nothing."""
+    world, vfs, journal, moves = world_and_mount
+    fh = vfs.create(M + "/c.bin")
+    vfs.write(fh, 0, b"C" * 10)
+    vfs.release(fh)
+    idle_and_clean(journal)
+    closed = vfs.create(M + "/a.txt")                # closed, release not delivered yet
+    vfs.write(closed, 0, b"A" * 50)
+    vfs.rename(M + "/c.bin", M + "/a.txt")
+    assert vfs.getattr(M + "/a.txt").size == 10
+    assert read_all(vfs, M + "/a.txt") == b"C" * 10
+    vfs.release(closed)
+    assert vfs.getattr(M + "/a.txt").size == 10
+    idle_and_clean(journal)
+    read_back(world, tmp_path, {"a.txt": b"C" * 10})
+
+
+@pytest.mark.parametrize("new_file", [True, False])
+def test_late_release_of_a_replaced_file_keeps_the_open_file_renamed_over_it(world_and_mount, tmp_path, new_file):
+    """Seed 4262's third shape (ENOENT on ftruncate of an open handle after a rename): s.bin, open
+    with unsaved writes, is renamed over t.bin whose release is still pending; that late release
+    of the replaced t.bin must not take away the overlay of s.bin, now at t.bin (old code: t.bin
+    vanished, or showed its last upload's size, until s.bin was written again)."""
+    world, vfs, journal, moves = world_and_mount
+    if not new_file:                                 # s.bin has an upload already: a move op goes too
+        fh = vfs.create(M + "/s.bin")
+        vfs.write(fh, 0, b"s")
+        vfs.release(fh)
+        idle_and_clean(journal)
+    writing, _ = vfs.open(M + "/s.bin", os.O_RDWR) if not new_file else (vfs.create(M + "/s.bin"), False)
+    vfs.write(writing, 0, b"S" * 30)
+    closed = vfs.create(M + "/t.bin")
+    vfs.write(closed, 0, b"T" * 70)
+    vfs.rename(M + "/s.bin", M + "/t.bin")
+    assert vfs.getattr(M + "/t.bin").size == 30
+    vfs.release(closed)                              # the replaced file's release arrives late
+    assert vfs.getattr(M + "/t.bin").size == 30
+    assert vfs.ns.resolve(M + "/t.bin").entry.size == 30         # the overlay, not the last upload
+    assert {n for n, _ in vfs.readdir(M)} >= {"t.bin"} and "s.bin" not in {n for n, _ in vfs.readdir(M)}
+    vfs.truncate(M + "/t.bin", 31, writing)
+    assert vfs.getattr(M + "/t.bin").size == 31
+    vfs.release(writing)
+    idle_and_clean(journal)
+    read_back(world, tmp_path, {"t.bin": b"S" * 30 + b"\0"})
