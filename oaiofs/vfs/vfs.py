@@ -72,6 +72,7 @@ class Vfs:
         self.read_only: Callable[[], str | None] = lambda: None   # a reason makes every change EROFS
         self.uid, self.gid = os.getuid(), os.getgid()
         self.writeback = WriteBack(journal, namespace, cache)
+        fetcher.settle = self._wait_for_move_onto
         self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
                              lambda: self.journal.status(), self.status)
         self._held_lock = threading.Lock()
@@ -232,6 +233,10 @@ class Vfs:
                 self.journal.wait(move, timeout=MOVE_WAIT_S)
             except TimeoutError:
                 raise Unavailable(f"{path}: renamed here, not yet on the server, and not cached") from None
+
+    def _wait_for_move_onto(self, key: ItemKey) -> None:
+        """Before fetching ``key`` (a partly cached file renamed here): its queued move first."""
+        self._wait_for_move(key[1], self.writeback.pending_ops(key[0]))
 
     def _fetch_small(self, node: Node) -> None:
         """Fetch a small file together with other small uncached files (same object first)."""

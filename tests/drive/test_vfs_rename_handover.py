@@ -69,7 +69,7 @@ def idle_and_clean(journal: Journal) -> None:
 def read_all(vfs, path: str) -> bytes:
     fh, _ = vfs.open(path, os.O_RDONLY)
     try:
-        return vfs.read(fh, 0, 1 << 20)
+        return vfs.read(fh, 0, vfs.getattr(path).size)
     finally:
         vfs.release(fh)
 
@@ -211,3 +211,39 @@ def test_late_release_of_a_replaced_file_keeps_the_open_file_renamed_over_it(wor
     vfs.release(writing)
     idle_and_clean(journal)
     read_back(world, tmp_path, {"t.bin": b"S" * 30 + b"\0"})
+
+
+@pytest.mark.parametrize("over", [False, True])
+def test_partly_cached_file_renamed_then_read_before_the_move_is_applied(world_and_mount, tmp_path, over):
+    """A file only partly cached (a reader read its start) is renamed here (over another file, or
+    not) and read further before the server applied the move: the fetch waits for the move
+    instead of asking the server for a name that holds other bytes or none yet (old code: EIO
+    ``checksum mismatch`` or ENOENT)."""
+    world, vfs, journal, moves = world_and_mount
+    big = bytes(range(256)) * (12 << 10)                      # 3 MiB: above the small-file batches
+    for name, data in (("big.bin", big), ("other.bin", b"other")):
+        fh = vfs.create(f"{M}/{name}")
+        vfs.write(fh, 0, data)
+        vfs.release(fh)
+    idle_and_clean(journal)
+    vfs, journal, cache = world.mount(tmp_path / "second")    # a second mount: nothing cached
+    try:
+        entry = vfs.ns.resolve(M + "/big.bin").entry
+        item = cache.open(("model-object", "big.bin"), version=entry.version, sha256=entry.sha256, size=entry.size)
+        item.store(0, big[:4096])                              # what a reader of the start left
+        cache.close(item)
+        moves.hold()
+        target = "other.bin" if over else "moved.bin"
+        vfs.rename(M + "/big.bin", f"{M}/{target}")
+        threading.Timer(0.5, moves.release).start()           # the server applies the move a bit later
+        fh, _ = vfs.open(f"{M}/{target}", os.O_RDONLY)
+        try:
+            assert vfs.read(fh, 2 << 20, 4096) == big[2 << 20:(2 << 20) + 4096]
+        finally:
+            vfs.release(fh)
+        idle_and_clean(journal)
+        assert read_all(vfs, f"{M}/{target}") == big
+    finally:
+        journal.close()
+        cache.close_all()
+    read_back(world, tmp_path, {target: big} if over else {target: big, "other.bin": b"other"})
