@@ -7,23 +7,30 @@
 - ``many_parallel`` (with ``OAIOFS_BENCH_PARALLEL_COMPARE=1``): the same through a drive mounted with
   ``--upload-parallel 4`` beside ``many_commit``'s mount time (the default: one op per object at a time);
 - ``clone_local`` / ``clone_commit``: ``git clone`` of a generated local repository into the
-  drive, until done locally and until every file is on the server, beside a local-disk clone.
+  drive, until done locally and until every file is on the server, beside a local-disk clone;
+- ``clone_floor``: the same clone into ``bench/fuse_floor.py`` (an in-memory fusepy filesystem with
+  the drive's FUSE options that stores nothing), beside the local-disk clone: what FUSE round trips
+  and fusepy's dispatch alone cost, the floor under ``clone_local`` on this machine.
 
 Every measurement checks what it wrote (the server's sha256 of each file).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Iterator
 from oaiofs.client.api import ApiClient
 
 from .measure import BenchError, Stopwatch
+from .processes import log_tail, stop_process, wait_for
 from .report import Row, Target
 from .runner import FILES_USER, BenchRun
 from .workloads import expect, run_rows
@@ -190,6 +197,23 @@ def worktree_files(root: Path) -> dict[str, str]:
     return found
 
 
+@contextlib.contextmanager
+def floor_mount(mountpoint: Path, log_file: Path) -> Iterator[Path]:
+    """``bench/fuse_floor.py`` mounted at ``mountpoint`` (run as a script from a neutral cwd)."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fuse_floor.py")), str(mountpoint)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=log_file.parent)
+    try:
+        wait_for(lambda: os.path.ismount(mountpoint) or proc.poll() is not None, 30, "the floor filesystem")
+        expect(proc.poll() is None, f"the floor filesystem exited: {log_tail(log_file)}")
+        yield mountpoint
+    finally:
+        if os.path.ismount(mountpoint):
+            subprocess.run(["fusermount", "-u", str(mountpoint)], stdin=subprocess.DEVNULL, check=False)
+        stop_process(proc)
+
+
 def git_clone(run: BenchRun) -> list[Row]:
     cfg = run.config
     count = cfg.clone_files
@@ -197,6 +221,9 @@ def git_clone(run: BenchRun) -> list[Row]:
                "the same clone onto the local disk", "s", False, Target("min_ratio", 0.1, "≤ 10×"))
     committed = Row("clone_commit", "the same clone, until every checked-out file is on the server",
                     "the same clone onto the local disk", "s", False, Target("min_ratio", 0.0, "(info)"))
+    floor = Row("clone_floor", "the same clone into an in-memory fusepy filesystem that stores nothing "
+                "(`bench/fuse_floor.py`: the floor of any fusepy drive)", "the same clone onto the local disk", "s",
+                False, Target("min_ratio", 0.0, "(info)"))
     api = run.api(FILES_USER)
     source = run.work_dir / "clone-source"
 
@@ -227,6 +254,13 @@ def git_clone(run: BenchRun) -> list[Row]:
                    f"git status in the drive's clone is not clean: {status.stdout[:300]!r} {status.stderr[:300]!r}")
         done.samples.append(cloned - start)
         committed.samples.append(seen - start)
+        floor.baseline_samples.append(seconds)
+        with floor_mount(run.work_dir / "mnt-floor", run.work_dir / "fuse-floor.log") as mountpoint:
+            target = mountpoint / "repo"
+            floor.samples.append(clone(source, target))
+            expect(worktree_files(target) == {p[len("repo/"):]: sha for p, sha in expected.items()},
+                   "the clone into the floor filesystem differs from the local one")
 
-    run_rows(run, [done, committed], body)
-    return [done, committed]
+    rows = [done, committed, floor]
+    run_rows(run, rows, body)
+    return rows

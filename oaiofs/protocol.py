@@ -107,6 +107,7 @@ PATH_USERS = API_PREFIX + "/users"
 PATH_OBJECTS = API_PREFIX + "/objects"
 PATH_OBJECT = API_PREFIX + "/objects/{oaio_id}"
 PATH_FILE = API_PREFIX + "/objects/{oaio_id}/files/{path}"
+PATH_FILE_INFO = API_PREFIX + "/objects/{oaio_id}/info/{path}"   # FileDoc (+ its commit's CompactDoc)
 PATH_LINK = API_PREFIX + "/objects/{oaio_id}/links/{path}"
 PATH_DIR = API_PREFIX + "/objects/{oaio_id}/dirs/{path}"
 PATH_MOVE = API_PREFIX + "/objects/{oaio_id}/move"

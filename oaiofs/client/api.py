@@ -267,6 +267,11 @@ class ApiClient:
         resp = self.request("GET", self._file_path(protocol.PATH_FILE, oaio_id, path), headers=headers)
         return resp.content
 
+    def file_info(self, oaio_id: str, path: str, *, compact: bool = False) -> dict[str, Any]:
+        """The FileDoc of an attached file; ``compact``: plus ``object``, the CompactDoc of its
+        commit while the object has not changed since (docs/api.md)."""
+        return self._json("GET", self._file_path(protocol.PATH_FILE_INFO, oaio_id, path), params=_compact(compact))
+
     def put_file(self, oaio_id: str, path: str, data: bytes | IO[bytes], *, base_version: int | None = None,
                  mtime: float | None = None, mtime_ns: int | None = None, mode: int | None = None) -> dict[str, Any]:
         """Upload a whole file in one request (small files; use ``TusUploader`` for big ones)."""

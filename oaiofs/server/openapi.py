@@ -57,6 +57,7 @@ OPERATIONS: dict[tuple[str, str], set[int]] = {
     ("get", "/api/v1/objects/{oaio_id}/files/{path}"): _FILE_GET,
     ("head", "/api/v1/objects/{oaio_id}/files/{path}"): _FILE_GET,
     ("put", "/api/v1/objects/{oaio_id}/files/{path}"): {200, 411, 460} | _WRITE,
+    ("get", protocol.PATH_FILE_INFO): {200, 403} | _READ,
     ("patch", "/api/v1/objects/{oaio_id}/files/{path}"): {200} | _WRITE,
     ("put", "/api/v1/objects/{oaio_id}/links/{path}"): {200} | _WRITE,
     ("post", "/api/v1/objects/{oaio_id}/dirs/{path}"): {201} | _WRITE,

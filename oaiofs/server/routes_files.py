@@ -38,11 +38,12 @@ def file_info(state: Any, user_id: int, oaio_id: str, path: str, compact: bool =
         return _file_info(db, db.get_one(User, user_id), oaio_id, path, compact)
 
 
-def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: str) -> dict[str, Any]:
+def authenticated_file_info(state: Any, request: Request, oaio_id: str, path: str,
+                            compact: bool = False) -> dict[str, Any]:
     """:func:`file_info` for the request's caller, authenticated in the same session (one thread hop)."""
     with transaction(state) as db:
         user = deps.get_current_user(request, db)
-        return _file_info(db, user, oaio_id, protocol.normalize_file_path(path))
+        return _file_info(db, user, oaio_id, protocol.normalize_file_path(path), compact)
 
 
 def _file_info(db: Any, user: User, oaio_id: str, path: str, compact: bool = False) -> dict[str, Any]:
@@ -54,6 +55,17 @@ def _file_info(db: Any, user: User, oaio_id: str, path: str, compact: bool = Fal
     info = dict(objects.file_doc(entry), blob_key=entry.blob_key)
     if compact and entry.version == obj.version:     # nothing changed since: the last change was this commit
         info["object"] = compact_doc(obj, right, [entry])
+    return info
+
+
+@router.get(protocol.PATH_FILE_INFO.replace("{path}", "{path:path}"))
+async def get_file_info(oaio_id: str, path: str, request: Request, compact: bool = False) -> dict[str, Any]:
+    """The ``FileDoc`` of one attached file (404 for folders and links). ``compact``: plus ``object``,
+    the CompactDoc of the file's commit while the object has not changed since: what a tus upload's
+    answer (a version in headers) lacks for a client to update its copy of the object (issue 16)."""
+    info = await run_in_threadpool(authenticated_file_info, upload_service(request).state, request, oaio_id,
+                                   path, compact)
+    info.pop("blob_key")
     return info
 
 

@@ -194,8 +194,8 @@ class OpApplier:
         if not op.conflict_path:
             try:
                 result = self._upload(op, op.path, op.base_version)
-                doc = self._meta_fixup(op, self._doc_or_none(op.oaio_id))
-                return Outcome("done", doc, int(result["version"]))
+                committed = int(result["version"])
+                return Outcome("done", self._meta_fixup(op, self._doc_after_upload(op, committed)), committed)
             except ChecksumMismatch:
                 self._check_snapshot_unchanged(op)
                 raise
@@ -234,7 +234,8 @@ class OpApplier:
                 return Outcome("done", None, int(again["version"]))
             return None
         op.base_version = int(current["version"])
-        return Outcome("done", self._meta_fixup(op, self._doc_or_none(op.oaio_id)), int(result["version"]))
+        version = int(result["version"])
+        return Outcome("done", self._meta_fixup(op, self._doc_after_upload(op, version)), version)
 
     def _apply_set_meta(self, op: Op) -> Outcome:
         """chmod/utimens: metadata only, last writer wins; a file deleted meanwhile needs nothing."""
@@ -262,7 +263,10 @@ class OpApplier:
         mtime_ns = op.mtime_ns if op.mtime_ns and current.get("mtime_ns") != op.mtime_ns else None
         if mode is None and mtime_ns is None:
             return doc
+        after = getattr(self.api, "set_file_meta_after", None)     # vfs/compact.py: no whole-object fetch
         try:
+            if after is not None and doc is not None:
+                return dict(after(doc, op.oaio_id, op.path, mode=mode, mtime_ns=mtime_ns))
             return self.api.set_file_meta(op.oaio_id, op.path, mode=mode, mtime_ns=mtime_ns)
         except OaioError as err:
             log.warning("%s/%s: uploaded, but its mode/mtime were not set: %s", op.oaio_id, op.path, err)
@@ -346,6 +350,13 @@ class OpApplier:
     def doc_or_none(self, oaio_id: str) -> dict[str, Any] | None:
         """The object's document after a commit (None if it cannot be fetched)."""
         return self._doc_or_none(oaio_id)
+
+    def _doc_after_upload(self, op: Op, version: int) -> dict[str, Any] | None:
+        """The object's document after ``op``'s upload committed ``version``: built from the
+        server's compact answer where the api offers it (vfs/compact.py), else fetched."""
+        build = getattr(self.api, "doc_after_upload", None)
+        doc = build(op.oaio_id, op.path, version) if build is not None else None
+        return dict(doc) if doc is not None else self._doc_or_none(op.oaio_id)
 
     def _doc_or_none(self, oaio_id: str) -> dict[str, Any] | None:
         """The object's document after an upload (best effort: None if it cannot be fetched)."""

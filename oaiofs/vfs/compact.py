@@ -9,8 +9,10 @@ hand the applier the whole document anyway, built by :func:`expand` from the nam
 document of the object when that is exactly the version before the change. Otherwise (another
 writer changed the object in between, no document yet, an older server whose answer does not
 list the folders the change touched) the document is fetched as before. A batch commit asks for
-a compact answer too (:meth:`CompactAnswers.commit_batch_doc`, used by vfs/batching.py). Every
-other call goes straight through.
+a compact answer too (:meth:`CompactAnswers.commit_batch_doc`, used by vfs/batching.py), and
+so does a tus upload, whose own answer is only a version: :meth:`CompactAnswers.doc_after_upload`
+asks for the file's info with its commit's CompactDoc (and :meth:`set_file_meta_after` builds the
+document of a mode/mtime set right after it, vfs/apply.py). Every other call goes straight through.
 
 A CompactDoc lists every folder above a changed or removed path (each folder whose mtime the
 change moved among them) and the version it was built on (``previous_version``), so the built
@@ -22,6 +24,7 @@ import logging
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import protocol
+from ..errors import OaioError
 from .seams import ServerApi
 
 log = logging.getLogger(__name__)
@@ -85,8 +88,9 @@ class CompactAnswers:
         self.expanded = 0             # answers turned into documents without fetching (for tests, status)
         self.fetched = 0
 
-    def _whole(self, oaio_id: str, answer: dict[str, Any], touch: bool) -> dict[str, Any]:
-        old = self._doc_of(oaio_id)
+    def _whole(self, oaio_id: str, answer: dict[str, Any], touch: bool,
+               old: dict[str, Any] | None = None) -> dict[str, Any]:
+        old = self._doc_of(oaio_id) if old is None else old
         doc = expand(old, answer, touch)
         if doc is not None:
             self.expanded += 1
@@ -123,6 +127,33 @@ class CompactAnswers:
         answer = self.api.move(oaio_id, src, dst, base_version=base_version,
                                overwrite=overwrite, compact=True)
         return answer if compact else self._whole(oaio_id, answer, touch=True)
+
+    def doc_after_upload(self, oaio_id: str, path: str, version: int) -> dict[str, Any] | None:
+        """The object's document after an upload committed ``path`` as ``version`` (a tus upload
+        answers only the version), built from the file's compact info; None: fetch it (another
+        writer in between, no document here, the file changed again, an older server)."""
+        info_of = getattr(self.api, "file_info", None)
+        if info_of is None:
+            return None
+        try:
+            info = info_of(oaio_id, path, compact=True)
+        except OaioError as err:
+            log.debug("%s/%s: no compact answer after the upload (%s); fetching", oaio_id, path, err)
+            return None
+        answer = info.get("object")
+        if answer is None or info.get("version") != version or answer.get("version") != version:
+            return None
+        doc = expand(self._doc_of(oaio_id), answer, touch=True)
+        if doc is not None:
+            self.expanded += 1
+        return doc
+
+    def set_file_meta_after(self, old: dict[str, Any], oaio_id: str, path: str, *, mode: int | None = None,
+                            mtime_ns: int | None = None) -> dict[str, Any]:
+        """:meth:`set_file_meta` whose document is built from ``old`` (the object's document right
+        before it, not yet the namespace's: an upload's, see :meth:`doc_after_upload`)."""
+        answer = self.api.set_file_meta(oaio_id, path, mode=mode, mtime_ns=mtime_ns, compact=True)
+        return self._whole(oaio_id, answer, touch=False, old=old)
 
     def commit_batch_doc(self, oaio_id: str, files: Sequence[protocol.BatchFile]
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

@@ -1,7 +1,8 @@
 """The durable write-back journal: nothing the user saved is lost (issue 5).
 
 ``Journal.submit(op)`` records a mutating operation — and for ``put_file`` an O(1)
-hard-link snapshot of its bytes — on local disk (fsync'd) before it returns. Worker
+hard-link snapshot of its bytes (a small file's bytes also in the record) — durably on local
+disk before it returns. Worker
 threads apply ops to the server in submit order per object wherever they depend on each other (different
 objects in parallel, and within an object the ops that touch disjoint paths, bounded: see
 :mod:`oaiofs.vfs.schedule`), resume tus uploads from the server's offset after a crash,
@@ -100,6 +101,7 @@ class Journal:
         self._queued_paths: dict[str, dict[str, int]] = {}   # oaio_id -> _chain_key -> queued ops (issue 16)
         self._failed: dict[int, Op] = {}
         self._finished: dict[int, Op] = {}        # recent done/conflict ops (bounded), for wait()
+        self.restored: list[Op] = []              # ops whose small snapshot a power cut damaged (start-up)
         self._busy: dict[str, int] = {}           # oaio_id -> ops (a batch counts once) being applied
         self._own_versions: dict[str, set[int]] = {}   # oaio_id -> object versions our applied ops made
         self._small: dict[str, int] = {}          # oaio_id -> id of the running op (or batch head) of small files
@@ -147,13 +149,15 @@ class Journal:
         _check_op(op, data_source)
         op = dataclasses.replace(op, id=0, state="pending", offset=0, attempts=0, error="",
                                  upload_url=None, result_version=None, conflict_path="")
+        inline: bytes | None = None
         if op.kind == "put_file":
             assert data_source is not None       # _check_op: a put_file has its bytes
-            op.data_file = str(self._store.snapshot(Path(data_source)))
-            op.size = os.stat(op.data_file).st_size
+            snapshot, inline = self._store.snapshot(Path(data_source))
+            op.data_file = str(snapshot)
+            op.size = len(inline) if inline is not None else os.stat(op.data_file).st_size
         with self._cond:
             adopted = stream is not None and self._adopt_locked(op, stream, Path(data_source or ""))
-            self._store.insert(op)
+            self._store.insert(op, inline)
             if adopted and stream is not None:
                 self._streams[op.id] = stream
             self._enqueue_locked(op)
@@ -336,7 +340,9 @@ class Journal:
 
     # --- workers ------------------------------------------------------------------------
     def _reload(self) -> None:
-        for op in self._store.load():
+        ops = self._store.load()
+        self.restored = self._store.restore_snapshots([op for op in ops if op.state in (*ACTIVE_STATES, "failed")])
+        for op in ops:
             if op.state in ACTIVE_STATES:
                 op.state = "pending"
                 self._enqueue_locked(op)

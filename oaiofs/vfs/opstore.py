@@ -5,13 +5,17 @@ one ``COMMIT`` makes an op record durable atomically (no temp-file/rename/dir-fs
 dance per record), updates of the upload offset are cheap row updates, ordering comes
 from the ``INTEGER PRIMARY KEY AUTOINCREMENT`` id, and ``oaiofs status`` can read the
 queue from another process while the mount writes it (WAL readers never block the
-writer). Bytes do not go into the database: each ``put_file`` snapshot is a hard link
-(``os.link``, O(1) whatever the size) in ``<root>/data/``, fsync'd together with its
-directory entry before the record that names it is committed.
+writer). Each ``put_file`` snapshot is a hard link (``os.link``, O(1) whatever the size) in
+``<root>/data/``. A large one is fsync'd together with its directory entry before the
+record that names it is committed. A small one (``INLINE_MAX_BYTES``) is not: its bytes go
+into the record's ``data`` column instead, so the one ``COMMIT`` makes bytes and record
+durable (one fsync per close instead of three), and :meth:`OpStore.restore_snapshots`
+rewrites a snapshot a power cut damaged from them at the next start.
 
 Layout of ``root``::
 
-    journal.db          ops(id, oaio_id, state, created, doc JSON), conflicts(...), meta(key, value)
+    journal.db          ops(id, oaio_id, state, created, doc JSON, data: a small snapshot's bytes),
+                        conflicts(...), meta(key, value)
     data/<uuid>         immutable snapshot of the bytes of one put_file op
     journal.lock        flock'd by the running journal (one process per root)
 
@@ -20,6 +24,7 @@ Thread safety: every method takes the store's own lock; nothing here touches the
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 OP_KINDS = ("create_object", "put_values", "put_file", "mkdir", "delete_path", "move", "delete_object",
             "set_meta", "symlink")
 ACTIVE_STATES = ("pending", "running")
+INLINE_MAX_BYTES = 64 << 10     # snapshots up to this size are made durable by their record's COMMIT
 TERMINAL_STATES = ("done", "failed", "conflict")
 
 _SCHEMA = """
@@ -122,6 +128,8 @@ class OpStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if "data" not in {row[1] for row in self._db.execute("PRAGMA table_info(ops)")}:
+            self._db.execute("ALTER TABLE ops ADD COLUMN data BLOB")      # journals of older versions
         for folder in (self.root.parent, self.root, self.data_dir):   # new folders and files survive a power cut
             _fsync_dir(folder)
 
@@ -130,8 +138,10 @@ class OpStore:
             self._db.close()
 
     # --- snapshots -------------------------------------------------------------------
-    def snapshot(self, source: Path) -> Path:
-        """Make ``source``'s bytes the journal's own and durable: hard link (copy if linking fails)."""
+    def snapshot(self, source: Path) -> tuple[Path, bytes | None]:
+        """Make ``source``'s bytes the journal's own: hard link (copy if linking fails). A large
+        snapshot is durable when this returns; a small one comes back with its bytes, which
+        :meth:`insert` stores in the record (durable with it, see the module doc)."""
         target = self.data_dir / uuid.uuid4().hex
         try:
             os.link(source, target)
@@ -142,11 +152,47 @@ class OpStore:
             os.replace(tmp, target)
         fd = os.open(target, os.O_RDONLY)
         try:
+            if os.fstat(fd).st_size <= INLINE_MAX_BYTES:
+                data = os.read(fd, INLINE_MAX_BYTES + 1)
+                if len(data) <= INLINE_MAX_BYTES:
+                    return target, data
             os.fsync(fd)
         finally:
             os.close(fd)
         _fsync_dir(self.data_dir)
-        return target
+        return target, None
+
+    def restore_snapshots(self, ops: list[Op]) -> list[Op]:
+        """Start-up: rewrite the snapshot of each small ``put_file`` op that a power cut damaged
+        before the kernel wrote it back (:func:`_cut_short`) from the op's record; the rewrite goes
+        into the same inode when the file is there, so the drive's cache file that shares it is
+        repaired too. Returns the ops whose snapshot was rewritten."""
+        restored = []
+        for op in ops:
+            if op.kind != "put_file" or not op.data_file or not op.sha256 or op.size > INLINE_MAX_BYTES:
+                continue
+            path = Path(op.data_file)
+            if not _cut_short(path, op.size, op.sha256):
+                continue
+            with self._lock:
+                row = self._db.execute("SELECT data FROM ops WHERE id = ?", (op.id,)).fetchone()
+            data = row[0] if row is not None else None
+            if data is None or hashlib.sha256(data).hexdigest() != op.sha256:
+                log.error("op %d (%s/%s): its snapshot %s is damaged and the journal has no copy of its bytes",
+                          op.id, op.oaio_id, op.path, path)
+                continue
+            log.warning("op %d (%s/%s): snapshot %s lost its bytes (power cut?); rewriting it from the journal",
+                        op.id, op.oaio_id, op.path, path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            restored.append(op)
+        if restored:
+            _fsync_dir(self.data_dir)
+        return restored
 
     def remove_data(self, data_file: str | None) -> None:
         """Delete a snapshot that is no longer needed."""
@@ -168,14 +214,15 @@ class OpStore:
         return removed
 
     # --- ops -------------------------------------------------------------------------
-    def insert(self, op: Op) -> Op:
-        """Persist a new op (durable when this returns) and set its id."""
+    def insert(self, op: Op, data: bytes | None = None) -> Op:
+        """Persist a new op (durable when this returns; ``data``: its small snapshot's bytes, see
+        :meth:`snapshot`) and set its id."""
         op.created = op.created or time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._db.execute("INSERT INTO ops (oaio_id, state, created, doc) VALUES (?, ?, ?, ?)",
-                                       (op.oaio_id, op.state, op.created, "{}"))
+                cur = self._db.execute("INSERT INTO ops (oaio_id, state, created, doc, data) VALUES (?, ?, ?, ?, ?)",
+                                       (op.oaio_id, op.state, op.created, "{}", data))
                 op.id = int(cur.lastrowid or 0)
                 self._db.execute("UPDATE ops SET doc = ? WHERE id = ?", (op.to_json(), op.id))
             except BaseException:
@@ -243,6 +290,20 @@ class OpStore:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+
+def _cut_short(path: Path, size: int, sha256: str) -> bool:
+    """What a power cut leaves of a file written but not fsync'd: no file, a shorter one, or one
+    of the right size that reads as zeros. (Other bytes are no power cut: a writer changed the
+    snapshot, and the applier uploads what is there now, see ``OpApplier._check_snapshot_unchanged``.)"""
+    try:
+        found = path.stat().st_size
+    except FileNotFoundError:
+        return True
+    if found != size:
+        return found < size
+    data = path.read_bytes()
+    return hashlib.sha256(data).hexdigest() != sha256 and not any(data)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -26,15 +26,18 @@ goes with the upload or after it.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ..hashing import file_sha256
 from ..errors import OaioError, error_from_response
 from .cache import Cache, Item, ItemKey
 from .namespace import Namespace
-from .opstore import Op
+from .opstore import INLINE_MAX_BYTES, Op
 from .stream_upload import SequentialWrites
 
 log = logging.getLogger(__name__)
@@ -306,6 +309,7 @@ class WriteBack:
             if last is not None and (rec.get("sha256") == last.sha256 or not data.exists()):
                 # the queued upload holds these bytes: the record turns clean (or is dropped, on a
                 # conflict) when it is applied, as if this process had submitted it (issue 12 item 4)
+                _repair_from_snapshot(data, last)
                 with self._lock:
                     self._snapshots[last.id] = (key, rec.get("write_gen", 0), rec.get("history", rec["token"]))
                     self._last_op[key] = last
@@ -405,3 +409,17 @@ class WriteBack:
                 still = {o.id for o in self.journal.pending(None)}
                 applied = frozenset(i for i in applied if i in still)
             self._applied = applied | {op.id}
+
+
+def _repair_from_snapshot(data: Path, op: Op) -> None:
+    """A small snapshot is made durable by its op record, not by an fsync of its bytes (opstore.py),
+    so after a power cut the cache file ``data`` that should hold ``op``'s bytes may not: copy the
+    journal's snapshot (restored at start-up) over it, as a new file (the journal's is never
+    written into)."""
+    if op.size > INLINE_MAX_BYTES or not op.data_file or not data.exists() or file_sha256(data) == op.sha256:
+        return
+    log.warning("%s/%s: the cached bytes were damaged (power cut?); restoring them from the journal",
+                op.oaio_id, op.path)
+    tmp = data.with_name(data.name + ".restore")
+    shutil.copyfile(op.data_file, tmp)
+    os.replace(tmp, data)

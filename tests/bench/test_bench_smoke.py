@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 BENCH = ROOT / "scripts" / "bench"
 ROW_KEYS = ["cold_read", "warm_read", "cat_small", "ls_cold", "ls_warm", "write_commit", "peak_rss", "many_commit", "many_local",
-            "create_latency", "clone_local", "clone_commit"]
+            "create_latency", "clone_local", "clone_commit", "clone_floor"]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the benchmark drops the page cache (root only)")
 needs_fuse = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse")
 

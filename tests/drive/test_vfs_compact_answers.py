@@ -155,6 +155,65 @@ def test_uploads_do_not_fetch_the_whole_object(live_server: ServerProcess, make_
         fresh.stop()
 
 
+def test_large_uploads_do_not_fetch_the_whole_object(live_server: ServerProcess, make_user: Any,
+                                                      tmp_path: Path) -> None:
+    """Files too big for a batch go by tus, whose answer is only a version: the journal asks for
+    the file's compact info and builds the object's document from it, also after a file streamed
+    while written (its mode/mtime set after the upload). No whole-object GET; the document equals
+    the server's, every field; a second drive with an empty cache reads the bytes back."""
+    user = make_user("compacttus")
+    drive = _drive(live_server, user, tmp_path / "c1")
+    vfs = drive.vfs
+    big = {"/obj/seed.bin": os.urandom(300 << 10), "/obj/new/dir/a.bin": os.urandom(400 << 10),
+           "/obj/streamed.bin": os.urandom(9 << 20)}
+
+    def write(path: str, data: bytes, piece: int = 1 << 20) -> None:
+        fh = vfs.create(path, 0o640)
+        for offset in range(0, len(data), piece):
+            vfs.write(fh, offset, data[offset:offset + piece])
+        vfs.release(fh)
+    try:
+        vfs.mkdir("/obj", 0o755)
+        write("/obj/seed.bin", b"seed")
+        assert drive.journal.wait_idle(60)
+        oaio_id = vfs.ns.resolve("/obj").oaio_id
+        gets = _count_journal_gets(drive)
+        infos: list[str] = []
+        real_info = drive.api.file_info
+
+        def counting_info(*args: Any, **kwargs: Any) -> Any:
+            infos.append(args[1])
+            return real_info(*args, **kwargs)
+        drive.api.file_info = counting_info  # type: ignore[method-assign]
+        write("/obj/seed.bin", big["/obj/seed.bin"])            # an overwrite
+        assert drive.journal.wait_idle(60)
+        vfs.mkdir("/obj/new", 0o755)
+        vfs.mkdir("/obj/new/dir", 0o700)
+        write("/obj/new/dir/a.bin", big["/obj/new/dir/a.bin"])   # a new file in new folders
+        assert drive.journal.wait_idle(60)
+        write("/obj/streamed.bin", big["/obj/streamed.bin"])    # streamed before its release
+        vfs.utimens("/obj/streamed.bin", (0, 1_500_000_000_123_456_789))
+        assert drive.journal.wait_idle(120), drive.journal.status()
+        assert drive.journal.status()["failed"] == []
+        assert gets == [], gets
+        assert sorted(set(infos)) == ["new/dir/a.bin", "seed.bin", "streamed.bin"]
+        server_doc = drive.api.get_object(oaio_id)
+        assert vfs.ns.doc(oaio_id) == server_doc          # the whole document, folder mtimes too
+        streamed = next(f for f in server_doc["files"] if f["path"] == "streamed.bin")
+        assert streamed["mtime_ns"] == 1_500_000_000_123_456_789 and streamed["mode"] == 0o640
+    finally:
+        drive.stop()
+    fresh = _drive(live_server, user, tmp_path / "fresh")        # an empty cache
+    try:
+        for path, data in big.items():
+            fh, _ = fresh.vfs.open(path, os.O_RDONLY)
+            got = b"".join(fresh.vfs.read(fh, offset, 1 << 20) for offset in range(0, len(data), 1 << 20))
+            fresh.vfs.release(fh)
+            assert got == data, path
+    finally:
+        fresh.stop()
+
+
 def test_expand_refuses_what_it_cannot_know() -> None:
     """Another writer's change in between (a version gap), a folder made or touched on the way
     that the answer does not list (an older server), or no document: the caller fetches the whole

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from oaiofs import protocol
 from oaiofs.client.api import ApiClient
+from oaiofs.client.uploads import TusUploader
 from oaiofs.errors import OaioError
 from oaiofs.vfs.compact import expand
 
@@ -39,8 +41,8 @@ def _batch_file(path: str, data: bytes, base: int | None = None) -> protocol.Bat
 class Model:
     """Picks the next change from the server's current document."""
 
-    def __init__(self, api: ApiClient, oaio_id: str, rng: random.Random) -> None:
-        self.api, self.oaio_id, self.rng = api, oaio_id, rng
+    def __init__(self, api: ApiClient, oaio_id: str, rng: random.Random, tmp: Path) -> None:
+        self.api, self.oaio_id, self.rng, self.tmp = api, oaio_id, rng, tmp
         self.counter = 0
 
     def fresh(self, prefix: str) -> str:
@@ -62,7 +64,7 @@ class Model:
     def step(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any], bool] | None:
         """Make one change; (its name, the compact answer, whether it added/removed names)."""
         rng, api, oid = self.rng, self.api, self.oaio_id
-        kind = rng.choice(["batch", "batch", "put", "mkdir", "link", "meta", "delete", "move", "move"])
+        kind = rng.choice(["batch", "batch", "put", "tus", "mkdir", "link", "meta", "delete", "move", "move"])
         files = self.entries(doc, "file")
         if kind == "batch":
             batch: list[protocol.BatchFile] = []
@@ -92,6 +94,16 @@ class Model:
                              data=b"put " + path.encode(), headers={"Content-Type": "application/octet-stream"})
             assert info["path"] == path and "object" in info, info
             return "put", info["object"], True
+        if kind == "tus":                    # a tus upload answers a version; its file info the CompactDoc
+            path = self.free_path(doc, self.fresh("t") + ".bin")
+            if path is None:
+                return None
+            local = self.tmp / self.fresh("local")
+            local.write_bytes(b"tus " + path.encode())
+            version = TusUploader(api).upload_file(local, oid, path)["version"]
+            info = api.file_info(oid, path, compact=True)
+            assert info["version"] == version and info["object"]["version"] == version, info
+            return "tus", info["object"], True
         if kind == "mkdir":
             path = self.free_path(doc, self.fresh("dir"))
             return ("mkdir", api.make_dir(oid, path, compact=True), True) if path else None
@@ -123,10 +135,10 @@ class Model:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_document_built_from_each_compact_answer_equals_get(live_server: Any, make_user: Callable[..., str],
                                                                  api_for: Callable[..., ApiClient],
-                                                                 seed: int) -> None:
+                                                                 tmp_path: Path, seed: int) -> None:
     api = api_for(make_user("exact"))
     oid = api.create_object({"seed": seed})["oaio_id"]
-    model = Model(api, oid, random.Random(seed))
+    model = Model(api, oid, random.Random(seed), tmp_path)
     doc = api.get_object(oid)
     kinds: dict[str, int] = {}
     for _ in range(40):
@@ -146,7 +158,7 @@ def test_the_document_built_from_each_compact_answer_equals_get(live_server: Any
         assert built == server, (name, answer)
         kinds[name] = kinds.get(name, 0) + 1
         doc = server
-    assert set(kinds) >= {"batch", "put", "mkdir", "link", "meta", "delete", "move"}, kinds
+    assert set(kinds) >= {"batch", "put", "tus", "mkdir", "link", "meta", "delete", "move"}, kinds
     assert any("/" in f["path"] for f in doc["files"] if f["kind"] == "file"), doc["files"]
 
 
@@ -185,3 +197,40 @@ def test_expand_refuses_answers_of_older_servers_and_of_other_versions(api_for: 
     assert stale["results"][0]["status"] == protocol.BATCH_CONFLICT
     assert stale["version"] == stale["previous_version"] == api.get_object(oid)["version"]
     assert expand(api.get_object(oid), stale, touch=True) is None
+
+
+def test_file_info_answers_the_commits_compact_doc_only_while_the_object_is_unchanged(
+        api_for: Callable[..., ApiClient], make_user: Callable[..., str], tmp_path: Path) -> None:
+    """``GET …/info/{path}?compact=true`` after a tus upload: the commit's CompactDoc, which
+    ``expand`` turns into the server's document; once the object moved on, no ``object`` (the
+    client fetches). Hostile input gets a precise error and changes nothing."""
+    owner, stranger = make_user("infoowner"), make_user("infostranger")
+    api = api_for(owner)
+    oid = api.create_object({})["oaio_id"]
+    api.make_dir(oid, "d")
+    before = api.get_object(oid)
+    local = tmp_path / "big.bin"
+    local.write_bytes(b"z" * (300 << 10))
+    version = TusUploader(api).upload_file(local, oid, "d/e/big.bin")["version"]
+    info = api.file_info(oid, "d/e/big.bin", compact=True)
+    assert info["path"] == "d/e/big.bin" and info["version"] == version and "blob_key" not in info
+    assert expand(before, info["object"], touch=True) == api.get_object(oid)
+    assert "object" not in api.file_info(oid, "d/e/big.bin")           # only when asked
+    api.make_dir(oid, "later")
+    moved_on = api.file_info(oid, "d/e/big.bin", compact=True)
+    assert moved_on["version"] == version and "object" not in moved_on
+    stored = api.get_object(oid)
+    other = api_for(stranger)
+    for call, status in [(lambda: api.file_info(oid, "d"), 404),               # a folder
+                         (lambda: api.file_info(oid, "nothing.txt"), 404),
+                         (lambda: api.file_info("no-such-object", "x"), 404),
+                         (lambda: api.file_info(oid, "../etc/passwd"), 422),
+                         (lambda: other.file_info(oid, "d/e/big.bin"), 404)]:  # not subscribed
+        with pytest.raises(OaioError) as err:
+            call()
+        assert err.value.http_status == status, err.value
+    info_path = protocol.PATH_FILE_INFO.format(oaio_id=oid, path="d/e/big.bin")
+    for bad, status in (("NaN", 422), ("1e999", 422), ("%ff", 400)):
+        resp = api.request("GET", info_path + "?compact=" + bad, expect=range(200, 600))
+        assert resp.status_code == status and "error" in resp.json(), (bad, resp.status_code, resp.text)
+    assert api.get_object(oid) == stored
