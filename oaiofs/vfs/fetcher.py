@@ -97,7 +97,7 @@ class Stream:
         item = self.item
         oaio_id, path = item.key
         try:
-            self.fetcher.settle(item.key)             # a rename here must reach the server first
+            self.fetcher.settle(item)                 # a rename here must reach the server first
             oaio_id, path = item.key
             with self.fetcher.source.open_range(oaio_id, path, item.version, item.sha256,
                                                          self.start, item.size) as chunks:
@@ -137,9 +137,9 @@ class Fetcher:
     def __init__(self, source: ByteSource, cache: Cache) -> None:
         self.source = source
         self.cache = cache
-        # called in a stream's thread before it asks the server for a name (the Vfs waits there
-        # for a move onto that name queued here: until it is applied, the name holds other bytes)
-        self.settle: Callable[[ItemKey], None] = lambda key: None
+        # called in a stream's thread before it asks the server for an item's name (the Vfs waits
+        # there for a move onto that name queued here: until it is applied, the name holds other bytes)
+        self.settle: Callable[[Item], None] = lambda item: None
         self._batch_lock = threading.Lock()
         self._inflight: dict[ItemKey, threading.Event] = {}
 

@@ -234,9 +234,11 @@ class Vfs:
             except TimeoutError:
                 raise Unavailable(f"{path}: renamed here, not yet on the server, and not cached") from None
 
-    def _wait_for_move_onto(self, key: ItemKey) -> None:
-        """Before fetching ``key`` (a partly cached file renamed here): its queued move first."""
-        self._wait_for_move(key[1], self.writeback.pending_ops(key[0]))
+    def _wait_for_move_onto(self, item: Item) -> None:
+        """Before fetching ``item`` (a partly cached file renamed here): its queued move first. A
+        detached item (a reader's version of a file replaced since) keeps its old name: no wait."""
+        if not item.detached:
+            self._wait_for_move(item.key[1], self.writeback.pending_ops(item.key[0]))
 
     def _fetch_small(self, node: Node) -> None:
         """Fetch a small file together with other small uncached files (same object first)."""

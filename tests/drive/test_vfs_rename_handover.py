@@ -247,3 +247,41 @@ def test_partly_cached_file_renamed_then_read_before_the_move_is_applied(world_a
         journal.close()
         cache.close_all()
     read_back(world, tmp_path, {target: big} if over else {target: big, "other.bin": b"other"})
+
+
+def test_reader_of_a_file_replaced_by_a_rename_reads_on_before_the_move(world_and_mount, tmp_path):
+    """The other side of the wait above: a reader of a partly cached t.bin keeps its version when
+    s.bin is renamed over t.bin (close-to-open). Its item is detached, not the renamed file's, so
+    its stream does not wait for the move (after which the server no longer holds those bytes at
+    that name): it reads on while the move is still queued."""
+    world, vfs, journal, moves = world_and_mount
+    big = bytes(range(256)) * (12 << 10)
+    for name, data in (("t.bin", big), ("s.bin", b"s")):
+        fh = vfs.create(f"{M}/{name}")
+        vfs.write(fh, 0, data)
+        vfs.release(fh)
+    idle_and_clean(journal)
+    vfs, journal, cache = world.mount(tmp_path / "second")
+    try:
+        entry = vfs.ns.resolve(M + "/t.bin").entry
+        item = cache.open(("model-object", "t.bin"), version=entry.version, sha256=entry.sha256, size=entry.size)
+        item.store(0, big[:4096])
+        cache.close(item)
+        reader, _ = vfs.open(M + "/t.bin", os.O_RDONLY)
+        try:
+            moves.hold()
+            vfs.rename(M + "/s.bin", M + "/t.bin")
+            timer = threading.Timer(5.0, moves.release)      # a wait for the move would outlast it
+            timer.start()
+            assert vfs.read(reader, 2 << 20, 4096) == big[2 << 20:(2 << 20) + 4096]
+            assert moves.world.server.on_call is not None        # read before the move went through
+            timer.cancel()
+        finally:
+            vfs.release(reader)
+        moves.release()
+        idle_and_clean(journal)
+        assert read_all(vfs, M + "/t.bin") == b"s"
+    finally:
+        journal.close()
+        cache.close_all()
+    read_back(world, tmp_path, {"t.bin": b"s"})
