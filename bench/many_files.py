@@ -237,6 +237,7 @@ def git_clone(run: BenchRun) -> list[Row]:
         shutil.rmtree(local_target)
         done.baseline_samples.append(seconds)
         committed.baseline_samples.append(seconds)
+        floor.baseline_samples.append(seconds)
         if not run.mounts_enabled:
             return
         oaio_id = api.create_object({"_name": "clone"})["oaio_id"]
@@ -254,7 +255,6 @@ def git_clone(run: BenchRun) -> list[Row]:
                    f"git status in the drive's clone is not clean: {status.stdout[:300]!r} {status.stderr[:300]!r}")
         done.samples.append(cloned - start)
         committed.samples.append(seen - start)
-        floor.baseline_samples.append(seconds)
         with floor_mount(run.work_dir / "mnt-floor", run.work_dir / "fuse-floor.log") as mountpoint:
             target = mountpoint / "repo"
             floor.samples.append(clone(source, target))
