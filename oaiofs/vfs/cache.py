@@ -189,7 +189,9 @@ class Item:
             os.pwrite(self.fd, data, offset)
             end = offset + len(data)
             before = self.ranges.total()
-            self.ranges.add(offset, end)
+            # a write past the end leaves a hole that reads as zeros: those bytes are known here too
+            # (else a read of the hole asks the server, under a name it may not hold yet: a pending move)
+            self.ranges.add(min(offset, self.size), end)
             self.size = max(self.size, end)
             self._mark_dirty_locked(dirty)
             self._hash.feed(offset, len(data))
@@ -313,6 +315,13 @@ class Cache:
                 return dict(item.record(), open=item.open_count, writers=item.writers)
             rec = self.index.get(_record_key(key))
             return dict(rec, open=0, writers=0) if rec else None
+
+    def written_at(self, key: ItemKey) -> bool:
+        """True if the item now at ``key`` is open for writing (a detached item's old key may hold
+        another file since: one renamed over it, or created anew)."""
+        with self._lock:
+            item = self._items.get(key)
+            return item is not None and item.writers > 0
 
     def create_local(self, key: ItemKey) -> Item:
         """A new empty dirty item (a file created on this mount); opened."""

@@ -17,7 +17,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager, Iterator, Protocol
+from typing import Callable, ContextManager, Iterator, Protocol
 
 from ..hashing import file_sha256
 from ..errors import OaioError, Unavailable
@@ -97,6 +97,8 @@ class Stream:
         item = self.item
         oaio_id, path = item.key
         try:
+            self.fetcher.settle(item)                 # a rename here must reach the server first
+            oaio_id, path = item.key
             with self.fetcher.source.open_range(oaio_id, path, item.version, item.sha256,
                                                          self.start, item.size) as chunks:
                 for chunk in chunks:
@@ -135,6 +137,9 @@ class Fetcher:
     def __init__(self, source: ByteSource, cache: Cache) -> None:
         self.source = source
         self.cache = cache
+        # called in a stream's thread before it asks the server for an item's name (the Vfs waits
+        # there for a move onto that name queued here: until it is applied, the name holds other bytes)
+        self.settle: Callable[[Item], None] = lambda item: None
         self._batch_lock = threading.Lock()
         self._inflight: dict[ItemKey, threading.Event] = {}
 

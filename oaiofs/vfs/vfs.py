@@ -72,6 +72,7 @@ class Vfs:
         self.read_only: Callable[[], str | None] = lambda: None   # a reason makes every change EROFS
         self.uid, self.gid = os.getuid(), os.getgid()
         self.writeback = WriteBack(journal, namespace, cache)
+        fetcher.settle = self._wait_for_move_onto
         self.xattrs = Xattrs(namespace, cache, fetcher, self.writeback.pending_ops,
                              lambda: self.journal.status(), self.status)
         self._held_lock = threading.Lock()
@@ -232,6 +233,12 @@ class Vfs:
                 self.journal.wait(move, timeout=MOVE_WAIT_S)
             except TimeoutError:
                 raise Unavailable(f"{path}: renamed here, not yet on the server, and not cached") from None
+
+    def _wait_for_move_onto(self, item: Item) -> None:
+        """Before fetching ``item`` (a partly cached file renamed here): its queued move first. A
+        detached item (a reader's version of a file replaced since) keeps its old name: no wait."""
+        if not item.detached:
+            self._wait_for_move(item.key[1], self.writeback.pending_ops(item.key[0]))
 
     def _fetch_small(self, node: Node) -> None:
         """Fetch a small file together with other small uncached files (same object first)."""
@@ -568,6 +575,10 @@ class Vfs:
         folders = src.is_dir or (target is not None and target.is_dir)
         src_path = src.path                   # move_open_files renames the open file's Entry in place
         self.writeback.moved(view.oaio_id, src_path, dst_inner, tree=folders)
+        if target is not None and not target.is_dir:
+            # the replaced file may still be open with unsaved writes (the kernel sends a release
+            # after close returns): its size must not shadow the renamed file until that release
+            self.ns.clear_open_file(view.oaio_id, dst_inner)
         if not self.ns.move_open_files(view.oaio_id, src_path, dst_inner) and only_here:
             self.ns.local_changed(view.oaio_id)      # no move op replays it: show the new name
         self._forget_held(view.oaio_id, dst_inner, src_path)

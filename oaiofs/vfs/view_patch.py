@@ -337,12 +337,16 @@ def commit_mkdir(view: ObjectView, old_doc: Mapping[str, Any], doc: Mapping[str,
     if not _same_object(old_doc, doc):
         return False
     shown = view.entries.get(op.path)
-    if (shown is None or shown.kind != "dir" or not shown.local or shown.mtime_ns or shown.mode is not None
-            or op.path in view.shadowed):
-        return False                      # a later chmod/utimens of the folder shows: rebuild
     parent = op.path.rpartition("/")[0]
     server = _doc_entries(files, {op.path, parent})
     new_dir = server.get(op.path)
+    if (shown is not None and not shown.local and new_dir is not None and op.path not in view.shadowed
+            and shown == doc_entry(new_dir) and _parents_are_folders(view, server, {parent})):
+        _show_committed(view, op, doc, server, {}, open_files)   # the answer to a file of its batch
+        return True                                             # already showed the server's folder
+    if (shown is None or shown.kind != "dir" or not shown.local or shown.mtime_ns or shown.mode is not None
+            or op.path in view.shadowed):
+        return False                      # a later chmod/utimens of the folder shows: rebuild
     if not _parents_are_folders(view, server, {parent}) or new_dir is None or new_dir.get("kind") != "dir":
         return False
     entry = doc_entry(new_dir)

@@ -186,7 +186,8 @@ class WriteBack:
                 stream.abort()
             if item.detached:
                 log.debug("%s/%s was removed while open; not uploaded", *item.key)
-                self.ns.clear_open_file(*item.key)
+                if not self.cache.written_at(item.key):     # else its overlay is a file renamed over it
+                    self.ns.clear_open_file(*item.key)
             return None
         with self._lock:
             queued = self._snapshots.holds(item.key, item.write_gen)

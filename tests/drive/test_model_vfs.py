@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from oaiofs.errors import ChecksumMismatch, NotFound
 from oaiofs.vfs.cache import Cache
 from oaiofs.vfs.fetcher import Fetcher
 from oaiofs.vfs.journal import Journal
@@ -38,18 +39,29 @@ SKIP = frozenset({"rename", "truncate_path"}) if os.environ.get("OAIOFS_MODEL_AL
 
 
 class ShaSource(FakeSource):
-    """Serves the bytes of the sha256 asked for (as the server's carts do), not the path's newest."""
+    """Serves what the server's carts serve: the bytes the server holds at the path now, and only if
+    they are the sha256 asked for (404 if the path holds no file, a checksum error otherwise), so a
+    drive that asks for a name before the server has those bytes there fails here as on a mount."""
 
-    def __init__(self, by_sha: dict[str | None, bytes]) -> None:
+    def __init__(self, by_sha: dict[str | None, bytes], server: FakeServer) -> None:
         super().__init__({})
-        self.by_sha = by_sha
+        self.by_sha, self.server = by_sha, server
+
+    def _current(self, oaio_id: str, path: str, sha256: str | None) -> bytes:
+        with self.server.lock:
+            entry = self.server.objects[oaio_id]["files"].get(path)
+            if entry is None or entry["kind"] != "file":
+                raise NotFound(f"no file {path!r}")
+            if entry["sha256"] != sha256:
+                raise ChecksumMismatch(f"checksum mismatch for {path}: sha256 is {entry['sha256']}")
+            return self.by_sha[sha256]
 
     def open_range(self, oaio_id: str, path: str, version: int, sha256: str | None, start: int, end: int) -> Any:
-        self.files = {(oaio_id, path): self.by_sha[sha256]}
+        self.files = {(oaio_id, path): self._current(oaio_id, path, sha256)}
         return super().open_range(oaio_id, path, version, sha256, start, end)
 
     def fetch_batch(self, files: list[Any], dest_dir: Path) -> dict[tuple[str, str], Path]:
-        self.files = {c.key: self.by_sha[c.sha256] for c in files}
+        self.files = {c.key: self._current(c.key[0], c.key[1], c.sha256) for c in files}
         return super().fetch_batch(files, dest_dir)
 
 
@@ -77,7 +89,7 @@ class VfsWorld:
         ns = Namespace("me")
         journal = Journal(cache_dir / "journal", self.api, self.uploader, origin="me@model",
                           backoff_initial_s=0.01, backoff_cap_s=0.05)
-        vfs = Vfs(ns, cache, Fetcher(ShaSource(self.by_sha), cache), journal, VfsOptions())
+        vfs = Vfs(ns, cache, Fetcher(ShaSource(self.by_sha, self.server), cache), journal, VfsOptions())
         journal.set_listener(vfs.writeback)
         ns.set_pending_source(vfs.writeback.pending_ops)
         ns.load([self.api.get_object(OID)])
@@ -167,7 +179,7 @@ class VfsExecutor:
         self._deliver()
 
     def rename(self, old: str, new: str) -> None:
-        self._deliver(everything=True)       # known gap: a rename over a file whose release is still
+        self._deliver()                      # a rename may come before the release of a closed file
         self.vfs.rename(self.path(old), self.path(new))
 
     def remount(self) -> None:

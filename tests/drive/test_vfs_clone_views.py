@@ -164,3 +164,44 @@ def test_take_batch_keeps_a_folder_only_with_a_file_inside() -> None:
     assert take_batch([mkdir(1, "a"), mkdir(2, "b"), put(3, "b/x")], set()) == []   # the head folder gets none
     assert [op.id for op in take_batch(queue[6:], set())] == [7, 8]
     assert [op.id for op in take_batch([put(1, "x"), mkdir(2, "g")], set())] == [1]
+
+
+def test_a_view_rebuilt_in_the_middle_of_a_batchs_answers_is_patched_by_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal hands a batch's answers over one by one while FUSE calls read the view in
+    between. A view rebuilt from the batch's document already shows the server's folders, so the
+    answer of each ``mkdir`` that went with the batch finds the server's entry, not its own: it
+    must keep the view (the old code dropped it for every such folder: one O(files) rebuild each
+    in a ``git clone``), and the view must still equal a rebuild."""
+    world, _api = batching_world()
+    vfs, journal, cache = world.mount(tmp_path / "c1")
+    journal.stop()
+    for i in range(6):
+        vfs.mkdir(_path(f"d{i}"), 0o755)
+        fh = vfs.create(_path(f"d{i}/f.txt"), 0o644)
+        vfs.write(fh, 0, f"file {i}\n".encode())
+        vfs.release(fh)
+    vfs.getattr(_path("d0"))
+    listener = journal._listener
+    assert listener is not None
+    real = listener.on_applied
+    answers: list[str] = []
+
+    def interleaved(op: Any, doc: Any) -> None:
+        real(op, doc)
+        if not answers:                                    # something dropped the view: rebuilt
+            vfs.ns.local_changed(OID)
+        answers.append(op.path)
+        vfs.ns.view(OID)                                   # a getattr between two answers
+        assert_views_fresh(vfs.ns, f"after the answer to {op.kind} {op.path}")
+    monkeypatch.setattr(listener, "on_applied", interleaved)
+    builds = CountingBuilds(monkeypatch)
+    journal.start()
+    assert journal.wait_idle(60), journal.status()
+    journal.stop()
+    assert len(answers) == 12
+    assert builds.count == 1, builds.count                 # only the forced one (old code: 6 more)
+    journal.close()
+    cache.close_all()
+    assert_read_back(world, tmp_path / "fresh", {f"d{i}/f.txt": (f"file {i}\n".encode(), 0o644, 0)
+                                                 for i in range(6)})
