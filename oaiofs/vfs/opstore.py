@@ -303,7 +303,7 @@ def _cut_short(path: Path, size: int, sha256: str) -> bool:
     if found != size:
         return found < size
     data = path.read_bytes()
-    return hashlib.sha256(data).hexdigest() != sha256 and not any(data)
+    return not any(data) and hashlib.sha256(data).hexdigest() != sha256   # hashed only if all zeros
 
 
 def _fsync_dir(path: Path) -> None:
