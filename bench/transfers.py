@@ -15,6 +15,7 @@ table with speed ratios and writes JSON. Not a test: nothing here asserts speed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -25,6 +26,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import ContextManager
 
 if __package__ in (None, ""):                  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,6 +58,9 @@ class _Unheard:
     def on_applied(self, op: Op, doc: object) -> None: ...
     def on_conflict(self, op: Op, conflict_copy: str) -> None: ...
     def on_failed(self, op: Op, err: Exception) -> None: ...
+
+    def reports(self) -> ContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def write_payload(path: Path, payload: Payload) -> None:

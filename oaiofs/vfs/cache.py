@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from .cache_index import CacheIndex
 from .hashing import IncrementalHash
@@ -94,6 +94,10 @@ class Item:
         # the sha256 of this history's newest bytes the server has or the journal holds: the next
         # snapshot's parent (a server version with these bytes is our own, issue 12)
         self.parent_sha: str | None = sha256
+        # the token of the data file the index on disk says is dirty (None: not known to say so);
+        # a local change first makes it say so, so a kill -9 after close(2) and before the
+        # asynchronous release still finds the file to upload (``WriteBack.recover``)
+        self.recorded_dirty: str | None = token if dirty else None
         self._old_fds: list[int] = []
         self._hash = IncrementalHash(self._read_for_hash, self._start_writeback)
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -185,7 +189,8 @@ class Item:
     def write(self, offset: int, data: bytes | memoryview) -> int:
         """Write ``data`` at ``offset`` (kept by nobody after this returns: it may be the kernel's buffer)."""
         with self.cond:
-            dirty = next_state(self.state, _WRITE)   # before the bytes: never into the journal's link
+            # dirty before the bytes: never into the journal's link, and the record says so first
+            self._mark_dirty_locked(next_state(self.state, _WRITE))
             os.pwrite(self.fd, data, offset)
             end = offset + len(data)
             before = self.ranges.total()
@@ -193,7 +198,6 @@ class Item:
             # (else a read of the hole asks the server, under a name it may not hold yet: a pending move)
             self.ranges.add(min(offset, self.size), end)
             self.size = max(self.size, end)
-            self._mark_dirty_locked(dirty)
             self._hash.feed(offset, len(data))
             grown = self.ranges.total() - before
         if not self.detached:                 # a retired item's bytes no longer count
@@ -202,7 +206,8 @@ class Item:
 
     def truncate(self, length: int) -> None:
         with self.cond:
-            dirty = next_state(self.state, _WRITE)   # before the bytes: never into the journal's link
+            # dirty before the bytes: never into the journal's link, and the record says so first
+            self._mark_dirty_locked(next_state(self.state, _WRITE))
             os.ftruncate(self.fd, length)
             before = self.ranges.total()
             self.ranges.remove_from(length)
@@ -210,15 +215,20 @@ class Item:
                 self.ranges.add(self.size, length)      # the new tail reads as zeros
             self.size = length
             self._hash.truncated(length)
-            self._mark_dirty_locked(dirty)
             grown = self.ranges.total() - before
         if not self.detached:                 # a retired item's bytes no longer count
             self.cache.account(grown)
 
     def _mark_dirty_locked(self, dirty: ItemState) -> None:
+        """A local change is about to land: the item is ``dirty`` (no sha256 names its bytes any
+        more), and the index on disk says so first when it did not yet for this data file (a
+        clean file's first write, or the first after a copy-on-write gave it a new token), so a
+        kill -9 after close(2) and before the asynchronous release still finds the file."""
         self.state = dirty
         self.write_gen += 1
         self.sha256 = None
+        if self.recorded_dirty != self.token and not self.detached:
+            self.cache.persist(self)
 
     def finish_hash(self) -> str:
         """The sha256 of the whole content (computed while sequential writes arrived)."""
@@ -363,6 +373,7 @@ class Cache:
             self.index.touch(rkey, rec)
         else:
             self.index.set(rkey, rec)
+        item.recorded_dirty = item.token if rec["dirty"] else None
 
     def install(self, key: ItemKey, src: Path, *, version: int, sha256: str | None, size: int) -> None:
         """Take a fully downloaded file (moved in) as the clean item for ``key``."""
@@ -386,8 +397,9 @@ class Cache:
             self.index.set(_record_key(key), rec)
             self._used += size
 
-    def bulk(self) -> Any:
-        """A context in which many index updates share one transaction (batch installs)."""
+    def bulk(self) -> ContextManager[None]:
+        """A context in which many index updates share one transaction (batch installs, the
+        journal's reports of one batch commit)."""
         return self.index.batch()
 
     def mark_clean(self, item: Item, version: int, sha256: str | None, write_gen: int) -> bool:

@@ -123,9 +123,14 @@ class CacheIndex:
         return records
 
     def _apply(self, changes: list[Change]) -> None:
-        context = self._disk.transact() if len(changes) > 1 else contextlib.nullcontext()
+        """Write the keys of ``changes`` as the memory copy holds them *now*: a change deferred in a
+        batch, or queued by ``touch``, never overwrites a newer one another thread made meanwhile
+        (the disk converges to memory whatever order the writes arrive in)."""
+        keys = list(dict.fromkeys(key for key, _ in changes))
+        context = self._disk.transact() if len(keys) > 1 else contextlib.nullcontext()
         with context:
-            for key, value in changes:
+            for key in keys:
+                value = self._records.get(key, _DELETE)
                 if value is _DELETE:
                     self._disk.pop(key, None)
                 else:

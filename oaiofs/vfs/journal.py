@@ -407,6 +407,11 @@ class Journal:
         request; the ops it did not commit are applied one by one, in order, as usual. The batch
         holds one of its object's slots until it returns (the caller releases it)."""
         outcomes = apply_batch(self._applier.api, batch, self._applier.doc_or_none)
+        assert self._listener is not None                         # start() refuses to run without one
+        with self._listener.reports():      # the drive writes the batch's bookkeeping together
+            self._report_batch(batch, outcomes)
+
+    def _report_batch(self, batch: list[Op], outcomes: list[Outcome | None]) -> None:
         for op, outcome in zip(batch, outcomes):
             if outcome is not None and outcome.state == "done":
                 op.result_version = outcome.result_version    # pending() shows the batch's versions

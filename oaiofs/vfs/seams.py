@@ -91,3 +91,7 @@ class JournalListener(Protocol):
 
     def on_failed(self, op: Op, err: OaioError) -> None:
         """The server refused ``op`` for good; its bytes stay in the journal (retry/discard)."""
+
+    def reports(self) -> ContextManager[None]:
+        """A context around the reports of one batch: the drive may write the bookkeeping they
+        cause together, at its end (one cache-index transaction instead of one per file)."""

@@ -417,14 +417,17 @@ class Vfs:
         item = handle.item
         if not handle.writable:
             self._unhold(item)
-        try:
-            if handle.writable:
-                with item.write_lock:
-                    item.writers -= 1
-                    if item.writers == 0:
-                        self.writeback.submit_file(item)
-        finally:
-            self.cache.close(item)
+        # the record the hand-over changes and the one close touches: one index write, made
+        # before the release returns, and not while the hand-over holds the write-back lock
+        with self.cache.bulk():
+            try:
+                if handle.writable:
+                    with item.write_lock:
+                        item.writers -= 1
+                        if item.writers == 0:
+                            self.writeback.submit_file(item)
+            finally:
+                self.cache.close(item)
 
     def _unhold(self, item: Item) -> None:
         with self._held_lock:

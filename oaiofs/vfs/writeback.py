@@ -31,7 +31,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ContextManager, Protocol
 
 from ..hashing import file_sha256
 from ..errors import OaioError, error_from_response
@@ -373,6 +373,12 @@ class WriteBack:
             self._last_op.forget(op.id)                 # fsync after this has nothing to wait for
         if not patched:                 # a patched view already shows the server's entry (issue 16)
             self.ns.local_changed(op.oaio_id)
+
+    def reports(self) -> ContextManager[None]:
+        """The cache records a batch's reports change go to disk in one transaction at its end
+        (a stale record after a crash in between is harmless: the file is queued again at start
+        and the server, holding its bytes already, takes it as done; see ``apply.py``)."""
+        return self.cache.bulk()
 
     def on_conflict(self, op: Op, conflict_copy: str) -> None:
         log.warning("%s/%s changed elsewhere too; the local version was saved as %s",

@@ -54,3 +54,30 @@ def test_changes_are_on_disk_when_the_call_returns(tmp_path):
     again = CacheIndex(tmp_path / "index")
     assert again.get("a") == {"v": 1, "atime": 5} and again.items("") and "gone" not in again
     again.close()
+
+
+def test_a_deferred_batch_never_overwrites_a_newer_change_of_another_thread(tmp_path):
+    """The journal's reports of one batch write their records at its end; a write another thread
+    made meanwhile (a new local change saying ``dirty``) stays what the disk holds."""
+    index = CacheIndex(tmp_path / "index")
+    index.set("item\0f", {"dirty": True, "version": 1})
+    in_batch, other_done = threading.Event(), threading.Event()
+
+    def journal_reports() -> None:
+        with index.batch():
+            index.set("item\0f", {"dirty": False, "version": 2})     # the upload committed
+            index.set("item\0g", {"dirty": False, "version": 7})
+            in_batch.set()
+            other_done.wait(10)
+
+    reporter = threading.Thread(target=journal_reports)
+    reporter.start()
+    in_batch.wait(10)
+    index.set("item\0f", {"dirty": True, "version": 2})               # written again meanwhile
+    other_done.set()
+    reporter.join()
+    index.close()
+    disk = diskcache.Cache(str(tmp_path / "index"))
+    assert disk.get("item\0f") == {"dirty": True, "version": 2}
+    assert disk.get("item\0g") == {"dirty": False, "version": 7}
+    disk.close()

@@ -104,3 +104,57 @@ def test_a_burst_of_closed_files_survives_a_kill_before_their_releases(live_serv
     assert sorted(p.name for p in fresh.path("Burst").iterdir()) == ["d0", "d1", "d2", "d3", "d4", "d5", "d6",
                                                                     "values.json"]
     print(f"{recovered} of {len(files)} files were recovered from the cache's dirty records")
+
+
+def test_closed_writes_whose_release_never_came_survive_a_kill(live_server, make_user, api_for, mounted_drive,
+                                                               tmp_path):
+    """A child process holding an inherited descriptor keeps the kernel from sending the release
+    (it comes at the last close of the open file description), while the writer's own close(2)
+    has returned: the deterministic form of the lag above. The files' bytes are in the cache but
+    not in the journal; the cache records must already say dirty — for a file the server had
+    (its first write since), one truncated on open, and one written again after an fsync handed
+    it over (a new data file by copy-on-write) — so the next mount uploads them all."""
+    import subprocess
+    import sys
+
+    user = make_user("heldopen")
+    api = api_for(user)
+    oid = api.create_object({"_name": "Held"})["oaio_id"]
+    api.put_file(oid, "existing.txt", b"0123456789" * 50)
+    api.put_file(oid, "truncated.txt", b"the server's old text")
+    cache = tmp_path / "heldcache"
+    drive = mounted_drive(live_server, user, cache_dir=cache)
+    assert drive.path("Held", "existing.txt").read_bytes() == b"0123456789" * 50   # cached, clean
+    expected = {"existing.txt": b"CHANGED" + (b"0123456789" * 50)[7:],
+                "truncated.txt": b"new text after O_TRUNC",
+                "fsynced.txt": b"handed over by fsync; then more"}
+    holders = []
+
+    def write_and_close_while_held(name: str, flags: int, chunks: list[bytes], fsync_after_first: bool = False) -> None:
+        fd = os.open(drive.path("Held", name), flags, 0o644)
+        holders.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], pass_fds=[fd],
+                                        cwd=tmp_path))
+        for i, chunk in enumerate(chunks):
+            os.write(fd, chunk)
+            if fsync_after_first and i == 0:
+                os.fsync(fd)
+        os.close(fd)                                  # FLUSH only: the child still holds the description
+
+    try:
+        write_and_close_while_held("existing.txt", os.O_WRONLY, [b"CHANGED"])
+        write_and_close_while_held("truncated.txt", os.O_WRONLY | os.O_TRUNC, [b"new text after O_TRUNC"])
+        write_and_close_while_held("fsynced.txt", os.O_WRONLY | os.O_CREAT, [b"handed over by fsync", b"; then more"],
+                                   fsync_after_first=True)
+        drive.kill()
+    finally:
+        for child in holders:
+            child.kill()
+            child.wait()
+    again = mounted_drive(live_server, user, cache_dir=cache)
+    wait_until(lambda: all(server_has(api, oid, name, data) for name, data in expected.items()),
+               timeout=60, message="every closed write on the server")
+    assert {name: again.path("Held", name).read_bytes() for name in expected} == expected
+    again.stop()
+    fresh = mounted_drive(live_server, user, cache_dir=tmp_path / "emptycache")
+    assert {name: fresh.path("Held", name).read_bytes() for name in expected} == expected
+    assert sorted(p.name for p in fresh.path("Held").iterdir()) == sorted([*expected, "values.json"])

@@ -1,10 +1,11 @@
 """Small helpers shared by the durability tests."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from oaiofs.vfs.opstore import Op
 
@@ -16,6 +17,7 @@ class Recorder:
         self.applied: list[tuple[Op, Any]] = []
         self.conflicts: list[tuple[Op, str]] = []
         self.failed: list[tuple[Op, Exception]] = []
+        self.report_groups = 0
 
     def on_applied(self, op: Op, doc: Any) -> None:
         self.applied.append((op, doc))
@@ -25,6 +27,12 @@ class Recorder:
 
     def on_failed(self, op: Op, err: Exception) -> None:
         self.failed.append((op, err))
+
+    @contextlib.contextmanager
+    def reports(self) -> Iterator[None]:
+        """Counts the batches whose reports came inside one ``reports`` context."""
+        self.report_groups += 1
+        yield
 
     def kwargs(self) -> dict[str, Any]:
         return {"listener": self}

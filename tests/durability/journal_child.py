@@ -11,11 +11,12 @@ can kill the process at a known point. Exits 0 once the journal is idle.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from oaiofs.client.api import ApiClient
 from oaiofs.client.uploads import TusUploader
@@ -52,6 +53,9 @@ class _Unheard:
     def on_applied(self, op: Op, doc: Any) -> None: ...
     def on_conflict(self, op: Op, conflict_copy: str) -> None: ...
     def on_failed(self, op: Op, err: Exception) -> None: ...
+
+    def reports(self) -> ContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def main() -> int:

@@ -49,8 +49,9 @@ def test_a_big_upload_runs_beside_a_batch_of_small_files(tmp_path: Path) -> None
     server.on_call = hold_the_big_upload
     src = tmp_path / "src"
     src.mkdir()
+    recorder = Recorder()
     journal = Journal(tmp_path / "j", api, FakeUploader(server, chunk_size=64 << 10), origin="alice@laptop",
-                      workers=4, per_object=4, **Recorder().kwargs())
+                      workers=4, per_object=4, **recorder.kwargs())
     _submit(journal, src, "big.bin", b"B" * (600 << 10))               # > the batch limit: tus
     for i in range(8):
         _submit(journal, src, f"small/f{i}", f"small {i}".encode())
@@ -67,6 +68,8 @@ def test_a_big_upload_runs_beside_a_batch_of_small_files(tmp_path: Path) -> None
                                                             and c[0] != "set_file_meta")
     assert server.blobs[(OID, "big.bin")] == b"B" * (600 << 10)
     assert all(server.blobs[(OID, f"small/f{i}")] == f"small {i}".encode() for i in range(8))
+    # each batch's reports came inside one ``reports`` context (the drive's bookkeeping in one write)
+    assert recorder.report_groups == sum(1 for name, o, _ in server.calls if o == OID and name == "commit_batch")
 
 
 def test_ops_of_one_object_stay_within_the_per_object_bound(tmp_path: Path) -> None:
