@@ -207,3 +207,46 @@ def test_random_walk_of_legal_events_keeps_the_invariants(tmp_path, seed):
     cache.close(item)
     assert item.closed and item.detached == detached
     assert counts.get("submit", 0) and counts.get("commit", 0) and counts.get("write", 0)
+
+
+def _on_disk(cache_root, key):
+    """The item record a new process would read from the cache's index (after a kill -9)."""
+    import diskcache
+    disk = diskcache.Cache(str(cache_root / "index"))
+    try:
+        return disk.get(f"item\0{key[0]}\0{key[1]}")
+    finally:
+        disk.close()
+
+
+def test_the_index_on_disk_says_dirty_before_a_change_lands(tmp_path):
+    """What ``WriteBack.recover`` needs after a kill -9 between close(2) and the asynchronous
+    release: a created file, a clean file's first write, and the first write after a copy-on-write
+    leave a dirty record (no sha256) naming the data file the bytes went to."""
+    root = tmp_path / "c"
+    cache = Cache(root, quota_bytes=MiB)
+    cache.install(("o", "clean"), _file(tmp_path / "dl", b"server bytes"), version=3, sha256="cd" * 32, size=12)
+    item = cache.open(("o", "clean"), version=3, sha256="cd" * 32, size=12)
+    assert _on_disk(root, ("o", "clean"))["dirty"] is False
+    item.write(0, b"SERVER")
+    rec = _on_disk(root, ("o", "clean"))
+    assert rec["dirty"] is True and rec["sha256"] is None and rec["token"] == item.token
+    snapshot = tmp_path / "snap"                       # the journal's hard link (a hand-over)
+    os.link(item.data_path, snapshot)
+    item.submitted()
+    cache.persist(item)
+    item.prepare_write()                               # copy-on-write: a new data file
+    item.write(6, b"!")
+    rec = _on_disk(root, ("o", "clean"))
+    assert rec["dirty"] is True and rec["token"] == item.token and rec["sha256"] is None
+    assert (root / "data" / rec["token"]).read_bytes() == b"SERVER!bytes"
+    cache.close(item)
+    new = cache.create_local(("o", "new"))             # a created file: dirty on disk at once
+    assert _on_disk(root, ("o", "new"))["dirty"] is True
+    cache.close(new)
+    cache.close_all()
+
+
+def _file(path, data):
+    path.write_bytes(data)
+    return path
