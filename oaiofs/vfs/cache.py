@@ -94,10 +94,6 @@ class Item:
         # the sha256 of this history's newest bytes the server has or the journal holds: the next
         # snapshot's parent (a server version with these bytes is our own, issue 12)
         self.parent_sha: str | None = sha256
-        # the token of the data file the index on disk says is dirty (None: not known to say so);
-        # a local change first makes it say so, so a kill -9 after close(2) and before the
-        # asynchronous release still finds the file to upload (``WriteBack.recover``)
-        self.recorded_dirty: str | None = token if dirty else None
         self._old_fds: list[int] = []
         self._hash = IncrementalHash(self._read_for_hash, self._start_writeback)
         self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -227,7 +223,7 @@ class Item:
         self.state = dirty
         self.write_gen += 1
         self.sha256 = None
-        if self.recorded_dirty != self.token and not self.detached:
+        if not self.detached and not self.cache.records_dirty(self):
             self.cache.persist(self)
 
     def finish_hash(self) -> str:
@@ -373,7 +369,11 @@ class Cache:
             self.index.touch(rkey, rec)
         else:
             self.index.set(rkey, rec)
-        item.recorded_dirty = item.token if rec["dirty"] else None
+
+    def records_dirty(self, item: Item) -> bool:
+        """True if ``item``'s index record already says its current data file is dirty."""
+        rec = self.index.get(_record_key(item.key))
+        return bool(rec and rec.get("dirty") and rec.get("token") == item.token)
 
     def install(self, key: ItemKey, src: Path, *, version: int, sha256: str | None, size: int) -> None:
         """Take a fully downloaded file (moved in) as the clean item for ``key``."""
