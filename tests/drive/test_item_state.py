@@ -212,9 +212,11 @@ def test_random_walk_of_legal_events_keeps_the_invariants(tmp_path, seed):
 def _on_disk(cache_root, key):
     """The item record a new process would read from the cache's index (after a kill -9)."""
     import diskcache
+
+    from oaiofs.vfs.cache import _record_key
     disk = diskcache.Cache(str(cache_root / "index"))
     try:
-        return disk.get(f"item\0{key[0]}\0{key[1]}")
+        return disk.get(_record_key(key))
     finally:
         disk.close()
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +12,18 @@ from tests.conftest import wait_until
 from tests.drive.helpers import server_has
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def hold_release(fd: int, cwd: Path) -> subprocess.Popen[bytes]:
+    """A child that inherits ``fd`` and sleeps: the open file description stays referenced, so
+    the writer's close(2) returns (FLUSH) and the kernel never sends the RELEASE. Kill it to end."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], pass_fds=[fd], cwd=cwd)
+
+
+def end_holders(holders: list[subprocess.Popen[bytes]]) -> None:
+    for child in holders:
+        child.kill()
+        child.wait()
 
 
 def test_open_file_of_a_killed_mount_is_uploaded_after_remount(live_server, make_user, api_for,
@@ -114,9 +129,6 @@ def test_closed_writes_whose_release_never_came_survive_a_kill(live_server, make
     not in the journal; the cache records must already say dirty — for a file the server had
     (its first write since), one truncated on open, and one written again after an fsync handed
     it over (a new data file by copy-on-write) — so the next mount uploads them all."""
-    import subprocess
-    import sys
-
     user = make_user("heldopen")
     api = api_for(user)
     oid = api.create_object({"_name": "Held"})["oaio_id"]
@@ -132,8 +144,7 @@ def test_closed_writes_whose_release_never_came_survive_a_kill(live_server, make
 
     def write_and_close_while_held(name: str, flags: int, chunks: list[bytes], fsync_after_first: bool = False) -> None:
         fd = os.open(drive.path("Held", name), flags, 0o644)
-        holders.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], pass_fds=[fd],
-                                        cwd=tmp_path))
+        holders.append(hold_release(fd, tmp_path))
         for i, chunk in enumerate(chunks):
             os.write(fd, chunk)
             if fsync_after_first and i == 0:
@@ -147,9 +158,7 @@ def test_closed_writes_whose_release_never_came_survive_a_kill(live_server, make
                                    fsync_after_first=True)
         drive.kill()
     finally:
-        for child in holders:
-            child.kill()
-            child.wait()
+        end_holders(holders)
     again = mounted_drive(live_server, user, cache_dir=cache)
     wait_until(lambda: all(server_has(api, oid, name, data) for name, data in expected.items()),
                timeout=60, message="every closed write on the server")
@@ -168,8 +177,6 @@ def test_seeded_edits_closed_before_a_kill_match_a_local_reference(live_server, 
     the reference, on the server and through a second mount with an empty cache.
     ``OAIOFS_RECOVERY_SEED`` picks another history."""
     import random
-    import subprocess
-    import sys
 
     from tests.drive.model import env_int
 
@@ -195,8 +202,7 @@ def test_seeded_edits_closed_before_a_kill_match_a_local_reference(live_server, 
             flags = rng.choice([os.O_RDWR, os.O_WRONLY | os.O_APPEND, os.O_WRONLY | os.O_TRUNC]) | os.O_CREAT
             fds = [os.open(drive.path("Seeded", name), flags, 0o644), os.open(reference / name, flags, 0o644)]
             if rng.random() < 0.5:                           # its release never comes before the kill
-                holders.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                                                pass_fds=[fds[0]], cwd=tmp_path))
+                holders.append(hold_release(fds[0], tmp_path))
             for _ in range(rng.randrange(1, 5)):
                 step = rng.choice(["write", "write", "truncate", "fsync"])
                 size = os.fstat(fds[1]).st_size
@@ -213,9 +219,7 @@ def test_seeded_edits_closed_before_a_kill_match_a_local_reference(live_server, 
                 os.close(fd)
         drive.kill()
     finally:
-        for child in holders:
-            child.kill()
-            child.wait()
+        end_holders(holders)
     expected = {name: (reference / name).read_bytes() for name in names}
     again = mounted_drive(live_server, user, cache_dir=cache)
     wait_until(lambda: all(server_has(api, oid, name, data) for name, data in expected.items()),
